@@ -1,0 +1,1 @@
+"""`edgekit demo`: the whole story on embedded defaults (amqtt broker, SQLite hub)."""
