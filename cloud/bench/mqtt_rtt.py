@@ -9,6 +9,7 @@ flight, so the difference is the agent's decode + validate + infer + encode.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -69,7 +71,7 @@ class Requester:
             start = time.perf_counter()
             self.client.publish(req_topic, body, qos=0)
             with self._cond:
-                ok = self._cond.wait_for(lambda r=rid: r in self._replies, timeout)
+                ok = self._cond.wait_for(partial(operator.contains, self._replies, rid), timeout)
                 if not ok:
                     raise TimeoutError(f"no reply to request {rid} within {timeout} s")
                 out.append((self._replies.pop(rid) - start) * 1000)
