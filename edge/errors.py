@@ -15,7 +15,8 @@
     │   └── RuntimeMissingError  the runtime's package is not installed
     ├── SelfTestError          a model variant that disagrees with its golden set
     ├── InstallError           a deploy step that failed (has ``step``)
-    └── TransportError         the broker cannot be reached or refused us
+    ├── TransportError         the broker cannot be reached or refused us
+    └── StorageError           a local file (outbox, state) that cannot be written or read
 
 Foreign errors are translated at the boundary with ``raise ... from exc``.
 """
@@ -97,3 +98,7 @@ class InstallError(EdgekitError):
 
 class TransportError(EdgekitError):
     """The MQTT broker cannot be reached or refused the connection."""
+
+
+class StorageError(EdgekitError):
+    """A local file the agent keeps (outbox segments, state) that cannot be written or read."""
