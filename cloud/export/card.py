@@ -240,14 +240,14 @@ def _confusion(ev: Evaluation, labels: list[str], png: str) -> str:
 def _calibration(ev: Evaluation, png: str) -> str:
     rel = ev.calibration
     filled = rel.counts > 0
-    gap = rel.confidence[filled] - rel.accuracy[filled]
     mean_conf = float((rel.confidence[filled] * rel.counts[filled]).sum() / rel.counts.sum())
+    gap = mean_conf - ev.accuracy
     tendency = (
         "over-confident"
-        if gap.mean() > 0.01
+        if gap > 0.01
         else "under-confident"
-        if gap.mean() < -0.01
-        else "well matched to its accuracy"
+        if gap < -0.01
+        else "well matched to its accuracy on average"
     )
     return (
         f"## Calibration\n\nExpected calibration error (ECE, {len(rel.counts)} equal-width bins "

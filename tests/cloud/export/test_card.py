@@ -1,0 +1,247 @@
+"""The model card has every section the issue asks for, with valid PNG charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cloud.export.card import write_model_card
+from edge.errors import DataError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _run(kind: str) -> dict[str, Any]:
+    return {
+        "name": "toy",
+        "kind": kind,
+        "arch": "mlp",
+        "seed": 5,
+        "code_version": "abc123",
+        "created": "2025-01-01T00:00:00Z",
+        "hyperparameters": {"epochs": 3, "batch_size": 32, "hidden": [16, 8]},
+        "dataset": {
+            "source": "synthetic",
+            "fingerprint": "sha256:" + "0" * 64,
+            "report": {
+                "samples_per_class": {"a": 60, "b": 60, "c": 60},
+                "splits": {"train": 120, "val": 30, "test": 30},
+                "feature_ranges": {"x0": [0, 1]},
+            },
+        },
+    }
+
+
+def _variants(float_scores: np.ndarray) -> list[dict[str, Any]]:
+    flipped = float_scores.copy()
+    flipped[:3] = flipped[:3, ::-1]  # int8 variant that disagrees on 3 samples (at most)
+    base = {"included": True, "reason": "", "latency_p95_ms": 0.2}
+    return [
+        {
+            **base,
+            "target": "litert-fp32",
+            "runtime": "litert",
+            "precision": "fp32",
+            "accuracy": 0.9,
+            "agreement": 1.0,
+            "size": 12_000,
+            "latency_ms": 0.1,
+            "speedup_vs_fp32": 1.0,
+        },
+        {
+            **base,
+            "target": "litert-int8",
+            "runtime": "litert",
+            "precision": "int8",
+            "accuracy": 0.88,
+            "agreement": 0.9,
+            "size": 5_000,
+            "latency_ms": 0.05,
+            "speedup_vs_fp32": 2.0,
+            "scores": flipped,
+        },
+        {
+            **base,
+            "target": "onnxruntime-int8",
+            "runtime": "onnxruntime",
+            "precision": "int8",
+            "included": False,
+            "reason": "accuracy drop 3.2 points > gate 1.0",
+            "accuracy": 0.6,
+            "agreement": 0.7,
+            "size": 6_000,
+            "latency_ms": 0.3,
+            "speedup_vs_fp32": 0.5,
+        },
+        {
+            **base,
+            "target": "openvino-int8",
+            "runtime": "openvino",
+            "precision": "int8",
+            "included": False,
+            "reason": "runtime not installed",
+            "accuracy": None,
+            "agreement": None,
+            "size": None,
+            "latency_ms": None,
+            "latency_p95_ms": None,
+            "speedup_vs_fp32": None,
+        },
+    ]
+
+
+SECTIONS = [
+    "# Model card: toy v3",
+    "## Intended use and limitations",
+    "## Data and lineage",
+    "## Performance",
+    "## Confusion matrix",
+    "## Calibration",
+    "## Runtime variants",
+    "## How quantisation changed the model",
+    "## Explanation aid",
+]
+
+
+def _check_common(card: str, paths: list[Path], out: Path) -> None:
+    for title in SECTIONS:
+        assert title in card, title
+    for needle in ("sha256:" + "0" * 64, "abc123", "batch_size", "| a | 60 |", "ECE"):
+        assert needle in card, needle
+    assert "accuracy drop 3.2 points > gate 1.0" in card
+    assert "runtime not installed" in card
+    assert "2.00x" in card
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 0
+        if p.suffix == ".png":
+            assert p.read_bytes()[:8] == PNG_MAGIC
+            assert f"(charts/{p.name})" in card  # every chart is linked from the card
+    assert (out / "model_card.md") in paths
+
+
+def test_image_card_has_every_section_and_saliency(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 10)
+    x = rng.uniform(0, 0.1, size=(30, 8, 8, 1)).astype(np.float32)
+    for c in range(3):
+        x[y == c, c * 2 : c * 2 + 3, :, 0] += 1.0  # each class lights its own rows
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        rows = np.stack([a[:, c * 2 : c * 2 + 3, :, 0].mean(axis=(1, 2)) for c in range(3)], 1)
+        return _softmax(8 * rows)
+
+    scores = predict(x)
+    paths = write_model_card(
+        tmp_path,
+        name="toy",
+        version=3,
+        run=_run("image"),
+        labels=["a", "b", "c"],
+        y_true=y,
+        float_scores=scores,
+        variants=_variants(scores),
+        predict_fn=predict,
+        x_test=x,
+        feature_names=None,
+    )
+    card = (tmp_path / "model_card.md").read_text()
+    _check_common(card, paths, tmp_path)
+    names = {p.name for p in paths}
+    assert {"confusion_matrix.png", "reliability.png", "variants.png", "saliency.png"} <= names
+    assert "occlusion saliency" in card
+    # the disagreement count comes from the int8 scores: exactly the flipped samples that changed
+    flipped = _variants(scores)[1]["scores"]
+    n_dis = int((flipped.argmax(1) != scores.argmax(1)).sum())
+    assert f"{n_dis} / 30" in card
+    assert "| **a** | 10 | 0 | 0 |" in card  # confusion matrix as a markdown table
+
+
+def test_tabular_card_ranks_the_informative_feature(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(90, 4)).astype(np.float32)
+    y = np.digitize(x[:, 2], [-0.43, 0.43])  # only "petal" decides the class
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        z = a[:, 2:3] * np.array([[-6.0, 0.0, 6.0]])
+        z[:, 1] = 2.0 - 6 * np.abs(a[:, 2])
+        return _softmax(z)
+
+    scores = predict(x)
+    paths = write_model_card(
+        tmp_path,
+        name="toy",
+        version=3,
+        run=_run("tabular"),
+        labels=["a", "b", "c"],
+        y_true=y,
+        float_scores=scores,
+        variants=_variants(scores),
+        predict_fn=predict,
+        x_test=x,
+        feature_names=["sepal", "width", "petal", "noise"],
+    )
+    card = (tmp_path / "model_card.md").read_text()
+    _check_common(card, paths, tmp_path)
+    assert "feature_importance.png" in {p.name for p in paths}
+    table = card.split("permutation feature importance")[1]
+    first_row = next(line for line in table.splitlines() if line.startswith("| `"))
+    assert first_row.startswith("| `petal`")
+
+
+def test_card_without_variants_still_writes(tmp_path: Path) -> None:
+    x = np.eye(2, dtype=np.float32)[[0, 1, 0, 1]]
+    scores = _softmax(x * 3)
+    paths = write_model_card(
+        tmp_path,
+        name="toy",
+        version=3,
+        run={},
+        labels=["a", "b"],
+        y_true=np.array([0, 1, 0, 1]),
+        float_scores=scores,
+        variants=[],
+        predict_fn=lambda a: _softmax(a * 3),
+        x_test=x,
+        feature_names=["p", "q"],
+    )
+    card = (tmp_path / "model_card.md").read_text()
+    assert "No variants were exported." in card
+    assert "No int8 variant" in card
+    assert all(p.exists() for p in paths)
+
+
+def test_mismatched_labels_and_scores_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="3 labels"):
+        write_model_card(
+            tmp_path,
+            name="toy",
+            version=1,
+            run={},
+            labels=["a", "b", "c"],
+            y_true=np.array([0, 1]),
+            float_scores=np.full((2, 2), 0.5),
+            variants=[],
+            predict_fn=lambda a: a,
+            x_test=np.zeros((2, 2)),
+        )
+    with pytest.raises(DataError, match="x_test has 3"):
+        write_model_card(
+            tmp_path,
+            name="toy",
+            version=1,
+            run={},
+            labels=["a", "b"],
+            y_true=np.array([0, 1]),
+            float_scores=np.full((2, 2), 0.5),
+            variants=[],
+            predict_fn=lambda a: a,
+            x_test=np.zeros((3, 2)),
+        )
