@@ -1,0 +1,1 @@
+"""`edgekit simulate`: a fleet of lightweight simulated agents for scale tests."""

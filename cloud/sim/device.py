@@ -1,0 +1,350 @@
+"""One simulated device: a real MQTT session speaking the real agent protocol.
+
+A SimDevice owns a paho client but no network thread: the fleet's selector loop drives
+many of them from one thread (see fleet.py), which is what lets a 2-core machine hold a
+thousand sessions. Installs are the real flow: download over HTTP with the device token,
+check the command's sha256, verify the signature against the trusted key, enforce the
+version rule, run the golden set on a real runtime, activate, stay on probation, commit —
+each step published as an ``edgekit.event/1``. Models are shared per process by bundle
+sha256 (``ModelCache``) so a thousand devices do not load a thousand interpreters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edge.monitor import Monitor
+from edge.predictor import Predictor
+
+from edge import __version__, contract
+from edge.bundle import check_version, extract_bundle
+from edge.contract import Command, Event, ModelRef, Status, Telemetry
+from edge.errors import EdgekitError, InstallError
+
+log = logging.getLogger("edgekit.sim")
+
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class LoadedModel:
+    """One extracted, verified bundle with a predictor and its golden set."""
+
+    name: str
+    version: int
+    sha256: str
+    predictor: Predictor
+    inputs: np.ndarray
+    labels: list[str | None]
+    golden_outputs: np.ndarray
+    reference: dict[str, Any] | None
+    tolerance: dict[str, float]
+    lock: threading.Lock
+
+
+class ModelCache:
+    """Bundles extracted and loaded once per process, keyed by the bundle's sha256."""
+
+    def __init__(self, root: Path, trusted_key: Path, runtime: str | None) -> None:
+        self.root = root
+        self.trusted_key = trusted_key
+        self.runtime = runtime
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def load(self, bundle_file: Path, sha256: str) -> LoadedModel:
+        with self._lock:
+            if sha256 in self._models:
+                return self._models[sha256]
+            dest = self.root / sha256[:16]
+            manifest = extract_bundle(bundle_file, dest, self.trusted_key)
+            predictor = Predictor.open(dest, manifest, runtime=self.runtime)
+            golden = np.load(dest / manifest.golden.entry.file) if manifest.golden else None
+            if golden is None:
+                raise InstallError("self_test", "bundle has no golden set")
+            raw_labels = golden["labels"] if "labels" in golden.files else None
+            labels: list[str | None] = (
+                [manifest.labels[int(i)] for i in raw_labels]
+                if raw_labels is not None
+                else [None] * len(golden["inputs"])
+            )
+            reference = None
+            if manifest.reference is not None:
+                import json
+
+                reference = json.loads((dest / manifest.reference.file).read_text())
+            model = LoadedModel(
+                name=manifest.name,
+                version=manifest.version,
+                sha256=sha256,
+                predictor=predictor,
+                inputs=golden["inputs"].astype(np.float32),
+                labels=labels,
+                golden_outputs=golden["outputs"].astype(np.float32),
+                reference=reference,
+                tolerance=manifest.golden.tolerance if manifest.golden else {},
+                lock=threading.Lock(),
+            )
+            self._models[sha256] = model
+            return model
+
+
+def self_test(model: LoadedModel) -> dict[str, float]:
+    """The golden set through the real runtime; raises InstallError outside tolerance."""
+    with model.lock:
+        scores = model.predictor.infer_model_domain(model.inputs)
+    mae = float(np.mean(np.abs(scores - model.golden_outputs)))
+    agree = float(np.mean(scores.argmax(1) == model.golden_outputs.argmax(1)))
+    max_mae = model.tolerance.get("max_mean_abs_error", 0.05)
+    min_agree = model.tolerance.get("min_top1_agreement", 0.95)
+    if mae > max_mae or agree < min_agree:
+        raise InstallError(
+            "self_test",
+            f"golden set outside tolerance: mean abs error {mae:.4f} (max {max_mae}), "
+            f"top-1 agreement {agree:.3f} (min {min_agree})",
+        )
+    return {"mean_abs_error": mae, "top1_agreement": agree}
+
+
+class SimDevice:
+    """A simulated agent. ``publish`` is the fleet's thread-safe publish function."""
+
+    def __init__(
+        self,
+        device_id: str,
+        client: Any,
+        cache: ModelCache,
+        token: str | None,
+        *,
+        probation_s: float = 2.0,
+        inferences_per_tick: int = 5,
+        tags: list[str] | None = None,
+    ) -> None:
+        self.id = contract.validate_device_id(device_id)
+        self.client = client
+        self.cache = cache
+        self.token = token
+        self.probation_s = probation_s
+        self.inferences_per_tick = inferences_per_tick
+        self.tags = tags or []
+        self.boot = uuid.uuid4().hex[:12]
+        self.seq = 0
+        self.model: LoadedModel | None = None
+        self.installed: dict[int, LoadedModel] = {}  # version -> model, for rollbacks
+        self.monitor: Monitor | None = None
+        self.started = time.time()
+        self.installing = threading.Lock()
+        self._seq_lock = threading.Lock()
+        self.rng = random.Random(device_id)
+
+    # ----------------------------------------------------------------- publishing
+
+    def next_seq(self) -> int:
+        with self._seq_lock:
+            self.seq += 1
+            return self.seq
+
+    def publish(self, kind: str, payload: dict[str, Any], *, qos: int = 1, retain: bool = False):  # type: ignore[no-untyped-def]
+        return self.client.publish(
+            contract.topic(self.id, kind), contract.encode_json(payload), qos=qos, retain=retain
+        )
+
+    def model_ref(self) -> ModelRef | None:
+        m = self.model
+        if m is None:
+            return None
+        art = m.predictor.artifact
+        return ModelRef(m.name, m.version, art.runtime, art.precision)
+
+    def status(self, state: str = "online") -> dict[str, Any]:
+        return Status(
+            device=self.id,
+            ts=time.time(),
+            seq=self.next_seq(),
+            state=state,
+            agent_version=f"{__version__}+sim",
+            model=self.model_ref() if state == "online" else None,
+            boot=self.boot,
+            capabilities={"simulated": True, "tags": self.tags},
+        ).to_dict()
+
+    def will_payload(self) -> bytes:
+        return contract.encode_json(self.status("offline"))
+
+    def event(self, kind: str, message: str, cmd: Command | None = None, **kw: Any) -> None:
+        ev = Event(
+            device=self.id,
+            ts=time.time(),
+            seq=self.next_seq(),
+            kind=kind,
+            message=message,
+            rollout=cmd.rollout if cmd else None,
+            command=cmd.id if cmd else None,
+            version=cmd.version if cmd else None,
+            boot=self.boot,
+            **kw,
+        )
+        self.publish(contract.EVENTS, ev.to_dict())
+
+    # ----------------------------------------------------------------- behaviour
+
+    def on_connect(self) -> None:
+        self.client.subscribe(contract.topic(self.id, contract.CMD), qos=1)
+        self.client.subscribe(contract.topic(self.id, contract.INFER_REQ), qos=0)
+        self.publish(contract.STATUS, self.status(), retain=True)
+
+    def tick(self) -> None:
+        """Telemetry: run a few real inferences on the golden inputs, then report."""
+        m, mon = self.model, self.monitor
+        if m is None or mon is None:
+            return
+        for _ in range(self.inferences_per_tick):
+            i = self.rng.randrange(len(m.inputs))
+            x = m.inputs[i : i + 1]
+            start = time.perf_counter()
+            with m.lock:
+                scores = m.predictor.infer_model_domain(x)[0]
+            mon.record((time.perf_counter() - start) * 1000, scores, x[0], m.labels[i])
+        tel = Telemetry(
+            device=self.id,
+            ts=time.time(),
+            seq=self.next_seq(),
+            model=self.model_ref(),
+            metrics=mon.snapshot(time.time()),
+            boot=self.boot,
+        )
+        self.publish(contract.TELEMETRY, tel.to_dict(), qos=0)
+
+    def on_message(self, topic: str, payload: bytes, run_async: Callable[..., Any]) -> None:
+        kind = topic.rsplit("/", 2)[-1] if not topic.endswith(contract.INFER_REQ) else "infer"
+        try:
+            obj = contract.decode_json(payload)
+            if kind == "infer":
+                self._infer(obj)
+                return
+            cmd = Command.parse(obj)
+        except EdgekitError as exc:
+            log.info("%s: dropped bad message on %s: %s", self.id, topic, exc)
+            return
+        if cmd.kind == "ping":
+            self.event("info", "pong", cmd)
+        elif cmd.kind in ("deploy", "rollback"):
+            run_async(self.install, cmd)
+
+    def _infer(self, obj: dict[str, Any]) -> None:
+        from edge.contract import InferRequest, InferResponse
+
+        req = InferRequest.parse(obj)
+        m = self.model
+        if m is None:
+            res = InferResponse(
+                req.id, self.id, time.time(), error={"code": "no_model", "message": "no model"}
+            )
+        else:
+            try:
+                with m.lock:
+                    pred = m.predictor.predict(req.inputs)
+                res = InferResponse(
+                    req.id,
+                    self.id,
+                    time.time(),
+                    label=pred.label,
+                    scores=pred.scores,
+                    version=m.version,
+                    latency_ms=pred.latency_ms,
+                )
+            except EdgekitError as exc:
+                code = getattr(exc, "code", "error")
+                res = InferResponse(
+                    req.id, self.id, time.time(), error={"code": code, "message": str(exc)}
+                )
+        self.publish(contract.INFER_RES, res.to_dict(), qos=0)
+
+    def install(self, cmd: Command) -> None:
+        """The real deploy flow, one event per step; never leaves a half-installed model."""
+        kind = "rollback" if cmd.kind == "rollback" else "deploy"
+        with self.installing:
+            try:
+                if cmd.expires is not None and cmd.expires < time.time():
+                    raise InstallError("verifying", "command expired")
+                model = self.installed.get(cmd.version or -1) if kind == "rollback" else None
+                if model is None:
+                    model = self._fetch(cmd, kind)
+                self.event(kind, "activating", cmd, step="activating")
+                previous = self.model
+                self._activate(model)
+                self.publish(contract.STATUS, self.status(), retain=True)
+                self.event(kind, "probation", cmd, step="probation")
+                time.sleep(self.probation_s)
+                self.event(kind, "committed", cmd, step="committed")
+                self.installed[model.version] = model
+                if previous is not None:
+                    self.installed.setdefault(previous.version, previous)
+            except EdgekitError as exc:
+                step = getattr(exc, "step", "failed")
+                self.event(
+                    kind,
+                    f"{step}: {exc}",
+                    cmd,
+                    step="failed",
+                    detail={"reason": str(exc), "at": step},
+                )
+
+    def _fetch(self, cmd: Command, kind: str) -> LoadedModel:
+        if cmd.url is None or cmd.sha256 is None:
+            raise InstallError("downloading", "command names no bundle url/sha256")
+        self.event(kind, "downloading", cmd, step="downloading")
+        with tempfile.TemporaryDirectory(prefix="edgekit-sim-") as tmp:
+            path = Path(tmp) / "bundle.ekb"
+            digest = download(cmd.url, path, self.token)
+            self.event(kind, "verifying", cmd, step="verifying")
+            if digest != cmd.sha256:
+                raise InstallError("verifying", f"sha256 {digest[:12]}… is not {cmd.sha256[:12]}…")
+            installed = self.model.version if self.model else None
+            check_version(cmd.version or 0, installed, rollback=kind == "rollback")
+            model = self.cache.load(path, digest)
+        if model.version != cmd.version:
+            raise InstallError(
+                "verifying", f"bundle is version {model.version}, command says {cmd.version}"
+            )
+        self.event(kind, "self_test", cmd, step="self_test", detail=self_test(model))
+        return model
+
+    def _activate(self, model: LoadedModel) -> None:
+        self.model = model
+        self.monitor = Monitor(model.predictor.manifest.labels, model.reference)
+
+
+def download(url: str, dest: Path, token: str | None, timeout: float = 60.0) -> str:
+    """GET a bundle (bounded size and time) and return its sha256."""
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    h = hashlib.sha256()
+    total = 0
+    deadline = time.monotonic() + timeout
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp, open(dest, "wb") as f:
+            while chunk := resp.read(1 << 16):
+                total += len(chunk)
+                if total > MAX_BUNDLE_BYTES:
+                    raise InstallError("downloading", f"bundle exceeds {MAX_BUNDLE_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise InstallError("downloading", f"download took over {timeout} s")
+                h.update(chunk)
+                f.write(chunk)
+    except OSError as exc:
+        raise InstallError("downloading", f"{url}: {exc}") from exc
+    return h.hexdigest()

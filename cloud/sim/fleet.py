@@ -1,0 +1,199 @@
+"""Many simulated devices in one process, driven by one selector loop.
+
+paho supports an external event loop (``socket()``, ``loop_read()``, ``loop_write()``,
+``loop_misc()``, ``want_write()``): one thread multiplexes every device's socket, so a
+process holds hundreds of real MQTT sessions without a thread each. Installs (HTTP
+downloads, self-tests) run on a small thread pool so they never stall the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import selectors
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from cloud.sim.device import ModelCache, SimDevice
+from edge import contract
+
+log = logging.getLogger("edgekit.sim")
+
+
+@dataclass
+class FleetSpec:
+    """What one simulator process runs."""
+
+    broker: str
+    device_ids: list[str]
+    trusted_key: str
+    token: str | None = None
+    telemetry_interval: float = 10.0
+    probation_s: float = 2.0
+    runtime: str | None = "litert"
+    install_workers: int = 4
+    connect_rate: float = 200.0  # new connections per second, so a broker is not stormed
+    tags: list[str] = field(default_factory=list)
+
+
+class Fleet:
+    """Connect, serve and report for every device of one process until stopped."""
+
+    def __init__(self, spec: FleetSpec, cache_dir: Path) -> None:
+        import paho.mqtt.client as mqtt
+
+        self._mqtt = mqtt
+        self.spec = spec
+        u = urlparse(spec.broker)
+        if u.scheme not in ("mqtt", "tcp") or not u.hostname:
+            raise ValueError(f"simulator broker must be mqtt://HOST:PORT, got {spec.broker!r}")
+        self.host, self.port = u.hostname, u.port or 1883
+        self.cache = ModelCache(cache_dir, Path(spec.trusted_key), spec.runtime)
+        self.pool = ThreadPoolExecutor(spec.install_workers, thread_name_prefix="sim-install")
+        self.selector = selectors.DefaultSelector()
+        self.devices: dict[str, SimDevice] = {}
+        self._inbox: queue.SimpleQueue[tuple[SimDevice, str, bytes]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self.connected = 0
+
+    def _make(self, device_id: str) -> SimDevice:
+        mqtt = self._mqtt
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgekit-sim-{device_id}")
+        client.max_queued_messages_set(1000)
+        dev = SimDevice(
+            device_id,
+            client,
+            self.cache,
+            self.spec.token,
+            probation_s=self.spec.probation_s,
+            tags=self.spec.tags,
+        )
+        client.will_set(
+            contract.topic(device_id, contract.STATUS), dev.will_payload(), qos=1, retain=True
+        )
+
+        def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+            if not rc.is_failure:
+                self.connected += 1
+                dev.on_connect()
+
+        def on_disconnect(_c: Any, _u: Any, _f: Any, _rc: Any, _p: Any = None) -> None:
+            self.connected -= 1
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            self._inbox.put((dev, msg.topic, msg.payload))
+
+        client.on_connect, client.on_disconnect = on_connect, on_disconnect
+        client.on_message = on_message
+        return dev
+
+    def _register(self, dev: SimDevice) -> None:
+        sock = dev.client.socket()
+        if sock is not None:
+            self.selector.register(sock, selectors.EVENT_READ, dev)
+
+    def _connect_all(self) -> None:
+        gap = 1.0 / self.spec.connect_rate
+        for did in self.spec.device_ids:
+            if self._stop.is_set():
+                return
+            dev = self._make(did)
+            try:
+                dev.client.connect(self.host, self.port, keepalive=60)
+            except OSError as exc:
+                log.warning("%s: connect failed: %s", did, exc)
+                continue
+            self.devices[did] = dev
+            self._register(dev)
+            self._pump_once(0)
+            time.sleep(gap)
+
+    def _pump_once(self, timeout: float) -> None:
+        for key, _mask in self.selector.select(timeout):
+            dev: SimDevice = key.data
+            if dev.client.loop_read() != 0:
+                self._reconnect(dev)
+        for dev in self.devices.values():
+            if dev.client.want_write():
+                dev.client.loop_write()
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        run_async: Callable[..., Any] = self.pool.submit
+        while True:
+            try:
+                dev, topic, payload = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                dev.on_message(topic, payload, run_async)
+            except Exception:  # one bad message never stops the fleet
+                log.exception("%s: handler failed", dev.id)
+
+    def _reconnect(self, dev: SimDevice) -> None:
+        sock = dev.client.socket()
+        if sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(sock)
+        try:
+            dev.client.reconnect()
+            self._register(dev)
+        except OSError:
+            pass  # retried by the misc loop below
+
+    def run(self, duration: float | None = None) -> None:
+        self._connect_all()
+        next_tick = time.monotonic() + self.spec.telemetry_interval
+        next_misc = time.monotonic() + 1.0
+        end = time.monotonic() + duration if duration else None
+        while not self._stop.is_set() and (end is None or time.monotonic() < end):
+            self._pump_once(0.05)
+            now = time.monotonic()
+            if now >= next_misc:
+                next_misc = now + 1.0
+                for dev in self.devices.values():
+                    if dev.client.loop_misc() != 0 or dev.client.socket() is None:
+                        self._reconnect(dev)
+            if now >= next_tick:
+                next_tick = now + self.spec.telemetry_interval
+                for dev in list(self.devices.values()):
+                    try:
+                        dev.tick()
+                    except Exception:
+                        log.exception("%s: telemetry failed", dev.id)
+        self.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        """Say goodbye like a real agent: retained offline status, then DISCONNECT."""
+        for dev in self.devices.values():
+            try:
+                dev.publish(contract.STATUS, dev.status("offline"), retain=True)
+                dev.client.loop_write()
+                dev.client.disconnect()
+                dev.client.loop_write()
+            except Exception:
+                pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.selector.close()
+
+
+def run_process(spec: FleetSpec, duration: float | None = None) -> None:
+    """Entry point of one simulator process."""
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="edgekit-sim-cache-") as cache:
+        fleet = Fleet(spec, Path(cache))
+        signal.signal(signal.SIGTERM, lambda *_: fleet.stop())
+        signal.signal(signal.SIGINT, lambda *_: fleet.stop())
+        fleet.run(duration)
