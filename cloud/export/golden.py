@@ -1,0 +1,79 @@
+"""The golden set: what a device runs before it activates a bundle (the self-test).
+
+A few test-split samples (model-domain inputs, stratified over classes so every label is
+exercised), the float Keras model's scores for them, and their labels. The tolerance is
+measured, not guessed: every variant that passed the gate is run on the golden inputs with
+its edge backend, and the tolerance is set with a margin above the worst deviation seen,
+so every shipped variant passes on a device while a broken model (wrong preprocessing,
+corrupt weights) does not.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_GOLDEN_SIZE = 32
+MAE_MARGIN = 2.0  # tolerance = MAE_MARGIN x worst mean-abs-error seen ...
+MAE_FLOOR = 0.005  # ... but never tighter than this (other CPUs round differently)
+AGREEMENT_SLACK = 2  # samples whose arg-max may flip on a device beyond the worst seen
+
+
+def pick_golden(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` samples, round-robin over classes in a seeded order."""
+    rng = np.random.default_rng(seed)
+    pools = [list(rng.permutation(np.flatnonzero(y == c))) for c in np.unique(y)]
+    picked: list[int] = []
+    while len(picked) < min(n, len(y)):
+        for pool in pools:
+            if pool and len(picked) < n:
+                picked.append(int(pool.pop()))
+    return np.array(sorted(picked), dtype=np.int64)
+
+
+def deviation(scores: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """How far a variant's golden scores are from the float model's (self-test metrics)."""
+    diff = np.abs(scores.astype(np.float64) - reference.astype(np.float64))
+    return {
+        "mean_abs_error": float(diff.mean()),
+        "max_abs_error": float(diff.max()),
+        "top1_agreement": float(np.mean(scores.argmax(1) == reference.argmax(1))),
+    }
+
+
+def _round_up(value: float, digits: int = 2) -> float:
+    """Round up to ``digits`` significant digits, so the recorded number is readable."""
+    if value <= 0:
+        return 0.0
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return math.ceil(value * scale) / scale
+
+
+def tolerance(measured: dict[str, dict[str, float]], n: int) -> dict[str, float]:
+    """Self-test tolerance with margin above the worst deviation of any shipped variant."""
+    worst_mae = max((m["mean_abs_error"] for m in measured.values()), default=0.0)
+    worst_agree = min((m["top1_agreement"] for m in measured.values()), default=1.0)
+    return {
+        "max_mean_abs_error": _round_up(max(MAE_MARGIN * worst_mae, MAE_FLOOR)),
+        "min_top1_agreement": round(max(0.0, worst_agree - AGREEMENT_SLACK / max(n, 1)), 4),
+    }
+
+
+def write_golden(path: Path, inputs: np.ndarray, outputs: np.ndarray, labels: np.ndarray) -> None:
+    """golden.npz with ``inputs`` (float32), ``outputs`` (float32) and ``labels`` (int64)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        np.savez(
+            fh,
+            inputs=inputs.astype(np.float32),
+            outputs=outputs.astype(np.float32),
+            labels=labels.astype(np.int64),
+        )
+
+
+def summary(measured: dict[str, dict[str, float]], tol: dict[str, float], n: int) -> dict[str, Any]:
+    """The golden block of report.json: size, tolerance and what each variant measured."""
+    return {"size": n, "tolerance": tol, "measured": measured}
