@@ -167,12 +167,13 @@ edgekit agent, which checks every input against the manifest and monitors drift.
 def _lineage(run: dict[str, Any], y_true: np.ndarray, labels: list[str]) -> str:
     ds = run.get("dataset") or {}
     report = ds.get("report") or {}
-    rows = [
+    rows: list[tuple[str, Any]] = [
         ("source", ds.get("source", "n/a")),
         ("fingerprint", f"`{ds.get('fingerprint', 'n/a')}`"),
         ("seed", run.get("seed", "n/a")),
         ("code version", f"`{run.get('code_version', 'n/a')}`"),
-        ("test samples", len(y_true)),
+        ("samples", report.get("samples", "n/a")),
+        ("test samples evaluated", len(y_true)),
     ]
     splits = report.get("splits") or report.get("split_sizes")
     if isinstance(splits, dict):
@@ -180,28 +181,43 @@ def _lineage(run: dict[str, Any], y_true: np.ndarray, labels: list[str]) -> str:
     hp = run.get("hyperparameters") or {}
     hp_rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in hp.items()]
     test_counts = np.bincount(np.asarray(y_true, dtype=np.int64), minlength=len(labels))
-    per_class = report.get("samples_per_class") or report.get("class_counts")
-    head = ["class", "test samples"]
-    class_rows: list[list[Any]] = [[lbl, int(test_counts[i])] for i, lbl in enumerate(labels)]
+    head = ["class"]
+    class_rows: list[list[Any]] = [[lbl] for lbl in labels]
+    per_class = report.get("classes") or report.get("samples_per_class")
     if isinstance(per_class, dict):
-        head.insert(1, "all samples")
+        head.append("all samples")
         for r in class_rows:
-            r.insert(1, per_class.get(r[0], "n/a"))
+            r.append(per_class.get(r[0], "n/a"))
+    per_split = report.get("split_classes")
+    if isinstance(per_split, dict):
+        for split_name in ("train", "val"):
+            counts = per_split.get(split_name)
+            if isinstance(counts, dict):
+                head.append(split_name)
+                for r in class_rows:
+                    r.append(counts.get(r[0], "n/a"))
+    head.append("test (evaluated)")
+    for i, r in enumerate(class_rows):
+        r.append(int(test_counts[i]))
     text = "## Data and lineage\n\n" + _table(("", ""), rows)
     if hp_rows:
         text += "\n\nHyper-parameters:\n\n" + _table(("parameter", "value"), hp_rows)
     text += "\n\nSamples per class:\n\n" + _table(head, class_rows)
-    extra = {
-        k: v
-        for k, v in report.items()
-        if k not in {"splits", "split_sizes", "samples_per_class", "class_counts"}
+    shown = {
+        "source",
+        "kind",
+        "fingerprint",
+        "samples",
+        "classes",
+        "samples_per_class",
+        "splits",
+        "split_sizes",
+        "split_classes",
     }
+    extra = {k: v for k, v in report.items() if k not in shown}
     if extra:
-        text += (
-            "\n\nData report:\n\n```json\n"
-            + json.dumps(extra, indent=1, default=str)[:4000]
-            + "\n```"
-        )
+        dump = json.dumps(extra, indent=1, default=str)
+        text += "\n\nData report:\n\n```json\n" + dump[:4000] + "\n```"
     return text
 
 

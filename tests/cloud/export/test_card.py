@@ -32,7 +32,11 @@ def _run(kind: str) -> dict[str, Any]:
             "source": "synthetic",
             "fingerprint": "sha256:" + "0" * 64,
             "report": {
-                "samples_per_class": {"a": 60, "b": 60, "c": 60},
+                "classes": {"a": 60, "b": 60, "c": 60},
+                "split_classes": {
+                    "train": {"a": 40, "b": 40, "c": 40},
+                    "val": {"a": 10, "b": 10, "c": 10},
+                },
                 "splits": {"train": 120, "val": 30, "test": 30},
                 "feature_ranges": {"x0": [0, 1]},
             },
