@@ -1,0 +1,161 @@
+"""Drift statistics: the Population Stability Index against a bundle's reference.json.
+
+PSI = Σ (a_i − e_i) · ln(a_i / e_i) over histogram bins, with ``a`` the live shares and ``e``
+the reference shares, both floored at ``EPSILON`` so empty bins stay finite. Standard reading
+(credit-scoring practice, also used by most ML monitoring tools): below 0.1 no meaningful
+shift, 0.1–0.2 slight shift, above 0.2 significant shift (the default alert threshold).
+
+Because PSI of a finite sample is biased upwards (about ``(k − 1) / n`` for k bins and n
+samples, even without drift), a window needs ``min_samples`` observations before it reports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ContractError
+
+REFERENCE_SCHEMA = "edgekit.reference/1"
+EPSILON = 1e-4
+
+
+def psi(actual: np.ndarray, expected: np.ndarray, eps: float = EPSILON) -> float:
+    """PSI between two count (or share) vectors of the same bins."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape or a.sum() <= 0 or e.sum() <= 0:
+        raise ValueError("psi needs two non-empty histograms of the same bins")
+    a = np.maximum(a / a.sum(), eps)
+    e = np.maximum(e / e.sum(), eps)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def validate_reference(ref: Any, labels: list[str] | None = None) -> dict[str, Any]:
+    """Check a reference.json document (interfaces.md); raise ContractError with the reason."""
+    if not isinstance(ref, dict) or ref.get("schema") != REFERENCE_SCHEMA:
+        raise ContractError(f"reference: 'schema' must be {REFERENCE_SCHEMA!r}")
+    inputs, outputs = ref.get("inputs"), ref.get("outputs")
+    if not isinstance(inputs, dict) or not isinstance(outputs, dict):
+        raise ContractError("reference: 'inputs' and 'outputs' must be objects")
+    if inputs.get("granularity") not in ("feature", "channel"):
+        raise ContractError("reference: inputs.granularity must be 'feature' or 'channel'")
+    hists = inputs.get("histograms")
+    if not isinstance(hists, list) or not hists:
+        raise ContractError("reference: inputs.histograms must be a non-empty list")
+    for i, h in enumerate(hists):
+        _check_hist(h, f"reference: inputs.histograms[{i}]")
+    mix, ref_labels = outputs.get("class_mix"), outputs.get("labels")
+    if not isinstance(ref_labels, list) or not isinstance(mix, list) or len(mix) != len(ref_labels):
+        raise ContractError("reference: outputs.labels and outputs.class_mix must match in length")
+    if not all(isinstance(v, (int, float)) and v >= 0 for v in mix) or sum(mix) <= 0:
+        raise ContractError("reference: outputs.class_mix must be non-negative shares")
+    if labels is not None and list(ref_labels) != list(labels):
+        raise ContractError("reference: outputs.labels differ from the model's labels")
+    return ref
+
+
+def load_reference(path: Path, labels: list[str] | None = None) -> dict[str, Any]:
+    """Read and validate a reference.json file."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"reference {path} cannot be read: {exc}") from exc
+    return validate_reference(obj, labels)
+
+
+def _check_hist(h: Any, where: str) -> None:
+    if not isinstance(h, dict):
+        raise ContractError(f"{where} must be an object")
+    edges, counts = h.get("edges"), h.get("counts")
+    if not isinstance(edges, list) or not isinstance(counts, list) or len(counts) < 1:
+        raise ContractError(f"{where}: 'edges' and 'counts' must be lists")
+    if len(edges) != len(counts) + 1:
+        raise ContractError(f"{where}: needs len(edges) == len(counts) + 1")
+    e = np.asarray(edges, dtype=np.float64)
+    if not np.all(np.isfinite(e)) or np.any(np.diff(e) < 0):
+        raise ContractError(f"{where}: 'edges' must be finite and non-decreasing")
+    if any((not isinstance(c, (int, float))) or c < 0 for c in counts) or sum(counts) <= 0:
+        raise ContractError(f"{where}: 'counts' must be non-negative with a positive sum")
+
+
+class InputDrift:
+    """Per-feature (or per-channel) histograms of the last ``window`` inputs, binned on the
+    reference edges (values outside fall into the first or last bin; NaN is ignored)."""
+
+    def __init__(self, inputs_ref: dict[str, Any], window: int, min_samples: int) -> None:
+        self.granularity: str = inputs_ref["granularity"]
+        hists = inputs_ref["histograms"]
+        self.n_dims = len(hists)
+        self.k = np.array([len(h["counts"]) for h in hists])
+        kmax = int(self.k.max())
+        self.inner_edges = [np.asarray(h["edges"], dtype=np.float64)[1:-1] for h in hists]
+        self.expected = np.zeros((self.n_dims, kmax))
+        for j, h in enumerate(hists):
+            self.expected[j, : self.k[j]] = h["counts"]
+        self.totals = np.zeros((self.n_dims, kmax), dtype=np.int64)
+        self.samples: deque[np.ndarray] = deque()
+        self.window = window
+        self.min_samples = min_samples
+        self.mismatches = 0
+
+    def add(self, x: np.ndarray) -> bool:
+        """Add one model input (any batch shape); False if its size does not fit."""
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.size == 0 or arr.size % self.n_dims:
+            self.mismatches += 1
+            return False
+        cols = arr.reshape(-1, self.n_dims)  # NHWC: channels last; tabular: features last
+        counts = np.zeros_like(self.totals)
+        for j in range(self.n_dims):
+            col = cols[:, j]
+            col = col[np.isfinite(col)]
+            idx = np.searchsorted(self.inner_edges[j], col, side="right")
+            counts[j, : self.k[j]] = np.bincount(idx, minlength=int(self.k[j]))
+        small = counts.astype(np.uint16) if counts.max(initial=0) < 65536 else counts
+        self.samples.append(small)
+        self.totals += counts
+        if len(self.samples) > self.window:
+            self.totals -= self.samples.popleft()
+        return True
+
+    def score(self) -> float | None:
+        """Mean PSI over features/channels, or None before ``min_samples`` inputs."""
+        if len(self.samples) < self.min_samples:
+            return None
+        values = [
+            psi(self.totals[j, : self.k[j]], self.expected[j, : self.k[j]])
+            for j in range(self.n_dims)
+            if self.totals[j, : self.k[j]].sum() > 0
+        ]
+        return float(np.mean(values)) if values else None
+
+    def per_dimension(self) -> list[float | None]:
+        """PSI of each feature/channel (for diagnostics), None where no data yet."""
+        out: list[float | None] = []
+        for j in range(self.n_dims):
+            live = self.totals[j, : self.k[j]]
+            out.append(psi(live, self.expected[j, : self.k[j]]) if live.sum() > 0 else None)
+        return out
+
+
+class OutputDrift:
+    """Predicted-class mix of the last ``window`` predictions against the reference mix."""
+
+    def __init__(self, class_mix: list[float], window: int, min_samples: int) -> None:
+        self.expected = np.asarray(class_mix, dtype=np.float64)
+        self.recent: deque[int] = deque(maxlen=window)
+        self.min_samples = min_samples
+
+    def add(self, predicted: int) -> None:
+        self.recent.append(predicted)
+
+    def score(self) -> float | None:
+        if len(self.recent) < self.min_samples:
+            return None
+        counts = np.bincount(np.fromiter(self.recent, dtype=np.int64), minlength=len(self.expected))
+        return psi(counts[: len(self.expected)], self.expected)
