@@ -1,0 +1,293 @@
+"""``edgekit export`` end to end: convert -> quantise -> evaluate -> gate -> golden set ->
+model card -> signed bundle.
+
+Inputs are checked first (run dir, key, options), so a typo fails in a second, not after
+minutes of conversion. Every target is then built and measured independently; the gate
+decides what ships; report.json in the bundle keeps the full table including the variants
+that were left out and why. When nothing survives, no bundle is written, the report is
+saved beside the requested output instead, and ``NoVariantError`` lists the reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloud.export import golden as golden_set
+from cloud.export import parse_targets
+from cloud.export.build import BuildContext, build_variants
+from cloud.export.evaluate import evaluate_variant, fill_speedups, infer_each, loaded_backend
+from cloud.export.gate import DEFAULT_MAX_ACCURACY_DROP, apply_gate, check_threshold
+from cloud.export.quantize import DEFAULT_CALIBRATION_SAMPLES, calibration_set
+from cloud.export.quiet import captured
+from cloud.export.run import TrainingRun, load_run
+from cloud.export.variants import Variant
+from edge.contract import Manifest, TensorSpec
+from edge.errors import ConfigError, EdgekitError
+
+REPORT_SCHEMA = "edgekit.export-report/1"
+Progress = Callable[[str], None]
+
+
+class NoVariantError(EdgekitError):
+    """Every variant failed or was left out by the gate: there is nothing to ship."""
+
+
+def stderr_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ExportOptions:
+    """Everything ``edgekit export`` takes; ``check()`` validates it before any work."""
+
+    run_dir: Path
+    out: Path
+    name: str
+    version: int
+    key: Path | None
+    targets: list[str] = field(default_factory=lambda: parse_targets(None))
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
+    golden_size: int = golden_set.DEFAULT_GOLDEN_SIZE
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    seed: int = 0
+
+    def check(self) -> None:
+        import re
+
+        if self.key is None:
+            raise ConfigError(
+                "a bundle is always signed: pass --key PRIVATE_KEY "
+                "(create one with `edgekit keys generate --out DIR`, then use DIR/edgekit.key)"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.name):
+            raise ConfigError(f"--name {self.name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise ConfigError(f"--version must be an integer >= 1, got {self.version!r}")
+        self.targets = parse_targets(self.targets)
+        check_threshold(self.max_accuracy_drop)
+        if self.golden_size < 1:
+            raise ConfigError(f"--golden-size must be at least 1, got {self.golden_size}")
+        if self.calibration_samples < 1:
+            raise ConfigError("the calibration set needs at least one sample")
+        if self.out.exists() and self.out.is_dir():
+            raise ConfigError(f"--out {self.out} is a directory; give a bundle file name")
+        if not self.out.parent.is_dir():
+            raise ConfigError(f"--out: directory {self.out.parent} does not exist")
+
+
+@dataclass
+class ExportResult:
+    manifest: Manifest
+    bundle: Path
+    report: dict[str, Any]
+    variants: list[Variant]
+
+
+def _lineage(run: TrainingRun, opts: ExportOptions) -> dict[str, Any]:
+    info = run.info
+    dataset = info.get("dataset") or {}
+    return {
+        "dataset": {k: dataset.get(k) for k in ("source", "fingerprint")},
+        "code_version": info.get("code_version"),
+        "hyperparameters": info.get("hyperparameters", {}),
+        "seed": info.get("seed"),
+        "arch": info.get("arch"),
+        "trained": info.get("created"),
+        "training_metrics": info.get("metrics", {}),
+        "export": {"targets": opts.targets, "max_accuracy_drop": opts.max_accuracy_drop},
+    }
+
+
+def _golden(
+    run: TrainingRun, survivors: list[Variant], root: Path, float_scores: np.ndarray, n: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Golden indices into the test split, and the measured tolerance block."""
+    idx = golden_set.pick_golden(run.y["test"], n, seed=0)
+    x, reference = run.x["test"][idx], float_scores[idx]
+    measured: dict[str, dict[str, float]] = {}
+    for v in survivors:
+        with loaded_backend(v, root) as backend:
+            scores, _ = infer_each(backend, x)
+        measured[v.target] = {k: round(val, 6) for k, val in
+                              golden_set.deviation(scores, reference).items()}
+    tol = golden_set.tolerance(measured, len(idx))
+    return idx, golden_set.summary(measured, tol, len(idx))
+
+
+def write_card(
+    root: Path, opts: ExportOptions, run: TrainingRun, float_scores: np.ndarray,
+    variants: list[Variant],
+) -> list[Path]:
+    """The model card and its charts (cloud/export/card.py), written into ``root``."""
+    from cloud.export.card import write_model_card
+
+    rows = [{**v.row(), "scores": v.scores} for v in variants]
+    model = run.model()
+    return write_model_card(
+        root,
+        name=opts.name,
+        version=opts.version,
+        run=run.info,
+        labels=run.labels,
+        y_true=run.y["test"],
+        float_scores=float_scores,
+        variants=rows,
+        predict_fn=lambda x: np.asarray(model.predict(x, verbose=0, batch_size=256)),
+        x_test=run.x["test"],
+        feature_names=run.info.get("feature_names") or None,
+    )
+
+
+def _report(
+    opts: ExportOptions, run: TrainingRun, float_acc: float, variants: list[Variant],
+    golden: dict[str, Any] | None, seconds: dict[str, float],
+) -> dict[str, Any]:
+    return {
+        "schema": REPORT_SCHEMA,
+        "name": opts.name,
+        "version": opts.version,
+        "run_dir": str(opts.run_dir),
+        "float_model": {"test_accuracy": round(float_acc, 6), "test_samples": len(run.y["test"])},
+        "gate": {"max_accuracy_drop_points": opts.max_accuracy_drop},
+        "variants": [v.row() for v in variants],
+        "included": [v.target for v in variants if v.included],
+        "left_out": {v.target: v.reason for v in variants if not v.included},
+        "golden": golden,
+        "seconds": {k: round(s, 2) for k, s in seconds.items()},
+    }
+
+
+def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportResult:
+    """Run the whole export; raises NoVariantError (with reasons) when nothing ships."""
+    from cloud.bundle import ArtifactSource, GoldenSet, build_bundle
+    from cloud.keys import load_private_key
+
+    opts.check()
+    assert opts.key is not None
+    key = load_private_key(opts.key)  # fail on a bad key before minutes of conversion
+    run = load_run(opts.run_dir)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    progress(f"loading {run.model_path} ...")
+    with captured():
+        model = run.model()
+        float_scores = np.asarray(model.predict(run.x["test"], verbose=0, batch_size=256))
+        float_val = np.asarray(model.predict(run.x["val"], verbose=0, batch_size=256))
+    float_pred = float_scores.argmax(1)
+    float_acc = float(np.mean(float_pred == run.y["test"]))
+    progress(f"float Keras model: test accuracy {100 * float_acc:.2f}% on {len(float_pred)} samples")
+    seconds["load"] = time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp:
+        root, scratch = Path(tmp) / "bundle", Path(tmp) / "scratch"
+        root.mkdir()
+        scratch.mkdir()
+        ctx = BuildContext(
+            model=model,
+            root=root,
+            scratch=scratch,
+            calibration=calibration_set(run.x["train"], opts.calibration_samples, opts.seed),
+            x_val=run.x["val"],
+            y_val=run.y["val"],
+            float_pred_val=float_val.argmax(1),
+            progress=progress,
+        )
+        t = time.perf_counter()
+        variants = build_variants(ctx, opts.targets)
+        seconds["convert"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        for v in variants:
+            if not v.ok:
+                continue
+            progress(f"evaluate {v.target} on {len(float_pred)} test samples ...")
+            start = time.perf_counter()
+            try:
+                evaluate_variant(v, root, run.x["test"], run.y["test"], float_pred)
+            except Exception as exc:
+                v.fail("evaluate", exc)
+                progress(f"      {v.target}: FAILED: {v.error}")
+                continue
+            v.seconds["evaluate"] = time.perf_counter() - start
+            m = v.metrics
+            progress(
+                f"      {v.target}: accuracy {100 * m['accuracy']:.2f}%, agreement "
+                f"{100 * m['agreement']:.2f}%, p50 {m['latency_ms']:.3f} ms, "
+                f"p95 {m['latency_p95_ms']:.3f} ms"
+            )
+        fill_speedups(variants)
+        survivors = apply_gate(variants, float_acc, opts.max_accuracy_drop)
+        seconds["evaluate"] = time.perf_counter() - t
+        for v in variants:
+            verdict = "kept" if v.included else f"left out: {v.reason}"
+            progress(f"gate {v.target}: {verdict}")
+        if not survivors:
+            report = _report(opts, run, float_acc, variants, None, seconds)
+            saved = opts.out.with_name(opts.out.name + ".report.json")
+            saved.write_text(json.dumps(report, indent=1), encoding="utf-8")
+            reasons = "; ".join(f"{v.target}: {v.reason}" for v in variants)
+            raise NoVariantError(f"no variant passed the gate ({reasons}); report: {saved}")
+
+        progress(f"golden set: measuring {len(survivors)} variant(s) ...")
+        idx, golden = _golden(run, survivors, root, float_scores, opts.golden_size)
+        progress(f"      tolerance {golden['tolerance']}")
+        progress("model card ...")
+        t = time.perf_counter()
+        with captured():
+            card_files = write_card(root, opts, run, float_scores, variants)
+        seconds["card"] = time.perf_counter() - t
+        seconds["total"] = time.perf_counter() - t0
+        report = _report(opts, run, float_acc, variants, golden, seconds)
+        files: dict[str, Path | bytes] = {
+            p.relative_to(root).as_posix(): p for p in card_files
+        }
+        files["report.json"] = json.dumps(report, indent=1).encode("utf-8")
+        progress(f"signing and writing {opts.out} ...")
+        manifest = build_bundle(
+            opts.out,
+            name=opts.name,
+            version=opts.version,
+            labels=run.labels,
+            inputs=[TensorSpec.parse(run.info["input"], "run.json input")],
+            outputs=[TensorSpec.parse(run.info["output"], "run.json output")],
+            preprocessing=run.info["preprocessing"],
+            artifacts=[
+                ArtifactSource(
+                    path=v.converted.path,
+                    runtime=v.runtime,
+                    precision=v.precision,
+                    metrics=v.artifact(root).metrics,
+                    inputs=v.converted.inputs,
+                    outputs=v.converted.outputs,
+                    companions=v.converted.companions,
+                )
+                for v in survivors
+                if v.converted is not None
+            ],
+            private_key=key,
+            golden=GoldenSet(
+                inputs=run.x["test"][idx],
+                outputs=float_scores[idx],
+                labels=run.y["test"][idx],
+                tolerance=golden["tolerance"],
+            ),
+            reference=run.reference,
+            files=files,
+            lineage=_lineage(run, opts),
+        )
+    progress(
+        f"done: {opts.out} with {len(survivors)} variant(s) "
+        f"({', '.join(v.target for v in survivors)}) in {seconds['total']:.1f} s"
+    )
+    return ExportResult(manifest, opts.out, report, variants)
