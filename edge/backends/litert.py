@@ -1,0 +1,154 @@
+"""LiteRT (TensorFlow Lite) backend.
+
+Interpreter lookup order: ``ai_edge_litert`` (the maintained package), then
+``tflite_runtime`` (broken under numpy 2, kept for old devices), then ``tensorflow.lite``
+only if TensorFlow happens to be installed. Quantisation parameters are read from the
+model itself, which is the ground truth for what the interpreter expects.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.backends.quant import check_batch, dequantize, quantize, run_in_chunks
+from edge.contract import Artifact
+from edge.errors import BackendError, RuntimeMissingError
+
+RUNTIME = "litert"
+INSTALL_HINT = "install it with: pip install ai-edge-litert  (or: pip install 'edgekit[edge]')"
+_CANDIDATES = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite", "tensorflow"),
+)
+
+
+def _interpreter_class() -> tuple[Any, str, str]:
+    """``(Interpreter class, package name, version)`` of the first usable runtime."""
+    errors: list[str] = []
+    for module_name, package in _CANDIDATES:
+        if module_name.startswith("tensorflow") and importlib.util.find_spec("tensorflow") is None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+            cls = module.Interpreter
+        except Exception as exc:  # tflite_runtime raises odd errors under numpy 2
+            errors.append(f"{package}: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            ver = pkg_version(package)
+        except PackageNotFoundError:
+            ver = "unknown"
+        return cls, package, ver
+    detail = f" ({'; '.join(errors)})" if errors else ""
+    raise RuntimeMissingError(f"LiteRT is not installed{detail}; {INSTALL_HINT}")
+
+
+def probe() -> dict[str, Any]:
+    """Availability of LiteRT here; RuntimeMissingError if no interpreter package works."""
+    _cls, package, ver = _interpreter_class()
+    return {"available": True, "version": ver, "package": package, "devices": ["CPU"]}
+
+
+def create(**options: Any) -> LiteRTBackend:
+    return LiteRTBackend(**options)
+
+
+class LiteRTBackend:
+    """One .tflite model in one interpreter. ``infer`` is serialised with a lock:
+    a TFLite interpreter is not safe to call from two threads at once."""
+
+    runtime = RUNTIME
+
+    def __init__(self, threads: int | None = None, **_ignored: Any) -> None:
+        if threads is not None and threads < 1:
+            raise BackendError(f"threads must be at least 1, got {threads}")
+        self.threads = threads
+        self._cls, self._package, self._version = _interpreter_class()
+        self._interp: Any = None
+        self._lock = threading.Lock()
+        self._batch = 1
+        self._resizable = True
+        self._sample_shape: tuple[int, ...] | None = None
+
+    def load(self, model_path: Path, artifact: Artifact | None = None) -> None:
+        try:
+            self._interp = self._cls(model_path=str(model_path), num_threads=self.threads)
+            self._interp.allocate_tensors()
+        except Exception as exc:
+            raise BackendError(f"LiteRT cannot load {Path(model_path).name}: {exc}") from exc
+        inp = self._interp.get_input_details()
+        if len(inp) != 1:
+            raise BackendError(f"{Path(model_path).name}: expected 1 input, model has {len(inp)}")
+        self._in = inp[0]
+        self._out = self._interp.get_output_details()[0]
+        shape = [int(s) for s in self._in["shape"]]
+        self._batch = shape[0]
+        # Even fixed-batch tflite models usually accept resize_tensor_input; if one does
+        # not, infer() falls back to looping over the model's own batch size.
+        self._resizable = True
+        self._sample_shape = tuple(shape[1:])
+
+    def _quant(self, detail: dict[str, Any]) -> tuple[float, int] | None:
+        if np.dtype(detail["dtype"]) in (np.float32, np.float16):
+            return None
+        scale, zp = detail.get("quantization", (0.0, 0))
+        if not scale:
+            raise BackendError(f"integer tensor {detail['name']!r} has no quantisation scale")
+        return float(scale), int(zp)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        interp = self._interp
+        in_q = self._quant(self._in)
+        feed = quantize(x, *in_q, np.dtype(self._in["dtype"]).name) if in_q else x
+        interp.set_tensor(self._in["index"], feed.astype(self._in["dtype"], copy=False))
+        interp.invoke()
+        out = interp.get_tensor(self._out["index"])
+        out_q = self._quant(self._out)
+        return dequantize(out, *out_q) if out_q else np.asarray(out, dtype=np.float32)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        if self._interp is None:
+            raise BackendError("LiteRT backend used before load()")
+        arr = check_batch(x, self._sample_shape)
+        n = arr.shape[0]
+        with self._lock:
+            try:
+                if n != self._batch and self._resizable:
+                    try:
+                        self._interp.resize_tensor_input(
+                            self._in["index"], [n, *(self._sample_shape or ())]
+                        )
+                        self._interp.allocate_tensors()
+                        self._in = self._interp.get_input_details()[0]
+                        self._out = self._interp.get_output_details()[0]
+                        self._batch = n
+                    except Exception:
+                        self._resizable = False
+                if n == self._batch:
+                    return self._run(arr).copy()
+                return run_in_chunks(lambda part: self._run(part).copy(), arr, self._batch)
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise BackendError(f"LiteRT inference failed: {exc}") from exc
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "runtime": RUNTIME,
+            "package": self._package,
+            "version": self._version,
+            "device": "CPU",
+            "threads": self.threads,
+        }
+
+    def close(self) -> None:
+        self._interp = None

@@ -1,0 +1,141 @@
+"""OpenVINO backend (CPU device).
+
+Reads the IR ``.xml`` with its ``.bin`` beside it (same stem). A model with a fixed batch
+is reshaped to a dynamic batch before compiling when OpenVINO allows it; otherwise
+batches are run in slices of the model's own batch size. NNCF int8 models keep float
+I/O (FakeQuantize inside), so integer I/O is converted only if the graph really has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.backends.quant import check_batch, dequantize, quantize, run_in_chunks
+from edge.contract import Artifact
+from edge.errors import BackendError, RuntimeMissingError
+
+RUNTIME = "openvino"
+DEVICE = "CPU"
+INSTALL_HINT = "install it with: pip install openvino  (or: pip install 'edgekit[openvino]')"
+
+
+def _ov() -> Any:
+    try:
+        return importlib.import_module("openvino")
+    except ImportError as exc:
+        raise RuntimeMissingError(f"OpenVINO is not installed; {INSTALL_HINT}") from exc
+
+
+def _version(ov: Any) -> str:
+    return str(getattr(ov, "__version__", None) or ov.get_version()).split("-")[0]
+
+
+def probe() -> dict[str, Any]:
+    ov = _ov()
+    devices = list(ov.Core().available_devices)
+    return {"available": DEVICE in devices, "version": _version(ov), "devices": devices}
+
+
+def create(**options: Any) -> OpenVINOBackend:
+    return OpenVINOBackend(**options)
+
+
+class OpenVINOBackend:
+    """One IR model compiled for the CPU; one infer request reused under a lock."""
+
+    runtime = RUNTIME
+
+    def __init__(self, threads: int | None = None, **_ignored: Any) -> None:
+        if threads is not None and threads < 1:
+            raise BackendError(f"threads must be at least 1, got {threads}")
+        self.threads = threads
+        self._ov = _ov()
+        self._compiled: Any = None
+        self._request: Any = None
+        self._lock = threading.Lock()
+
+    def load(self, model_path: Path, artifact: Artifact | None = None) -> None:
+        ov = self._ov
+        path = Path(model_path)
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:
+            raise BackendError(f"OpenVINO cannot read {path.name}: {exc}") from exc
+        if len(model.inputs) != 1:
+            raise BackendError(f"{path.name}: expected 1 input, model has {len(model.inputs)}")
+        pshape = model.inputs[0].get_partial_shape()
+        dims = [d.get_length() if d.is_static else -1 for d in pshape]
+        self._sample_shape = tuple(dims[1:])
+        self._batch = dims[0]
+        if self._batch != -1:
+            try:
+                model.reshape({model.inputs[0].any_name: ov.PartialShape([-1, *dims[1:]])})
+                self._batch = -1
+            except Exception:  # some graphs bake the batch in; loop instead
+                pass
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        try:
+            self._compiled = core.compile_model(model, DEVICE, config)
+        except Exception as exc:
+            raise BackendError(f"OpenVINO cannot compile {path.name} for {DEVICE}: {exc}") from exc
+        self._request = self._compiled.create_infer_request()
+        self._in_type = self._compiled.inputs[0].get_element_type().get_type_name()
+        self._out_type = self._compiled.outputs[0].get_element_type().get_type_name()
+        self._in_q = self._out_q = None
+        if self._in_type in ("i8", "u8"):
+            spec = artifact.inputs[0] if artifact and artifact.inputs else None
+            if spec is None or spec.scale is None or spec.zero_point is None:
+                raise BackendError(f"{path.name}: integer input without scale/zero_point")
+            self._in_q = (spec.scale, spec.zero_point, "int8" if self._in_type == "i8" else "uint8")
+        if self._out_type in ("i8", "u8"):
+            spec = artifact.outputs[0] if artifact and artifact.outputs else None
+            if spec is None or spec.scale is None or spec.zero_point is None:
+                raise BackendError(f"{path.name}: integer output without scale/zero_point")
+            self._out_q = (spec.scale, spec.zero_point)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        feed = quantize(x, *self._in_q) if self._in_q else x
+        with self._lock:
+            result = self._request.infer({0: feed})
+            out = np.array(result[self._compiled.outputs[0]])
+        if self._out_q:
+            return dequantize(out, *self._out_q)
+        return out.astype(np.float32, copy=False)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        if self._compiled is None:
+            raise BackendError("OpenVINO backend used before load()")
+        arr = check_batch(x, self._sample_shape)
+        try:
+            if self._batch == -1 or arr.shape[0] == self._batch:
+                return self._run(arr)
+            return run_in_chunks(self._run, arr, self._batch)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"OpenVINO inference failed: {exc}") from exc
+
+    def describe(self) -> dict[str, Any]:
+        threads = self.threads
+        if self._compiled is not None:
+            with contextlib.suppress(Exception):
+                threads = int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
+        return {
+            "runtime": RUNTIME,
+            "version": _version(self._ov),
+            "device": DEVICE,
+            "threads": threads,
+        }
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None

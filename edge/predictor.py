@@ -1,0 +1,210 @@
+"""One loaded model variant of an extracted bundle: prepare input, infer, label.
+
+Used by the agent, ``edgekit predict`` and the exporter's evaluation. Variant choice when
+the caller does not pin one (``choose_artifact``): among artifacts whose runtime is
+installed here and that match any given runtime/precision, take the lowest measured
+``metrics.latency_ms``; artifacts without a latency come last; ties go to fp32 (more
+precise), then to the runtime order litert, onnxruntime, openvino. The agent refines this
+on the device by timing the variants itself.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.backends import base
+from edge.bundle import entry_path
+from edge.contract import PRECISIONS, RUNTIMES, Artifact, Manifest
+from edge.errors import BackendError, ConfigError, InputError, SelfTestError
+from edge.inputs import prepare
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one input."""
+
+    label: str
+    index: int
+    scores: list[float]
+    latency_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "index": self.index,
+            "scores": self.scores,
+            "latency_ms": self.latency_ms,
+        }
+
+
+def choose_artifact(
+    manifest: Manifest,
+    runtime: str | None = None,
+    precision: str | None = None,
+    available: dict[str, dict[str, Any]] | None = None,
+) -> Artifact:
+    """The variant to serve; BackendError says why none fits (and what is installed)."""
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r} (one of {', '.join(RUNTIMES)})")
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r} (one of {', '.join(PRECISIONS)})")
+    candidates = [
+        a
+        for a in manifest.artifacts
+        if (runtime is None or a.runtime == runtime)
+        and (precision is None or a.precision == precision)
+    ]
+    if not candidates:
+        have = ", ".join(a.target for a in manifest.artifacts)
+        want = "-".join(x for x in (runtime or "*", precision or "*"))
+        raise BackendError(f"bundle has no {want} variant (it has: {have})")
+    avail = available if available is not None else base.available()
+    usable = [a for a in candidates if avail.get(a.runtime, {}).get("available")]
+    if not usable:
+        reasons = "; ".join(
+            f"{rt}: {avail.get(rt, {}).get('reason', 'not available')}"
+            for rt in sorted({a.runtime for a in candidates})
+        )
+        raise BackendError(f"no runtime for this bundle is installed here ({reasons})")
+
+    def key(a: Artifact) -> tuple[float, int, int]:
+        lat = a.metrics.get("latency_ms")
+        latency = float(lat) if isinstance(lat, (int, float)) and math.isfinite(lat) else math.inf
+        return (latency, PRECISIONS.index(a.precision), RUNTIMES.index(a.runtime))
+
+    return min(usable, key=key)
+
+
+class Predictor:
+    """A bundle variant loaded on its runtime. Create with :meth:`open`."""
+
+    def __init__(
+        self, bundle_dir: Path, manifest: Manifest, artifact: Artifact, backend: base.Backend
+    ) -> None:
+        self.bundle_dir = bundle_dir
+        self.manifest = manifest
+        self.artifact = artifact
+        self.backend = backend
+        n_out = manifest.outputs[0].shape[-1] if manifest.outputs[0].shape else 0
+        self.labels = list(manifest.labels) or [f"class_{i}" for i in range(max(n_out, 0))]
+
+    @classmethod
+    def open(
+        cls,
+        bundle_dir: Path,
+        manifest: Manifest,
+        runtime: str | None = None,
+        precision: str | None = None,
+        *,
+        threads: int | None = None,
+        available: dict[str, dict[str, Any]] | None = None,
+    ) -> Predictor:
+        """Load the chosen variant (see module docstring) of an extracted, verified bundle."""
+        artifact = choose_artifact(manifest, runtime, precision, available)
+        backend = base.create(artifact.runtime, threads=threads)
+        backend.load(entry_path(bundle_dir, artifact.file), artifact)
+        return cls(Path(bundle_dir), manifest, artifact, backend)
+
+    def infer_model_domain(self, x: np.ndarray) -> np.ndarray:
+        """Scores for a model-domain float32 batch (no preprocessing), batch first."""
+        scores = self.backend.infer(np.asarray(x, dtype=np.float32))
+        if scores.ndim == 1:
+            scores = scores[None, :]
+        return scores.reshape(scores.shape[0], -1)
+
+    def predict_batch(self, raw: Any) -> list[Prediction]:
+        """Predictions for every sample of ``raw`` (see edge/inputs.py for what it takes)."""
+        start = time.perf_counter()
+        x = prepare(self.manifest, raw)
+        scores = self.infer_model_domain(x)
+        latency = (time.perf_counter() - start) * 1000.0 / max(1, x.shape[0])
+        out = []
+        for row in scores:
+            idx = int(np.argmax(row))
+            label = self.labels[idx] if idx < len(self.labels) else f"class_{idx}"
+            out.append(Prediction(label, idx, [float(v) for v in row], round(latency, 4)))
+        return out
+
+    def predict(self, raw: Any) -> Prediction:
+        """The prediction for one input; ``latency_ms`` covers preparation and inference."""
+        preds = self.predict_batch(raw)
+        if len(preds) != 1:
+            raise InputError("shape", f"expected one sample, got a batch of {len(preds)}")
+        return preds[0]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.backend.describe(),
+            "precision": self.artifact.precision,
+            "target": self.artifact.target,
+        }
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_golden(bundle_dir: Path, manifest: Manifest) -> dict[str, np.ndarray]:
+    """The golden arrays (``inputs``, ``outputs``, maybe ``labels``) of an extracted bundle."""
+    if manifest.golden is None:
+        raise SelfTestError("bundle has no golden set")
+    path = entry_path(bundle_dir, manifest.golden.entry)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise SelfTestError(f"golden set {path.name} is unreadable: {exc}") from exc
+    if "inputs" not in arrays or "outputs" not in arrays:
+        raise SelfTestError("golden set needs arrays 'inputs' and 'outputs'")
+    return arrays
+
+
+def golden_check(
+    predictor: Predictor, golden: dict[str, np.ndarray] | None = None
+) -> dict[str, float]:
+    """Run the golden set on the predictor's variant; SelfTestError if outside tolerance.
+
+    Returns the measured ``mean_abs_error`` and ``top1_agreement`` (and the tolerance's
+    limits), so the agent can put them in its install event.
+    """
+    manifest = predictor.manifest
+    arrays = golden if golden is not None else load_golden(predictor.bundle_dir, manifest)
+    expected = np.asarray(arrays["outputs"], dtype=np.float32)
+    got = predictor.infer_model_domain(arrays["inputs"])
+    if got.shape != expected.shape:
+        raise SelfTestError(
+            f"{predictor.artifact.target}: output shape {list(got.shape)} differs from the "
+            f"golden {list(expected.shape)}"
+        )
+    mae = float(np.mean(np.abs(got - expected)))
+    agree = float(np.mean(np.argmax(got, axis=1) == np.argmax(expected, axis=1)))
+    tol = manifest.golden.tolerance if manifest.golden else {}
+    max_mae = tol.get("max_mean_abs_error", math.inf)
+    min_agree = tol.get("min_top1_agreement", 0.0)
+    result = {
+        "mean_abs_error": mae,
+        "top1_agreement": agree,
+        "max_mean_abs_error": max_mae,
+        "min_top1_agreement": min_agree,
+    }
+    if not math.isfinite(mae) or mae > max_mae:
+        raise SelfTestError(
+            f"{predictor.artifact.target}: golden mean abs error {mae:.4g} exceeds {max_mae:g}"
+        )
+    if agree < min_agree:
+        raise SelfTestError(
+            f"{predictor.artifact.target}: golden top-1 agreement {agree:.3f} is below "
+            f"{min_agree:g}"
+        )
+    return result
