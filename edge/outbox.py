@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import struct
 import threading
@@ -131,6 +132,7 @@ class Outbox:
         self._next_id = 1
         self._dropped = 0
         self._torn = 0
+        self._last_drop_log = -math.inf
         self._state_dirty = False
         self._closed = False
         try:
@@ -357,7 +359,10 @@ class Outbox:
         if n:
             self._dropped += n
             self._state_dirty = True
-            log.warning("outbox full: dropped %d oldest message(s)", n)
+            now = time.monotonic()
+            if now - self._last_drop_log >= 60:  # one line a minute, not one per message
+                self._last_drop_log = now
+                log.warning("outbox full: dropping the oldest messages (%d so far)", self._dropped)
 
     def _drop_oldest(self, n: int) -> None:
         for _ in range(min(n, len(self._entries))):
