@@ -1,0 +1,219 @@
+"""Device registry, enrollment, telemetry and event routes of the API, plus the session
+endpoints the web page logs in with."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import jsonify, request
+from flask_wtf.csrf import generate_csrf
+from sqlalchemy import select
+
+from cloud.hub import telemetry_store
+from cloud.hub.api import api, db, get_model, json_body
+from cloud.hub.auth import (
+    current_principal,
+    hash_token,
+    login_session,
+    logout_session,
+    new_token,
+    require,
+    verify_login,
+)
+from cloud.hub.http_errors import ApiError
+from cloud.hub.models import Device, EnrollmentToken, EventRow
+from cloud.hub.views import device_detail_json, device_json, event_json
+from edge.contract import DEVICE_ID_RE
+
+MAX_TAGS = 32
+MAX_POINTS = 10_000
+
+
+def _device(device_id: str) -> Device:
+    d = db().get(Device, device_id)
+    if d is None:
+        raise ApiError(404, "not_found", f"device {device_id!r} is unknown")
+    return d
+
+
+def _tags(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_TAGS:
+        raise ApiError(400, "invalid", f"'tags' must be a list of at most {MAX_TAGS} names")
+    for t in value:
+        if not isinstance(t, str) or not DEVICE_ID_RE.match(t):
+            raise ApiError(
+                400, "invalid", f"tag {t!r} must be 1-128 letters, digits, '.', '_', '-'"
+            )
+    return list(dict.fromkeys(value))
+
+
+def _float_arg(name: str, default: float | None) -> float | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, "invalid", f"'{name}' must be unix seconds") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ApiError(400, "invalid", f"'{name}' must be a finite number")
+    return value
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid", f"'{name}' must be an integer") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, "invalid", f"'{name}' must be between {lo} and {hi}")
+    return value
+
+
+@api.get("/devices")
+@require("viewer")
+def list_devices() -> Any:
+    rows = db().scalars(select(Device).order_by(Device.id)).all()
+    tag = request.args.get("tag")
+    model = request.args.get("model")
+    version = request.args.get("version")
+    out = []
+    for d in rows:
+        if tag and tag not in (d.tags or []):
+            continue
+        if model and d.model_name != model:
+            continue
+        if version and str(d.model_version) != version:
+            continue
+        out.append(device_json(d))
+    return jsonify(out)
+
+
+@api.get("/devices/<device_id>")
+@require("viewer")
+def show_device(device_id: str) -> Any:
+    return jsonify(device_detail_json(_device(device_id)))
+
+
+@api.patch("/devices/<device_id>")
+@require("operator")
+def patch_device(device_id: str) -> Any:
+    d = _device(device_id)
+    body = json_body()
+    unknown = sorted(set(body) - {"tags"})
+    if unknown:
+        raise ApiError(400, "invalid", f"only 'tags' can be changed, not {', '.join(unknown)}")
+    if "tags" in body:
+        d.tags = _tags(body["tags"])
+    db().commit()
+    return jsonify(device_detail_json(d))
+
+
+@api.post("/enroll")
+def enroll() -> Any:
+    """Exchange a one-time enrollment token for this device's own credentials."""
+    body = json_body()
+    token, device_id = body.get("token"), body.get("device")
+    if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
+        raise ApiError(400, "invalid", "'device' must be a device id (1-128 letters, digits, ._-)")
+    if not isinstance(token, str) or not token:
+        raise ApiError(400, "invalid", "'token' must be the enrollment token")
+    now = time.time()
+    row = db().scalar(
+        select(EnrollmentToken).where(EnrollmentToken.token_hash == hash_token(token))
+    )
+    if row is None or row.used_at is not None or (row.expires is not None and row.expires < now):
+        raise ApiError(401, "bad_token", "enrollment token is unknown, used or expired")
+    row.used_at, row.used_by = now, device_id
+    device = db().get(Device, device_id)
+    if device is None:
+        device = Device(id=device_id, tags=[], first_seen=now, capabilities={}, kpis={})
+        db().add(device)
+    credential = new_token("ekd")
+    device.token_hash = hash_token(credential)
+    device.enrolled = True
+    device.tags = list(dict.fromkeys([*(device.tags or []), *row.tags]))
+    db().commit()
+    return jsonify({"device": device_id, "token": credential, "tags": device.tags})
+
+
+@api.get("/devices/<device_id>/telemetry")
+@require("viewer")
+def device_telemetry(device_id: str) -> Any:
+    _device(device_id)
+    now = time.time()
+    resolution = request.args.get("resolution", "raw")
+    if resolution not in ("raw", "minute"):
+        raise ApiError(400, "invalid", "'resolution' must be raw or minute")
+    since = _float_arg("since", now - 3600.0)
+    until = _float_arg("until", now)
+    assert since is not None and until is not None
+    if until < since:
+        raise ApiError(400, "invalid", "'until' is before 'since'")
+    limit = _int_arg("limit", 2000, 1, MAX_POINTS)
+    points = telemetry_store.device_series(db(), device_id, since, until, resolution, limit)
+    return jsonify({"device": device_id, "resolution": resolution, "points": points})
+
+
+@api.get("/models/<name>/<version>/telemetry")
+@require("viewer")
+def model_telemetry(name: str, version: str) -> Any:
+    m = get_model(name, version)
+    now = time.time()
+    since = _float_arg("since", now - 3600.0)
+    until = _float_arg("until", now)
+    assert since is not None and until is not None
+    if until < since:
+        raise ApiError(400, "invalid", "'until' is before 'since'")
+    points = telemetry_store.model_series(db(), m.name, m.version, since, until)
+    summary = telemetry_store.model_summary(points)
+    return jsonify({"name": m.name, "version": m.version, "summary": summary, "points": points})
+
+
+@api.get("/devices/<device_id>/events")
+@require("viewer")
+def device_events(device_id: str) -> Any:
+    _device(device_id)
+    limit = _int_arg("limit", 200, 1, 5000)
+    since = _float_arg("since", None)
+    q = select(EventRow).where(EventRow.device_id == device_id)
+    if since is not None:
+        q = q.where(EventRow.ts >= since)
+    rows = db().scalars(q.order_by(EventRow.ts.desc(), EventRow.id.desc()).limit(limit))
+    return jsonify([event_json(e) for e in rows])
+
+
+# --------------------------------------------------------------------------- session
+
+
+@api.get("/session")
+def whoami() -> Any:
+    p = current_principal(db())
+    user = None if p is None else {"name": p.name, "role": p.role, "kind": p.kind}
+    return jsonify({"user": user, "csrf_token": generate_csrf()})
+
+
+@api.post("/session")
+def login() -> Any:
+    body = request.get_json(silent=True) if request.is_json else request.form.to_dict()
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "send username and password")
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise ApiError(400, "invalid", "send 'username' and 'password'")
+    user = verify_login(db(), username, password)
+    if user is None:
+        raise ApiError(401, "bad_login", "wrong user name or password")
+    login_session(user)
+    return jsonify({"user": {"name": user.username, "role": user.role, "kind": "user"},
+                    "csrf_token": generate_csrf()})  # fmt: skip
+
+
+@api.delete("/session")
+def logout() -> Any:
+    logout_session()
+    return "", 204

@@ -1,0 +1,91 @@
+"""Hub settings in one typed object, so the CLI, tests and WSGI servers build apps alike."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError
+
+ENV_PREFIX = "EDGEKIT_HUB_"
+
+
+@dataclass
+class HubConfig:
+    """Everything ``create_app`` needs. Unset ``db_url`` means SQLite in ``data_dir``."""
+
+    data_dir: Path = field(default_factory=lambda: Path("hub-data"))
+    db_url: str | None = None
+    broker_url: str | None = None  # None: no MQTT bridge (API only)
+    trusted_key: Path | None = None  # Ed25519 public key PEM; uploads need it
+    public_url: str | None = None  # base URL devices download bundles from
+    secret_key: str | None = None  # Flask session key; persisted in data_dir when unset
+    background: bool = True  # start the rollout ticker and telemetry compaction threads
+    tick_interval_s: float = 1.0
+    raw_retention_s: float = 24 * 3600.0
+    minute_retention_s: float = 30 * 24 * 3600.0
+    compaction_interval_s: float = 60.0
+    bridge_batch_size: int = 200
+    bridge_flush_s: float = 0.5
+    mqtt_consumer: str = "auto"  # auto | shared | lease
+    deploy_timeout_s: float = 900.0
+    command_ttl_s: float = 3600.0
+    max_upload_bytes: int = 512 * 1024 * 1024
+    testing: bool = False
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.trusted_key is not None:
+            self.trusted_key = Path(self.trusted_key)
+        if self.mqtt_consumer not in ("auto", "shared", "lease"):
+            raise ConfigError("mqtt_consumer must be auto, shared or lease")
+        for name in ("tick_interval_s", "bridge_flush_s", "compaction_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.bridge_batch_size < 1:
+            raise ConfigError("bridge_batch_size must be at least 1")
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.data_dir / "bundles"
+
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{(self.data_dir / 'hub.db').resolve()}"
+
+    def ensure_dirs(self) -> None:
+        try:
+            self.bundle_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create data dir {self.data_dir}: {exc}") from exc
+
+    def session_secret(self) -> str:
+        """The configured secret, else one generated once and kept in the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        try:
+            if path.exists():
+                return path.read_text().strip()
+            value = secrets.token_hex(32)
+            path.write_text(value)
+            path.chmod(0o600)
+            return value
+        except OSError as exc:
+            raise ConfigError(f"cannot read or write {path}: {exc}") from exc
+
+    @staticmethod
+    def from_env(**overrides: Any) -> HubConfig:
+        """Build from ``EDGEKIT_HUB_*`` variables (for ``waitress-serve``/gunicorn factories)."""
+        env: dict[str, Any] = {}
+        for key in ("data_dir", "db_url", "broker_url", "trusted_key", "public_url", "secret_key"):
+            value = os.environ.get(ENV_PREFIX + key.upper())
+            if value:
+                env[key] = value
+        consumer = os.environ.get(ENV_PREFIX + "MQTT_CONSUMER")
+        if consumer:
+            env["mqtt_consumer"] = consumer
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return HubConfig(**env)

@@ -1,0 +1,257 @@
+"""Database tables (SQLAlchemy 2 typed ORM). Times are unix seconds (float) everywhere.
+
+Device rows hold what devices REPORT (model, version, runtime, precision), never what the
+hub assumes it told them; rollouts decide on these reported values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ROLES = ("viewer", "operator", "admin")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created: Mapped[float] = mapped_column(Float)
+
+
+class ApiToken(Base):
+    """Bearer tokens for the API; only the sha256 of the token is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created: Mapped[float] = mapped_column(Float)
+    last_used: Mapped[float | None] = mapped_column(Float)
+
+
+class EnrollmentToken(Base):
+    """One-time tokens a device exchanges for its own credentials."""
+
+    __tablename__ = "enrollment_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created: Mapped[float] = mapped_column(Float)
+    expires: Mapped[float | None] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float)
+    used_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    enrolled: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_seen: Mapped[float | None] = mapped_column(Float)
+    last_seen: Mapped[float | None] = mapped_column(Float)
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    model_runtime: Mapped[str | None] = mapped_column(String(32))
+    model_precision: Mapped[str | None] = mapped_column(String(16))
+    capabilities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    kpis: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    kpis_ts: Mapped[float | None] = mapped_column(Float)
+    boot: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(Integer)
+
+
+class ModelVersion(Base):
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_models_name_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(512))  # relative to the data dir
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    card: Mapped[str] = mapped_column(Text, default="")
+    variants: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created: Mapped[float] = mapped_column(Float)
+    uploaded_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class Alias(Base):
+    __tablename__ = "aliases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[float] = mapped_column(Float)
+
+
+class Rollout(Base):
+    """Header row; the full pure state (see rollout.py) round-trips through the child rows."""
+
+    __tablename__ = "rollouts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # target, thresholds, gates, soak
+    current_wave: Mapped[int] = mapped_column(Integer, default=0)
+    baseline: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    gates: Mapped[list[Any]] = mapped_column(JSON, default=list)  # last gate evaluation
+    created: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    waves: Mapped[list[RolloutWave]] = relationship(
+        cascade="all, delete-orphan", order_by="RolloutWave.index", lazy="selectin"
+    )
+    deployments: Mapped[list[Deployment]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+    audit: Mapped[list[AuditEntry]] = relationship(
+        cascade="all, delete-orphan", order_by="AuditEntry.id", lazy="selectin"
+    )
+
+
+class RolloutWave(Base):
+    __tablename__ = "rollout_waves"
+    rollout_id: Mapped[str] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # percent | count
+    value: Mapped[float] = mapped_column(Float)
+    started: Mapped[float | None] = mapped_column(Float)
+    soak_started: Mapped[float | None] = mapped_column(Float)
+    finished: Mapped[float | None] = mapped_column(Float)
+    approved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Deployment(Base):
+    """One device in one rollout: what it ran before, what it was told, what it reported."""
+
+    __tablename__ = "deployments"
+    rollout_id: Mapped[str] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    updated_by_rollout: Mapped[bool] = mapped_column(Boolean, default=False)
+    from_name: Mapped[str | None] = mapped_column(String(64))
+    from_version: Mapped[int | None] = mapped_column(Integer)
+    command_id: Mapped[str | None] = mapped_column(String(96))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    ordered_at: Mapped[float | None] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditEntry(Base):
+    __tablename__ = "rollout_audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[str] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
+    ts: Mapped[float] = mapped_column(Float)
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(128))
+
+
+class TelemetryRaw(Base):
+    __tablename__ = "telemetry_raw"
+    __table_args__ = (Index("ix_telemetry_raw_device_ts", "device_id", "ts"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    boot: Mapped[str | None] = mapped_column(String(64))
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    inferences: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    error_rate: Mapped[float | None] = mapped_column(Float)
+    latency_p50: Mapped[float | None] = mapped_column(Float)
+    latency_p95: Mapped[float | None] = mapped_column(Float)
+    throughput: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    drift: Mapped[float | None] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TelemetryMinute(Base):
+    """Per-device, per-model-version minute aggregates (kept longer than raw rows)."""
+
+    __tablename__ = "telemetry_minute"
+    __table_args__ = (
+        UniqueConstraint(
+            "device_id", "minute", "model_name", "model_version", name="uq_telemetry_minute"
+        ),
+        Index("ix_telemetry_minute_model", "model_name", "model_version", "minute"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    minute: Mapped[int] = mapped_column(Integer, index=True)  # unix seconds of minute start
+    model_name: Mapped[str] = mapped_column(String(64), default="")
+    model_version: Mapped[int] = mapped_column(Integer, default=0)
+    samples: Mapped[int] = mapped_column(Integer)
+    inferences: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    latency_p50: Mapped[float | None] = mapped_column(Float)
+    latency_p95: Mapped[float | None] = mapped_column(Float)  # max over the minute
+    throughput: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    drift: Mapped[float | None] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_device_ts", "device_id", "ts"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    ts: Mapped[float] = mapped_column(Float)
+    seq: Mapped[int] = mapped_column(Integer)
+    boot: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    step: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    rollout: Mapped[str | None] = mapped_column(String(32), index=True)
+    command: Mapped[str | None] = mapped_column(String(96))
+    version: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Lease(Base):
+    """A named lease in the database: one MQTT consumer among several hub workers."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires: Mapped[float] = mapped_column(Float)

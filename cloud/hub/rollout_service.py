@@ -1,0 +1,165 @@
+"""The I/O shell around rollout.py: load, observe, advance, persist, publish.
+
+A background ticker calls ``tick()`` about once a second; API actions call ``create`` and
+``act``. Rows are locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite serialises
+writers) so a ticker and a request never interleave on one rollout. Orders become
+``edge.contract.Command``s published QoS 1 on ``edgekit/v1/<device>/cmd``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.hub.config import HubConfig
+from cloud.hub.db import Database
+from cloud.hub.models import ModelVersion, Rollout
+from cloud.hub.rollout import Order, RolloutState, act, advance, new_rollout
+from cloud.hub.rollout_spec import RolloutError, RolloutSpec
+from cloud.hub.rollout_store import observe, save_state, to_state
+from edge.contract import Command
+
+log = logging.getLogger(__name__)
+Publisher = Callable[[str, Command], None]
+ACTIVE = ("running", "paused", "rolled_back")
+
+
+class RolloutService:
+    def __init__(self, config: HubConfig, database: Database) -> None:
+        self.config = config
+        self.db = database
+        self.publisher: Publisher | None = None
+        self._lock = threading.Lock()
+        self.ticks = 0
+
+    # ------------------------------------------------------------------ commands
+    def _command(self, s: Session, order: Order, now: float) -> Command:
+        m = s.scalar(
+            select(ModelVersion).where(
+                ModelVersion.name == order.name, ModelVersion.version == order.version
+            )
+        )
+        base = (self.config.public_url or "http://127.0.0.1").rstrip("/")
+        url = f"{base}/api/v1/models/{order.name}/{order.version}/bundle" if m else None
+        return Command(
+            id=order.command_id,
+            kind=order.kind,
+            ts=now,
+            name=order.name,
+            version=order.version,
+            url=url,
+            sha256=m.sha256 if m else None,
+            size=m.size if m else None,
+            rollout=order.rollout,
+            expires=now + self.config.command_ttl_s,
+        )
+
+    def _publish(self, s: Session, orders: list[Order], now: float) -> None:
+        for order in orders:
+            cmd = self._command(s, order, now)
+            if self.publisher is None:
+                log.warning("no MQTT bridge: %s for %s not sent", order.kind, order.device)
+                continue
+            try:
+                self.publisher(order.device, cmd)
+            except Exception:  # a dead broker must not lose the rollout's bookkeeping
+                log.exception("publishing %s to %s failed", cmd.id, order.device)
+
+    # ------------------------------------------------------------------ API side
+    def create(self, body: Any, actor: str | None) -> RolloutState:
+        spec = RolloutSpec.parse(body, default_timeout_s=self.config.deploy_timeout_s)
+        start = body.get("start", True)
+        if not isinstance(start, bool):
+            raise RolloutError("'start' must be true or false")
+        now = time.time()
+        with self._lock, self.db.session() as s:
+            exists = s.scalar(
+                select(ModelVersion.id).where(
+                    ModelVersion.name == spec.model, ModelVersion.version == spec.version
+                )
+            )
+            if exists is None:
+                raise LookupError(f"model {spec.model} v{spec.version} is not registered")
+            busy = s.scalar(
+                select(Rollout.id).where(
+                    Rollout.model_name == spec.model, Rollout.state.in_(("running", "paused"))
+                )
+            )
+            if busy is not None and start:
+                raise RolloutError(f"rollout {busy} of {spec.model} is still active", conflict=True)
+            r = new_rollout(uuid.uuid4().hex[:12], spec, now, actor)
+            orders: list[Order] = []
+            if start:
+                r, _ = act(r, "start", now, actor=actor)
+                r, orders = advance(r, observe(s, r.id), now)
+            save_state(s, r, created_by=actor)
+            self._publish(s, orders, now)
+        return r
+
+    def act(self, rid: str, action: str, actor: str | None) -> RolloutState:
+        now = time.time()
+        with self._lock, self.db.session() as s:
+            row = s.scalar(select(Rollout).where(Rollout.id == rid).with_for_update())
+            if row is None:
+                raise LookupError(f"rollout {rid!r} does not exist")
+            obs = observe(s, rid)
+            r, orders = act(to_state(row), action, now, actor=actor, observations=obs)
+            if r.state == "running":
+                r, more = advance(r, obs, now)
+                orders += more
+            save_state(s, r)
+            self._publish(s, orders, now)
+        return r
+
+    # ------------------------------------------------------------------ ticker side
+    def tick(self, now: float | None = None) -> int:
+        """Advance every active rollout once; returns how many orders went out."""
+        now = time.time() if now is None else now
+        sent = 0
+        with self._lock, self.db.session() as s:
+            ids = s.scalars(select(Rollout.id).where(Rollout.state.in_(ACTIVE))).all()
+            for rid in ids:
+                row = s.scalar(select(Rollout).where(Rollout.id == rid).with_for_update())
+                if row is None or row.state not in ACTIVE:
+                    continue
+                before = to_state(row)
+                r, orders = advance(before, observe(s, rid), now)
+                if orders or r != before:
+                    save_state(s, r)
+                self._publish(s, orders, now)
+                sent += len(orders)
+        self.ticks += 1
+        return sent
+
+
+class Ticker:
+    """Calls ``fn`` every ``interval`` seconds on a daemon thread until stopped."""
+
+    def __init__(self, name: str, interval: float, fn: Callable[[], Any]) -> None:
+        self.interval = interval
+        self.fn = fn
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.fn()
+            except Exception:
+                log.exception("%s failed; will retry", self._thread.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)

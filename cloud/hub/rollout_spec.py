@@ -1,0 +1,239 @@
+"""What an operator asks for when starting a rollout, parsed strictly from API JSON.
+
+Waves are cumulative: ``[10, 50, 100]`` means 10 %, then 50 %, then every device of the
+target; ``{"count": 2}`` means the first two devices. Gates compare the new version's KPIs
+with those of the version it replaces; tolerances are absolute for rates and scores and
+relative for latency.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.errors import EdgekitError
+
+ERROR_ACTIONS = ("pause", "rollback")
+# metric -> (comparison, default tolerance). "max_abs": cand <= base + tol;
+# "max_rel": cand <= base * (1 + tol); "min_abs": cand >= base - tol.
+GATE_METRICS: dict[str, tuple[str, float]] = {
+    "error_rate": ("max_abs", 0.02),
+    "p95_latency_ms": ("max_rel", 0.5),
+    "drift": ("max_abs", 0.1),
+    "accuracy": ("min_abs", 0.05),
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class RolloutError(EdgekitError):
+    """A rollout request or action that is not valid (bad spec, wrong state)."""
+
+    def __init__(self, message: str, *, conflict: bool = False) -> None:
+        super().__init__(message)
+        self.conflict = conflict  # True: valid request, but not in the current state
+
+
+@dataclass(frozen=True)
+class Wave:
+    kind: str  # percent | count
+    value: float
+
+    def cumulative(self, n_target: int) -> int:
+        """How many target devices this wave covers in total (earlier waves included)."""
+        if self.kind == "percent":
+            return min(n_target, math.ceil(self.value * n_target / 100.0 - 1e-9))
+        return min(n_target, int(self.value))
+
+    def to_json(self) -> Any:
+        return self.value if self.kind == "percent" else {"count": int(self.value)}
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str
+    tolerance: float
+
+    @property
+    def mode(self) -> str:
+        return GATE_METRICS[self.metric][0]
+
+    def limit(self, baseline: float) -> float:
+        if self.mode == "max_rel":
+            return baseline * (1.0 + self.tolerance)
+        if self.mode == "max_abs":
+            return baseline + self.tolerance
+        return baseline - self.tolerance
+
+    def passes(self, candidate: float, baseline: float) -> bool:
+        limit = self.limit(baseline)
+        return candidate >= limit if self.mode == "min_abs" else candidate <= limit
+
+
+def _default_gates() -> tuple[Gate, ...]:
+    return tuple(Gate(m, tol) for m, (_mode, tol) in GATE_METRICS.items())
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    model: str
+    version: int
+    tags: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    all_devices: bool = False
+    waves: tuple[Wave, ...] = (Wave("percent", 100.0),)
+    soak_seconds: float = 0.0
+    success_threshold: float = 1.0  # share of a wave committed before the next wave
+    error_threshold: float = 0.0  # share of a wave failed above which error_action runs
+    error_action: str = "pause"
+    gates: tuple[Gate, ...] = field(default_factory=_default_gates)
+    gate_min_devices: int = 1
+    manual_approval: bool = False
+    deploy_timeout_s: float = 900.0
+
+    def targets(self, device_id: str, tags: tuple[str, ...] | list[str]) -> bool:
+        """Device ids are matched exactly; tags must all be present on the device."""
+        if self.all_devices or device_id in self.devices:
+            return True
+        return bool(self.tags) and set(self.tags) <= set(tags)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "target": {
+                "tags": list(self.tags),
+                "devices": list(self.devices),
+                "all": self.all_devices,
+            },
+            "waves": [w.to_json() for w in self.waves],
+            "soak_seconds": self.soak_seconds,
+            "success_threshold": self.success_threshold,
+            "error_threshold": self.error_threshold,
+            "error_action": self.error_action,
+            "gates": {g.metric: g.tolerance for g in self.gates},
+            "gate_min_devices": self.gate_min_devices,
+            "manual_approval": self.manual_approval,
+            "deploy_timeout_s": self.deploy_timeout_s,
+        }
+
+    @staticmethod
+    def parse(obj: Any, *, default_timeout_s: float = 900.0) -> RolloutSpec:
+        if not isinstance(obj, dict):
+            raise RolloutError("rollout must be a JSON object")
+        known = {
+            "model", "version", "target", "waves", "soak_seconds", "success_threshold",
+            "error_threshold", "error_action", "gates", "gate_min_devices", "manual_approval",
+            "deploy_timeout_s", "start",
+        }  # fmt: skip
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise RolloutError(f"unknown rollout field(s): {', '.join(unknown)}")
+        model = obj.get("model")
+        if not isinstance(model, str) or not _NAME_RE.match(model):
+            raise RolloutError("'model' must be a model name")
+        version = _int(obj.get("version"), "version", minimum=1)
+        tags, devices, everyone = _target(obj.get("target"))
+        waves = _waves(obj.get("waves", [100]))
+        return RolloutSpec(
+            model=model,
+            version=version,
+            tags=tags,
+            devices=devices,
+            all_devices=everyone,
+            waves=waves,
+            soak_seconds=_num(obj.get("soak_seconds", 0), "soak_seconds", 0, 30 * 86400),
+            success_threshold=_num(obj.get("success_threshold", 1.0), "success_threshold", 0, 1),
+            error_threshold=_num(obj.get("error_threshold", 0.0), "error_threshold", 0, 1),
+            error_action=_choice(obj.get("error_action", "pause"), "error_action", ERROR_ACTIONS),
+            gates=_gates(obj.get("gates")),
+            gate_min_devices=_int(obj.get("gate_min_devices", 1), "gate_min_devices", minimum=1),
+            manual_approval=_bool(obj.get("manual_approval", False), "manual_approval"),
+            deploy_timeout_s=_num(
+                obj.get("deploy_timeout_s", default_timeout_s), "deploy_timeout_s", 1, 7 * 86400
+            ),
+        )
+
+
+def _int(v: Any, name: str, *, minimum: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        raise RolloutError(f"'{name}' must be an integer >= {minimum}")
+    return v
+
+
+def _num(v: Any, name: str, lo: float, hi: float) -> float:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not (lo <= v <= hi):
+        raise RolloutError(f"'{name}' must be a number between {lo:g} and {hi:g}")
+    return float(v)
+
+
+def _bool(v: Any, name: str) -> bool:
+    if not isinstance(v, bool):
+        raise RolloutError(f"'{name}' must be true or false")
+    return v
+
+
+def _choice(v: Any, name: str, options: tuple[str, ...]) -> str:
+    if v not in options:
+        raise RolloutError(f"'{name}' must be one of {', '.join(options)}")
+    return str(v)
+
+
+def _names(v: Any, name: str) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not all(isinstance(s, str) and _NAME_RE.match(s) for s in v):
+        raise RolloutError(f"'target.{name}' must be a list of names")
+    return tuple(dict.fromkeys(v))
+
+
+def _target(v: Any) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+    if not isinstance(v, dict):
+        raise RolloutError("'target' must be an object with 'tags' and/or 'devices'")
+    unknown = sorted(set(v) - {"tags", "devices", "all"})
+    if unknown:
+        raise RolloutError(f"unknown target field(s): {', '.join(unknown)}")
+    tags, devices = _names(v.get("tags"), "tags"), _names(v.get("devices"), "devices")
+    everyone = _bool(v.get("all", False), "target.all")
+    if not (tags or devices or everyone):
+        raise RolloutError("'target' names no devices: give tags, devices or \"all\": true")
+    return tags, devices, everyone
+
+
+def _waves(v: Any) -> tuple[Wave, ...]:
+    if not isinstance(v, list) or not v or len(v) > 100:
+        raise RolloutError("'waves' must be a non-empty list (e.g. [10, 50, 100])")
+    waves: list[Wave] = []
+    for item in v:
+        if isinstance(item, dict) and set(item) == {"count"}:
+            waves.append(Wave("count", float(_int(item["count"], "waves[].count", minimum=1))))
+        elif isinstance(item, dict) and set(item) == {"percent"}:
+            waves.append(Wave("percent", _num(item["percent"], "waves[].percent", 0.01, 100)))
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            waves.append(Wave("percent", _num(item, "waves[]", 0.01, 100)))
+        else:
+            raise RolloutError('each wave is a percentage, {"percent": p} or {"count": n}')
+    if len({w.kind for w in waves}) > 1:
+        raise RolloutError("waves must be all percentages or all counts")
+    if any(b.value <= a.value for a, b in itertools.pairwise(waves)):
+        raise RolloutError("waves are cumulative and must strictly increase")
+    return tuple(waves)
+
+
+def _gates(v: Any) -> tuple[Gate, ...]:
+    if v is None:
+        return _default_gates()
+    if not isinstance(v, dict):
+        raise RolloutError("'gates' must be an object {metric: tolerance or null}")
+    unknown = sorted(set(v) - set(GATE_METRICS))
+    if unknown:
+        raise RolloutError(f"unknown gate(s) {', '.join(unknown)}: use {', '.join(GATE_METRICS)}")
+    gates = []
+    for metric, (_mode, default) in GATE_METRICS.items():
+        if metric in v and v[metric] is None:
+            continue  # explicitly disabled
+        tol = v.get(metric, default)
+        gates.append(Gate(metric, _num(tol, f"gates.{metric}", 0, 1e6)))
+    return tuple(gates)

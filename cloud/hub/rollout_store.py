@@ -1,0 +1,161 @@
+"""Round-trip pure ``RolloutState`` objects through the database and gather observations.
+
+This is the only bridge between rollout.py (pure) and SQL: it maps rows to dataclasses and
+back, and turns device rows plus their latest deploy events into ``DeviceObservation``s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.hub.models import AuditEntry, Deployment, Device, EventRow, Rollout, RolloutWave
+from cloud.hub.rollout import (
+    AuditRecord,
+    DeploymentState,
+    DeviceObservation,
+    Kpis,
+    RolloutState,
+    StepReport,
+    WaveState,
+)
+from cloud.hub.rollout_spec import RolloutSpec, Wave
+
+DEPLOY_KINDS = ("deploy", "rollback")
+
+
+def to_state(row: Rollout) -> RolloutState:
+    spec = RolloutSpec.parse(row.spec)
+    r = RolloutState(
+        id=row.id,
+        spec=spec,
+        state=row.state,
+        current_wave=row.current_wave,
+        baseline=dict(row.baseline or {}),
+        gates=list(row.gates or []),
+        created=row.created,
+        updated=row.updated,
+        command_seq=int((row.baseline or {}).get("_command_seq", 0)),
+    )
+    r.baseline.pop("_command_seq", None)
+    r.waves = [
+        WaveState(w.index, Wave(w.kind, w.value), w.started, w.soak_started, w.finished, w.approved)
+        for w in row.waves
+    ]
+    r.deployments = {
+        d.device_id: DeploymentState(
+            device=d.device_id,
+            wave=d.wave,
+            status=d.status,
+            updated_by_rollout=d.updated_by_rollout,
+            from_name=d.from_name,
+            from_version=d.from_version,
+            command_id=d.command_id,
+            attempts=d.attempts,
+            ordered_at=d.ordered_at,
+            updated=d.updated,
+            reason=d.reason,
+        )
+        for d in row.deployments
+    }
+    r.audit = [
+        AuditRecord(a.ts, a.from_state, a.to_state, a.action, a.reason, a.actor) for a in row.audit
+    ]
+    return r
+
+
+def save_state(db: Session, r: RolloutState, created_by: str | None = None) -> Rollout:
+    """Insert or update the rows of a rollout (audit entries are append-only)."""
+    row = db.get(Rollout, r.id)
+    if row is None:
+        row = Rollout(id=r.id, created=r.created, created_by=created_by, spec=r.spec.to_dict())
+        db.add(row)
+    row.model_name, row.model_version = r.spec.model, r.spec.version
+    row.state, row.current_wave, row.updated = r.state, r.current_wave, r.updated
+    row.baseline = {**r.baseline, "_command_seq": r.command_seq}
+    row.gates = list(r.gates)
+    waves = {w.index: w for w in row.waves}
+    for ws in r.waves:
+        w = waves.get(ws.index)
+        if w is None:
+            w = RolloutWave(index=ws.index, kind=ws.wave.kind, value=ws.wave.value)
+            row.waves.append(w)
+        w.started, w.soak_started, w.finished, w.approved = (
+            ws.started, ws.soak_started, ws.finished, ws.approved
+        )  # fmt: skip
+    deps = {d.device_id: d for d in row.deployments}
+    for ds in r.deployments.values():
+        d = deps.get(ds.device)
+        if d is None:
+            d = Deployment(device_id=ds.device)
+            row.deployments.append(d)
+        d.wave, d.status, d.updated_by_rollout = ds.wave, ds.status, ds.updated_by_rollout
+        d.from_name, d.from_version, d.command_id = ds.from_name, ds.from_version, ds.command_id
+        d.attempts, d.ordered_at, d.updated, d.reason = (
+            ds.attempts, ds.ordered_at, ds.updated, ds.reason
+        )  # fmt: skip
+    for a in r.audit[len(row.audit) :]:
+        row.audit.append(
+            AuditEntry(
+                ts=a.ts,
+                from_state=a.from_state,
+                to_state=a.to_state,
+                action=a.action,
+                reason=a.reason,
+                actor=a.actor,
+            )
+        )
+    db.flush()
+    return row
+
+
+def kpis_of(device: Device) -> Kpis | None:
+    k = device.kpis or {}
+    model = k.get("model")
+    if not isinstance(model, dict) or model.get("name") is None or model.get("version") is None:
+        return None
+    return Kpis(
+        model=str(model["name"]),
+        version=int(model["version"]),
+        error_rate=_f(k.get("error_rate")),
+        p95_latency_ms=_f(k.get("p95_latency_ms")),
+        drift=_f(k.get("drift")),
+        accuracy=_f(k.get("accuracy")),
+    )
+
+
+def _f(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def observe(db: Session, rollout_id: str) -> dict[str, DeviceObservation]:
+    """Every device as it reports itself, plus its latest deploy step for this rollout."""
+    steps: dict[str, StepReport] = {}
+    events = db.scalars(
+        select(EventRow)
+        .where(EventRow.rollout == rollout_id, EventRow.kind.in_(DEPLOY_KINDS))
+        .order_by(EventRow.ts, EventRow.id)
+    )
+    for e in events:
+        if e.step is None:
+            continue
+        reason = str(e.detail.get("reason", "")) if isinstance(e.detail, dict) else ""
+        steps[e.device_id] = StepReport(e.step, e.command, e.version, reason or e.message)
+    out: dict[str, DeviceObservation] = {}
+    for dev in db.scalars(select(Device)):
+        model = (
+            (dev.model_name, dev.model_version)
+            if dev.model_name is not None and dev.model_version is not None
+            else None
+        )
+        out[dev.id] = DeviceObservation(
+            id=dev.id,
+            online=dev.online,
+            tags=tuple(dev.tags or ()),
+            model=model,
+            kpis=kpis_of(dev),
+            step=steps.get(dev.id),
+        )
+    return out

@@ -1,0 +1,102 @@
+// Device page: info, editable tags, capabilities, KPI charts over time, event timeline.
+import { api, items, poll, h, flash, fmtAgo, fmtTime, applyRole, modelLabel } from "./common.js";
+import { lineChart } from "./charts.js";
+
+const $ = (s) => document.querySelector(s);
+const id = $("#device-head").dataset.deviceId;
+const path = `devices/${encodeURIComponent(id)}`;
+let tagsDirty = false;
+
+const num = (p, ...names) => {
+  for (const n of names) {
+    const v = n.split(".").reduce((o, k) => (o == null ? undefined : o[k]), p);
+    if (Number.isFinite(v)) return v;
+  }
+  return null;
+};
+const series = (points, name, ...fields) => ({ name, points: points.map((p) => [p.ts ?? p.minute, num(p, ...fields)]) });
+
+function kv(target, entries) {
+  target.replaceChildren(...entries.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "—")]));
+}
+
+function flatCaps(obj, prefix = "") {
+  return Object.entries(obj || {}).flatMap(([k, v]) =>
+    v && typeof v === "object" && !Array.isArray(v) ? flatCaps(v, `${prefix}${k}.`)
+      : [[`${prefix}${k}`, Array.isArray(v) ? v.map((x) => (typeof x === "object" ? JSON.stringify(x) : x)).join(", ") : String(v)]]);
+}
+
+function renderDevice(d) {
+  $("#online-dot").className = `dot ${d.online ? "on" : ""}`;
+  $("#badges").replaceChildren(
+    h("span", { class: `badge ${d.online ? "ok" : ""}` }, d.online ? "online" : "offline"), " ",
+    d.enrolled ? h("span", { class: "badge info" }, "enrolled") : h("span", { class: "badge warn" }, "unenrolled"));
+  kv($("#info"), [
+    ["Model", modelLabel(d.model)],
+    ["Variant", [d.model?.runtime, d.model?.precision].filter(Boolean).join(" · ") || null],
+    ["Agent", d.agent_version],
+    ["Last seen", `${fmtAgo(d.last_seen)} (${fmtTime(d.last_seen)})`],
+    ["First seen", fmtTime(d.first_seen)],
+  ]);
+  const caps = flatCaps(d.capabilities);
+  kv($("#capabilities"), caps.length ? caps : [["", "not reported"]]);
+  if (!tagsDirty && document.activeElement !== $("#tags-input")) $("#tags-input").value = (d.tags || []).join(", ");
+}
+
+function renderCharts(points) {
+  points.sort((a, b) => (a.ts ?? a.minute) - (b.ts ?? b.minute));
+  lineChart($("#chart-latency"), [
+    series(points, "p50", "latency_p50", "latency_ms.p50"),
+    series(points, "p95", "latency_p95", "latency_ms.p95"),
+  ], { unit: " ms", title: "latency", legend: true });
+  lineChart($("#chart-throughput"), [series(points, "throughput", "throughput", "throughput_per_s")], { unit: "/s" });
+  const threshold = points.map((p) => num(p, "drift_threshold", "metrics.drift.threshold")).filter(Number.isFinite).pop();
+  lineChart($("#chart-drift"), [
+    series(points, "input PSI", "drift", "drift.input_psi", "metrics.drift.input_psi"),
+    series(points, "output PSI", "output_drift", "drift.output_psi", "metrics.drift.output_psi"),
+  ], { threshold: threshold ? { value: threshold, label: `alert at ${threshold}` } : null, legend: true });
+  lineChart($("#chart-confidence"), [
+    series(points, "confidence", "confidence", "confidence_mean"),
+    series(points, "accuracy", "accuracy", "accuracy.value"),
+  ], { yMin: 0, legend: true });
+}
+
+function renderEvents(events) {
+  events.sort((a, b) => b.ts - a.ts);
+  const cls = (e) => (e.step === "failed" || e.step === "rolled_back" || e.kind === "rollback" || e.kind === "error" ? "bad"
+    : e.step === "committed" ? "ok" : e.kind === "alert" ? "warn" : "info");
+  $("#events").replaceChildren(...(events.length ? events.slice(0, 200).map((e) =>
+    h("li", { "data-kind": e.kind, "data-step": e.step || "" },
+      h("time", { datetime: new Date(e.ts * 1000).toISOString() }, fmtTime(e.ts)),
+      h("div", {},
+        h("span", { class: `badge ${cls(e)}` }, e.step ? `${e.kind} · ${e.step}` : e.kind), " ",
+        e.version ? h("span", { class: "tag" }, `v${e.version}`) : null, " ",
+        e.message,
+        e.rollout ? h("div", { class: "detail" }, "rollout ", h("a", { href: `/rollouts/${encodeURIComponent(e.rollout)}` }, e.rollout)) : null,
+        e.detail && Object.keys(e.detail).length ? h("div", { class: "detail mono" }, JSON.stringify(e.detail)) : null)))
+    : [h("li", { class: "muted" }, "No events yet.")]));
+}
+
+$("#tags-input").addEventListener("input", () => { tagsDirty = true; });
+$("#tags-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const tags = $("#tags-input").value.split(",").map((t) => t.trim()).filter(Boolean);
+  try {
+    const d = await api(path, { method: "PATCH", json: { tags } });
+    tagsDirty = false;
+    if (d && d.id) renderDevice(d);
+    flash(`Tags saved: ${tags.join(", ") || "none"}`);
+  } catch (e) { flash(`Could not save tags: ${e.message}`, "bad"); }
+});
+applyRole();
+
+poll(async () => {
+  const since = Date.now() / 1000 - Number($("#range").value);
+  const [d, tel, ev] = await Promise.all([
+    api(path), api(`${path}/telemetry?since=${since.toFixed(0)}`), api(`${path}/events?limit=200`),
+  ]);
+  renderDevice(d);
+  renderCharts(items(tel, "telemetry").length ? items(tel, "telemetry") : items(tel, "points"));
+  renderEvents(items(ev, "events"));
+});
+$("#range").addEventListener("change", () => renderCharts([]));

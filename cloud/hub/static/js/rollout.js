@@ -1,0 +1,112 @@
+// One rollout: per-wave progress, gates against thresholds, devices, audit log, actions.
+import { api, poll, h, flash, fmtTime, fmtAgo, applyRole, can } from "./common.js";
+import { progressBar, fmtNumber } from "./charts.js";
+
+const $ = (s) => document.querySelector(s);
+const id = $("#rollout-head").dataset.rolloutId;
+const path = `rollouts/${encodeURIComponent(id)}`;
+const STATE_CLASS = { running: "info", paused: "warn", completed: "ok", aborted: "bad", rolled_back: "bad", draft: "" };
+// Which actions make sense in which state (the API has the final word).
+const ALLOWED = {
+  draft: ["start", "abort"],
+  running: ["pause", "abort", "rollback", "retry", "approve"],
+  paused: ["resume", "abort", "rollback", "retry"],
+  completed: ["rollback"],
+  aborted: ["rollback"],
+  rolled_back: [],
+};
+const CONFIRM = {
+  abort: "Abort this rollout? Devices keep what they run now.",
+  rollback: "Roll back? Every device this rollout updated goes back to its previous version.",
+};
+
+function fmtGate(metric, v) {
+  if (!Number.isFinite(v)) return "–";
+  return metric === "p95_latency_ms" ? `${fmtNumber(v)} ms` : metric === "drift" ? fmtNumber(v) : `${(v * 100).toFixed(2)} %`;
+}
+
+function render(r) {
+  $("#title").textContent = `${r.model} v${r.version}`;
+  const st = $("#state");
+  st.textContent = r.state.replace("_", " ");
+  st.className = `badge ${STATE_CLASS[r.state] ?? ""}`;
+  st.dataset.state = r.state;
+  const waiting = r.waiting_for ? ` · waiting for ${r.waiting_for}` : "";
+  $("#summary").textContent = `${r.committed} of ${r.target_size ?? "?"} devices committed, ${r.failed} failed · wave ${Math.min(r.current_wave + 1, r.waves.length)} of ${r.waves.length}${waiting}`;
+  for (const b of document.querySelectorAll("#actions button")) {
+    const show = (ALLOWED[r.state] || []).includes(b.dataset.action) && (b.dataset.action !== "approve" || r.waiting_for === "approval");
+    b.hidden = !show;
+    b.disabled = !can("operator");
+  }
+
+  $("#waves").replaceChildren(...r.waves.map((w) => {
+    const size = w.size ?? w.devices;
+    const c = w.counts || {};
+    const label = typeof w.wave === "object" ? `${w.wave.count} devices` : `${w.wave} %`;
+    const status = w.finished ? "done" : w.soak_started ? `soaking since ${fmtAgo(w.soak_started)}` : w.started ? "deploying" : "waiting";
+    const prev = r.waves.filter((x) => x.index < w.index).reduce((a, x) => a + (x.devices || 0), 0);
+    const own = Math.max((size ?? 0) - prev, w.devices);
+    return h("div", { class: "wave", "data-wave": w.index },
+      h("div", { class: "wave-head" }, h("strong", {}, `Wave ${w.index + 1} · up to ${label}`), h("span", { class: "muted" }, status)),
+      progressBar([
+        { value: w.committed, label: "committed", cls: "committed" },
+        { value: w.pending, label: "in progress", cls: "active" },
+        { value: w.failed, label: "failed", cls: "failed" },
+        { value: (c.reverted || 0) + (c.reverting || 0), label: "rolled back", cls: "rolled_back" },
+      ], own, `${w.committed}/${own} committed · ${w.pending} in progress · ${w.failed} failed${c.reverted ? ` · ${c.reverted} reverted` : ""}${c.stranded ? ` · ${c.stranded} stranded` : ""}`));
+  }));
+
+  const gates = r.gates || [];
+  $("#gates tbody").replaceChildren(...(gates.length ? gates.map((g) => h("tr", { "data-gate": g.metric },
+    h("td", {}, g.metric.replace(/_/g, " ")),
+    h("td", { class: "num" }, fmtGate(g.metric, g.value)),
+    h("td", { class: "num" }, fmtGate(g.metric, g.baseline)),
+    h("td", { class: "num" }, `${g.mode === "min_abs" ? "≥" : "≤"} ${fmtGate(g.metric, g.threshold)}`),
+    h("td", { class: "num" }, g.devices),
+    h("td", {}, g.ok === null || g.ok === undefined ? h("span", { class: "badge" }, "no data yet")
+      : g.ok ? h("span", { class: "badge ok" }, "pass") : h("span", { class: "badge bad" }, "fail"))))
+    : [h("tr", {}, h("td", { colspan: 6, class: "empty" }, "No gate evaluated yet."))]));
+
+  const s = r.spec || {};
+  const t = s.target || {};
+  $("#spec").replaceChildren(...[
+    ["Target", [t.all ? "every device" : null, t.tags?.length ? `tags ${t.tags.join(", ")}` : null, t.devices?.length ? `devices ${t.devices.join(", ")}` : null].filter(Boolean).join("; ")],
+    ["Soak", `${s.soak_seconds ?? 0} s per wave`],
+    ["Success threshold", `${((s.success_threshold ?? 1) * 100).toFixed(0)} % committed`],
+    ["Error threshold", `${((s.error_threshold ?? 0) * 100).toFixed(0)} % failed → ${s.error_action}`],
+    ["Manual approval", s.manual_approval ? "yes" : "no"],
+  ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v || "—")]));
+
+  const deps = r.deployments || [];
+  const depCls = { committed: "ok", current: "ok", failed: "bad", reverted: "info", reverting: "warn", pending: "info", retry: "warn", stranded: "bad" };
+  $("#deployments tbody").replaceChildren(...(deps.length ? deps.map((d) => h("tr", { "data-device": d.device },
+    h("td", {}, h("a", { href: `/devices/${encodeURIComponent(d.device)}` }, d.device)),
+    h("td", { class: "num" }, d.wave + 1),
+    h("td", {}, h("span", { class: `badge ${depCls[d.status] ?? ""}` }, d.status)),
+    h("td", {}, d.from ? `${d.from.name} v${d.from.version}` : "—"),
+    h("td", { class: "num" }, d.attempts),
+    h("td", { class: "muted" }, fmtAgo(d.updated)),
+    h("td", { class: "muted" }, d.reason)))
+    : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No device assigned yet."))]));
+
+  $("#audit tbody").replaceChildren(...[...(r.audit || [])].reverse().map((a) => h("tr", {},
+    h("td", { class: "muted" }, fmtTime(a.ts)), h("td", {}, a.action),
+    h("td", {}, a.from === a.to ? a.to : `${a.from} → ${a.to}`), h("td", {}, a.actor || "hub"), h("td", {}, a.reason))));
+}
+
+const refresh = async () => render(await api(path));
+for (const b of document.querySelectorAll("#actions button")) {
+  b.addEventListener("click", async () => {
+    const action = b.dataset.action;
+    if (CONFIRM[action] && !window.confirm(CONFIRM[action])) return;
+    b.disabled = true;
+    try {
+      const r = await api(`${path}/${action}`, { method: "POST", json: {} });
+      flash(`${action}: done`);
+      if (r && r.id) render(r); else await refresh();
+    } catch (e) { flash(`${action} refused: ${e.message}`, "bad"); }
+    finally { applyRole(); }
+  });
+}
+applyRole();
+poll(refresh);
