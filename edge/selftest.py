@@ -1,0 +1,190 @@
+"""On-device self-test: which variants of a bundle work here, and which one is fastest.
+
+Every variant in the manifest is loaded on its real runtime and run on the bundle's golden
+set; a variant whose scores differ from the float model's by more than the manifest's
+tolerance (mean absolute error, top-1 agreement) is dropped with the numbers. The
+survivors are timed on single samples for a bounded time and the fastest is chosen,
+unless the configuration pins a runtime and/or precision.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.bundle import entry_path
+from edge.contract import Manifest
+from edge.errors import BackendError, EdgekitError, RuntimeMissingError, SelfTestError
+from edge.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MAE = 0.05
+DEFAULT_MIN_TOP1 = 0.95
+MIN_TIMING_RUNS = 5
+
+
+@dataclass
+class VariantResult:
+    """What the self-test measured for one variant."""
+
+    runtime: str
+    precision: str
+    status: str  # "ok" | "dropped" | "unavailable"
+    reason: str | None = None
+    mean_abs_error: float | None = None
+    top1_agreement: float | None = None
+    latency_ms: float | None = None  # median single-sample latency
+    runs: int = 0
+
+    @property
+    def target(self) -> str:
+        return f"{self.runtime}-{self.precision}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class SelfTestReport:
+    variants: list[VariantResult] = field(default_factory=list)
+    chosen: VariantResult | None = None
+    pinned: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variants": [v.to_dict() for v in self.variants],
+            "chosen": self.chosen.target if self.chosen else None,
+            "pinned": self.pinned,
+        }
+
+
+def load_golden(bundle_dir: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
+    """The golden inputs (model domain) and the float model's scores."""
+    if manifest.golden is None:
+        raise SelfTestError("bundle has no golden set; it cannot be self-tested")
+    try:
+        with np.load(entry_path(bundle_dir, manifest.golden.entry), allow_pickle=False) as npz:
+            x = np.asarray(npz["inputs"], dtype=np.float32)
+            y = np.asarray(npz["outputs"], dtype=np.float32)
+    except (OSError, KeyError, ValueError) as exc:
+        raise SelfTestError(f"golden set unreadable: {exc}") from exc
+    if len(x) == 0 or len(x) != len(y):
+        raise SelfTestError(f"golden set has {len(x)} inputs and {len(y)} outputs")
+    return x, y
+
+
+def compare(scores: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    """``(mean absolute error, top-1 agreement)`` of ``scores`` against ``expected``."""
+    if scores.shape != expected.shape:
+        raise SelfTestError(f"variant returns shape {scores.shape}, golden is {expected.shape}")
+    if not np.all(np.isfinite(scores)):
+        return float("inf"), 0.0
+    mae = float(np.mean(np.abs(scores - expected)))
+    top1 = float(np.mean(np.argmax(scores, axis=1) == np.argmax(expected, axis=1)))
+    return mae, top1
+
+
+def run_golden(predictor: Predictor, x: np.ndarray) -> np.ndarray:
+    """Run the golden inputs one sample at a time (models are exported with batch 1)."""
+    return np.concatenate([predictor.infer_model_domain(x[i : i + 1]) for i in range(len(x))])
+
+
+def self_test(
+    bundle_dir: Path,
+    manifest: Manifest,
+    *,
+    pin_runtime: str | None = None,
+    pin_precision: str | None = None,
+    time_budget: float = 2.0,
+) -> SelfTestReport:
+    """Test every variant and choose one; SelfTestError when none may be served."""
+    x, expected = load_golden(bundle_dir, manifest)
+    tol = manifest.golden.tolerance if manifest.golden else {}
+    max_mae = tol.get("max_mean_abs_error", DEFAULT_MAX_MAE)
+    min_top1 = tol.get("min_top1_agreement", DEFAULT_MIN_TOP1)
+    report = SelfTestReport(pinned=bool(pin_runtime or pin_precision))
+    survivors: list[tuple[VariantResult, Predictor]] = []
+    for artifact in manifest.artifacts:
+        result = VariantResult(artifact.runtime, artifact.precision, "ok")
+        report.variants.append(result)
+        try:
+            predictor = Predictor.open(bundle_dir, manifest, artifact.runtime, artifact.precision)
+        except RuntimeMissingError as exc:
+            result.status, result.reason = "unavailable", str(exc)
+            continue
+        except EdgekitError as exc:
+            result.status, result.reason = "dropped", f"does not load: {exc}"
+            continue
+        try:
+            mae, top1 = compare(run_golden(predictor, x), expected)
+        except (BackendError, SelfTestError) as exc:
+            result.status, result.reason = "dropped", f"fails on the golden set: {exc}"
+            predictor.close()
+            continue
+        result.mean_abs_error, result.top1_agreement = round(mae, 6), round(top1, 4)
+        if mae > max_mae or top1 < min_top1:
+            result.status = "dropped"
+            result.reason = (
+                f"outside tolerance: mean abs error {mae:.4g} (max {max_mae:g}), "
+                f"top-1 agreement {top1:.3f} (min {min_top1:g})"
+            )
+            predictor.close()
+            continue
+        survivors.append((result, predictor))
+    try:
+        _time_survivors(survivors, x, time_budget)
+        report.chosen = _choose(report, survivors, pin_runtime, pin_precision)
+    finally:
+        for _result, predictor in survivors:
+            predictor.close()
+    return report
+
+
+def _time_survivors(
+    survivors: list[tuple[VariantResult, Predictor]], x: np.ndarray, budget: float
+) -> None:
+    if not survivors:
+        return
+    share = budget / len(survivors)
+    for result, predictor in survivors:
+        samples: list[float] = []
+        end = time.perf_counter() + share
+        i = 0
+        while len(samples) < MIN_TIMING_RUNS or time.perf_counter() < end:
+            sample = x[i % len(x) : i % len(x) + 1]
+            t0 = time.perf_counter()
+            predictor.infer_model_domain(sample)
+            samples.append((time.perf_counter() - t0) * 1000.0)
+            i += 1
+            if len(samples) >= 10_000:
+                break
+        result.latency_ms = round(float(np.median(samples)), 4)
+        result.runs = len(samples)
+
+
+def _choose(
+    report: SelfTestReport,
+    survivors: list[tuple[VariantResult, Predictor]],
+    pin_runtime: str | None,
+    pin_precision: str | None,
+) -> VariantResult:
+    if not survivors:
+        reasons = "; ".join(f"{v.target}: {v.reason}" for v in report.variants)
+        raise SelfTestError(f"no variant passed the self-test ({reasons})")
+    allowed = [
+        r
+        for r, _p in survivors
+        if (pin_runtime is None or r.runtime == pin_runtime)
+        and (pin_precision is None or r.precision == pin_precision)
+    ]
+    if not allowed:
+        pin = "-".join(p for p in (pin_runtime, pin_precision) if p)
+        ok = ", ".join(r.target for r, _p in survivors)
+        raise SelfTestError(f"pinned variant {pin} did not pass the self-test (passed: {ok})")
+    return min(allowed, key=lambda r: r.latency_ms if r.latency_ms is not None else float("inf"))

@@ -1,0 +1,347 @@
+"""Serving the active model: one inference thread, a time limit, shadowing, health windows.
+
+All inferences of the agent (MQTT, in-process API, HTTP, replay) go through
+:meth:`ModelServer.predict`. Inputs are validated on the caller's thread; the model runs
+on a single inference thread (runtimes are not all thread-safe) and the caller waits at
+most ``timeout`` seconds. A timed-out call is answered with an error and the stuck thread
+is abandoned for a fresh one, so one hung inference cannot stall the agent.
+
+The server also keeps, per served model, a recent error window (a model whose error rate
+climbs above the threshold triggers ``on_fallback`` once) and a health window the updater
+reads during probation, and it feeds live inputs to a shadow candidate when asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge.contract import Manifest, ModelRef
+from edge.errors import BackendError, EdgekitError, InputError
+from edge.inputs import prepare
+from edge.predictor import Prediction, Predictor
+from edge.store import Slot
+
+log = logging.getLogger(__name__)
+
+
+class InferenceTimeoutError(BackendError):
+    """The model did not answer within the per-inference time limit."""
+
+
+class NoModelError(BackendError):
+    """No model is installed yet; the agent waits for a deploy command."""
+
+
+@dataclass
+class LoadedModel:
+    """A verified slot opened on the variant chosen by its self-test."""
+
+    slot: Slot
+    manifest: Manifest
+    predictor: Predictor
+    runtime: str
+    precision: str
+    selftest_latency_ms: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    def ref(self) -> ModelRef:
+        return ModelRef(self.name, self.version, self.runtime, self.precision)
+
+    def close(self) -> None:
+        try:
+            self.predictor.close()
+        except Exception:  # closing must never take the agent down
+            log.exception("closing %s failed", self.slot.id)
+
+
+class Observer(Protocol):
+    """Where outcomes go (the agent's telemetry monitor)."""
+
+    def on_prediction(
+        self, model: LoadedModel, x: np.ndarray, scores: np.ndarray, latency_ms: float, label: Any
+    ) -> None: ...
+
+    def on_error(self, kind: str) -> None: ...
+
+    def on_rejection(self, code: str) -> None: ...
+
+
+@dataclass
+class HealthWindow:
+    """Outcomes of the served model since it was swapped in (read during probation)."""
+
+    started: float = field(default_factory=time.monotonic)
+    inferences: int = 0
+    errors: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    confidence_sum: float = 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_ms, dtype=np.float64)
+        total = self.inferences + self.errors
+        return {
+            "seconds": round(time.monotonic() - self.started, 3),
+            "inferences": self.inferences,
+            "errors": self.errors,
+            "error_rate": self.errors / total if total else 0.0,
+            "p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
+            "confidence_mean": self.confidence_sum / self.inferences if self.inferences else None,
+        }
+
+
+@dataclass
+class ShadowRun:
+    candidate: LoadedModel
+    wanted: int
+    seen: int = 0
+    agreed: int = 0
+    errors: int = 0
+    latency_ms_sum: float = 0.0
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "inputs": self.seen,
+            "wanted": self.wanted,
+            "agreement": round(self.agreed / self.seen, 4) if self.seen else None,
+            "errors": self.errors,
+            "candidate_latency_ms": round(self.latency_ms_sum / self.seen, 4)
+            if self.seen
+            else None,
+        }
+
+
+class _Worker:
+    """One daemon thread running submitted calls in order."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self._queue.put((fn, fut))
+        return fut
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, fut = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+
+class ModelServer:
+    """Serves the current model; thread-safe."""
+
+    def __init__(
+        self,
+        observer: Observer,
+        *,
+        timeout: float = 5.0,
+        fallback_error_rate: float = 0.5,
+        fallback_window: int = 50,
+        fallback_min_inferences: int = 20,
+        on_fallback: Callable[[LoadedModel, float], None] | None = None,
+    ) -> None:
+        self.observer = observer
+        self.timeout = timeout
+        self.fallback_error_rate = fallback_error_rate
+        self.fallback_min_inferences = fallback_min_inferences
+        self.on_fallback = on_fallback
+        self._lock = threading.Lock()
+        self._model: LoadedModel | None = None
+        self._outcomes: deque[bool] = deque(maxlen=fallback_window)  # True = error
+        self._fallback_fired = False
+        self._window = HealthWindow()
+        self._shadow: ShadowRun | None = None
+        self._worker = _Worker("inference")
+        self._workers_started = 1
+
+    # ------------------------------------------------------------------ model handling
+
+    @property
+    def current(self) -> LoadedModel | None:
+        return self._model
+
+    def swap(self, model: LoadedModel | None) -> LoadedModel | None:
+        """Serve ``model`` from the next request on; returns the previous one (not closed)."""
+        with self._lock:
+            previous, self._model = self._model, model
+            self._outcomes.clear()
+            self._fallback_fired = False
+            self._window = HealthWindow()
+        if model is not None:
+            log.info("serving %s on %s-%s", model.slot.id, model.runtime, model.precision)
+        return previous
+
+    def health(self) -> dict[str, Any]:
+        """Outcomes of the current model since it was swapped in."""
+        with self._lock:
+            return self._window.snapshot()
+
+    def configure(self, **settings: Any) -> None:
+        """Apply changed run-time settings (timeout, fallback thresholds)."""
+        with self._lock:
+            self.timeout = settings.get("timeout", self.timeout)
+            self.fallback_error_rate = settings.get("fallback_error_rate", self.fallback_error_rate)
+            self.fallback_min_inferences = settings.get(
+                "fallback_min_inferences", self.fallback_min_inferences
+            )
+            window = settings.get("fallback_window")
+            if window and window != self._outcomes.maxlen:
+                self._outcomes = deque(self._outcomes, maxlen=window)
+
+    def close(self) -> None:
+        self._worker.stop()
+
+    # ------------------------------------------------------------------ inference
+
+    def predict(self, raw: Any, label: Any = None) -> Prediction:
+        """Validate, run and record one input. Raises InputError for a rejected input,
+        BackendError (InferenceTimeoutError, NoModelError) when the model cannot answer."""
+        model = self._model
+        if model is None:
+            raise NoModelError("no model installed yet")
+        t0 = time.perf_counter()
+        try:
+            x = prepare(model.manifest, raw)
+        except InputError as exc:
+            self.observer.on_rejection(exc.code)
+            raise
+        except EdgekitError as exc:  # any other refusal of the input is still a rejection
+            self.observer.on_rejection("invalid")
+            raise InputError("invalid", str(exc)) from exc
+        if x.shape[0] != 1:
+            self.observer.on_rejection("shape")
+            raise InputError("shape", f"expected one sample, got a batch of {x.shape[0]}")
+        worker = self._worker
+        fut = worker.submit(lambda: model.predictor.infer_model_domain(x))
+        try:
+            scores = np.asarray(fut.result(timeout=self.timeout), dtype=np.float32)
+        except FutureTimeout:
+            self._replace_stuck_worker(worker)
+            self._record_error(model, "timeout")
+            raise InferenceTimeoutError(
+                f"inference took longer than the {self.timeout:g} s limit"
+            ) from None
+        except Exception as exc:
+            self._record_error(model, "runtime")
+            raise BackendError(f"inference failed: {exc}") from exc
+        if scores.ndim != 2 or scores.shape[0] < 1 or not np.all(np.isfinite(scores[0])):
+            self._record_error(model, "bad_output")
+            raise BackendError(f"model returned unusable scores of shape {scores.shape}")
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        row = scores[0]
+        index = int(np.argmax(row))
+        labels = model.manifest.labels
+        prediction = Prediction(
+            label=labels[index] if index < len(labels) else str(index),
+            index=index,
+            scores=[float(s) for s in row],
+            latency_ms=round(latency_ms, 4),
+        )
+        self._record_ok(model, latency_ms, float(row[index]))
+        self.observer.on_prediction(model, x, scores, latency_ms, label)
+        shadow = self._shadow
+        if shadow is not None and not shadow.done.is_set():
+            worker.submit(lambda: self._shadow_one(shadow, x, index))
+        return prediction
+
+    def _replace_stuck_worker(self, worker: _Worker) -> None:
+        with self._lock:
+            if self._worker is worker:
+                worker.stop()  # it exits once (if ever) its stuck call returns
+                self._workers_started += 1
+                self._worker = _Worker(f"inference-{self._workers_started}")
+                log.error("inference thread stuck; started a new one")
+
+    def _record_ok(self, model: LoadedModel, latency_ms: float, confidence: float) -> None:
+        with self._lock:
+            if model is not self._model:
+                return
+            self._outcomes.append(False)
+            self._window.inferences += 1
+            self._window.latencies_ms.append(latency_ms)
+            self._window.confidence_sum += confidence
+
+    def _record_error(self, model: LoadedModel, kind: str) -> None:
+        self.observer.on_error(kind)
+        fire = False
+        with self._lock:
+            if model is not self._model:
+                return
+            self._outcomes.append(True)
+            self._window.errors += 1
+            n = len(self._outcomes)
+            rate = sum(self._outcomes) / n
+            if (
+                not self._fallback_fired
+                and n >= max(1, self.fallback_min_inferences)
+                and rate > self.fallback_error_rate
+            ):
+                self._fallback_fired = fire = True
+        if fire and self.on_fallback is not None:
+            log.error(
+                "%s error rate %.2f above %.2f", model.slot.id, rate, self.fallback_error_rate
+            )
+            self.on_fallback(model, rate)
+
+    # ------------------------------------------------------------------ shadow
+
+    def shadow(self, candidate: LoadedModel, inputs: int, timeout: float) -> dict[str, Any]:
+        """Run ``candidate`` on the next ``inputs`` live inputs next to the served model;
+        returns agreement (share of equal top-1). Waits at most ``timeout`` seconds."""
+        run = ShadowRun(candidate, inputs)
+        with self._lock:
+            self._shadow = run
+        try:
+            run.done.wait(timeout)
+        finally:
+            with self._lock:
+                self._shadow = None
+        return run.report()
+
+    def _shadow_one(self, run: ShadowRun, x: np.ndarray, served_index: int) -> None:
+        if run.done.is_set():
+            return
+        t0 = time.perf_counter()
+        try:
+            scores = run.candidate.predictor.infer_model_domain(x)
+            agree = int(np.argmax(scores[0])) == served_index
+        except Exception as exc:
+            log.warning("shadow inference failed: %s", exc)
+            run.errors += 1
+            agree = False
+        run.latency_ms_sum += (time.perf_counter() - t0) * 1000.0
+        run.seen += 1
+        run.agreed += int(agree)
+        if run.seen >= run.wanted:
+            run.done.set()

@@ -1,0 +1,225 @@
+"""The deploy state machine: download → verify → self-test → shadow → activate → probation
+→ committed, or rolled back / failed with the reason.
+
+Each step is a plain function; :class:`Installer` runs them in order on the agent's install
+thread, writes the step to the store's journal *before* doing it, and publishes one Event
+per step. Until ``activating`` the served model is untouched, so any failure (or a crash)
+before it leaves the device exactly as it was. After it, a failure rolls back to the last
+known good model.
+
+Crash safety (the journal says where we were, see :func:`recover`):
+
+* killed before ``activating`` → the candidate is discarded, the old model keeps serving,
+  and a ``failed`` event says the install was interrupted at that step;
+* killed during ``activating`` or ``probation`` → the new model was never committed, so
+  the agent rolls back to the last known good model and reports ``rolled_back``. It does
+  not resume probation: a crash during probation may well be the new model's fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.bundle import check_version, extract_bundle, verify_directory
+from edge.contract import Command, Manifest
+from edge.download import download, sha256_file
+from edge.errors import BundleError, EdgekitError, InstallError, SelfTestError
+from edge.selftest import SelfTestReport, self_test
+from edge.signing import PublicKeyLike
+from edge.store import ModelStore, Slot
+
+log = logging.getLogger(__name__)
+
+PAUSE_ENV = "EDGEKIT_TEST_PAUSE_AT"  # test hook: sleep at this step so a test can SIGKILL
+PAUSE_SECONDS_ENV = "EDGEKIT_TEST_PAUSE_SECONDS"
+PRE_ACTIVATION = ("downloading", "verifying", "self_test", "shadow")
+
+Emit = Callable[..., None]  # emit(kind, step, message, *, command, rollout, version, detail)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The install settings (from AgentConfig)."""
+
+    trusted_key: PublicKeyLike | None
+    allow_unsigned: bool = False
+    pin_runtime: str | None = None
+    pin_precision: str | None = None
+    download_max_bytes: int = 512 * 1024 * 1024
+    download_timeout: float = 600.0
+    selftest_time_budget: float = 2.0
+    shadow_inputs: int = 0
+    shadow_timeout: float = 120.0
+    shadow_min_agreement: float = 0.0
+    probation_seconds: float = 30.0
+    probation_min_inferences: int = 0
+    probation_max_error_rate: float = 0.05
+    probation_max_latency_ratio: float = 3.0
+    probation_max_confidence_drop: float = 0.2
+
+    @property
+    def key(self) -> PublicKeyLike | None:
+        if self.trusted_key is None and not self.allow_unsigned:
+            raise InstallError(
+                "verifying", "no trusted key configured (set trusted_key, or allow_unsigned)"
+            )
+        return self.trusted_key
+
+
+def pause_for_tests(step: str) -> None:
+    """Sleep at ``step`` when EDGEKIT_TEST_PAUSE_AT names it (crash-safety tests)."""
+    if os.environ.get(PAUSE_ENV) == step:
+        seconds = float(os.environ.get(PAUSE_SECONDS_ENV, "60"))
+        log.warning("test hook: pausing %g s at step %s", seconds, step)
+        time.sleep(seconds)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def check_command(cmd: Command, now: float, active: Slot | None) -> None:
+    """Refuse expired and pointless commands before any byte is downloaded."""
+    if cmd.expires is not None and cmd.expires < now:
+        raise InstallError("verifying", f"command expired {now - cmd.expires:.0f} s ago")
+    if cmd.kind == "deploy" and active is not None and cmd.name in (None, active.name):
+        try:
+            check_version(int(cmd.version or 0), active.version)
+        except BundleError as exc:
+            raise InstallError("verifying", str(exc)) from None
+
+
+def fetch(
+    cmd: Command, downloads: Path, policy: Policy, token: str | None, progress: Any = None
+) -> Path:
+    """Download the command's bundle (resuming a previous partial download of it)."""
+    assert cmd.url and cmd.sha256
+    downloads.mkdir(parents=True, exist_ok=True)
+    dest = downloads / f"{cmd.sha256.lower()[:64]}.ekb"
+    if dest.exists() and sha256_file(dest) == cmd.sha256.lower():
+        return dest
+    return download(
+        cmd.url,
+        dest,
+        max_bytes=policy.download_max_bytes,
+        timeout=policy.download_timeout,
+        token=token,
+        expected_size=cmd.size,
+        progress=progress,
+    )
+
+
+def verify(
+    bundle_file: Path,
+    store: ModelStore,
+    policy: Policy,
+    *,
+    sha256: str | None,
+    name: str | None,
+    version: int | None,
+    rollback: bool = False,
+) -> tuple[Path, Manifest]:
+    """sha256 of the file, then signature, hashes and version; extracts into staging.
+
+    Returns ``(staging dir, manifest)``; the caller turns staging into a slot.
+    """
+    if sha256 is not None:
+        got = sha256_file(bundle_file)
+        if got != sha256.lower():
+            bundle_file.unlink(missing_ok=True)  # never resume a corrupt file
+            raise InstallError("verifying", f"sha256 mismatch: file is {got[:12]}…")
+    staging = store.new_staging()
+    try:
+        manifest = extract_bundle(bundle_file, staging / "bundle", policy.key)
+        if version is not None and manifest.version != version:
+            raise InstallError(
+                "verifying", f"bundle is version {manifest.version}, command says {version}"
+            )
+        if name is not None and manifest.name != name:
+            raise InstallError("verifying", f"bundle is {manifest.name!r}, command says {name!r}")
+        active = store.active()
+        installed = active.version if active and active.name == manifest.name else None
+        check_version(manifest.version, installed, rollback=rollback)
+    except BundleError as exc:
+        _discard(staging)
+        raise InstallError("verifying", str(exc)) from exc
+    except BaseException:
+        _discard(staging)
+        raise
+    return staging, manifest
+
+
+def test_variants(bundle_dir: Path, manifest: Manifest, policy: Policy) -> SelfTestReport:
+    """Run the golden set on every variant; InstallError when none may be served."""
+    try:
+        return self_test(
+            bundle_dir,
+            manifest,
+            pin_runtime=policy.pin_runtime,
+            pin_precision=policy.pin_precision,
+            time_budget=policy.selftest_time_budget,
+        )
+    except SelfTestError as exc:
+        raise InstallError("self_test", str(exc)) from exc
+
+
+def judge_probation(
+    health: dict[str, Any],
+    policy: Policy,
+    *,
+    selftest_latency_ms: float | None,
+    baseline_confidence: float | None,
+    final: bool,
+) -> str | None:
+    """Why the new model fails probation, or None. ``final`` is the end of the window."""
+    total = health["inferences"] + health["errors"]
+    if total >= 10 and health["error_rate"] > policy.probation_max_error_rate:
+        return (
+            f"error rate {health['error_rate']:.3f} above {policy.probation_max_error_rate:g} "
+            f"({health['errors']} of {total})"
+        )
+    if health["inferences"] >= 10 and selftest_latency_ms and health["p95_ms"] is not None:
+        limit = policy.probation_max_latency_ratio * selftest_latency_ms + 5.0
+        if health["p95_ms"] > limit:
+            return f"p95 latency {health['p95_ms']:.2f} ms above {limit:.2f} ms"
+    conf = health["confidence_mean"]
+    drop = baseline_confidence - conf if baseline_confidence is not None and conf else 0.0
+    if health["inferences"] >= 10 and drop > policy.probation_max_confidence_drop:
+        return (
+            f"mean confidence {conf:.3f} dropped more than "
+            f"{policy.probation_max_confidence_drop:g} below {baseline_confidence:.3f}"
+        )
+    if final and health["inferences"] < policy.probation_min_inferences:
+        return (
+            f"only {health['inferences']} inferences during probation "
+            f"(min {policy.probation_min_inferences})"
+        )
+    return None
+
+
+def recheck_slot(slot: Slot, policy: Policy) -> Manifest:
+    """Re-verify an installed slot (at start-up, before a rollback): signature + hashes."""
+    try:
+        return verify_directory(slot.bundle_dir, policy.key)
+    except BundleError as exc:
+        raise InstallError("verifying", f"{slot.id} no longer verifies: {exc}") from exc
+
+
+def _discard(staging: Path) -> None:
+    import shutil
+
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def describe_failure(exc: BaseException) -> tuple[str, str]:
+    """``(step, reason)`` of an exception raised by a step."""
+    if isinstance(exc, InstallError):
+        return exc.step, str(exc)
+    if isinstance(exc, EdgekitError):
+        return "failed", str(exc)
+    return "failed", f"{type(exc).__name__}: {exc}"
