@@ -27,6 +27,9 @@ _ORT_TYPES = {
 }
 
 
+_NOT_DEVICES = {"CPUExecutionProvider", "AzureExecutionProvider"}
+
+
 def _ort() -> Any:
     try:
         return importlib.import_module("onnxruntime")
@@ -37,7 +40,10 @@ def _ort() -> Any:
 def probe() -> dict[str, Any]:
     ort = _ort()
     providers = list(ort.get_available_providers())
-    devices = ["CPU"] + [p.removesuffix("ExecutionProvider") for p in providers if "CPU" not in p]
+    # Remote/cloud providers (Azure) are not devices of this machine.
+    devices = ["CPU"] + [
+        p.removesuffix("ExecutionProvider") for p in providers if p not in _NOT_DEVICES
+    ]
     return {
         "available": True,
         "version": ort.__version__,
