@@ -11,13 +11,12 @@ sha256 (``ModelCache``) so a thousand devices do not load a thousand interpreter
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import random
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edge.monitor import Monitor
-from edge.predictor import Predictor
 
 from edge import __version__, contract
-from edge.bundle import check_version, extract_bundle
+from edge.bundle import check_version, entry_path, extract_bundle
 from edge.contract import Command, Event, ModelRef, Status, Telemetry
-from edge.errors import EdgekitError, InstallError
+from edge.download import download, sha256_file
+from edge.errors import BundleError, EdgekitError, InstallError, SelfTestError
+from edge.monitor import Monitor
+from edge.predictor import Predictor, golden_check, load_golden
 
 log = logging.getLogger("edgekit.sim")
 
@@ -46,16 +46,22 @@ class LoadedModel:
     version: int
     sha256: str
     predictor: Predictor
-    inputs: np.ndarray
+    golden: dict[str, np.ndarray]
     labels: list[str | None]
-    golden_outputs: np.ndarray
     reference: dict[str, Any] | None
-    tolerance: dict[str, float]
     lock: threading.Lock
+
+    @property
+    def inputs(self) -> np.ndarray:
+        return self.golden["inputs"]
 
 
 class ModelCache:
-    """Bundles extracted and loaded once per process, keyed by the bundle's sha256."""
+    """Bundles extracted, verified and loaded once per process, keyed by their sha256.
+
+    A later device that downloads a file with the same sha256 has, cryptographically, the
+    same verified bundle; it still runs the golden set itself (``self_test``).
+    """
 
     def __init__(self, root: Path, trusted_key: Path, runtime: str | None) -> None:
         self.root = root
@@ -69,32 +75,31 @@ class ModelCache:
             if sha256 in self._models:
                 return self._models[sha256]
             dest = self.root / sha256[:16]
-            manifest = extract_bundle(bundle_file, dest, self.trusted_key)
+            try:
+                manifest = extract_bundle(bundle_file, dest, self.trusted_key)
+            except BundleError as exc:
+                raise InstallError("verifying", str(exc)) from exc
             predictor = Predictor.open(dest, manifest, runtime=self.runtime)
-            golden = np.load(dest / manifest.golden.entry.file) if manifest.golden else None
-            if golden is None:
-                raise InstallError("self_test", "bundle has no golden set")
-            raw_labels = golden["labels"] if "labels" in golden.files else None
+            golden = load_golden(dest, manifest)
+            raw = golden.get("labels")
             labels: list[str | None] = (
-                [manifest.labels[int(i)] for i in raw_labels]
-                if raw_labels is not None
+                [manifest.labels[int(i)] for i in raw]
+                if raw is not None and raw.dtype.kind in "iu"
+                else [str(v) for v in raw]
+                if raw is not None
                 else [None] * len(golden["inputs"])
             )
             reference = None
             if manifest.reference is not None:
-                import json
-
-                reference = json.loads((dest / manifest.reference.file).read_text())
+                reference = json.loads(entry_path(dest, manifest.reference).read_text())
             model = LoadedModel(
                 name=manifest.name,
                 version=manifest.version,
                 sha256=sha256,
                 predictor=predictor,
-                inputs=golden["inputs"].astype(np.float32),
+                golden=golden,
                 labels=labels,
-                golden_outputs=golden["outputs"].astype(np.float32),
                 reference=reference,
-                tolerance=manifest.golden.tolerance if manifest.golden else {},
                 lock=threading.Lock(),
             )
             self._models[sha256] = model
@@ -102,20 +107,12 @@ class ModelCache:
 
 
 def self_test(model: LoadedModel) -> dict[str, float]:
-    """The golden set through the real runtime; raises InstallError outside tolerance."""
+    """The golden set through the real runtime (edge.predictor.golden_check)."""
     with model.lock:
-        scores = model.predictor.infer_model_domain(model.inputs)
-    mae = float(np.mean(np.abs(scores - model.golden_outputs)))
-    agree = float(np.mean(scores.argmax(1) == model.golden_outputs.argmax(1)))
-    max_mae = model.tolerance.get("max_mean_abs_error", 0.05)
-    min_agree = model.tolerance.get("min_top1_agreement", 0.95)
-    if mae > max_mae or agree < min_agree:
-        raise InstallError(
-            "self_test",
-            f"golden set outside tolerance: mean abs error {mae:.4f} (max {max_mae}), "
-            f"top-1 agreement {agree:.3f} (min {min_agree})",
-        )
-    return {"mean_abs_error": mae, "top1_agreement": agree}
+        try:
+            return golden_check(model.predictor, model.golden)
+        except SelfTestError as exc:
+            raise InstallError("self_test", str(exc)) from exc
 
 
 class SimDevice:
@@ -278,7 +275,9 @@ class SimDevice:
         with self.installing:
             try:
                 if cmd.expires is not None and cmd.expires < time.time():
-                    raise InstallError("verifying", "command expired")
+                    raise InstallError(
+                        "verifying", f"command expired {time.time() - cmd.expires:.0f} s ago"
+                    )
                 model = self.installed.get(cmd.version or -1) if kind == "rollback" else None
                 if model is None:
                     model = self._fetch(cmd, kind)
@@ -307,44 +306,31 @@ class SimDevice:
             raise InstallError("downloading", "command names no bundle url/sha256")
         self.event(kind, "downloading", cmd, step="downloading")
         with tempfile.TemporaryDirectory(prefix="edgekit-sim-") as tmp:
-            path = Path(tmp) / "bundle.ekb"
-            digest = download(cmd.url, path, self.token)
+            path = download(
+                cmd.url,
+                Path(tmp) / "bundle.ekb",
+                max_bytes=MAX_BUNDLE_BYTES,
+                timeout=120.0,
+                token=self.token,
+                expected_size=cmd.size,
+            )
             self.event(kind, "verifying", cmd, step="verifying")
-            if digest != cmd.sha256:
-                raise InstallError("verifying", f"sha256 {digest[:12]}… is not {cmd.sha256[:12]}…")
-            installed = self.model.version if self.model else None
-            check_version(cmd.version or 0, installed, rollback=kind == "rollback")
+            digest = sha256_file(path)
+            if digest != cmd.sha256.lower():
+                raise InstallError("verifying", f"sha256 mismatch: file is {digest[:12]}…")
             model = self.cache.load(path, digest)
         if model.version != cmd.version:
             raise InstallError(
                 "verifying", f"bundle is version {model.version}, command says {cmd.version}"
             )
+        installed = self.model.version if self.model else None
+        try:
+            check_version(model.version, installed, rollback=kind == "rollback")
+        except BundleError as exc:
+            raise InstallError("verifying", str(exc)) from exc
         self.event(kind, "self_test", cmd, step="self_test", detail=self_test(model))
         return model
 
     def _activate(self, model: LoadedModel) -> None:
         self.model = model
         self.monitor = Monitor(model.predictor.manifest.labels, model.reference)
-
-
-def download(url: str, dest: Path, token: str | None, timeout: float = 60.0) -> str:
-    """GET a bundle (bounded size and time) and return its sha256."""
-    req = urllib.request.Request(url)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    h = hashlib.sha256()
-    total = 0
-    deadline = time.monotonic() + timeout
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp, open(dest, "wb") as f:
-            while chunk := resp.read(1 << 16):
-                total += len(chunk)
-                if total > MAX_BUNDLE_BYTES:
-                    raise InstallError("downloading", f"bundle exceeds {MAX_BUNDLE_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise InstallError("downloading", f"download took over {timeout} s")
-                h.update(chunk)
-                f.write(chunk)
-    except OSError as exc:
-        raise InstallError("downloading", f"{url}: {exc}") from exc
-    return h.hexdigest()
