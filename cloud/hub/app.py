@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from sqlalchemy.orm import Session
 
 from cloud.hub.config import HubConfig
@@ -82,6 +82,13 @@ def create_app(config: HubConfig | dict[str, Any] | None = None) -> Flask:
 
     register_error_handlers(app)
     init_auth(app)
+
+    @app.before_request
+    def _learn_public_url() -> None:
+        # Deploy commands carry absolute bundle URLs; without --public-url use the first
+        # address a client reached us on.
+        if cfg.public_url is None:
+            cfg.public_url = request.host_url.rstrip("/")
 
     @app.teardown_appcontext
     def _close_session(exc: BaseException | None) -> None:

@@ -94,7 +94,7 @@ def _page(template: str, active: str, needs: str = "viewer", **ctx: Any) -> Any:
 @bp.errorhandler(CSRFError)
 def _csrf_failed(exc: CSRFError) -> Any:
     """A stale login form (e.g. the session expired) gets the form again, not JSON."""
-    if request.endpoint == "web.login":
+    if request.endpoint == "web.login_submit":
         return render_template("login.html", error="Your form expired, please try again."), 400
     return {"error": {"code": "csrf", "message": exc.description}}, 400
 

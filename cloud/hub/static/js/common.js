@@ -46,12 +46,16 @@ export function items(data, key) {
 export function poll(fn, ms = 2000) {
   const live = document.getElementById("live");
   let timer = null;
+  let lastError = "";
   const tick = async () => {
     try {
       await fn();
       if (live) { live.textContent = `live · ${new Date().toLocaleTimeString()}`; live.className = "live ok"; }
+      lastError = "";
     } catch (e) {
       if (live) { live.textContent = `update failed: ${e.message}`; live.className = "live bad"; }
+      if (e.message !== lastError) flash(e.message, "bad");  // once per distinct failure
+      lastError = e.message;
     }
     timer = setTimeout(tick, document.hidden ? ms * 5 : ms);
   };

@@ -1,0 +1,347 @@
+"""The hub's MQTT side: subscribe to every device's status, telemetry and events; publish
+commands. Paho's network thread only enqueues; a writer thread parses and stores in batches
+(every ``bridge_batch_size`` messages or ``bridge_flush_s`` seconds). A bad message is
+logged and counted, never kills either loop; a failing batch is retried message by message
+so one poisoned row loses nothing else.
+
+Several hub workers: telemetry and events use the MQTT 5 shared subscription
+``$share/edgekit-hub/...`` (the broker gives each message to one worker). Retained
+messages are never delivered on shared subscriptions, so every worker also subscribes to
+``status`` directly — status handling is an idempotent upsert. When the broker refuses
+shared subscriptions (or ``mqtt_consumer = "lease"``), one worker elected by a database
+lease consumes telemetry and events. See docs/hub.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from typing import Any
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from cloud.hub import leases, telemetry_store
+from cloud.hub.config import HubConfig
+from cloud.hub.db import Database
+from cloud.hub.models import Device, EventRow
+from edge.contract import (
+    CMD,
+    EVENTS,
+    STATUS,
+    TELEMETRY,
+    Command,
+    Event,
+    Status,
+    Telemetry,
+    decode_json,
+    encode_json,
+    parse_topic,
+    topic,
+    topic_filter,
+)
+from edge.errors import ConfigError, ContractError
+
+log = logging.getLogger(__name__)
+SHARE_GROUP = "edgekit-hub"
+LEASE_NAME = "mqtt-consumer"
+LEASE_TTL_S = 15.0
+QUEUE_LIMIT = 200_000
+DEDUP_WINDOW = 512
+
+Parsed = Status | Telemetry | Event
+
+
+def parse_broker_url(url: str) -> tuple[str, int, bool]:
+    u = urlparse(url)
+    if u.scheme not in ("mqtt", "mqtts", "tcp") or not u.hostname:
+        raise ConfigError(f"broker URL {url!r} must look like mqtt://HOST:PORT or mqtts://...")
+    tls = u.scheme == "mqtts"
+    return u.hostname, u.port or (8883 if tls else 1883), tls
+
+
+def parse_message(topic_name: str, payload: bytes) -> Parsed:
+    """Topic + payload -> a contract type; ContractError for anything malformed."""
+    device, kind = parse_topic(topic_name)
+    obj = decode_json(payload)
+    msg: Parsed
+    if kind == STATUS:
+        msg = Status.parse(obj)
+    elif kind == TELEMETRY:
+        msg = Telemetry.parse(obj)
+    elif kind == EVENTS:
+        msg = Event.parse(obj)
+    else:
+        raise ContractError(f"the hub does not consume {kind!r} messages")
+    if msg.device != device:
+        raise ContractError(f"payload device {msg.device!r} differs from topic device {device!r}")
+    return msg
+
+
+class MqttBridge:
+    def __init__(self, config: HubConfig, database: Database) -> None:
+        if config.broker_url is None:
+            raise ConfigError("the MQTT bridge needs a broker URL")
+        self.config = config
+        self.db = database
+        self.host, self.port, self.tls = parse_broker_url(config.broker_url)
+        self.counters: Counter[str] = Counter()
+        self.mode = config.mqtt_consumer  # resolved to shared|lease on first SUBACK
+        self.consuming = False
+        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(QUEUE_LIMIT)
+        self._seen: dict[tuple[str, str | None, str], deque[int]] = {}
+        self._stop = threading.Event()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="hub-mqtt-writer", daemon=True
+        )
+        self._lease_thread: threading.Thread | None = None
+        self._pending_shared: dict[int, str] = {}
+        self.connected = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"edgekit-hub-{uuid.uuid4().hex[:10]}",
+            protocol=mqtt.MQTTv5,
+        )
+        if self.tls:
+            self.client.tls_set()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.reconnect_delay_set(1, 30)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> MqttBridge:
+        self._writer.start()
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.client.disconnect()
+            self.client.loop_stop()
+        finally:
+            self._writer.join(timeout=5)
+            if self.mode == "lease" and self.consuming:
+                leases.release(self.db, LEASE_NAME)
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        return self.connected.wait(timeout)
+
+    # ------------------------------------------------------------------ MQTT callbacks
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            log.error("broker %s:%s refused the hub: %s", self.host, self.port, rc)
+            return
+        log.info("hub bridge connected to %s:%s", self.host, self.port)
+        client.subscribe(topic_filter(STATUS), qos=1)
+        if self.mode in ("auto", "shared"):
+            self._subscribe_shared()
+        elif self.consuming:
+            self._subscribe_direct()
+        self.connected.set()
+
+    def _subscribe_shared(self) -> None:
+        for kind in (TELEMETRY, EVENTS):
+            _rc, mid = self.client.subscribe(f"$share/{SHARE_GROUP}/{topic_filter(kind)}", qos=1)
+            if mid is not None:
+                self._pending_shared[mid] = kind
+
+    def _subscribe_direct(self) -> None:
+        self.client.subscribe([(topic_filter(TELEMETRY), 1), (topic_filter(EVENTS), 1)])
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: Any, mid: int, codes: list[ReasonCode], _p: Properties | None
+    ) -> None:
+        if mid not in self._pending_shared:
+            return
+        self._pending_shared.pop(mid)
+        if all(not c.is_failure for c in codes):
+            self.mode, self.consuming = "shared", True
+            return
+        if self.mode == "shared":
+            log.error("broker refused the shared subscription: %s", codes)
+            return
+        log.warning("broker refused shared subscriptions (%s); electing one consumer", codes)
+        self.mode = "lease"
+        self._start_lease()
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        self.connected.clear()
+        log.warning("hub bridge lost the broker; paho reconnects")
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.counters["received"] += 1
+        try:
+            self._queue.put_nowait((msg.topic, bytes(msg.payload)))
+        except queue.Full:
+            self.counters["overflow"] += 1
+
+    # ------------------------------------------------------------------ lease mode
+    def _start_lease(self) -> None:
+        if self._lease_thread is not None:
+            return
+        self._lease_thread = threading.Thread(
+            target=self._lease_loop, name="hub-mqtt-lease", daemon=True
+        )
+        self._lease_thread.start()
+
+    def _lease_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                held = leases.try_acquire(self.db, LEASE_NAME, LEASE_TTL_S)
+            except SQLAlchemyError:
+                log.exception("lease check failed")
+                held = False
+            if held and not self.consuming:
+                self.consuming = True
+                self._subscribe_direct()
+                log.info("this worker now consumes telemetry and events (%s)", leases.WORKER_ID)
+            elif not held and self.consuming:
+                self.consuming = False
+                self.client.unsubscribe([topic_filter(TELEMETRY), topic_filter(EVENTS)])
+            self._stop.wait(LEASE_TTL_S / 3)
+
+    # ------------------------------------------------------------------ publishing
+    def publish_command(self, device: str, cmd: Command) -> None:
+        info = self.client.publish(topic(device, CMD), encode_json(cmd.to_dict()), qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.counters["publish_failed"] += 1
+            log.warning("command %s to %s not queued (rc=%s)", cmd.id, device, info.rc)
+        else:
+            self.counters["commands"] += 1
+
+    # ------------------------------------------------------------------ writing
+    def _write_loop(self) -> None:
+        while not self._stop.is_set() or not self._queue.empty():
+            batch = self._take_batch()
+            if batch:
+                self.flush(batch)
+
+    def _take_batch(self) -> list[tuple[str, bytes]]:
+        batch: list[tuple[str, bytes]] = []
+        deadline = time.monotonic() + self.config.bridge_flush_s
+        while len(batch) < self.config.bridge_batch_size:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=timeout))
+            except queue.Empty:
+                break
+        return batch
+
+    def _duplicate(self, msg: Parsed, kind: str) -> bool:
+        key = (msg.device, msg.boot, kind)
+        seen = self._seen.get(key)
+        if seen is None:
+            seen = self._seen[key] = deque(maxlen=DEDUP_WINDOW)
+        if msg.seq in seen:
+            return True
+        seen.append(msg.seq)
+        return False
+
+    def flush(self, raw: list[tuple[str, bytes]]) -> None:
+        """Parse and store one batch (public so tests and benchmarks can drive it)."""
+        parsed: list[Parsed] = []
+        for topic_name, payload in raw:
+            try:
+                msg = parse_message(topic_name, payload)
+            except ContractError as exc:
+                self.counters["rejected"] += 1
+                log.warning("dropped message on %s: %s", topic_name[:200], exc)
+                continue
+            except Exception:
+                self.counters["rejected"] += 1
+                log.exception("unexpected error parsing a message on %s", topic_name[:200])
+                continue
+            kind = type(msg).__name__
+            if not isinstance(msg, Status) and self._duplicate(msg, kind):
+                self.counters["duplicate"] += 1
+                continue
+            parsed.append(msg)
+        if not parsed:
+            return
+        try:
+            self._store(parsed)
+            self.counters["stored"] += len(parsed)
+        except (SQLAlchemyError, ValueError, TypeError):
+            log.warning("batch of %d failed; storing one by one", len(parsed), exc_info=True)
+            for msg in parsed:
+                try:
+                    self._store([msg])
+                    self.counters["stored"] += 1
+                except Exception:
+                    self.counters["db_errors"] += 1
+                    log.exception("could not store a %s from %s", type(msg).__name__, msg.device)
+
+    def _store(self, msgs: list[Parsed]) -> None:
+        for attempt in (1, 2):
+            try:
+                with self.db.session() as s:
+                    now = time.time()
+                    telemetry = [m for m in msgs if isinstance(m, Telemetry)]
+                    for m in msgs:
+                        if isinstance(m, Status):
+                            apply_status(s, m, now)
+                        elif isinstance(m, Event):
+                            _ensure_device(s, m.device, now)
+                            s.add(event_row(m))
+                    telemetry_store.write_batch(s, telemetry)
+                return
+            except IntegrityError:  # two workers created the same new device at once
+                if attempt == 2:
+                    raise
+
+
+def _ensure_device(s: Any, device_id: str, now: float) -> Device:
+    dev: Device | None = s.get(Device, device_id)
+    if dev is None:
+        dev = Device(id=device_id, tags=[], first_seen=now, capabilities={}, kpis={})
+        s.add(dev)
+        s.flush()
+    dev.last_seen = now
+    return dev
+
+
+def apply_status(s: Any, st: Status, now: float) -> None:
+    """What the device says it is and runs. The offline will only flips ``online``: its
+    model fields were written at connect time and may be stale."""
+    dev = _ensure_device(s, st.device, now)
+    dev.online = st.state == "online"
+    if st.state == "offline":
+        return
+    dev.agent_version = st.agent_version
+    dev.boot, dev.seq = st.boot, st.seq
+    dev.capabilities = dict(st.capabilities)
+    if st.model is None:
+        dev.model_name = dev.model_version = dev.model_runtime = dev.model_precision = None
+    else:
+        dev.model_name, dev.model_version = st.model.name, st.model.version
+        dev.model_runtime, dev.model_precision = st.model.runtime, st.model.precision
+
+
+def event_row(e: Event) -> EventRow:
+    return EventRow(
+        device_id=e.device,
+        ts=e.ts,
+        seq=e.seq,
+        boot=e.boot,
+        kind=e.kind[:16],
+        step=e.step[:32] if e.step else None,
+        message=e.message[:4000],
+        rollout=e.rollout[:32] if e.rollout else None,
+        command=e.command[:96] if e.command else None,
+        version=e.version,
+        detail=e.detail,
+    )

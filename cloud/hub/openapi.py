@@ -1,0 +1,145 @@
+"""The OpenAPI 3.1 document of ``/api/v1``, built from one table of routes.
+
+Shapes are described loosely (``object``) except for request bodies that clients must
+get right; docs/hub-api.md has the full field lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge import __version__
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+ROLLOUT_BODY = {
+    "type": "object",
+    "required": ["model", "version", "target"],
+    "properties": {
+        "model": {"type": "string"},
+        "version": {"type": "integer", "minimum": 1},
+        "target": {
+            "type": "object",
+            "properties": {
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "devices": {"type": "array", "items": {"type": "string"}},
+                "all": {"type": "boolean"},
+            },
+        },
+        "waves": {"type": "array", "items": {"oneOf": [{"type": "number"}, {"type": "object"}]}},
+        "soak_seconds": {"type": "number", "minimum": 0},
+        "success_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+        "error_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+        "error_action": {"enum": ["pause", "rollback"]},
+        "gates": {"type": "object"},
+        "gate_min_devices": {"type": "integer", "minimum": 1},
+        "manual_approval": {"type": "boolean"},
+        "deploy_timeout_s": {"type": "number"},
+        "start": {"type": "boolean"},
+    },
+}
+# (method, path, summary, role, success status, request body schema or marker)
+ROUTES: list[tuple[str, str, str, str | None, int, Any]] = [
+    ("get", "/devices", "List devices (as they report themselves)", "viewer", 200, None),
+    ("get", "/devices/{device}", "One device with capabilities", "viewer", 200, None),
+    ("patch", "/devices/{device}", "Edit a device's tags", "operator", 200,
+     {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}}),
+    ("get", "/devices/{device}/telemetry", "Telemetry (raw or minute)", "viewer", 200, None),
+    ("get", "/devices/{device}/events", "Events, newest first", "viewer", 200, None),
+    ("post", "/enroll", "Exchange an enrollment token for device credentials", None, 200,
+     {"type": "object", "required": ["token", "device"],
+      "properties": {"token": {"type": "string"}, "device": {"type": "string"}}}),
+    ("get", "/models", "List model versions", "viewer", 200, None),
+    ("post", "/models", "Upload a signed bundle (multipart field 'bundle')", "operator", 201,
+     "multipart"),
+    ("get", "/models/{name}/{version}", "Manifest, model card and variant table", "viewer", 200,
+     None),
+    ("delete", "/models/{name}/{version}", "Delete an unused version", "admin", 204, None),
+    ("get", "/models/{name}/{version}/bundle", "Download the bundle (Range supported)",
+     "viewer or device", 200, None),
+    ("get", "/models/{name}/{version}/telemetry", "Per-minute telemetry over devices",
+     "viewer", 200, None),
+    ("get", "/models/{name}/aliases", "Aliases of a model", "viewer", 200, None),
+    ("put", "/models/{name}/aliases/{alias}", "Point stable/candidate at a version",
+     "operator", 200, {"type": "object", "required": ["version"],
+                       "properties": {"version": {"type": "integer"}}}),
+    ("post", "/rollouts", "Create (and start) a rollout", "operator", 201, ROLLOUT_BODY),
+    ("get", "/rollouts", "List rollouts", "viewer", 200, None),
+    ("get", "/rollouts/{id}", "Rollout with waves, gates and audit log", "viewer", 200, None),
+    *[
+        ("post", f"/rollouts/{{id}}/{a}", f"{a.capitalize()} a rollout", "operator", 200, None)
+        for a in ("pause", "resume", "abort", "rollback", "retry", "approve")
+    ],
+    ("get", "/session", "Who is logged in, plus a CSRF token", None, 200, None),
+    ("post", "/session", "Log in (browser session)", None, 200,
+     {"type": "object", "properties": {"username": {"type": "string"},
+                                       "password": {"type": "string"}}}),
+    ("delete", "/session", "Log out", None, 204, None),
+    ("get", "/openapi.json", "This document", None, 200, None),
+]  # fmt: skip
+
+
+def _operation(summary: str, role: str | None, status: int, body: Any, path: str) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            str(status): {"description": "success"},
+            "4XX": {
+                "description": "bad input, auth or state",
+                "content": {"application/json": {"schema": ERROR}},
+            },
+        },
+    }
+    if role is not None:
+        op["security"] = [{"bearer": []}, {"session": []}]
+        op["description"] = f"Needs role: {role}."
+    params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+    if params:
+        op["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+    if body == "multipart":
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"bundle": {"type": "string", "format": "binary"}},
+                        "required": ["bundle"],
+                    }
+                }
+            },
+        }
+    elif body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, role, status, body in ROUTES:
+        paths.setdefault(path, {})[method] = _operation(summary, role, status, body, path)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "edgekit hub API", "version": __version__},
+        "servers": [{"url": "/api/v1"}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "session"},
+            },
+            "schemas": {"Error": ERROR, "RolloutRequest": ROLLOUT_BODY},
+        },
+    }

@@ -1,0 +1,63 @@
+"""Client side of ``POST /api/v1/models``, streamed with only the standard library."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError, EdgekitError
+
+CHUNK = 1 << 20
+
+
+class UploadError(EdgekitError):
+    """The hub refused the bundle or could not be reached."""
+
+
+def upload_bundle(bundle: Path, hub_url: str, token: str, timeout: float = 300.0) -> dict[str, Any]:
+    if not bundle.is_file():
+        raise ConfigError(f"bundle {bundle} does not exist")
+    if not hub_url.startswith(("http://", "https://")):
+        raise ConfigError(f"--hub must be an http(s) URL, got {hub_url!r}")
+    boundary = f"edgekit-{uuid.uuid4().hex}"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="bundle"; '
+        f'filename="{bundle.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = len(head) + bundle.stat().st_size + len(tail)
+
+    def body() -> Iterator[bytes]:
+        yield head
+        with bundle.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+        yield tail
+
+    req = urllib.request.Request(
+        hub_url.rstrip("/") + "/api/v1/models",
+        data=body(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(size),
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return dict(json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())["error"]
+            msg = f"{err['code']}: {err['message']}"
+        except (ValueError, KeyError, TypeError):
+            msg = exc.reason
+        raise UploadError(f"hub refused the upload ({exc.code} {msg})") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise UploadError(f"cannot reach the hub at {hub_url}: {exc}") from exc

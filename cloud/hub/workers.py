@@ -1,0 +1,48 @@
+"""Background workers of a hub process: MQTT bridge, rollout ticker, telemetry compaction.
+
+The ticker and compaction are singletons across hub workers (a database lease), so two
+gunicorn workers never send the same deploy command twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from cloud.hub import leases, telemetry_store
+from cloud.hub.rollout_service import Ticker
+
+if TYPE_CHECKING:
+    from cloud.hub.app import Hub
+
+log = logging.getLogger(__name__)
+SCHEDULER_LEASE = "scheduler"
+
+
+def start_workers(hub: Hub) -> None:
+    cfg = hub.config
+    if cfg.broker_url:
+        from cloud.hub.mqtt_bridge import MqttBridge
+
+        hub.bridge = MqttBridge(cfg, hub.db).start()
+        hub.workers.append(hub.bridge)
+        hub.service.publisher = hub.bridge.publish_command
+    lease_ttl = max(5.0, cfg.tick_interval_s * 5)
+
+    def tick() -> None:
+        if leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl):
+            hub.service.tick()
+
+    def compact() -> None:
+        if not leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl):
+            return
+        with hub.db.session() as s:
+            raw, minutes = telemetry_store.compact(
+                s, time.time(), cfg.raw_retention_s, cfg.minute_retention_s
+            )
+        if raw or minutes:
+            log.info("compaction dropped %d raw rows and %d minute rows", raw, minutes)
+
+    hub.workers.append(Ticker("hub-rollouts", cfg.tick_interval_s, tick).start())
+    hub.workers.append(Ticker("hub-compaction", cfg.compaction_interval_s, compact).start())
