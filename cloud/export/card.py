@@ -153,8 +153,9 @@ def _intended_use(run: dict[str, Any], labels: list[str]) -> str:
     )
     return f"""## Intended use and limitations
 
-Classifies {what} into one of: {shown}. It is meant for on-device inference with the
-edgekit agent, which checks every input against the manifest and monitors drift.
+Classifies {what}
+into one of: {shown}. It is meant for on-device inference with the edgekit agent,
+which checks every input against the manifest and monitors drift.
 
 - It only knows the classes above: any other input is still forced into one of them,
   with a confidence that means nothing. Watch the drift alerts.
@@ -315,7 +316,7 @@ def _variants(variants: list[dict[str, Any]], png: str | None) -> str:
     if left_out:
         text += "\n\nLeft out of the bundle:\n\n" + "\n".join(
             f"- `{v.get('target') or v.get('runtime', '?') + '-' + v.get('precision', '?')}`: "
-            f"{v.get('reason') or 'no reason recorded'}"
+            f"{v.get('reason') or v.get('error') or 'no reason recorded'}"
             for v in left_out
         )
     if png:
@@ -340,7 +341,7 @@ def _quantisation(variants: list[dict[str, Any]], ev: Evaluation, float_scores: 
             agree = v.get("agreement")
             n_dis = "n/a" if agree is None else str(round((1.0 - float(agree)) * n))
         acc = v.get("accuracy")
-        drop = None if acc is None else 100.0 * (ev.accuracy - float(acc))
+        drop = None if acc is None else round(100.0 * (ev.accuracy - float(acc)), 2) + 0.0
         rows.append(
             (
                 f"`{v.get('target') or v.get('runtime', '?') + '-int8'}`",

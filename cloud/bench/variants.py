@@ -1,0 +1,407 @@
+"""Variant benchmark: every runtime x precision, our Python latency next to the runtimes' tools.
+
+For ``digits`` (the small CNN) and ``mobilenetv2`` at 224x224 (a realistically sized model;
+width 0.35, a couple of epochs on a small digits subset: accuracy is beside the point, the
+size of the graph is what matters) this trains with ``edgekit train``, exports all six
+targets with ``edgekit export`` (gate opened so every file lands in the bundle; the table
+still says which ones the default 1-point gate would drop), then times each model file three
+ways: our edge backend's ``infer`` (batch 1, median of N calls), ``litert-benchmark`` for
+.tflite and ``benchmark_app`` for OpenVINO IR and ONNX. Everything runs with one thread,
+so the numbers compare runtimes, not how many cores a tool grabbed.
+
+``run(ctx)`` plugs into ``edgekit bench``; ``python -m cloud.bench.variants --out DIR``
+(or scripts/bench_variants) runs it alone and writes variants.json + variants.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloud.bench.runtime_tools import ToolResult, run_benchmark_app, run_litert_benchmark
+from edge.contract import Artifact, Manifest
+from edge.errors import ConfigError, EdgekitError
+
+THREADS = 1
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to train one benchmark model; ``subset`` samples per class (None = all)."""
+
+    name: str
+    train_args: list[str]
+    subset_per_class: int | None = None
+
+
+def model_specs(quick: bool) -> list[ModelSpec]:
+    return [
+        ModelSpec("digits", ["--epochs", "15" if quick else "40"]),
+        ModelSpec(
+            "mobilenetv2",
+            [
+                "--arch",
+                "mobilenetv2",
+                "--input-size",
+                "224",
+                "--width-multiplier",
+                "0.35",
+                "--epochs",
+                "1" if quick else "2",
+                "--batch-size",
+                "16",
+            ],
+            subset_per_class=12 if quick else 24,
+        ),
+    ]
+
+
+def _edgekit(args: list[str], log: Log) -> None:
+    """Run an edgekit command in its own process (TensorFlow memory is freed on exit)."""
+    cmd = [sys.executable, "-m", "edge.cli", *args]
+    log("$ edgekit " + " ".join(args))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise EdgekitError(f"edgekit {args[0]} failed: {' / '.join(tail)}")
+
+
+def _digits_subset(path: Path, per_class: int) -> Path:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    idx = np.concatenate([np.flatnonzero(d.target == c)[:per_class] for c in range(10)])
+    np.savez(path, x=d.images[idx].astype(np.float32), y=d.target[idx].astype(np.int64))
+    return path
+
+
+def build_bundle(spec: ModelSpec, work: Path, key: Path, log: Log) -> tuple[Path, dict[str, Any]]:
+    """Train + export one model; return the extracted bundle dir and its report.json."""
+    from edge.bundle import extract_bundle
+
+    work.mkdir(parents=True, exist_ok=True)
+    dataset = "digits"
+    if spec.subset_per_class:
+        dataset = str(_digits_subset(work / "subset.npz", spec.subset_per_class))
+    run_dir, bundle = work / "run", work / f"{spec.name}.ekb"
+    _edgekit(
+        [
+            "train",
+            dataset,
+            "--out",
+            str(run_dir),
+            "--force",
+            "--quiet",
+            "--name",
+            spec.name,
+            *spec.train_args,
+        ],
+        log,
+    )
+    _edgekit(
+        [
+            "export",
+            str(run_dir),
+            "--out",
+            str(bundle),
+            "--name",
+            spec.name,
+            "--version",
+            "1",
+            "--key",
+            str(key),
+            "--max-accuracy-drop",
+            "100",
+        ],
+        log,
+    )
+    dest = work / "bundle"
+    extract_bundle(bundle, dest, key.with_suffix(".pub"), replace=True)
+    report = json.loads((dest / "report.json").read_text())
+    return dest, report
+
+
+def python_latency(bundle_dir: Path, art: Artifact, x: np.ndarray, runs: int) -> dict[str, float]:
+    """Median/p95 ms of our edge backend's ``infer`` on one sample, after warm-up."""
+    from edge.backends.base import create
+
+    backend = create(art.runtime, threads=THREADS)
+    backend.load(bundle_dir / art.file, art)
+    try:
+        for _ in range(10):
+            backend.infer(x)
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            backend.infer(x)
+            times.append((time.perf_counter() - t) * 1000)
+    finally:
+        backend.close()
+    times.sort()
+    return {"p50": statistics.median(times), "p95": times[int(0.95 * (len(times) - 1))]}
+
+
+def _input_bytes(art: Artifact) -> int | None:
+    if not art.inputs:
+        return None
+    spec = art.inputs[0]
+    item = 1 if spec.dtype in ("int8", "uint8") else 4
+    return int(np.prod([d if d > 0 else 1 for d in spec.shape])) * item
+
+
+def tool_latency(bundle_dir: Path, art: Artifact, shape: list[int], runs: int) -> ToolResult:
+    path = bundle_dir / art.file
+    if art.runtime == "litert":
+        return run_litert_benchmark(path, runs=runs, threads=THREADS, input_bytes=_input_bytes(art))
+    return run_benchmark_app(path, shape=shape, iterations=runs, threads=THREADS)
+
+
+def measure_model(
+    spec: ModelSpec, work: Path, key: Path, runs: int, log: Log
+) -> list[dict[str, Any]]:
+    """One row per variant: exporter metrics + our latency + the runtime tool's."""
+    bundle_dir, report = build_bundle(spec, work, key, log)
+    manifest = Manifest.parse(json.loads((bundle_dir / "manifest.json").read_text()))
+    if manifest.golden is None:
+        raise EdgekitError(f"{spec.name}: the bundle has no golden set to time with")
+    with np.load(bundle_dir / manifest.golden.entry.file) as g:
+        x = np.asarray(g["inputs"][:1], dtype=np.float32)
+    exported = {r["target"]: r for r in report["variants"]}
+    rows = []
+    for art in manifest.artifacts:
+        r = exported.get(art.target, {})
+        log(f"{spec.name} {art.target}: timing {runs} runs (python, runtime tool) ...")
+        py = python_latency(bundle_dir, art, x, runs)
+        tool = tool_latency(bundle_dir, art, list(manifest.inputs[0].shape), runs)
+        drop = r.get("accuracy_drop_points")
+        rows.append(
+            {
+                "model": spec.name,
+                "target": art.target,
+                "runtime": art.runtime,
+                "precision": art.precision,
+                "size": art.size,
+                "accuracy": r.get("accuracy"),
+                "agreement": r.get("agreement"),
+                "accuracy_drop_points": drop,
+                "passes_default_gate": None if drop is None else drop <= 1.0,
+                "export_p50_ms": r.get("latency_ms"),
+                "python_ms": py["p50"],
+                "python_p95_ms": py["p95"],
+                "tool": tool.tool,
+                "tool_ms": tool.typical_ms,
+                "tool_detail": tool.to_dict(),
+            }
+        )
+    for r in list(rows):  # ONNX files are also timed by benchmark_app (OpenVINO reads them)
+        if r["runtime"] == "onnxruntime":
+            onnx_art = manifest.artifact("onnxruntime", r["precision"])
+            assert onnx_art is not None
+            ba = run_benchmark_app(
+                bundle_dir / onnx_art.file,
+                shape=list(manifest.inputs[0].shape),
+                iterations=runs,
+                threads=THREADS,
+            )
+            r["benchmark_app_ms"], r["benchmark_app_detail"] = ba.typical_ms, ba.to_dict()
+    for r in rows:
+        fp32 = next(
+            (f for f in rows if f["runtime"] == r["runtime"] and f["precision"] == "fp32"), None
+        )
+        r["speedup_vs_fp32"] = (
+            fp32["python_ms"] / r["python_ms"] if fp32 and r["python_ms"] else None
+        )
+        r["tool_speedup_vs_fp32"] = (
+            fp32["tool_ms"] / r["tool_ms"]
+            if fp32 and fp32.get("tool_ms") and r.get("tool_ms")
+            else None
+        )
+    return rows
+
+
+COLUMNS = [
+    "model",
+    "target",
+    "size KiB",
+    "acc %",
+    "agree %",
+    "drop pts",
+    "export p50 ms",
+    "python p50 ms",
+    "python p95 ms",
+    "runtime tool",
+    "tool ms",
+    "benchmark_app (onnx) ms",
+    "int8/fp32 speed-up (python)",
+    "int8/fp32 speed-up (tool)",
+]
+
+
+def _f(v: Any, scale: float = 1.0, digits: int = 3) -> Any:
+    return None if v is None else round(float(v) * scale, digits)
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            r["model"],
+            r["target"],
+            _f(r["size"], 1 / 1024, 1),
+            _f(r["accuracy"], 100, 2),
+            _f(r["agreement"], 100, 2),
+            _f(r["accuracy_drop_points"], 1, 2),
+            _f(r["export_p50_ms"], 1, 4),
+            _f(r["python_ms"], 1, 4),
+            _f(r["python_p95_ms"], 1, 4),
+            r["tool"],
+            _f(r["tool_ms"], 1, 4),
+            _f(r.get("benchmark_app_ms"), 1, 4),
+            _f(r["speedup_vs_fp32"], 1, 2) if r["precision"] == "int8" else None,
+            _f(r["tool_speedup_vs_fp32"], 1, 2) if r["precision"] == "int8" else None,
+        ]
+        for r in rows
+    ]
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """int8/fp32 speed-up per model and runtime: ours, and the runtime tool's own."""
+    out = []
+    for r in rows:
+        if r["precision"] != "int8":
+            continue
+        for key, who in (("speedup_vs_fp32", "python"), ("tool_speedup_vs_fp32", r["tool"])):
+            out.append(
+                {
+                    "name": f"{r['model']} {r['runtime']} int8 speed-up ({who})",
+                    "value": _f(r[key], 1, 3),
+                    "baseline": f"{r['runtime']}-fp32 median ({who})",
+                    "target": None,
+                    "higher_is_better": True,
+                    "unit": "x",
+                }
+            )
+    return out
+
+
+def run_variants(
+    out: Path, quick: bool, log: Log = print, models: list[str] | None = None
+) -> dict[str, Any]:
+    """Build, export and time every variant of both models; a ``edgekit bench`` result dict."""
+    from cloud.export.charts import latency_comparison_png
+    from cloud.keys import generate_keypair
+
+    out = Path(out)
+    work = out / "work" / "variants"
+    work.mkdir(parents=True, exist_ok=True)
+    key, _pub = generate_keypair(work / "keys", force=True)
+    runs = 100 if quick else 500
+    rows: list[dict[str, Any]] = []
+    charts: list[str] = []
+    notes = [
+        f"batch 1, {THREADS} thread, {runs} timed runs after warm-up; python = our edge "
+        "backend's infer() (includes int8 quantise/dequantise of input and output); tool = "
+        "litert-benchmark for .tflite, benchmark_app (-hint none -nstreams 1 -api sync) for "
+        "OpenVINO IR; benchmark_app also times the .onnx files (through OpenVINO, not ONNX "
+        "Runtime).",
+        "Exported with the gate opened (--max-accuracy-drop 100) so every file can be timed; "
+        "'drop pts' shows which variants the default 1-point gate would leave out.",
+        "mobilenetv2 is alpha 0.35 at 224x224x3 trained briefly on a digits subset: its "
+        "accuracy is meaningless, its size and latency are realistic.",
+    ]
+    specs = [s for s in model_specs(quick) if models is None or s.name in models]
+    if not specs:
+        raise ConfigError(f"no such benchmark model(s): {models}; use digits, mobilenetv2")
+    for spec in specs:
+        log(f"variants: {spec.name} ...")
+        model_rows = measure_model(spec, work / spec.name, key, runs, log)
+        rows += model_rows
+        chart = latency_comparison_png(
+            [
+                {
+                    "target": r["target"],
+                    "python_ms": r["python_ms"],
+                    "litert_benchmark_ms": r["tool_ms"] if r["runtime"] == "litert" else None,
+                    "benchmark_app_ms": r["tool_ms"]
+                    if r["runtime"] == "openvino"
+                    else r.get("benchmark_app_ms"),
+                }
+                for r in model_rows
+            ],
+            out / f"variants-{spec.name}.png",
+            f"{spec.name}: median latency per model file (batch 1, 1 thread)",
+        )
+        charts.append(chart.name)
+    return {
+        "ratios": ratios(rows),
+        "tables": [
+            {
+                "title": "Variants per runtime and precision",
+                "columns": COLUMNS,
+                "rows": table_rows(rows),
+            }
+        ],
+        "charts": charts,
+        "notes": notes,
+        "data": {"rows": rows, "threads": THREADS, "runs": runs},
+    }
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    """The ``edgekit bench`` entry: ``ctx`` is a cloud.bench.runner.BenchContext."""
+    return run_variants(ctx.out, ctx.quick, ctx.log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cloud.bench.report import markdown_table
+    from cloud.bench.runner import machine_info
+
+    p = argparse.ArgumentParser(
+        prog="bench_variants",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, required=True, help="directory for variants.json/.md")
+    p.add_argument("--quick", action="store_true", help="fewer epochs and timed runs")
+    p.add_argument("--models", default="digits,mobilenetv2", help="comma-separated subset")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        result = run_variants(args.out, args.quick, lambda m: print(m, flush=True), models)
+    except EdgekitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    doc = {"machine": machine_info(), "quick": args.quick, **result}
+    (args.out / "variants.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    table = markdown_table(COLUMNS, result["tables"][0]["rows"])
+    m = doc["machine"]
+    md = [
+        "# Variant benchmark",
+        "",
+        f"{m['cpu']}, {m['cores']} cores, Python {m['python']}{' (quick)' if args.quick else ''}.",
+        "",
+        table,
+        "",
+        *[f"- {n}" for n in result["notes"]],
+        "",
+        *[f"![{c}]({c})" for c in result["charts"]],
+    ]
+    (args.out / "variants.md").write_text("\n".join(md) + "\n")
+    print(table)
+    print(f"wrote {args.out / 'variants.json'} and {args.out / 'variants.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
