@@ -63,13 +63,15 @@ class _Intermediates:
         return got
 
     def onnx(self) -> Converted:
-        return self.get("onnx-fp32", lambda: to_onnx_fp32(self.ctx.model, self.ctx.scratch /
-                                                          "fp32.onnx"))
+        return self.get(
+            "onnx-fp32", lambda: to_onnx_fp32(self.ctx.model, self.ctx.scratch / "fp32.onnx")
+        )
 
     def ir(self) -> Converted:
         onnx = self.onnx()
-        return self.get("openvino-fp32", lambda: to_openvino_fp32(onnx.path, self.ctx.scratch /
-                                                                  "fp32.xml"))
+        return self.get(
+            "openvino-fp32", lambda: to_openvino_fp32(onnx.path, self.ctx.scratch / "fp32.xml")
+        )
 
 
 def _place(src: Converted, dest: Path) -> Converted:
@@ -111,8 +113,9 @@ def _ort_int8(ctx: BuildContext, inter: _Intermediates, dest: Path, variant: Var
     assert best is not None
     chosen = best[1]
     for c in variant.candidates:
-        c["chosen"] = c["weights"] == ("per-channel" if chosen.details["per_channel"] else
-                                       "per-tensor")
+        c["chosen"] = c["weights"] == (
+            "per-channel" if chosen.details["per_channel"] else "per-tensor"
+        )
     return _place(chosen, dest)
 
 

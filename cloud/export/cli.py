@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from cloud.export import TARGETS
-
-DEFAULT_GOLDEN_SIZE = 32
-DEFAULT_MAX_DROP = 1.0
+from cloud.export.gate import DEFAULT_MAX_ACCURACY_DROP as DEFAULT_MAX_DROP
+from cloud.export.golden import DEFAULT_GOLDEN_SIZE
+from cloud.export.quantize import DEFAULT_CALIBRATION_SAMPLES
 
 
 def register(subparsers: Any) -> None:
@@ -26,23 +26,55 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="training run directory")
-    p.add_argument("--out", type=Path, required=True, metavar="BUNDLE_FILE",
-                   help="bundle file to write (conventionally NAME-vN.ekb)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="BUNDLE_FILE",
+        help="bundle file to write (conventionally NAME-vN.ekb)",
+    )
     p.add_argument("--name", required=True, help="model name in the manifest")
-    p.add_argument("--version", type=int, required=True, metavar="N",
-                   help="model version, an integer >= 1 that increases with every release")
-    p.add_argument("--targets", default=",".join(TARGETS), metavar="LIST",
-                   help=f"comma-separated subset of: {', '.join(TARGETS)}")
-    p.add_argument("--key", type=Path, metavar="PRIVATE_KEY",
-                   help="Ed25519 private key (edgekit.key from `edgekit keys generate`)")
-    p.add_argument("--max-accuracy-drop", type=float, default=DEFAULT_MAX_DROP,
-                   metavar="POINTS",
-                   help="leave out variants whose test accuracy is more than POINTS "
-                        "percentage points below the float model's")
-    p.add_argument("--golden-size", type=int, default=DEFAULT_GOLDEN_SIZE, metavar="N",
-                   help="test samples in the on-device self-test set")
-    p.add_argument("--calibration-samples", type=int, default=200, metavar="N",
-                   help="training samples used to calibrate int8 quantisation")
+    p.add_argument(
+        "--version",
+        type=int,
+        required=True,
+        metavar="N",
+        help="model version, an integer >= 1 that increases with every release",
+    )
+    p.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        metavar="LIST",
+        help=f"comma-separated subset of: {', '.join(TARGETS)}",
+    )
+    p.add_argument(
+        "--key",
+        type=Path,
+        metavar="PRIVATE_KEY",
+        help="Ed25519 private key (edgekit.key from `edgekit keys generate`)",
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=DEFAULT_MAX_DROP,
+        metavar="POINTS",
+        help="leave out variants whose test accuracy is more than POINTS "
+        "percentage points below the float model's",
+    )
+    p.add_argument(
+        "--golden-size",
+        type=int,
+        default=DEFAULT_GOLDEN_SIZE,
+        metavar="N",
+        help="test samples in the on-device self-test set",
+    )
+    p.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=DEFAULT_CALIBRATION_SAMPLES,
+        metavar="N",
+        help="training samples used to calibrate int8 quantisation",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the calibration subset")
     p.set_defaults(handler=run_export)
 
@@ -73,8 +105,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
     def fmt(v: Any, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
-    head = f"{'target':<18} {'acc %':>7} {'agree %':>8} {'KiB':>9} {'p50 ms':>8} " \
-           f"{'p95 ms':>8} {'speed-up':>8}  status"
+    head = (
+        f"{'target':<18} {'acc %':>7} {'agree %':>8} {'KiB':>9} {'p50 ms':>8} "
+        f"{'p95 ms':>8} {'speed-up':>8}  status"
+    )
     lines = [head]
     for r in rows:
         acc = None if r["accuracy"] is None else 100 * r["accuracy"]

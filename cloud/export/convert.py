@@ -46,7 +46,7 @@ def litert_interpreter(path: Path) -> Any:
         except ImportError:
             import tensorflow as tf
 
-            Interpreter = tf.lite.Interpreter  # noqa: N806
+            Interpreter = tf.lite.Interpreter
     return Interpreter(model_path=str(path))
 
 

@@ -116,16 +116,20 @@ def _golden(
     x, reference = run.x["test"][idx], float_scores[idx]
     measured: dict[str, dict[str, float]] = {}
     for v in survivors:
-        with loaded_backend(v, root) as backend:
+        with captured(), loaded_backend(v, root) as backend:
             scores, _ = infer_each(backend, x)
-        measured[v.target] = {k: round(val, 6) for k, val in
-                              golden_set.deviation(scores, reference).items()}
+        measured[v.target] = {
+            k: round(val, 6) for k, val in golden_set.deviation(scores, reference).items()
+        }
     tol = golden_set.tolerance(measured, len(idx))
     return idx, golden_set.summary(measured, tol, len(idx))
 
 
 def write_card(
-    root: Path, opts: ExportOptions, run: TrainingRun, float_scores: np.ndarray,
+    root: Path,
+    opts: ExportOptions,
+    run: TrainingRun,
+    float_scores: np.ndarray,
     variants: list[Variant],
 ) -> list[Path]:
     """The model card and its charts (cloud/export/card.py), written into ``root``."""
@@ -149,8 +153,12 @@ def write_card(
 
 
 def _report(
-    opts: ExportOptions, run: TrainingRun, float_acc: float, variants: list[Variant],
-    golden: dict[str, Any] | None, seconds: dict[str, float],
+    opts: ExportOptions,
+    run: TrainingRun,
+    float_acc: float,
+    variants: list[Variant],
+    golden: dict[str, Any] | None,
+    seconds: dict[str, float],
 ) -> dict[str, Any]:
     return {
         "schema": REPORT_SCHEMA,
@@ -186,7 +194,9 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
         float_val = np.asarray(model.predict(run.x["val"], verbose=0, batch_size=256))
     float_pred = float_scores.argmax(1)
     float_acc = float(np.mean(float_pred == run.y["test"]))
-    progress(f"float Keras model: test accuracy {100 * float_acc:.2f}% on {len(float_pred)} samples")
+    progress(
+        f"float Keras model: test accuracy {100 * float_acc:.2f}% on {len(float_pred)} samples"
+    )
     seconds["load"] = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp:
@@ -214,9 +224,10 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
             progress(f"evaluate {v.target} on {len(float_pred)} test samples ...")
             start = time.perf_counter()
             try:
-                evaluate_variant(v, root, run.x["test"], run.y["test"], float_pred)
+                with captured() as log:  # runtimes log delegate choices to fd 2
+                    evaluate_variant(v, root, run.x["test"], run.y["test"], float_pred)
             except Exception as exc:
-                v.fail("evaluate", exc)
+                v.fail("evaluate", exc, log.tail(1))
                 progress(f"      {v.target}: FAILED: {v.error}")
                 continue
             v.seconds["evaluate"] = time.perf_counter() - start
@@ -249,9 +260,7 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
         seconds["card"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - t0
         report = _report(opts, run, float_acc, variants, golden, seconds)
-        files: dict[str, Path | bytes] = {
-            p.relative_to(root).as_posix(): p for p in card_files
-        }
+        files: dict[str, Path | bytes] = {p.relative_to(root).as_posix(): p for p in card_files}
         files["report.json"] = json.dumps(report, indent=1).encode("utf-8")
         progress(f"signing and writing {opts.out} ...")
         manifest = build_bundle(

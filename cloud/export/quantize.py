@@ -14,6 +14,7 @@ All three calibrate on the same representative batch drawn from the *training* s
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ def to_litert_int8(model: Any, calibration: np.ndarray, out: Path) -> Converted:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(converter.convert())
+    with warnings.catch_warnings():  # "statistics for quantized inputs": set by the converter
+        warnings.simplefilter("ignore", UserWarning)
+        out.write_bytes(converter.convert())
     inputs, outputs = litert_specs(out)
     bad = [t.name for t in (*inputs, *outputs) if t.dtype != "int8" or t.scale is None]
     if bad:
@@ -69,7 +72,7 @@ def onnx_int8(fp32_onnx: Path, calibration: np.ndarray, out: Path, per_channel: 
 
     input_name = onnx_specs(fp32_onnx)[0][0].name
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self._it = iter(calibration)
 

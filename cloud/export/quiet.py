@@ -27,7 +27,7 @@ class CapturedLog:
 
 def _fileno(stream: object) -> int | None:
     try:
-        return stream.fileno()  # type: ignore[attr-defined, no-any-return]
+        return int(stream.fileno())  # type: ignore[attr-defined]
     except (AttributeError, OSError, io.UnsupportedOperation):
         return None
 

@@ -68,7 +68,12 @@ def build_digits_run(out: Path, *, epochs: int = 40, seed: int = 0, width: int =
     model.save(out / "model.keras")
     np.savez(
         out / "data.npz",
-        x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va], x_test=x[te], y_test=y[te],
+        x_train=x[tr],
+        y_train=y[tr],
+        x_val=x[va],
+        y_val=y[va],
+        x_test=x[te],
+        y_test=y[te],
     )
     scores_train = model.predict(x[tr], verbose=0)
     test_acc = float(np.mean(model.predict(x[te], verbose=0).argmax(1) == y[te]))
@@ -98,8 +103,15 @@ def build_digits_run(out: Path, *, epochs: int = 40, seed: int = 0, width: int =
         "input": {"name": "input", "shape": [1, 8, 8, 1], "dtype": "float32"},
         "output": {"name": "scores", "shape": [1, 10], "dtype": "float32"},
         "preprocessing": {
-            "kind": "image", "height": 8, "width": 8, "channels": 1, "color": "grayscale",
-            "layout": "NHWC", "raw_range": [0, 16], "scale": 1 / 16, "offset": 0.0,
+            "kind": "image",
+            "height": 8,
+            "width": 8,
+            "channels": 1,
+            "color": "grayscale",
+            "layout": "NHWC",
+            "raw_range": [0, 16],
+            "scale": 1 / 16,
+            "offset": 0.0,
             "invert": False,
         },
         "arch": "cnn",
