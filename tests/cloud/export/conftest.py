@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud.export.pipeline import ExportOptions, ExportResult, export
 from tests.cloud.export.run_fixture import build_digits_run
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,10 +29,8 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def exported(
     digits_run: Path, keypair: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-):  # type: ignore[no-untyped-def]
+) -> ExportResult:
     """The digits run exported to all six targets (the pipeline's result)."""
-    from cloud.export.pipeline import ExportOptions, export
-
     out = tmp_path_factory.mktemp("bundle") / "digits-v1.ekb"
     opts = ExportOptions(run_dir=digits_run, out=out, name="digits", version=1, key=keypair[0])
     return export(opts, progress=lambda _msg: None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,7 +89,8 @@ def _write_run(root: Path, **arrays: np.ndarray) -> Path:
     (root / "run.json").write_text(json.dumps(info))
     (root / "reference.json").write_text("{}")
     (root / "model.keras").write_bytes(b"")
-    np.savez(root / "data.npz", **arrays)
+    savez: Any = np.savez  # numpy's stub types **kwds as the allow_pickle flag
+    savez(root / "data.npz", **arrays)
     return root
 
 
@@ -127,7 +129,7 @@ def test_run_loader_refuses_inconsistent_data(
 def test_run_loader_refuses_garbage_files(tmp_path: Path) -> None:
     root = _write_run(tmp_path / "r", **_splits())
     (root / "data.npz").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="cannot read data.npz"):
+    with pytest.raises(DataError, match=r"cannot read data\.npz"):
         load_run(root)
     root2 = _write_run(tmp_path / "r2", **_splits())
     (root2 / "run.json").write_text("[1, 2]")
