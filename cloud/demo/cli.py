@@ -1,0 +1,100 @@
+"""`edgekit demo`: train, sign, ship and watch a fleet, on embedded defaults.
+
+Without --broker an embedded amqtt broker is started on a free port; the hub uses SQLite
+in the work directory; a fresh signing key is generated. With --exit-when-done the demo
+stops after the story and exits 0 only if every step behaved as described.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "demo",
+        help="the whole story: train, sign, roll out, catch a bad model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--devices", type=int, default=6, help="agents to start (default 6)")
+    p.add_argument("--broker", help="use this MQTT broker instead of the embedded one")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".edgekit-demo"),
+        help="where runs, bundles, the hub database and logs go",
+    )
+    p.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="exit after the story (0 only if every step behaved)",
+    )
+    p.add_argument("--summary-json", type=Path, help="write the summary here")
+    p.add_argument("--soak", type=float, default=8.0, help="seconds each wave soaks")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cloud.demo.broker import EmbeddedBroker
+    from cloud.demo.fleet import DemoError, Fleet, require_broker_url
+    from cloud.demo.story import DemoOptions, build_models, run_story, say, write_summary
+    from edge.errors import ConfigError
+
+    if args.devices < 2:
+        raise ConfigError("--devices must be at least 2 (a canary and the rest)")
+    started = time.monotonic()
+    if args.workdir.exists():
+        shutil.rmtree(args.workdir)
+    args.workdir.mkdir(parents=True)
+    with contextlib.ExitStack() as stack:
+        if args.broker:
+            broker = require_broker_url(args.broker)
+        else:
+            broker = stack.enter_context(EmbeddedBroker()).url
+            print(f"embedded MQTT broker (amqtt) on {broker}")
+        opts = DemoOptions(
+            workdir=args.workdir.resolve(),
+            broker=broker,
+            devices=args.devices,
+            shifted=max(1, args.devices // 3),
+            soak=args.soak,
+        )
+        _private, public, bundles = build_models(opts)
+        fleet = Fleet(opts.workdir, broker, public)
+        stack.callback(fleet.stop)
+        try:
+            result = run_story(opts, fleet, bundles)
+        except DemoError as exc:
+            print(f"error: {exc}")
+            return 1
+        if args.summary_json:
+            write_summary(args.summary_json, result)
+        say("5. summary")
+        for v in result.versions:
+            acc = v["accuracy"]
+            print(
+                f"  {v['name']} v{v['version']}: accuracy "
+                + (f"{acc:.3f}" if isinstance(acc, float) else "?")
+            )
+        for r in result.rollouts:
+            print(f"  rollout of v{r['version']}: {r['state']}")
+        print(f"  drift alerts: {', '.join(result.drift_alerts) or 'none'}")
+        print(
+            f"  story took {time.monotonic() - started:.0f} s; "
+            f"{'every step behaved' if result.ok else 'SOME STEPS FAILED'}"
+        )
+        print(f"\nfleet page: {fleet.hub_url}/   login: admin / {fleet.password}")
+        print(f"logs and data: {opts.workdir}")
+        if args.exit_when_done:
+            return 0 if result.ok else 1
+        print("serving until Ctrl-C ...")
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+    return 0

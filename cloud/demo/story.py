@@ -1,0 +1,276 @@
+"""The demo story, step by step (see docs/demo.md):
+
+1. train on digits and export signed bundles: v1, a better v2, and a deliberately bad v3;
+2. start the hub and N agents, each replaying its own slice of held-out digits, some with
+   a shifted input stream so drift shows;
+3. roll out v1 to all, then v2 in waves, canary first, gated on health;
+4. roll out the bad v3 and watch the health gate stop it and roll it back;
+5. print the dashboard URL, login and a summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloud.demo.data import make_bad_dataset, make_streams
+from cloud.demo.fleet import DemoError, Fleet, HubClient, wait_until
+from edge.cli import main as edgekit_main
+
+
+@dataclass
+class DemoOptions:
+    workdir: Path
+    broker: str
+    devices: int = 6
+    shifted: int = 2
+    soak: float = 8.0
+    targets: str = "litert-fp32,litert-int8,onnxruntime-fp32"
+    replay_rate: float = 10.0
+    telemetry_interval: float = 2.0
+    probation: float = 6.0
+
+
+@dataclass
+class DemoResult:
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    rollouts: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    drift_alerts: list[str] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def check(self, name: str, ok: bool, detail: str) -> None:
+        self.checks.append({"check": name, "ok": bool(ok), "detail": detail})
+        print(f"  [{'ok' if ok else 'FAILED'}] {name}: {detail}", flush=True)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c["ok"] for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "versions": self.versions,
+            "rollouts": self.rollouts,
+            "devices": self.devices,
+            "drift_alerts": self.drift_alerts,
+            "checks": self.checks,
+        }
+
+
+def say(step: str) -> None:
+    print(f"\n== {step}", flush=True)
+
+
+def _cli(*args: str) -> None:
+    code = edgekit_main(list(args))
+    if code != 0:
+        raise DemoError(f"edgekit {' '.join(args[:2])} exited {code}")
+
+
+def build_models(opts: DemoOptions) -> tuple[Path, Path, list[Path]]:
+    """Keys, then three trained, exported and signed bundles."""
+    w = opts.workdir
+    keys = w / "keys"
+    _cli("keys", "generate", "--out", str(keys), "--force")
+    private, public = keys / "edgekit.key", keys / "edgekit.pub"
+    recipes = [
+        ("v1: a small MLP, a few epochs", "digits", ["--arch", "mlp", "--epochs", "4"]),
+        ("v2: a CNN trained longer (better)", "digits", ["--arch", "cnn"]),
+        (
+            "v3: trained on shuffled labels (signed, valid, and harmful)",
+            str(make_bad_dataset(w / "data")),
+            ["--arch", "cnn", "--epochs", "3"],
+        ),
+    ]
+    bundles = []
+    for version, (title, dataset, extra) in enumerate(recipes, 1):
+        say(f"1.{version} train {title}")
+        run = w / "runs" / f"v{version}"
+        _cli("train", dataset, "--out", str(run), "--name", "digits", "--force", *extra)
+        bundle = w / "bundles" / f"digits-v{version}.ekb"
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        say(f"1.{version} export and sign bundle v{version}")
+        # v3 is judged against its own float model, so the exporter's gate lets it through:
+        # only the devices' live accuracy can show it is wrong.
+        _cli(
+            "export",
+            str(run),
+            "--out",
+            str(bundle),
+            "--name",
+            "digits",
+            "--version",
+            str(version),
+            "--targets",
+            opts.targets,
+            "--key",
+            str(private),
+            "--golden-size",
+            "32",
+        )
+        bundles.append(bundle)
+    return private, public, bundles
+
+
+def rollout(
+    api: HubClient, version: int, waves: list[int], opts: DemoOptions, gates: dict[str, Any]
+) -> dict[str, Any]:
+    body = {
+        "model": "digits",
+        "version": version,
+        "target": {"tags": ["demo"]},
+        "waves": waves,
+        "soak_seconds": opts.soak,
+        "success_threshold": 1.0,
+        "error_threshold": 0.0,
+        "error_action": "rollback",
+        "gates": gates,
+        "gate_min_devices": 1,
+        "deploy_timeout_s": 120,
+    }
+    created = api.call("POST", "/api/v1/rollouts", body)
+    return watch(api, created["id"], version, timeout=60 + len(waves) * (opts.soak + 60))
+
+
+def watch(api: HubClient, rid: str, version: int, timeout: float) -> dict[str, Any]:
+    """Follow a rollout until it reaches a final state, with a progress bar per wave."""
+    from tqdm import tqdm
+
+    final = ("completed", "aborted", "rolled_back")
+    deadline = time.monotonic() + timeout
+    bar = tqdm(total=1, desc=f"v{version} rollout", unit="dev", leave=True)
+    state: dict[str, Any] = {}
+    last_audit = 0
+    while time.monotonic() < deadline:
+        state = api.call("GET", f"/api/v1/rollouts/{rid}")
+        bar.total = max(1, int(state.get("target_size") or 1))
+        bar.n = int(state.get("committed") or 0)
+        wave = state.get("current_wave")
+        bar.set_postfix_str(f"{state['state']}, wave {wave}, waiting: {state.get('waiting_for')}")
+        bar.refresh()
+        for entry in state.get("audit", [])[last_audit:]:
+            tqdm.write(f"    {entry['from']} -> {entry['to']}: {entry.get('reason', '')}")
+        last_audit = len(state.get("audit", []))
+        if state["state"] in final:
+            break
+        time.sleep(1.0)
+    bar.close()
+    if state.get("state") not in final:
+        raise DemoError(f"rollout of v{version} did not finish in {timeout:.0f} s")
+    return state
+
+
+def devices_on(api: HubClient, version: int, n: int) -> bool:
+    devs = api.call("GET", "/api/v1/devices?tag=demo")
+    running = [d for d in devs if d["online"] and (d.get("model") or {}).get("version") == version]
+    return len(running) >= n
+
+
+def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path]) -> DemoResult:
+    res = DemoResult()
+    say("2. start the hub and the agents")
+    api = fleet.start_hub()
+    print(f"  hub at {fleet.hub_url}")
+    names = [f"demo-{i:02d}" for i in range(1, opts.devices + 1)]
+    streams = make_streams(opts.workdir / "replay", names, opts.shifted)
+    for s in streams:
+        tags = ["demo", "shifted" if s.shift else "clean"]
+        fleet.start_agent(
+            s.device,
+            tags,
+            s.path,
+            replay_rate=opts.replay_rate,
+            telemetry_interval=opts.telemetry_interval,
+            probation_seconds=opts.probation,
+        )
+        print(
+            f"  agent {s.device}: replaying {s.path.name}"
+            + (f" with a {s.shift} shift" if s.shift else "")
+        )
+
+    def all_online() -> bool:
+        fleet.check_alive()
+        devs = api.call("GET", "/api/v1/devices?tag=demo")
+        return sum(1 for d in devs if d["online"]) >= opts.devices
+
+    wait_until("every agent to report online", all_online, timeout=90)
+
+    say("3. upload the bundles (the hub checks each signature)")
+    for b in bundles:
+        up = api.upload(b)
+        print(f"  uploaded {up['name']} v{up['version']} ({b.name})")
+    for m in api.call("GET", "/api/v1/models"):
+        acc = (m.get("metrics") or {}).get("accuracy")
+        res.versions.append({"name": m["name"], "version": m["version"], "accuracy": acc})
+
+    gates = {"error_rate": 0.05, "accuracy": 0.10, "p95_latency_ms": 2.0, "drift": None}
+    say("3.1 roll out v1 to every device")
+    s1 = rollout(api, 1, [100], opts, {})
+    res.rollouts.append({"version": 1, "state": s1["state"], "id": s1["id"]})
+    res.check("v1 reaches every device", s1["state"] == "completed", s1["state"])
+
+    say("3.2 roll out v2 in waves, canary first, gated on health")
+    s2 = rollout(api, 2, [17, 50, 100], opts, gates)
+    res.rollouts.append({"version": 2, "state": s2["state"], "id": s2["id"]})
+    res.check(
+        "v2 completes through its waves",
+        s2["state"] == "completed",
+        f"{s2['state']} after {len(s2['waves'])} waves",
+    )
+
+    say("4. roll out the bad v3: the health gate must stop it and roll it back")
+    s3 = rollout(api, 3, [17, 50, 100], opts, gates)
+    res.rollouts.append({"version": 3, "state": s3["state"], "id": s3["id"]})
+    failed_gates = [g["metric"] for g in s3.get("gates", []) if g.get("ok") is False]
+    reached = sum(1 for d in s3.get("deployments", []) if d.get("wave", 0) == 0)
+    res.check(
+        "v3 is stopped and rolled back",
+        s3["state"] == "rolled_back",
+        f"{s3['state']}; failed gates: {', '.join(failed_gates) or 'none'}; "
+        f"{reached} canary device(s) touched",
+    )
+    try:
+        wait_until(
+            "every device to report v2 again", lambda: devices_on(api, 2, opts.devices), timeout=90
+        )
+        back = True
+    except DemoError:
+        back = False
+    devs = api.call("GET", "/api/v1/devices?tag=demo")
+    res.devices = [{"id": d["id"], "version": (d.get("model") or {}).get("version")} for d in devs]
+    res.check(
+        "every device runs v2 at the end",
+        back,
+        ", ".join(f"{d['id']}=v{d['version']}" for d in res.devices),
+    )
+
+    shifted = {s.device for s in streams if s.shift}
+    with contextlib.suppress(DemoError):
+        wait_until(
+            "drift alerts from the shifted devices",
+            lambda: shifted <= _drifting(api),
+            timeout=60,
+            interval=2,
+        )
+    res.drift_alerts = sorted(_drifting(api))
+    res.check(
+        "drift shows on the shifted devices",
+        shifted <= set(res.drift_alerts),
+        f"alerts: {', '.join(res.drift_alerts) or 'none'}; shifted: {', '.join(sorted(shifted))}",
+    )
+    return res
+
+
+def _drifting(api: HubClient) -> set[str]:
+    devs = api.call("GET", "/api/v1/devices?tag=demo")
+    return {d["id"] for d in devs if (d.get("kpis") or {}).get("drift_alert")}
+
+
+def write_summary(path: Path, res: DemoResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res.to_dict(), indent=2) + "\n")
