@@ -121,8 +121,12 @@ def _to_array(raw: Any) -> np.ndarray:
         raise InputError("shape", "input is not a rectangular array of numbers")
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
         raise InputError("dtype", f"input values must be numbers, got {arr.dtype.name}")
-    with np.errstate(over="ignore"):
-        return arr.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(np.float32)
+    overflow = np.isinf(out) & np.isfinite(arr)
+    if overflow.any():
+        raise InputError("range", f"{int(overflow.sum())} value(s) too large for float32")
+    return out
 
 
 def _check_finite(x: np.ndarray) -> None:
@@ -203,8 +207,10 @@ def _image_raw(pre: Mapping[str, Any], raw: Any, sample_shape: tuple[int, ...]) 
     if isinstance(raw, bytes):
         return _decode_image(bytes(raw), getattr(raw, "name", "image"), h, w, c, lo, hi, pre)[None]
     x = _to_array(raw)
-    if c == 1 and ((x.ndim == 2 and x.shape[1] != h * w) or (x.ndim == 3 and x.shape[-1] != 1)):
-        x = x[..., None]  # a grayscale image (or batch of them) without its channel axis
+    if c == 1 and x.ndim == 2 and x.shape[1] != h * w:
+        x = x[..., None]  # one grayscale image (any size) without its channel axis
+    elif c == 1 and x.ndim == 3 and x.shape[-1] != 1 and x.shape[1:] == (h, w):
+        x = x[..., None]  # a batch of grayscale images without their channel axis
     if x.ndim in (3, 4) and x.shape[-1] == c and x.shape[-3:-1] != (h, w):
         x = _resize_array(x, h, w)
     span = hi - lo

@@ -19,7 +19,7 @@ from tests.edge.bundle_helpers import make_bundle, make_keys, read_members
 
 
 def test_rebuild_gives_identical_bytes(tmp_path: Path) -> None:
-    priv, pub = make_keys(tmp_path)
+    priv, _pub = make_keys(tmp_path)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = hashlib.sha256(make_bundle(tmp_path / "a", priv).read_bytes()).hexdigest()

@@ -118,3 +118,51 @@ def build(root: Path) -> TinyModels:
     for target, path in files.items():
         specs[target] = read_specs(path)
     return TinyModels(root, files, companions, specs, x[:16].copy(), reference)
+
+
+_CACHE: dict[Path, TinyModels] = {}
+
+
+def get(root: Path) -> TinyModels:
+    """Build once per test session (the fixture passes a session temp dir)."""
+    if root not in _CACHE:
+        _CACHE[root] = build(root)
+    return _CACHE[root]
+
+
+def make_signed_bundle(tm: TinyModels, out: Path, priv: Path, *, version: int = 1) -> Path:
+    """A signed bundle holding every variant, with latencies that make litert-int8 fastest."""
+    from cloud.bundle import ArtifactSource, GoldenSet, build_bundle
+
+    latency = {
+        "litert-int8": 0.1,
+        "litert-fp32": 0.2,
+        "onnxruntime-fp32": 0.3,
+        "openvino-fp32": 0.4,
+    }
+    artifacts = [
+        ArtifactSource(
+            path,
+            target.split("-")[0],
+            target.split("-")[1],
+            {"accuracy": None, "latency_ms": latency[target]},
+            *tm.specs[target],
+            companions=tm.companions.get(target, []),
+        )
+        for target, path in tm.files.items()
+    ]
+    build_bundle(
+        out,
+        name="tiny",
+        version=version,
+        labels=LABELS,
+        inputs=[TensorSpec("input", [1, H, W, C], "float32")],
+        outputs=[TensorSpec("scores", [1, N_CLASSES], "float32")],
+        preprocessing=PREPROCESSING,
+        artifacts=artifacts,
+        private_key=priv,
+        golden=GoldenSet(
+            tm.x, tm.reference, None, {"max_mean_abs_error": 0.03, "min_top1_agreement": 0.9}
+        ),
+    )
+    return out

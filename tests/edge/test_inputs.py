@@ -1,0 +1,203 @@
+"""Input validation: every rejection code, every documented coercion."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge.contract import Artifact, Manifest, TensorSpec
+from edge.errors import InputError
+from edge.inputs import ImageBytes, load_input_file, prepare
+
+IMAGE_PRE = {
+    "kind": "image",
+    "height": 8,
+    "width": 8,
+    "channels": 1,
+    "color": "grayscale",
+    "layout": "NHWC",
+    "raw_range": [0, 16],
+    "scale": 1 / 16,
+    "offset": 0.0,
+    "invert": False,
+}
+TAB_PRE = {"kind": "tabular", "features": ["a", "b", "c"], "mean": [1, 2, 3], "std": [1, 2, 0]}
+
+
+def manifest(pre: dict[str, Any], shape: list[int]) -> Manifest:
+    art = Artifact("models/litert-fp32.tflite", "litert", "fp32", "0" * 64, 1, {})
+    return Manifest(
+        name="m",
+        version=1,
+        created="2026-01-01T00:00:00Z",
+        labels=["x", "y"],
+        inputs=[TensorSpec("input", shape, "float32")],
+        outputs=[TensorSpec("scores", [1, 2], "float32")],
+        preprocessing=pre,
+        artifacts=[art],
+        golden=None,
+        reference=None,
+        lineage={},
+    )
+
+
+IMG = manifest(IMAGE_PRE, [1, 8, 8, 1])
+TAB = manifest(TAB_PRE, [1, 3])
+RAW = manifest({"kind": "none"}, [1, 2, 2])
+
+
+def png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------- coercions
+
+
+def test_image_sample_gets_batch_dim_and_formula() -> None:
+    x = prepare(IMG, np.full((8, 8, 1), 16.0))
+    assert x.shape == (1, 8, 8, 1) and x.dtype == np.float32
+    assert np.allclose(x, 1.0)
+
+
+def test_float64_becomes_float32_and_batch_kept() -> None:
+    x = prepare(IMG, np.full((3, 8, 8, 1), 8.0, dtype=np.float64))
+    assert x.dtype == np.float32 and x.shape == (3, 8, 8, 1) and np.allclose(x, 0.5)
+
+
+def test_flat_list_reshaped() -> None:
+    x = prepare(IMG, list(range(16)) * 4)
+    assert x.shape == (1, 8, 8, 1)
+    assert x[0, 0, 1, 0] == pytest.approx(1 / 16)
+
+
+def test_flat_batch_reshaped_and_grayscale_channel_added() -> None:
+    assert prepare(IMG, np.zeros((2, 64))).shape == (2, 8, 8, 1)
+    assert prepare(IMG, np.zeros((8, 8))).shape == (1, 8, 8, 1)
+    assert prepare(IMG, np.zeros((5, 8, 8))).shape == (5, 8, 8, 1)
+
+
+def test_image_array_resized() -> None:
+    x = prepare(IMG, np.full((32, 32), 16.0))
+    assert x.shape == (1, 8, 8, 1) and np.allclose(x, 1.0, atol=1e-5)
+
+
+def test_image_file_decoded_resized_and_mapped(tmp_path: Path) -> None:
+    arr = np.zeros((24, 24), dtype=np.uint8)
+    arr[:, 12:] = 255
+    path = tmp_path / "d.png"
+    path.write_bytes(png(arr))
+    raw = load_input_file(path)
+    assert isinstance(raw, ImageBytes)
+    x = prepare(IMG, raw)
+    assert x.shape == (1, 8, 8, 1)
+    assert x[0, 0, 0, 0] == pytest.approx(0.0) and x[0, 0, 7, 0] == pytest.approx(1.0)
+    inv = prepare(manifest({**IMAGE_PRE, "invert": True}, [1, 8, 8, 1]), raw)
+    assert inv[0, 0, 0, 0] == pytest.approx(1.0) and inv[0, 0, 7, 0] == pytest.approx(0.0)
+
+
+def test_rgb_image_file_to_grayscale_model(tmp_path: Path) -> None:
+    rgb = np.full((10, 10, 3), 255, dtype=np.uint8)
+    x = prepare(IMG, ImageBytes(png(rgb), "rgb.png"))
+    assert np.allclose(x, 1.0)
+
+
+def test_named_features_reordered_and_standardised() -> None:
+    x = prepare(TAB, {"c": 3.0, "a": 2.0, "b": 6.0})
+    # (x - mean) / std with std 0 treated as 1
+    assert x.tolist() == [[1.0, 2.0, 0.0]]
+    batch = prepare(TAB, [{"a": 1, "b": 2, "c": 3}, {"a": 2, "b": 4, "c": 4}])
+    assert batch.shape == (2, 3)
+    assert prepare(TAB, [1, 2, 3]).tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_no_preprocessing_passes_model_domain_values() -> None:
+    x = prepare(RAW, [[1, 2], [3, 4]])
+    assert x.shape == (1, 2, 2) and x.dtype == np.float32
+
+
+def test_dynamic_dims_accept_any_length() -> None:
+    dyn = manifest({"kind": "none"}, [-1, -1])
+    assert prepare(dyn, [1.0, 2.0, 3.0]).shape == (1, 3)
+
+
+# ----------------------------------------------------------------- rejections
+
+
+@pytest.mark.parametrize(
+    ("m", "raw", "code"),
+    [
+        (IMG, np.zeros((8, 8, 3)), "shape"),
+        (IMG, [0] * 63, "shape"),
+        (IMG, np.zeros((3, 5, 5)), "shape"),
+        (IMG, [[1, 2], [3]], "shape"),
+        (TAB, [1, 2], "shape"),
+        (TAB, [1, 2, 3, 4], "shape"),
+        (TAB, np.zeros((0, 3)), "shape"),
+        (IMG, np.full((8, 8), "a"), "dtype"),
+        (TAB, [True, False, True], "dtype"),
+        (TAB, {"a": "1", "b": 2, "c": 3}, "dtype"),
+        (TAB, [1.0, float("nan"), 2.0], "nan"),
+        (TAB, [1.0, float("inf"), 2.0], "nan"),
+        (IMG, np.full((8, 8), 17.0), "range"),
+        (IMG, np.full((8, 8), -1.0), "range"),
+        (TAB, [1e39, 0, 0], "range"),
+        (TAB, {"a": 1, "b": 2}, "missing_field"),
+        (TAB, {"a": 1, "b": 2, "c": 3, "d": 4}, "extra_field"),
+        (IMG, ImageBytes(b"not an image", "x.png"), "decode"),
+        (TAB, ImageBytes(b"\x89PNG", "x.png"), "decode"),
+        (RAW, b"bytes", "decode"),
+    ],
+)
+def test_rejections_have_codes(m: Manifest, raw: Any, code: str) -> None:
+    with pytest.raises(InputError) as info:
+        prepare(m, raw)
+    assert info.value.code == code, str(info.value)
+    assert str(info.value)
+
+
+def test_named_input_without_feature_names_is_refused() -> None:
+    m = manifest({"kind": "tabular", "features": [], "mean": [0], "std": [1]}, [1, 1])
+    with pytest.raises(InputError) as info:
+        prepare(m, {"a": 1})
+    assert info.value.code == "extra_field"
+
+
+# ----------------------------------------------------------------- files
+
+
+def test_input_files(tmp_path: Path) -> None:
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.ones((8, 8)))
+    assert prepare(IMG, load_input_file(npy)).shape == (1, 8, 8, 1)
+    js = tmp_path / "x.json"
+    js.write_text(json.dumps({"a": 1, "b": 2, "c": 3}))
+    assert prepare(TAB, load_input_file(js)).shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.json", b"{oops", "not valid JSON"),
+        ("bad.npy", b"garbage", "not a readable .npy"),
+        ("obj.npy", None, "not a readable .npy"),
+        ("x.bin", b"\x00\x01", "unknown input type"),
+        ("missing.json", "absent", "does not exist"),
+    ],
+)
+def test_bad_input_files(tmp_path: Path, name: str, content: Any, message: str) -> None:
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=message) as info:
+        load_input_file(path)
+    assert info.value.code == "decode"
