@@ -4,6 +4,7 @@ and reject what breaks the contract."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,35 @@ def test_reference_document() -> None:
     ref = make_reference(np.random.default_rng(0))
     assert_valid("reference", ref)
     assert_invalid("reference", {**ref, "inputs": {"granularity": "pixel", "histograms": []}})
+
+
+def test_payloads_of_a_running_agent(tmp_path: Path) -> None:
+    """The agent itself (no model yet) publishes only schema-valid payloads."""
+    from edge.agent import Agent
+    from edge.config import AgentConfig
+    from edge.transport import MemoryBroker, MemoryTransport
+
+    broker = MemoryBroker()
+    agent = Agent(
+        AgentConfig(device_id="cam-9", data_dir=tmp_path, telemetry_interval=3600),
+        transport=MemoryTransport(broker, "agent"),
+    )
+    agent.start()
+    try:
+        agent.emit("info", None, "hello", detail={"n": 1})
+        agent.publish_telemetry()
+        deadline = time.monotonic() + 10
+        while agent.outbox.stats()["queued"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        agent.stop(graceful=False)
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for msg in broker.messages("edgekit/v1/cam-9/#"):
+        _device, kind = c.parse_topic(msg.topic)
+        by_kind.setdefault(kind, []).append(json.loads(msg.payload))
+    assert {"status", "telemetry", "events"} <= set(by_kind)
+    names = {"status": "status", "telemetry": "telemetry", "events": "event"}
+    for kind, name in names.items():
+        for obj in by_kind[kind]:
+            assert_valid(name, obj)
+    assert any(o["state"] == "offline" for o in by_kind["status"])  # the will
