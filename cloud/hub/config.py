@@ -31,6 +31,7 @@ class HubConfig:
     bridge_batch_size: int = 200
     bridge_flush_s: float = 0.5
     mqtt_consumer: str = "auto"  # auto | shared | lease
+    mqtt_share_group: str = "edgekit-hub"  # hubs of one fleet share this group name
     deploy_timeout_s: float = 900.0
     command_ttl_s: float = 3600.0
     max_upload_bytes: int = 512 * 1024 * 1024

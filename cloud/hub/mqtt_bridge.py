@@ -51,7 +51,6 @@ from edge.contract import (
 from edge.errors import ConfigError, ContractError
 
 log = logging.getLogger(__name__)
-SHARE_GROUP = "edgekit-hub"
 LEASE_NAME = "mqtt-consumer"
 LEASE_TTL_S = 15.0
 QUEUE_LIMIT = 200_000
@@ -153,7 +152,9 @@ class MqttBridge:
 
     def _subscribe_shared(self) -> None:
         for kind in (TELEMETRY, EVENTS):
-            _rc, mid = self.client.subscribe(f"$share/{SHARE_GROUP}/{topic_filter(kind)}", qos=1)
+            _rc, mid = self.client.subscribe(
+                f"$share/{self.config.mqtt_share_group}/{topic_filter(kind)}", qos=1
+            )
             if mid is not None:
                 self._pending_shared[mid] = kind
 

@@ -340,6 +340,19 @@ def advance(
     w = r.waves[r.current_wave]
     if w.started is None:
         w.started = now
+    members = _wave_members(r, r.current_wave)
+    size = len(members)
+    failed = sum(d.status == "failed" for d in members)
+    if size and failed / size > r.spec.error_threshold:
+        reason = (
+            f"wave {r.current_wave + 1}: {failed}/{size} devices failed, more than the "
+            f"error threshold {r.spec.error_threshold:g}"
+        )
+        return _on_error(r, reason, now, orders, observations)
+    gate_failure = _evaluate_gates(r, observations)
+    if gate_failure is not None:
+        return _on_error(r, gate_failure, now, orders, observations)
+    # Only now order more devices: a rollout that must stop never sends new deploys.
     target = sorted(
         (o for o in observations.values() if r.spec.targets(o.id, o.tags)),
         key=lambda o: (not o.online, o.id),
@@ -356,17 +369,6 @@ def advance(
 
     members = _wave_members(r, r.current_wave)
     size = len(members)
-    failed = sum(d.status == "failed" for d in members)
-    if size and failed / size > r.spec.error_threshold:
-        reason = (
-            f"wave {r.current_wave + 1}: {failed}/{size} devices failed, more than the "
-            f"error threshold {r.spec.error_threshold:g}"
-        )
-        return _on_error(r, reason, now, orders, observations)
-    gate_failure = _evaluate_gates(r, observations)
-    if gate_failure is not None:
-        return _on_error(r, gate_failure, now, orders, observations)
-
     committed = sum(d.status in _OK for d in members)
     covered = sum(d.wave <= r.current_wave for d in r.deployments.values())
     complete = desired > 0 and covered >= desired
@@ -447,7 +449,8 @@ def _rollback_orders(
             _set(d, "stranded", now, "no previous version to roll back to")
             continue
         o = obs.get(d.device) if obs is not None else None
-        if o is not None and o.model == (d.from_name, d.from_version):
+        settled = d.status in ("failed", "stranded")  # no deploy still in flight
+        if settled and o is not None and o.model == (d.from_name, d.from_version):
             _set(d, "reverted", now, "device already runs the previous version")
             continue
         d.command_id = _next_command(r)

@@ -113,7 +113,10 @@ class RolloutSpec:
             "success_threshold": self.success_threshold,
             "error_threshold": self.error_threshold,
             "error_action": self.error_action,
-            "gates": {g.metric: g.tolerance for g in self.gates},
+            "gates": {
+                m: next((g.tolerance for g in self.gates if g.metric == m), None)
+                for m in GATE_METRICS
+            },
             "gate_min_devices": self.gate_min_devices,
             "manual_approval": self.manual_approval,
             "deploy_timeout_s": self.deploy_timeout_s,
