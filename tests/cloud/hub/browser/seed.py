@@ -12,7 +12,7 @@ from edge.contract import ModelRef, Telemetry
 
 FLEET = (
     # id, tags, enrolled, online, model version or None, capabilities
-    ("cam-1", ["lab", "floor-1"], True, True, 1, {"runtimes": ["onnxruntime", "litert"], "cpu": "x86_64"}),
+    ("cam-1", ["lab", "floor-1"], True, True, 1, {"runtimes": ["onnxruntime"], "cpu": "x86_64"}),
     ("cam-2", ["lab"], True, True, 1, {"runtimes": ["onnxruntime"], "cpu": "aarch64"}),
     ("gate-7", ["floor-2"], True, False, 2, {"runtimes": ["litert"]}),
     ("rogue-9", [], False, True, None, {}),
@@ -23,9 +23,9 @@ def metrics(i: int, p95: float = 4.0, drift: float = 0.05) -> dict[str, Any]:
     wave = math.sin(i / 4)
     return {
         "interval_s": 10, "inferences": 100 + i, "errors": 1 if i % 7 == 0 else 0,
-        "latency_ms": {"p50": 2.0 + 0.3 * wave, "p95": p95 + wave, "p99": p95 + 2, "mean": 2.2, "max": 9},
+        "latency_ms": {"p50": 2.0 + 0.3 * wave, "p95": p95 + wave, "p99": p95 + 2, "max": 9},
         "throughput_per_s": 10 + 2 * wave, "confidence_mean": 0.9 + 0.03 * wave,
-        "drift": {"input_psi": drift + 0.01 * i / 10, "output_psi": drift / 2, "threshold": 0.2, "alert": False},
+        "drift": {"input_psi": drift + i / 1000, "output_psi": drift / 2, "threshold": 0.2},
         "accuracy": {"value": 0.95 - 0.01 * wave, "n": 50},
     }  # fmt: skip
 
