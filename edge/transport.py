@@ -145,6 +145,7 @@ class MqttTransport:
         self._listeners: list[ConnectListener] = []
         self._connected = threading.Event()
         self._closed = False
+        self._started = False
         self.last_error: str | None = None
         self._inbox: queue.Queue[Any] = queue.Queue(maxsize=settings.dispatch_backlog)
         self._dispatcher = threading.Thread(
@@ -188,6 +189,10 @@ class MqttTransport:
         return self._stats.snapshot()
 
     def connect(self, will: Will | None = None) -> None:
+        with self._lock:
+            if self._started or self._closed:
+                raise TransportError("connect() may be called once per transport")
+            self._started = True
         if will is not None:
             check_topic(will.topic)
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)

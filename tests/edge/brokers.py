@@ -26,25 +26,31 @@ def free_port() -> int:
 class PrivateBroker:
     """A Mosquitto we own, so tests can stop and restart it (outages)."""
 
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, extra: str = "", anonymous: bool = True) -> None:
         self.port = port
         self.url = f"mqtt://127.0.0.1:{port}"
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+        allow = "true" if anonymous else "false"
+        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous {allow}\n{extra}")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("private mosquitto did not start")
+        err = b""
+        if self.proc.poll() is not None and self.proc.stderr is not None:
+            err = self.proc.stderr.read()
+        raise RuntimeError(f"private mosquitto did not start: {err.decode(errors='replace')}")
 
     def stop(self) -> None:
         if self.proc is not None:

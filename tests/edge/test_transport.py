@@ -245,7 +245,11 @@ def test_mqtt_round_trip_and_handler_errors() -> None:
     base = unique()
     sub, pub = mqtt(), mqtt()
     inbox = Inbox()
-    sub.subscribe(f"{base}/#", lambda _t, _p: 1 / 0)
+
+    def broken(_topic: str, _payload: bytes) -> None:
+        raise ZeroDivisionError("handler bug")
+
+    sub.subscribe(f"{base}/#", broken)
     sub.subscribe(f"{base}/#", inbox)
     sub.connect()
     pub.connect()
@@ -391,3 +395,121 @@ def test_mqtt_reconnects_and_resubscribes(private_broker: PrivateBroker) -> None
         assert t.stats["disconnects"] == 1 and t.stats["connects"] == 2
     finally:
         t.close()
+
+
+def _make_pki(d: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    Key = ec.EllipticCurvePrivateKey
+
+    def cert(
+        subject: str, key: Key, issuer: str, signer: Key, ca: bool,
+        san: list[x509.GeneralName] | None = None,
+    ) -> x509.Certificate:  # fmt: skip
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return b.sign(signer, hashes.SHA256())
+
+    out: dict[str, Path] = {}
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("edgekit test CA", ca_key, "edgekit test CA", ca_key, True)
+    san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    for label, c_key, c_cert in [("ca", ca_key, ca)] + [
+        (lbl, k, cert(lbl, k, "edgekit test CA", ca_key, False, san))
+        for lbl, k in [
+            (lbl, ec.generate_private_key(ec.SECP256R1())) for lbl in ("server", "client")
+        ]
+    ]:
+        out[f"{label}_cert"] = d / f"{label}.pem"
+        out[f"{label}_cert"].write_bytes(c_cert.public_bytes(serialization.Encoding.PEM))
+        out[f"{label}_key"] = d / f"{label}.key"
+        out[f"{label}_key"].write_bytes(
+            c_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return out
+
+
+@pytest.mark.integration
+def test_mqtts_with_ca_and_client_certificate(tmp_path: Path) -> None:
+    import shutil
+    import tempfile
+
+    from tests.edge.brokers import free_port
+
+    # mosquitto started as root drops to its own user, which cannot enter pytest's 0700 dirs
+    shared = Path(tempfile.mkdtemp(prefix="edgekit-pki-"))
+    shared.chmod(0o755)
+    pki = _make_pki(shared)
+    for f in shared.iterdir():
+        f.chmod(0o644)  # throw-away test keys
+    port = free_port()
+    extra = (
+        f"cafile {pki['ca_cert']}\ncertfile {pki['server_cert']}\nkeyfile {pki['server_key']}\n"
+        "require_certificate true\n"
+    )
+    broker = PrivateBroker(tmp_path, port, extra=extra)
+    broker.start()
+    url = f"mqtts://127.0.0.1:{port}"
+    good = mqtt(url, ca_file=str(pki["ca_cert"]), cert_file=str(pki["client_cert"]),
+                key_file=str(pki["client_key"]))  # fmt: skip
+    no_client_cert = mqtt(url, ca_file=str(pki["ca_cert"]))
+    inbox = Inbox()
+    good.subscribe("tls/#", inbox)
+    try:
+        good.connect()
+        no_client_cert.connect()
+        assert good.wait_connected(10)
+        time.sleep(0.2)
+        assert good.publish_and_wait("tls/x", b"secret")
+        assert inbox.wait_for(lambda items: items == [("tls/x", b"secret")])
+        assert not no_client_cert.wait_connected(1.5)  # the broker demands a certificate
+    finally:
+        good.close()
+        no_client_cert.close()
+        broker.stop()
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_refused_credentials_are_reported_not_fatal(tmp_path: Path) -> None:
+    from tests.edge.brokers import free_port
+
+    broker = PrivateBroker(tmp_path, free_port(), anonymous=False)
+    broker.start()
+    t = mqtt(broker.url, username="nobody", password="wrong")
+    try:
+        t.connect()
+        assert not t.wait_connected(2)
+        assert wait_until(lambda: t.last_error is not None, 5)
+        assert "refused" in str(t.last_error) or "reach" in str(t.last_error)
+        with pytest.raises(TransportError, match="once"):
+            t.connect()
+    finally:
+        t.close()
+        broker.stop()
