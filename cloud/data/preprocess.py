@@ -32,7 +32,7 @@ def fit_preprocessing(ds: Dataset, train_idx: np.ndarray) -> dict[str, Any]:
             "layout": "NHWC",
             "raw_range": [lo, hi],
             "scale": scale,
-            "offset": -lo * scale,  # maps raw_range onto [0, 1]
+            "offset": 0.0 - lo * scale,  # maps raw_range onto [0, 1] (and never -0.0)
             "invert": False,
         }
     train = ds.x[train_idx].astype(np.float64)

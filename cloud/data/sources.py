@@ -60,6 +60,8 @@ def load_digits() -> Dataset:
 
 def load_npz(path: Path) -> Dataset:
     """An ``.npz`` with ``x`` (2-D tabular, 3-D/4-D images) and ``y`` (ints or strings)."""
+    if not zipfile.is_zipfile(path):  # np.load would otherwise try .npy or pickle
+        raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
             names = list(data.files)

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -84,10 +84,13 @@ def fit(
     batch_size: int = DEFAULT_BATCH_SIZE,
     patience: int = DEFAULT_PATIENCE,
     learning_rate: float = DEFAULT_LEARNING_RATE,
-    seed: int = 0,
-    progress: bool = True,
+    stream: TextIO | None = sys.stdout,
 ) -> FitResult:
-    """Train with Adam on sparse labels; stop when val_loss stalls and keep the best weights."""
+    """Train with Adam on sparse labels; stop when val_loss stalls and keep the best weights.
+
+    One progress line per epoch goes to ``stream`` (None: silent). Seeding is done once
+    beforehand by :func:`configure_tensorflow`.
+    """
     import keras
 
     model.compile(
@@ -99,8 +102,8 @@ def fit(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )
     callbacks: list[Any] = [stop]
-    if progress:
-        callbacks.append(_EpochLine(epochs).callback())
+    if stream is not None:
+        callbacks.append(_EpochLine(epochs, stream).callback())
     t0 = time.perf_counter()
     hist = model.fit(
         data["x_train"],

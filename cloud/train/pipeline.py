@@ -31,7 +31,13 @@ from cloud.train.fit import (
     fit,
 )
 from cloud.train.report import render_training_report
-from cloud.train.rundir import code_version, prepare_run_dir, write_arrays, write_json
+from cloud.train.rundir import (
+    check_run_dir,
+    code_version,
+    prepare_run_dir,
+    write_arrays,
+    write_json,
+)
 from edge.contract import TensorSpec
 from edge.errors import ConfigError
 
@@ -55,7 +61,6 @@ class TrainOptions:
     image_size: int | None = None
     max_bad_images: float = DEFAULT_MAX_BAD_FRACTION
     force: bool = False
-    progress: bool = True
 
     def check(self) -> None:
         """Refuse nonsense options before any slow work starts."""
@@ -104,6 +109,7 @@ def _model_shape(ds: Dataset, arch: str, input_size: int | None) -> tuple[int, i
 def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict[str, Any]:
     """Train and write the run directory; returns the run.json document."""
     opts.check()
+    check_run_dir(opts.out, opts.force)
     started = time.perf_counter()
     image_size = opts.image_size
     if image_size is None:
@@ -155,8 +161,7 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
         batch_size=opts.batch_size,
         patience=opts.patience,
         learning_rate=opts.learning_rate,
-        seed=opts.seed,
-        progress=stream is not None and opts.progress,
+        stream=stream,
     )
     _, val_acc = model.evaluate(data["x_val"], data["y_val"], verbose=0)
     test_loss, test_acc = model.evaluate(data["x_test"], data["y_test"], verbose=0)
@@ -175,7 +180,7 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
     hyper = {
         k: v
         for k, v in asdict(opts).items()
-        if k not in ("dataset", "out", "name", "force", "progress", "seed")
+        if k not in ("dataset", "out", "name", "force", "seed")
     }
     hyper["image_size"] = image_size if ds.kind == "image" else None
     run: dict[str, Any] = {

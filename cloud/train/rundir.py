@@ -17,14 +17,19 @@ RUN_FILES = ("model.keras", "data.npz", "reference.json", "run.json", "report.md
 COMPRESS_ABOVE_BYTES = 64 << 20  # large (upsampled) image sets compress well; small ones load fast
 
 
-def prepare_run_dir(path: Path, force: bool) -> None:
-    """Create ``path``; refuse to overwrite an earlier run unless ``force`` (no lost work)."""
+def check_run_dir(path: Path, force: bool) -> None:
+    """Refuse to overwrite an earlier run unless ``force`` (checked before any slow work)."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} exists and is not a directory")
     if (path / "run.json").exists() and not force:
         raise ConfigError(
             f"{path} already holds a training run; pass --force or choose another --out"
         )
+
+
+def prepare_run_dir(path: Path, force: bool) -> None:
+    """Create ``path`` (after :func:`check_run_dir`); an overwritten run loses run.json first."""
+    check_run_dir(path, force)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -1,0 +1,59 @@
+"""The CLI error path: exit code 1, one ``error:`` line, no traceback (real subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _train(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", "train", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "expected"),
+    [
+        ("a,b\n1,2\n", [], "no label column 'label'; columns present: 'a', 'b'"),
+        ("a,label\nx,1\ny,2\n", [], "non-numeric feature columns: a"),
+        ("a,label\n1,x\nnan,y\n", [], "1 NaN/inf/missing values in columns a (1)"),
+        ("a,label\n1,x\n2,x\n3,x\n", [], "need at least 2 classes"),
+        ("a,label\n1,x\n2,x\n3,x\n4,y\n", [], "'y' has 1"),
+        ("a,label\n1,x\n2,y\n", ["--arch", "bogus"], "invalid choice"),
+        ("a,label\n1,x\n2,y\n", ["--epochs", "0"], "--epochs must be at least 1"),
+        ("a,label\n1,x\n2,x\n3,x\n4,y\n5,y\n6,y\n", ["--arch", "cnn"], "needs image data"),
+    ],
+)
+def test_bad_input_gives_one_line_error(
+    tmp_path: Path, content: str, extra: list[str], expected: str
+) -> None:
+    csv = tmp_path / "d.csv"
+    csv.write_text(content)
+    proc = _train(str(csv), "--out", str(tmp_path / "run"), "--quiet", *extra)
+    assert proc.returncode in (1, 2)  # 2 = argparse usage error
+    assert "Traceback" not in proc.stderr
+    err_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:") or "error:" in ln]
+    assert len(err_lines) == 1 and expected in err_lines[0]
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_data_errors_exit_1(tmp_path: Path) -> None:
+    proc = _train(str(tmp_path / "nothing.csv"), "--out", str(tmp_path / "r"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: dataset ")
+
+
+def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    proc = _train("digits", "--out", str(run))
+    assert proc.returncode == 1 and "already holds a training run" in proc.stderr
+    assert (run / "run.json").read_text() == "{}"
