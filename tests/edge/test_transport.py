@@ -412,10 +412,9 @@ def _make_pki(d: Path) -> dict[str, Path]:
     def name(cn: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-    Key = ec.EllipticCurvePrivateKey
-
     def cert(
-        subject: str, key: Key, issuer: str, signer: Key, ca: bool,
+        subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
+        signer: ec.EllipticCurvePrivateKey, ca: bool,
         san: list[x509.GeneralName] | None = None,
     ) -> x509.Certificate:  # fmt: skip
         b = (
