@@ -21,7 +21,13 @@ import numpy as np
 from edge.backends import base
 from edge.bundle import entry_path
 from edge.contract import PRECISIONS, RUNTIMES, Artifact, Manifest
-from edge.errors import BackendError, ConfigError, InputError, SelfTestError
+from edge.errors import (
+    BackendError,
+    ConfigError,
+    InputError,
+    RuntimeMissingError,
+    SelfTestError,
+)
 from edge.inputs import prepare
 
 
@@ -71,7 +77,7 @@ def choose_artifact(
             f"{rt}: {avail.get(rt, {}).get('reason', 'not available')}"
             for rt in sorted({a.runtime for a in candidates})
         )
-        raise BackendError(f"no runtime for this bundle is installed here ({reasons})")
+        raise RuntimeMissingError(f"no runtime for this bundle is installed here ({reasons})")
 
     def key(a: Artifact) -> tuple[float, int, int]:
         lat = a.metrics.get("latency_ms")

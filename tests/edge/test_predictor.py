@@ -10,7 +10,7 @@ import pytest
 
 from edge.bundle import extract_bundle
 from edge.contract import Artifact, Manifest, TensorSpec
-from edge.errors import BackendError, ConfigError, InputError, SelfTestError
+from edge.errors import BackendError, ConfigError, InputError, RuntimeMissingError, SelfTestError
 from edge.predictor import Predictor, choose_artifact, golden_check, load_golden
 from tests.edge import tiny_models
 from tests.edge.bundle_helpers import make_keys
@@ -56,7 +56,7 @@ def test_choice_skips_missing_runtimes_and_explains() -> None:
         "onnxruntime": {"available": True},
     }
     assert choose_artifact(m, available=only_ort).target == "onnxruntime-fp32"
-    with pytest.raises(BackendError, match="litert: not installed"):
+    with pytest.raises(RuntimeMissingError, match="litert: not installed"):
         choose_artifact(m, runtime="litert", available=only_ort)
     with pytest.raises(BackendError, match=r"no openvino-\* variant \(it has: litert-int8"):
         choose_artifact(m, runtime="openvino", available=ALL)
