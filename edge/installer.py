@@ -34,7 +34,7 @@ from edge.updater import (
     judge_probation,
     pause_for_tests,
     recheck_slot,
-    test_variants,
+    run_self_test,
     verify,
 )
 
@@ -130,7 +130,7 @@ class Installer:
                 model.close()
             except EdgekitError as exc:
                 log.warning("%s on %s-%s: %s; testing again", slot.id, runtime, precision, exc)
-        report = test_variants(slot.bundle_dir, manifest, self.policy)
+        report = run_self_test(slot.bundle_dir, manifest, self.policy)
         assert report.chosen is not None
         chosen = report.chosen
         slot = self.store.update_meta(slot, variant=chosen.to_dict(), selftest=report.to_dict())
@@ -215,7 +215,7 @@ class Installer:
             step = "self_test"
             self.store.journal_step(step, slot=f"{manifest.name}-{manifest.version}")
             pause_for_tests(step)
-            report = test_variants(staging / "bundle", manifest, self.policy)
+            report = run_self_test(staging / "bundle", manifest, self.policy)
             assert report.chosen is not None
             meta: dict[str, Any] = {
                 "variant": report.chosen.to_dict(),
@@ -385,7 +385,7 @@ class Installer:
             path, self.store, self.policy, sha256=cmd.sha256, name=cmd.name,
             version=cmd.version, rollback=True,
         )  # fmt: skip
-        report = test_variants(staging / "bundle", manifest, self.policy)
+        report = run_self_test(staging / "bundle", manifest, self.policy)
         assert report.chosen is not None
         meta = {"variant": report.chosen.to_dict(), "selftest": report.to_dict()}
         slot = self.store.add_slot(staging, manifest.name, manifest.version, meta)
@@ -401,31 +401,29 @@ class Installer:
     def _fall_back(self, model: LoadedModel, rate: float) -> None:
         if self.server.current is not model:
             return  # already replaced (probation handled it, or a newer install)
-        lkg = self.store.last_known_good()
-        detail = {"reason": "error_rate", "error_rate": round(rate, 4), "from": model.slot.id}
-        if lkg is None or lkg.id == model.slot.id:
-            self.emit(
-                "alert",
-                None,
-                f"{model.slot.id} error rate {rate:.2f}; no older model",
-                detail=detail,
-            )
+        target = self.store.fallback_target(model.slot.id)
+        detail: dict[str, Any] = {
+            "reason": "error_rate",
+            "error_rate": round(rate, 4),
+            "from": model.slot.id,
+        }
+        if target is None:
+            msg = f"{model.slot.id} error rate {rate:.2f}; no other model to fall back to"
+            self.emit("alert", None, msg, detail=detail)
             return
         try:
-            replacement = self.open_verified(lkg)
+            replacement = self.open_verified(target)
         except EdgekitError as exc:
-            detail["reason_lkg"] = str(exc)
-            self.emit("alert", None, f"fallback to {lkg.id} impossible: {exc}", detail=detail)
+            detail["fallback_error"] = str(exc)
+            self.emit("alert", None, f"fallback to {target.id} impossible: {exc}", detail=detail)
             return
-        self.store.revert()
+        self.store.demote(model.slot.id, target)
         self.server.swap(replacement)
         model.close()
         self.on_change()
-        detail["restored"] = lkg.id
-        self.emit(
-            "rollback", "rolled_back", f"fell back to {lkg.id}: error rate {rate:.2f}",
-            version=lkg.version, detail=detail,
-        )  # fmt: skip
+        detail["restored"] = target.id
+        msg = f"fell back to {target.id}: error rate {rate:.2f}"
+        self.emit("rollback", "rolled_back", msg, version=target.version, detail=detail)
 
     # ------------------------------------------------------------------ start-up
 

@@ -275,6 +275,23 @@ class ModelStore:
             self._write_state()
             return self.get(self._state.active)
 
+    def fallback_target(self, failing: str) -> Slot | None:
+        """Where to go when ``failing`` misbehaves: LKG, or the newest older commit."""
+        with self._lock:
+            candidates = [self._state.last_known_good, *reversed(self._state.history)]
+            for sid in candidates:
+                if sid and sid != failing and self.get(sid) is not None:
+                    return self.get(sid)
+        return None
+
+    def demote(self, failing: str, to: Slot) -> None:
+        """Serve ``to`` instead of ``failing`` from now on, and never fall back to it."""
+        with self._lock:
+            self._state.active = to.id
+            self._state.last_known_good = to.id
+            self._state.history = [h for h in self._state.history if h != failing]
+            self._write_state()
+
     def provision(self, slot: Slot) -> None:
         """Activate and commit in one step (offline provisioning, first model)."""
         self.commit(slot)

@@ -1,0 +1,145 @@
+"""Real, signed test bundles without TensorFlow: tiny ONNX graphs built with onnx.helper.
+
+``kind``:
+* ``linear``: softmax(flatten(x) @ W + b), a working 8x8 digits-shaped classifier;
+* ``nan``: the same, times sum(x)/sum(x): all-zero inputs give NaN scores (a model that
+  fails at run time on some inputs, for fallback and probation tests);
+* ``slow``: the same plus a large input-dependent matmul chain (for the time limit).
+``bad_golden=True`` stores golden outputs that disagree with the model (self-test fails).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+DIGITS_PRE = {
+    "kind": "image",
+    "height": 8,
+    "width": 8,
+    "channels": 1,
+    "color": "grayscale",
+    "layout": "NHWC",
+    "raw_range": [0, 16],
+    "scale": 1 / 16,
+    "offset": 0.0,
+    "invert": False,
+}
+LABELS = [str(i) for i in range(10)]
+
+
+def make_onnx(path: Path, kind: str = "linear", seed: int = 0) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0, 1.0, (64, 10)).astype(np.float32)
+    b = rng.normal(0, 0.1, (10,)).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(w, "W"),
+        numpy_helper.from_array(b, "B"),
+        numpy_helper.from_array(np.array([1, 64], dtype=np.int64), "flat_shape"),
+    ]
+    nodes = [
+        helper.make_node("Reshape", ["input", "flat_shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "W"], ["mm"]),
+        helper.make_node("Add", ["mm", "B"], ["logits"]),
+    ]
+    last = "logits"
+    if kind == "slow":
+        inits += [
+            numpy_helper.from_array(np.array([1200, 24], dtype=np.int64), "reps"),
+            numpy_helper.from_array(np.array([1536, 1200], dtype=np.int64), "w2_shape"),
+            numpy_helper.from_array(np.array([1200, 1200], dtype=np.int64), "w3_shape"),
+            numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+        ]
+        one = helper.make_tensor("v", TensorProto.FLOAT, [1], [0.001])
+        nodes += [
+            helper.make_node("Tile", ["flat", "reps"], ["tiled"]),
+            helper.make_node("ConstantOfShape", ["w2_shape"], ["W2"], value=one),
+            helper.make_node("ConstantOfShape", ["w3_shape"], ["W3"], value=one),
+            helper.make_node("MatMul", ["tiled", "W2"], ["s0"]),
+        ]
+        prev = "s0"
+        for i in range(1, 3):
+            nodes.append(helper.make_node("MatMul", [prev, "W3"], [f"s{i}"]))
+            prev = f"s{i}"
+        nodes += [
+            helper.make_node("ReduceSum", [prev], ["ssum"], keepdims=0),
+            helper.make_node("Mul", ["ssum", "zero"], ["szero"]),
+            helper.make_node("Add", ["logits", "szero"], ["logits2"]),
+        ]
+        last = "logits2"
+    nodes.append(helper.make_node("Softmax", [last], ["probs"], axis=-1))
+    if kind == "nan":
+        nodes += [
+            helper.make_node("ReduceSum", ["flat"], ["total"], keepdims=0),
+            helper.make_node("Div", ["total", "total"], ["ratio"]),
+            helper.make_node("Mul", ["probs", "ratio"], ["scores"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["probs"], ["scores"]))
+    graph = helper.make_graph(
+        nodes,
+        f"test-{kind}",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 8, 1])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 10])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def golden_inputs(n: int = 16, seed: int = 1) -> np.ndarray:
+    """Model-domain golden inputs (never all zero, so the ``nan`` kind passes)."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(1, 17, (n, 8, 8, 1)) / 16.0).astype(np.float32)
+
+
+def raw_digit(seed: int = 0) -> list:
+    """One raw-domain 8x8 input (values 0..16) as a nested list, like an MQTT client sends."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(1, 17, (8, 8)).astype(float).tolist()
+
+
+def make_bundle(
+    out: Path,
+    key: Path,
+    *,
+    version: int,
+    name: str = "digits",
+    kind: str = "linear",
+    bad_golden: bool = False,
+    seed: int = 0,
+) -> Path:
+    """A signed .ekb at ``out`` holding one onnxruntime-fp32 variant of ``kind``."""
+    import onnxruntime as ort
+
+    from cloud.bundle import ArtifactSource, GoldenSet, build_bundle
+    from edge.contract import TensorSpec
+
+    work = out.parent / f".{out.stem}-work"
+    work.mkdir(parents=True, exist_ok=True)
+    model = make_onnx(work / "model.onnx", kind, seed)
+    x = golden_inputs(2 if kind == "slow" else 16)
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    y = np.concatenate([sess.run(None, {"input": x[i : i + 1]})[0] for i in range(len(x))])
+    if bad_golden:
+        y = np.roll(y, 3, axis=1)
+    build_bundle(
+        out,
+        name=name,
+        version=version,
+        labels=LABELS,
+        inputs=[TensorSpec("input", [1, 8, 8, 1], "float32")],
+        outputs=[TensorSpec("scores", [1, 10], "float32")],
+        preprocessing=DIGITS_PRE,
+        artifacts=[ArtifactSource(model, "onnxruntime", "fp32")],
+        private_key=key,
+        golden=GoldenSet(x, y),
+    )
+    return out
