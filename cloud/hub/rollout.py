@@ -373,7 +373,9 @@ def advance(
     covered = sum(d.wave <= r.current_wave for d in r.deployments.values())
     complete = desired > 0 and covered >= desired
     share = committed / size if size else 1.0
-    if complete and share >= r.spec.success_threshold and w.soak_started is None:
+    if not (complete and share >= r.spec.success_threshold):
+        w.soak_started = None  # success lost (e.g. devices joined): the soak starts over
+    elif w.soak_started is None:
         w.soak_started = now
     if not _soaked(r, w, now):
         return r, orders

@@ -51,10 +51,8 @@ function renderCharts(points) {
   ], { unit: " ms", title: "latency", legend: true });
   lineChart($("#chart-throughput"), [series(points, "throughput", "throughput", "throughput_per_s")], { unit: "/s" });
   const threshold = points.map((p) => num(p, "drift_threshold", "metrics.drift.threshold")).filter(Number.isFinite).pop();
-  lineChart($("#chart-drift"), [
-    series(points, "input PSI", "drift", "drift.input_psi", "metrics.drift.input_psi"),
-    series(points, "output PSI", "output_drift", "drift.output_psi", "metrics.drift.output_psi"),
-  ], { threshold: threshold ? { value: threshold, label: `alert at ${threshold}` } : null, legend: true });
+  lineChart($("#chart-drift"), [series(points, "drift (max PSI)", "drift", "drift.input_psi")],
+    { threshold: threshold ? { value: threshold, label: `alert at ${threshold}` } : null });
   lineChart($("#chart-confidence"), [
     series(points, "confidence", "confidence", "confidence_mean"),
     series(points, "accuracy", "accuracy", "accuracy.value"),
@@ -91,9 +89,12 @@ $("#tags-form").addEventListener("submit", async (ev) => {
 applyRole();
 
 poll(async () => {
-  const since = Date.now() / 1000 - Number($("#range").value);
+  const span = Number($("#range").value);
+  const since = Date.now() / 1000 - span;
+  const resolution = span > 21600 ? "minute" : "raw";  // raw rows are kept for a day
   const [d, tel, ev] = await Promise.all([
-    api(path), api(`${path}/telemetry?since=${since.toFixed(0)}`), api(`${path}/events?limit=200`),
+    api(path), api(`${path}/telemetry?since=${since.toFixed(0)}&resolution=${resolution}`),
+    api(`${path}/events?limit=200`),
   ]);
   renderDevice(d);
   renderCharts(items(tel, "telemetry").length ? items(tel, "telemetry") : items(tel, "points"));

@@ -70,10 +70,9 @@ async function renderDetail() {
     { name: "export p95", values: ok.map(([v]) => v.latency_p95_ms ?? v.latency_ms ?? null) },
     { name: "devices p95", values: ok.map(([, x]) => x.p95) },
   ], { unit: " ms", title: "latency per variant" });
-  barChart($("#chart-size"), cats, [
-    { name: "size KiB", values: ok.map(([v]) => (Number.isFinite(v.size) ? v.size / 1024 : null)) },
-    { name: "accuracy %", values: ok.map(([v]) => (Number.isFinite(v.accuracy) ? v.accuracy * 100 : null)) },
-  ], { title: "size and accuracy" });
+  barChart($("#chart-accuracy"), cats, [
+    { name: "accuracy %", values: ok.map(([v]) => (Number.isFinite(v.accuracy) ? v.accuracy * 100 : null)), color: "#10b981" },
+  ], { unit: " %", title: "test accuracy per variant" });
   if (state.cardFor !== state.selected) {
     state.cardFor = state.selected;
     const res = await fetch(`/models/${encodeURIComponent(m.name)}/${m.version}/card`, { credentials: "same-origin" });
