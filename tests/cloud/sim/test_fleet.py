@@ -32,7 +32,7 @@ BROKER = "mqtt://127.0.0.1:1883"
 def test_plan_spreads_devices_evenly() -> None:
     groups = plan(10, 3, "sim")
     assert [len(g) for g in groups] == [4, 3, 3]
-    assert sorted(sum(groups, [])) == [f"sim-{i:05d}" for i in range(1, 11)]
+    assert sorted(g for group in groups for g in group) == [f"sim-{i:05d}" for i in range(1, 11)]
     assert plan(1, 4, "x") == [["x-00001"]]
     with pytest.raises(ConfigError):
         plan(0, 2, "sim")
