@@ -75,6 +75,28 @@ class _CountingReader:
         return data
 
 
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class _SafeTarInfo(tarfile.TarInfo):
+    """TarInfo that refuses huge pax / GNU long-name headers before tarfile reads them
+    into memory (the stdlib would allocate whatever size the header claims)."""
+
+    def _check_header_size(self) -> None:
+        if self.size > MAX_HEADER_BYTES:
+            raise UnsafeArchiveError(
+                f"tar extended header of {self.size} bytes exceeds {MAX_HEADER_BYTES}"
+            )
+
+    def _proc_pax(self, tarfile: Any) -> Any:
+        self._check_header_size()
+        return super()._proc_pax(tarfile)  # type: ignore[misc]
+
+    def _proc_gnulong(self, tarfile: Any) -> Any:
+        self._check_header_size()
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc]
+
+
 def check_member_name(name: str) -> str:
     """Return the normalised member name or raise UnsafeArchiveError.
 
@@ -121,7 +143,9 @@ def _iter_archive(
     with raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
         counter = _CountingReader(gz, limits.max_total_bytes + slack)  # type: ignore[arg-type]
         try:
-            with tarfile.open(fileobj=counter, mode="r|") as tar:  # type: ignore[call-overload]
+            with tarfile.open(  # type: ignore[call-overload]
+                fileobj=counter, mode="r|", tarinfo=_SafeTarInfo
+            ) as tar:
                 seen: set[str] = set()
                 total = 0
                 for member in tar:
@@ -233,11 +257,14 @@ def _scan(
             size, digest = _hash_stream(stream, None)
         else:
             target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with target.open("xb") as out:
-                size, digest = _hash_stream(stream, out)
-                out.flush()
-                os.fsync(out.fileno())
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("xb") as out:
+                    size, digest = _hash_stream(stream, out)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except OSError as exc:  # e.g. a file and a directory of the same name, disk full
+                raise BundleError(f"cannot extract {name}: {exc.strerror or exc}") from exc
         members[name] = MemberInfo(name, size, digest)
     if manifest_bytes is None:
         raise IntegrityError(f"missing file {MANIFEST_NAME}")

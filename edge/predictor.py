@@ -10,6 +10,7 @@ on the device by timing the variants itself.
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from dataclasses import dataclass
@@ -70,21 +71,37 @@ def choose_artifact(
         have = ", ".join(a.target for a in manifest.artifacts)
         want = "-".join(x for x in (runtime or "*", precision or "*"))
         raise BackendError(f"bundle has no {want} variant (it has: {have})")
-    avail = available if available is not None else base.available()
-    usable = [a for a in candidates if avail.get(a.runtime, {}).get("available")]
-    if not usable:
-        reasons = "; ".join(
-            f"{rt}: {avail.get(rt, {}).get('reason', 'not available')}"
-            for rt in sorted({a.runtime for a in candidates})
-        )
-        raise RuntimeMissingError(f"no runtime for this bundle is installed here ({reasons})")
 
     def key(a: Artifact) -> tuple[float, int, int]:
         lat = a.metrics.get("latency_ms")
         latency = float(lat) if isinstance(lat, (int, float)) and math.isfinite(lat) else math.inf
         return (latency, PRECISIONS.index(a.precision), RUNTIMES.index(a.runtime))
 
-    return min(usable, key=key)
+    # Probe runtimes lazily in preference order: a device serving LiteRT never pays for
+    # importing OpenVINO just to learn it is there.
+    probed: dict[str, dict[str, Any]] = dict(available or {})
+    for artifact in sorted(candidates, key=key):
+        if artifact.runtime not in probed:
+            probed[artifact.runtime] = _probe(artifact.runtime)
+        if probed[artifact.runtime].get("available"):
+            return artifact
+    reasons = "; ".join(
+        f"{rt}: {probed.get(rt, {}).get('reason', 'not available')}"
+        for rt in sorted({a.runtime for a in candidates})
+    )
+    raise RuntimeMissingError(f"no runtime for this bundle is installed here ({reasons})")
+
+
+def _probe(runtime: str) -> dict[str, Any]:
+    """``probe()`` of one runtime module; a missing or broken runtime is reported, not raised."""
+    try:
+        module = importlib.import_module(base.BACKEND_MODULES[runtime])
+        info: dict[str, Any] = module.probe()
+        return info
+    except RuntimeMissingError as exc:
+        return {"available": False, "reason": str(exc)}
+    except Exception as exc:  # a broken install must not stop the other runtimes
+        return {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
 
 
 class Predictor:

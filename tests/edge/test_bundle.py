@@ -336,3 +336,27 @@ def test_version_rule() -> None:
         b.check_version(3, 3, rollback=True)
     with pytest.raises(VersionError, match="nothing is installed"):
         b.check_version(3, None, rollback=True)
+
+
+def test_huge_extended_header_refused_before_allocation(tmp_path: Path) -> None:
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type = tarfile.XHDTYPE
+    info.size = 100 * 1024 * 1024  # claims 100 MB of pax records
+    header = info.tobuf(format=tarfile.USTAR_FORMAT)
+    bomb = tmp_path / "pax.ekb"
+    with gzip.open(bomb, "wb") as gz:
+        gz.write(header)
+        for _ in range(100):
+            gz.write(bytes(1024 * 1024))
+    with pytest.raises(UnsafeArchiveError, match="extended header"):
+        b.verify_bundle(bomb, None)
+
+
+def test_file_and_directory_clash_is_a_bundle_error(
+    tmp_path: Path, bundle: Path, keys: tuple
+) -> None:
+    bad = write_members(tmp_path / "bad.ekb", [(file_info("models"), b"x"), *read_members(bundle)])
+    dest = tmp_path / "out"
+    with pytest.raises(BundleError, match="cannot extract models/"):
+        b.extract_bundle(bad, dest, keys[1])
+    assert not dest.exists()
