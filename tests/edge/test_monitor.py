@@ -266,3 +266,30 @@ def test_load_reference_file(tmp_path: Any) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ContractError, match="cannot be read"):
         load_reference(tmp_path / "bad.json")
+
+
+def test_large_images_are_subsampled_without_losing_the_signal() -> None:
+    from edge.drift import MAX_ROWS, InputDrift
+
+    rng = np.random.default_rng(11)
+    ref = make_reference(rng, granularity="channel", dims=3)
+    same = InputDrift(ref["inputs"], window=50, min_samples=10)
+    shifted = InputDrift(ref["inputs"], window=50, min_samples=10)
+    for _ in range(20):
+        same.add(rng.normal(size=(1, 64, 64, 3)))
+        shifted.add(rng.normal(loc=0.7, size=(1, 64, 64, 3)))
+    assert int(same.totals[0].sum()) <= 20 * MAX_ROWS
+    assert (same.score() or 1.0) < 0.02
+    assert (shifted.score() or 0.0) > 0.2
+
+
+def test_non_finite_values_are_not_binned() -> None:
+    from edge.drift import InputDrift
+
+    ref = make_reference(np.random.default_rng(0))
+    drift = InputDrift(ref["inputs"], window=10, min_samples=1)
+    drift.add(np.array([np.nan, np.inf, -np.inf, 0.0]))
+    assert drift.totals.sum(axis=1).tolist() == [0, 0, 0, 1]
+    image = InputDrift(make_reference(np.random.default_rng(0), "channel", 2)["inputs"], 10, 1)
+    image.add(np.array([[np.nan, 0.0]] * 20))
+    assert image.totals.sum(axis=1).tolist() == [0, 20]
