@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -68,13 +69,18 @@ def model_specs(quick: bool) -> list[ModelSpec]:
 
 
 def _edgekit(args: list[str], log: Log) -> None:
-    """Run an edgekit command in its own process (TensorFlow memory is freed on exit)."""
+    """Run an edgekit command in its own process (TensorFlow memory is freed on exit);
+    its progress goes straight to our stderr/stdout."""
     cmd = [sys.executable, "-m", "edge.cli", *args]
     log("$ edgekit " + " ".join(args))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        sink: Any = sys.stderr.fileno()  # keep our stdout for the table
+    except (AttributeError, OSError, ValueError):
+        sink = None
+    proc = subprocess.run(cmd, env=env, stdout=sink)
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise EdgekitError(f"edgekit {args[0]} failed: {' / '.join(tail)}")
+        raise EdgekitError(f"edgekit {args[0]} failed with exit {proc.returncode} (output above)")
 
 
 def _digits_subset(path: Path, per_class: int) -> Path:

@@ -1,0 +1,226 @@
+"""Telemetry ingestion: messages the hub persists per second, against a bare subscriber.
+
+The same stream (M simulated devices, K ``edgekit.telemetry/1`` messages each, QoS 1, built
+from a real Monitor snapshot) is published twice through one private Mosquitto:
+
+* baseline: a bare paho subscriber that only decodes each payload (json.loads);
+* measured: ``edgekit hub serve`` (SQLite, WAL) — rate = rows in ``telemetry_raw`` / time
+  from the first publish until the last row is committed.
+
+While the hub ingests, a second thread times ``GET /api/v1/devices`` and a device's
+telemetry query, so the report shows API latency under that load. Target ratio: ≥ 0.5.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from cloud.bench.runner import BenchContext
+from cloud.demo.broker import free_port, wait_for_port
+from cloud.demo.fleet import edgekit, last_line, spawn
+from edge import contract
+from edge.monitor import Monitor
+
+
+def telemetry_stream(devices: int, per_device: int, seed: int = 0) -> list[tuple[str, bytes]]:
+    """Pre-encoded telemetry messages, interleaved across devices like a real fleet."""
+    rng = np.random.default_rng(seed)
+    labels = [str(i) for i in range(10)]
+    mon = Monitor(labels)
+    for _ in range(200):
+        scores = rng.dirichlet(np.ones(10))
+        mon.record(float(rng.gamma(2.0, 0.3)), scores, None, str(int(scores.argmax())))
+    metrics = mon.snapshot(time.time())
+    model = contract.ModelRef("digits", 1, "litert", "int8")
+    prefix = f"ingest-{uuid.uuid4().hex[:6]}"
+    out = []
+    for seq in range(1, per_device + 1):
+        for d in range(devices):
+            dev = f"{prefix}-{d:04d}"
+            t = contract.Telemetry(
+                device=dev, ts=time.time(), seq=seq, model=model, metrics=metrics, boot="bench"
+            )
+            out.append((contract.topic(dev, contract.TELEMETRY), contract.encode_json(t.to_dict())))
+    return out
+
+
+def _client(url: str, name: str) -> Any:
+    import paho.mqtt.client as mqtt
+
+    u = urlparse(url)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:6]}")
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect(u.hostname or "127.0.0.1", u.port or 1883)
+    c.loop_start()
+    return c
+
+
+def publish_all(url: str, stream: list[tuple[str, bytes]]) -> float:
+    """Publish the stream with QoS 1; returns the wall time the first message went out."""
+    c = _client(url, "bench-pub")
+    start = time.perf_counter()
+    infos = [c.publish(topic, payload, qos=1) for topic, payload in stream]
+    for info in infos[-100:]:
+        info.wait_for_publish(60)
+    c.loop_stop()
+    c.disconnect()
+    return start
+
+
+def baseline_rate(url: str, stream: list[tuple[str, bytes]]) -> float:
+    """Messages per second a subscriber that only decodes achieves on this stream."""
+    n = len(stream)
+    got = 0
+    done = threading.Event()
+    last = [0.0]
+
+    def on_message(_c: Any, _u: Any, m: Any) -> None:
+        nonlocal got
+        json.loads(m.payload)
+        got += 1
+        if got == n:
+            last[0] = time.perf_counter()
+            done.set()
+
+    sub = _client(url, "bench-sub")
+    sub.on_message = on_message
+    sub.subscribe(contract.topic_filter(contract.TELEMETRY), qos=1)
+    time.sleep(0.5)
+    start = publish_all(url, stream)
+    if not done.wait(120):
+        raise TimeoutError(f"bare subscriber got {got} of {n} messages")
+    sub.loop_stop()
+    sub.disconnect()
+    return n / (last[0] - start)
+
+
+def _count_rows(db_file: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM telemetry_raw").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+class ApiProbe(threading.Thread):
+    """Time API calls in a loop while the hub ingests (bounded by ``stop``)."""
+
+    def __init__(self, hub: str, token: str, device: str) -> None:
+        super().__init__(daemon=True)
+        self.hub, self.token, self.device = hub, token, device
+        self.samples: dict[str, list[float]] = {"devices": [], "telemetry": []}
+        self.stop = threading.Event()
+
+    def _get(self, path: str) -> float:
+        req = urllib.request.Request(
+            self.hub + path, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        t = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            resp.read()
+        return (time.perf_counter() - t) * 1000
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.samples["devices"].append(self._get("/api/v1/devices"))
+            self.samples["telemetry"].append(
+                self._get(f"/api/v1/devices/{self.device}/telemetry?limit=100")
+            )
+            self.stop.wait(0.05)
+
+
+def hub_rate(ctx: BenchContext, stream: list[tuple[str, bytes]]) -> tuple[float, ApiProbe]:
+    assert ctx.broker is not None
+    work = ctx.workdir("ingest") / uuid.uuid4().hex[:6]
+    work.mkdir(parents=True)
+    db_file = work / "hub.db"
+    common = ["--db", f"sqlite:///{db_file}", "--data-dir", str(work)]
+    token = last_line(edgekit("hub", "create-token", "--role", "viewer", *common))
+    port = free_port()
+    hub = spawn(
+        "hub",
+        ["hub", "serve", *common, "--broker", ctx.broker, "--port", str(port)],
+        work / "hub.log",
+    )
+    try:
+        if not wait_for_port("127.0.0.1", port, 60):
+            raise RuntimeError(f"hub did not start; see {work / 'hub.log'}")
+        time.sleep(2.0)  # the bridge subscribes after start-up
+        url = f"http://127.0.0.1:{port}"
+        device = json.loads(stream[0][1])["device"]
+        probe = ApiProbe(url, token, device)
+        n = len(stream)
+        start = publish_all(ctx.broker, stream)
+        probe.start()
+        deadline = time.perf_counter() + 300
+        while (rows := _count_rows(db_file)) < n:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"hub persisted {rows} of {n} messages in 300 s")
+            time.sleep(0.05)
+        end = time.perf_counter()
+        probe.stop.set()
+        probe.join(30)
+        return n / (end - start), probe
+    finally:
+        hub.stop()
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    devices, per = (100, 20) if ctx.quick else (500, 40)
+    stream = telemetry_stream(devices, per)
+    ctx.log(f"stream: {len(stream)} telemetry messages from {devices} devices")
+    assert ctx.broker is not None
+    base = baseline_rate(ctx.broker, stream)
+    ctx.log(f"bare decoding subscriber: {base:,.0f} msg/s")
+    stream2 = telemetry_stream(devices, per, seed=1)
+    rate, probe = hub_rate(ctx, stream2)
+    ctx.log(f"hub persisted: {rate:,.0f} msg/s")
+
+    def pct(v: list[float], q: float) -> float | None:
+        return float(np.percentile(v, q)) if v else None
+
+    rows = [[name, len(v), pct(v, 50), pct(v, 95)] for name, v in probe.samples.items()]
+    return {
+        "data": {
+            "messages": len(stream),
+            "devices": devices,
+            "baseline_msg_s": base,
+            "hub_msg_s": rate,
+            "api_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in probe.samples.items()},
+        },
+        "ratios": [
+            {
+                "name": "telemetry persisted / bare decode",
+                "value": rate / base,
+                "baseline": f"bare paho subscriber, {base:,.0f} msg/s",
+                "target": 0.5,
+            }
+        ],
+        "tables": [
+            {
+                "title": "Telemetry ingestion (messages per second)",
+                "columns": ["path", "msg/s"],
+                "rows": [
+                    ["bare paho subscriber (decode only)", base],
+                    ["hub: decode + validate + persist (SQLite WAL)", rate],
+                ],
+            },
+            {
+                "title": "API latency while ingesting (ms)",
+                "columns": ["endpoint", "calls", "p50", "p95"],
+                "rows": rows,
+            },
+        ],
+    }
