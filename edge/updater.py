@@ -154,7 +154,7 @@ def verify(
     return staging, manifest
 
 
-def test_variants(bundle_dir: Path, manifest: Manifest, policy: Policy) -> SelfTestReport:
+def run_self_test(bundle_dir: Path, manifest: Manifest, policy: Policy) -> SelfTestReport:
     """Run the golden set on every variant; InstallError when none may be served."""
     try:
         return self_test(

@@ -94,7 +94,7 @@ def write_report(out: Path, doc: dict[str, Any]) -> Path:
         lines.append("")
     chart = _ratio_chart(out, all_ratios)
     if chart:
-        lines[5:5] = [f"![ratios]({chart})", ""]
+        lines[4:4] = [f"![ratios]({chart})", ""]
     path = out / "bench.md"
     path.write_text("\n".join(lines) + "\n")
     return path

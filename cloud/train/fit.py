@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-DEFAULT_EPOCHS = 30
+DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_PATIENCE = 5
 DEFAULT_LEARNING_RATE = 1e-3

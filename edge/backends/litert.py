@@ -88,8 +88,7 @@ class LiteRTBackend:
         inp = self._interp.get_input_details()
         if len(inp) != 1:
             raise BackendError(f"{Path(model_path).name}: expected 1 input, model has {len(inp)}")
-        self._in = inp[0]
-        self._out = self._interp.get_output_details()[0]
+        self._details()
         shape = [int(s) for s in self._in["shape"]]
         self._batch = shape[0]
         # Even fixed-batch tflite models usually accept resize_tensor_input; if one does
@@ -105,15 +104,25 @@ class LiteRTBackend:
             raise BackendError(f"integer tensor {detail['name']!r} has no quantisation scale")
         return float(scale), int(zp)
 
+    def _details(self) -> None:
+        """Cache tensor indices, dtypes and quantisation (hot path: no lookups per call)."""
+        self._in = self._interp.get_input_details()[0]
+        self._out = self._interp.get_output_details()[0]
+        self._in_index, self._out_index = self._in["index"], self._out["index"]
+        self._in_dtype = np.dtype(self._in["dtype"])
+        self._in_q = self._quant(self._in)
+        self._out_q = self._quant(self._out)
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         interp = self._interp
-        in_q = self._quant(self._in)
-        feed = quantize(x, *in_q, np.dtype(self._in["dtype"]).name) if in_q else x
-        interp.set_tensor(self._in["index"], feed.astype(self._in["dtype"], copy=False))
+        if self._in_q:
+            feed = quantize(x, *self._in_q, self._in_dtype.name)
+        else:
+            feed = x.astype(self._in_dtype, copy=False)
+        interp.set_tensor(self._in_index, feed)
         interp.invoke()
-        out = interp.get_tensor(self._out["index"])
-        out_q = self._quant(self._out)
-        return dequantize(out, *out_q) if out_q else np.asarray(out, dtype=np.float32)
+        out = interp.get_tensor(self._out_index)
+        return dequantize(out, *self._out_q) if self._out_q else np.array(out, dtype=np.float32)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         if self._interp is None:
@@ -128,14 +137,13 @@ class LiteRTBackend:
                             self._in["index"], [n, *(self._sample_shape or ())]
                         )
                         self._interp.allocate_tensors()
-                        self._in = self._interp.get_input_details()[0]
-                        self._out = self._interp.get_output_details()[0]
+                        self._details()
                         self._batch = n
                     except Exception:
                         self._resizable = False
                 if n == self._batch:
-                    return self._run(arr).copy()
-                return run_in_chunks(lambda part: self._run(part).copy(), arr, self._batch)
+                    return self._run(arr)
+                return run_in_chunks(self._run, arr, self._batch)
             except BackendError:
                 raise
             except Exception as exc:

@@ -26,8 +26,11 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.nda
     if not scale or not np.isfinite(scale):
         raise BackendError(f"invalid quantisation scale {scale!r}")
     lo, hi = INT_RANGES[dtype]
-    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(scale)) + zero_point
-    return np.clip(q, lo, hi).astype(dtype)
+    q = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    np.round(q, out=q)
+    q += zero_point
+    np.clip(q, lo, hi, out=q)
+    return q.astype(dtype)
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

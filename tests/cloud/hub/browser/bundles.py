@@ -109,7 +109,7 @@ def make_bundle(out: Path, private_key: Path, version: int, name: str = "digits"
                 inputs=[spec_in],
                 outputs=[spec_out],
             )
-        ],  # fmt: skip
+        ],
         private_key=private_key,
         golden=GoldenSet(x, scores, np.argmax(scores, axis=1)),
         files={
