@@ -57,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--trusted-key {args.trusted_key}: no such file")
     if args.hub:
         try:
-            req = urllib.request.Request(args.hub.rstrip("/") + "/healthz")
+            req = urllib.request.Request(args.hub.rstrip("/") + "/metrics")
             urllib.request.urlopen(req, timeout=5).close()
         except OSError as exc:
             raise ConfigError(f"hub {args.hub} is not reachable: {exc}") from exc
