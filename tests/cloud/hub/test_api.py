@@ -63,7 +63,8 @@ def test_session_login_needs_csrf_and_then_works(app: Any, client: Any) -> None:
     h = {"X-CSRFToken": token}
     resp = client.post("/api/v1/session", json={"username": "ann", "password": "wrong"}, headers=h)
     assert resp.status_code == 401 and err(resp) == "bad_login"
-    resp = client.post("/api/v1/session", json={"username": "ann", "password": "correct horse"}, headers=h)  # fmt: skip
+    login = {"username": "ann", "password": "correct horse"}
+    resp = client.post("/api/v1/session", json=login, headers=h)
     assert resp.status_code == 200 and resp.get_json()["user"]["role"] == "operator"
     h = {"X-CSRFToken": resp.get_json()["csrf_token"]}  # login rotates the CSRF token
     assert client.get("/api/v1/devices").status_code == 200  # cookie session
@@ -159,7 +160,8 @@ def test_delete_is_refused_while_a_device_runs_the_version(
 def test_aliases(client: Any, tokens: Any, make_bundle: Any) -> None:
     h = tokens["operator"]
     upload(client, h, make_bundle(1))
-    assert client.put("/api/v1/models/digits/aliases/stable", json={"version": 1}, headers=h).status_code == 200  # fmt: skip
+    resp = client.put("/api/v1/models/digits/aliases/stable", json={"version": 1}, headers=h)
+    assert resp.status_code == 200
     assert client.get("/api/v1/models/digits/aliases", headers=h).get_json() == {"stable": 1}
     assert client.get("/api/v1/models/digits/stable", headers=h).get_json()["version"] == 1
     for body, code in (({"version": 9}, 404), ({"version": "1"}, 400), ([], 400)):
@@ -209,7 +211,7 @@ def test_devices_show_what_they_report(app: Any, client: Any, tokens: Any) -> No
         helpers.telemetry("cam-1", seq=2),
         helpers.telemetry("cam-1", seq=2),  # duplicate seq: stored once
         ("edgekit/v1/cam-3/status", b"{not json"),
-        helpers.status("cam-4", version=1)[:1] + (b'{"schema":"edgekit.status/1"}',),
+        (helpers.status("cam-4", version=1)[0], b'{"schema":"edgekit.status/1"}'),
         ("edgekit/v1/cam-5/telemetry", helpers.telemetry("cam-6", seq=1)[1]),  # device mismatch
     )
     assert bridge.counters["rejected"] == 3 and bridge.counters["duplicate"] == 1
