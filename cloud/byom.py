@@ -169,10 +169,9 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
 
 def _fit(x: np.ndarray, spec: TensorSpec, what: str) -> np.ndarray:
     sample = tuple(spec.shape[1:])
-    if (
-        x.shape[1:] == sample
-        or (all(s <= 0 or s == g for s, g in zip(sample, x.shape[1:], strict=False))
-        and x.ndim == len(sample) + 1)
+    if x.shape[1:] == sample or (
+        all(s <= 0 or s == g for s, g in zip(sample, x.shape[1:], strict=False))
+        and x.ndim == len(sample) + 1
     ):
         return x
     if x.ndim >= 1 and int(np.prod(x.shape[1:])) == int(np.prod(sample)):

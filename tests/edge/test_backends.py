@@ -15,6 +15,7 @@ import pytest
 
 from edge.backends import base
 from edge.backends.quant import dequantize, quantize, run_in_chunks
+from edge.contract import Artifact, TensorSpec
 from edge.errors import BackendError, RuntimeMissingError
 from tests.edge import tiny_models
 
@@ -34,8 +35,13 @@ def _loaded(tiny: tiny_models.TinyModels, target: str, threads: int | None = 1) 
     if target not in tiny.files:
         pytest.skip(f"no {target} model could be built here")
     backend = base.create(runtime, threads=threads)
-    backend.load(tiny.files[target], None)
+    backend.load(tiny.files[target], _artifact(target, *tiny.specs[target]))
     return backend
+
+
+def _artifact(target: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> Artifact:
+    runtime, precision = target.split("-")
+    return Artifact(f"models/{target}", runtime, precision, "0" * 64, 0, {}, inputs, outputs)
 
 
 @pytest.mark.slow
@@ -85,7 +91,7 @@ def test_load_failures_are_backend_errors(tmp_path: Path, runtime: str) -> None:
     junk = tmp_path / {"litert": "m.tflite", "onnxruntime": "m.onnx", "openvino": "m.xml"}[runtime]
     junk.write_bytes(b"this is not a model")
     with pytest.raises(BackendError, match="m\\."):
-        backend.load(junk, None)
+        backend.load(junk, _artifact(f"{runtime}-fp32", [], []))
     with pytest.raises(BackendError, match="threads"):
         base.create(runtime, threads=0)
 

@@ -51,7 +51,7 @@ def test_choice_prefers_lowest_latency_then_fp32_then_runtime_order() -> None:
 
 def test_choice_skips_missing_runtimes_and_explains() -> None:
     m = _manifest([("litert", "int8", 1.0), ("onnxruntime", "fp32", 3.0)])
-    only_ort = {
+    only_ort: dict[str, dict[str, Any]] = {
         "litert": {"available": False, "reason": "not installed"},
         "onnxruntime": {"available": True},
     }
