@@ -29,6 +29,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from cloud.hub.auth import (
     Principal,
+    create_user,
     current_principal,
     login_session,
     logout_session,
@@ -36,10 +37,11 @@ from cloud.hub.auth import (
     verify_login,
 )
 from cloud.hub.http_errors import ApiError
-from cloud.hub.models import ModelVersion
+from cloud.hub.models import ROLES, ModelVersion, User
 from cloud.hub.registry import bundle_path
 from cloud.hub.web.bundle_files import read_bundle_image
 from cloud.hub.web.markdown import render as render_markdown
+from edge.errors import ConfigError
 
 bp = Blueprint(
     "web",
@@ -154,9 +156,37 @@ def rollout(rollout_id: str) -> Any:
     return _page("rollout.html", "rollouts", rollout_id=rollout_id)
 
 
+def _user_rows() -> list[User]:
+    return list(_hub().request_session().scalars(select(User).order_by(User.username)))
+
+
 @bp.get("/users")
 def users() -> Any:
-    return _page("users.html", "users", needs="admin")
+    return _page("users.html", "users", needs="admin", users=_user_rows(), roles=ROLES, error=None)
+
+
+@bp.post("/users")
+def users_create() -> Any:
+    """Admins add accounts here (a plain CSRF-protected form; the CLI does the same)."""
+    principal = _principal()
+    if principal is None or not role_at_least(principal.role, "admin"):
+        abort(403)
+    db = _hub().request_session()
+    try:
+        create_user(
+            db,
+            request.form.get("username", "").strip(),
+            request.form.get("password", ""),
+            request.form.get("role", ""),
+        )
+    except ConfigError as exc:
+        db.rollback()
+        page = _page(
+            "users.html", "users", "admin", users=_user_rows(), roles=ROLES, error=str(exc)
+        )
+        return page, 400
+    db.commit()
+    return redirect(url_for("web.users"))
 
 
 def _model_version(name: str, version: int) -> ModelVersion:

@@ -274,3 +274,22 @@ def test_rollout_form_shows_api_errors(page: Any, seeded: HubServer, tmp_path: P
     page.wait_for_function("document.querySelector('#form-error').innerText.length > 0")
     assert "increase" in page.inner_text("#form-error")
     assert "/rollouts/" not in page.url
+
+
+def test_admin_adds_a_user_who_can_log_in(page: Any, hub_server: HubServer) -> None:
+    login(page, hub_server, "ada")
+    page.click("nav >> text=Users")
+    page.fill("#new-username", "nina")
+    page.fill("#new-password", "short")
+    page.evaluate("document.querySelector('#new-password').removeAttribute('minlength')")
+    page.click("#user-form button")
+    assert "at least 8" in page.inner_text(".form-error")
+    page.fill("#new-username", "nina")
+    page.fill("#new-password", "long-enough-pw")
+    page.select_option("#new-role", "operator")
+    page.click("#user-form button")
+    page.wait_for_selector("tr[data-user=nina]")
+    shot(page, "07-users")
+    page.click("text=Log out")
+    login(page, hub_server, "nina", "long-enough-pw")
+    assert page.inner_text("[data-testid=role]").lower() == "operator"

@@ -104,10 +104,8 @@ def test_rollout_to_real_agents_and_back(
 
         page.goto(f"{live_hub.url}/?tag=lab")
         for d in AGENTS:
-            page.wait_for_function(
-                f"document.querySelector('tr[data-device=\"{d}\"]')?.innerText.includes('digits v1')",
-                timeout=60_000,
-            )
+            row = f"document.querySelector('tr[data-device=\"{d}\"]')"
+            page.wait_for_function(f"{row}?.innerText.includes('digits v1')", timeout=60_000)
         page.wait_for_function("document.querySelectorAll('tr[data-device] .dot.on').length == 2")
         assert "unenrolled" not in page.inner_text("#fleet tbody")
         shot(page, "10-flow-fleet-v1")
