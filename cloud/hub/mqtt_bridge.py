@@ -104,6 +104,7 @@ class MqttBridge:
         self._lease_thread: threading.Thread | None = None
         self._pending_shared: dict[int, str] = {}
         self.connected = threading.Event()
+        self.holder = f"{leases.WORKER_ID}-bridge-{uuid.uuid4().hex[:6]}"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"edgekit-hub-{uuid.uuid4().hex[:10]}",
@@ -120,6 +121,8 @@ class MqttBridge:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> MqttBridge:
         self._writer.start()
+        if self.mode == "lease":
+            self._start_lease()
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         return self
@@ -132,7 +135,7 @@ class MqttBridge:
         finally:
             self._writer.join(timeout=5)
             if self.mode == "lease" and self.consuming:
-                leases.release(self.db, LEASE_NAME)
+                leases.release(self.db, LEASE_NAME, self.holder)
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self.connected.wait(timeout)
@@ -200,14 +203,14 @@ class MqttBridge:
     def _lease_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                held = leases.try_acquire(self.db, LEASE_NAME, LEASE_TTL_S)
+                held = leases.try_acquire(self.db, LEASE_NAME, LEASE_TTL_S, self.holder)
             except SQLAlchemyError:
                 log.exception("lease check failed")
                 held = False
             if held and not self.consuming:
                 self.consuming = True
                 self._subscribe_direct()
-                log.info("this worker now consumes telemetry and events (%s)", leases.WORKER_ID)
+                log.info("this worker now consumes telemetry and events (%s)", self.holder)
             elif not held and self.consuming:
                 self.consuming = False
                 self.client.unsubscribe([topic_filter(TELEMETRY), topic_filter(EVENTS)])
@@ -276,6 +279,8 @@ class MqttBridge:
         try:
             self._store(parsed)
             self.counters["stored"] += len(parsed)
+            for msg in parsed:
+                self.counters[f"stored_{type(msg).__name__.lower()}"] += 1
         except (SQLAlchemyError, ValueError, TypeError):
             log.warning("batch of %d failed; storing one by one", len(parsed), exc_info=True)
             for msg in parsed:

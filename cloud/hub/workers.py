@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 from cloud.hub import leases, telemetry_store
@@ -29,13 +30,14 @@ def start_workers(hub: Hub) -> None:
         hub.workers.append(hub.bridge)
         hub.service.publisher = hub.bridge.publish_command
     lease_ttl = max(5.0, cfg.tick_interval_s * 5)
+    holder = f"{leases.WORKER_ID}-{uuid.uuid4().hex[:6]}"  # one per app, even in one process
 
     def tick() -> None:
-        if leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl):
+        if leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl, holder):
             hub.service.tick()
 
     def compact() -> None:
-        if not leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl):
+        if not leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl, holder):
             return
         with hub.db.session() as s:
             raw, minutes = telemetry_store.compact(
