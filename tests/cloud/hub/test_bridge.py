@@ -143,13 +143,19 @@ def test_two_workers_share_telemetry_without_duplicates(
     db_url = f"sqlite:///{tmp_path / 'shared.db'}"
     hubs = []
     for i in range(2):
-        cfg = HubConfig(data_dir=tmp_path / f"w{i}", db_url=db_url, broker_url=BROKER,
-                        trusted_key=keys[1], mqtt_share_group=group, bridge_flush_s=0.1)  # fmt: skip
+        cfg = HubConfig(
+            data_dir=tmp_path / f"w{i}",
+            db_url=db_url,
+            broker_url=BROKER,
+            trusted_key=keys[1],
+            mqtt_share_group=group,
+            bridge_flush_s=0.1,
+        )
         hubs.append(create_app(cfg).extensions["edgekit_hub"])
     try:
         for h in hubs:
             assert h.bridge.wait_connected(10)
-            wait_for(lambda h=h: h.bridge.mode == "shared")
+            wait_for(lambda: all(x.bridge.mode == "shared" for x in hubs))
         dev = f"sh-{uuid.uuid4().hex[:8]}"
         for seq in range(1, 41):
             publisher.publish(*helpers.telemetry(dev, seq), qos=1)

@@ -1,0 +1,105 @@
+"""Migrations and the API on the machine's PostgreSQL, in a throw-away schema."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud.hub.app import create_app
+from cloud.hub.auth import create_api_token
+from cloud.hub.config import HubConfig
+from cloud.hub.db import Database, normalize_url
+from tests.cloud.hub import helpers
+from tests.cloud.hub.test_api import feed
+
+pytestmark = pytest.mark.integration
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    import psycopg
+
+    schema = f"hub_{uuid.uuid4().hex[:10]}"
+    try:
+        conn = psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
+        )
+    except psycopg.OperationalError:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG}?options=-csearch_path%3D{schema}"
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+
+
+def test_url_mapping() -> None:
+    assert normalize_url(PG).startswith("postgresql+psycopg://")
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+
+
+def test_migrations_are_idempotent(pg_url: str) -> None:
+    db = Database(pg_url)
+    db.migrate()
+    db.migrate()
+    with db.engine.connect() as conn:
+        version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    assert version == "0001"
+    db.dispose()
+
+
+def test_api_on_postgres(pg_url: str, tmp_path: Path, keys: Any, make_bundle: Any) -> None:
+    app = create_app(
+        HubConfig(data_dir=tmp_path, db_url=pg_url, trusted_key=keys[1], background=False)
+    )
+    hub = app.extensions["edgekit_hub"]
+    try:
+        with hub.db.session() as s:
+            h = {"Authorization": f"Bearer {create_api_token(s, 'admin')}"}
+        c = app.test_client()
+        path = make_bundle(1)
+        resp = c.post(
+            "/api/v1/models", headers=h, data={"bundle": (io.BytesIO(path.read_bytes()), "b")}
+        )
+        assert resp.status_code == 201
+        assert (
+            c.post(
+                "/api/v1/models", headers=h, data={"bundle": (io.BytesIO(path.read_bytes()), "b")}
+            ).status_code
+            == 409
+        )
+        feed(
+            app,
+            helpers.status("pg-1"),
+            helpers.telemetry("pg-1", seq=2),
+            helpers.telemetry("pg-1", seq=3),
+        )
+        devices = c.get("/api/v1/devices", headers=h).get_json()
+        assert devices[0]["model"] == {
+            "name": "digits",
+            "version": 1,
+            "runtime": "onnxruntime",
+            "precision": "fp32",
+        }
+        minute = c.get("/api/v1/devices/pg-1/telemetry?resolution=minute", headers=h).get_json()
+        assert sum(p["inferences"] for p in minute["points"]) == 100
+        body = {"model": "digits", "version": 1, "target": {"all": True}}
+        rid = c.post("/api/v1/rollouts", json=body, headers=h).get_json()["id"]
+        r = c.get(f"/api/v1/rollouts/{rid}", headers=h).get_json()
+        assert r["state"] == "completed" or r["deployments"][0]["status"] == "current"
+        assert c.delete("/api/v1/models/digits/1", headers=h).status_code == 409
+        assert (
+            c.get("/api/v1/models/digits/1/telemetry", headers=h).get_json()["summary"][
+                "inferences"
+            ]
+            == 100
+        )
+    finally:
+        hub.db.dispose()
