@@ -7,6 +7,7 @@ exporter may draw many in one process.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,22 @@ DPI = 100
 
 
 def _save(fig: Any, path: Path) -> Path:
+    """Save as a 128-colour palette PNG: charts ride in every bundle shipped to devices,
+    and flat-colour plots lose nothing visible while shrinking to about a third."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI, format="png")
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=DPI, format="png")
     plt.close(fig)
+    try:
+        from PIL import Image
+    except ModuleNotFoundError:  # pillow is in the cloud extra; plain PNG without it
+        path.write_bytes(buf.getvalue())
+        return path
+    buf.seek(0)
+    with Image.open(buf) as img:
+        palette = img.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+        palette.save(path, format="PNG", optimize=True)
     return path
 
 
