@@ -21,7 +21,7 @@ import numpy as np
 
 from cloud.export import model_filename
 from cloud.export.convert import Converted, to_litert_fp32, to_onnx_fp32, to_openvino_fp32
-from cloud.export.evaluate import loaded_backend, measure
+from cloud.export.evaluate import evaluate_variant, time_variants
 from cloud.export.quantize import onnx_int8, to_litert_int8, to_openvino_int8
 from cloud.export.quiet import captured
 from cloud.export.variants import Variant
@@ -88,35 +88,37 @@ def _place(src: Converted, dest: Path) -> Converted:
 
 def _ort_int8(ctx: BuildContext, inter: _Intermediates, dest: Path, variant: Variant) -> Converted:
     fp32 = inter.onnx()
-    best: tuple[tuple[float, float], Converted] | None = None
+    probes: list[Variant] = []
     for per_channel in (False, True):
         tag = "per-channel" if per_channel else "per-tensor"
-        path = ctx.scratch / f"int8-{tag}.onnx"
         with captured():
-            cand = onnx_int8(fp32.path, ctx.calibration, path, per_channel)
+            cand = onnx_int8(
+                fp32.path, ctx.calibration, ctx.scratch / f"int8-{tag}.onnx", per_channel
+            )
         probe = Variant("onnxruntime-int8", converted=cand)
-        with loaded_backend(probe, ctx.scratch.parent) as backend:
-            m, _ = measure(backend, ctx.x_val, ctx.y_val, ctx.float_pred_val)
+        evaluate_variant(probe, ctx.scratch.parent, ctx.x_val, ctx.y_val, ctx.float_pred_val)
+        probes.append(probe)
+    time_variants(probes, ctx.scratch.parent, ctx.x_val, calls=100, budget_s=10.0)
+    ranked = sorted(
+        (p for p in probes if p.ok),
+        key=lambda p: (-p.metrics["accuracy"], p.metrics.get("latency_ms", float("inf"))),
+    )
+    if not ranked:
+        raise RuntimeError("; ".join(f"{p.error}" for p in probes))
+    for p in probes:
+        assert p.converted is not None
         variant.candidates.append(
             {
-                "weights": tag,
-                "val_accuracy": m["accuracy"],
-                "val_agreement": m["agreement"],
-                "latency_ms": m["latency_ms"],
-                "size": cand.size,
-                "chosen": False,
+                "weights": "per-channel" if p.converted.details["per_channel"] else "per-tensor",
+                "val_accuracy": p.metrics.get("accuracy"),
+                "val_agreement": p.metrics.get("agreement"),
+                "latency_ms": p.metrics.get("latency_ms"),
+                "size": p.converted.size,
+                "chosen": p is ranked[0],
             }
         )
-        key = (-m["accuracy"], m["latency_ms"])
-        if best is None or key < best[0]:
-            best = (key, cand)
-    assert best is not None
-    chosen = best[1]
-    for c in variant.candidates:
-        c["chosen"] = c["weights"] == (
-            "per-channel" if chosen.details["per_channel"] else "per-tensor"
-        )
-    return _place(chosen, dest)
+    assert ranked[0].converted is not None
+    return _place(ranked[0].converted, dest)
 
 
 def _build_one(ctx: BuildContext, inter: _Intermediates, variant: Variant) -> Converted:

@@ -1,17 +1,23 @@
-"""Measure a variant with the same edge backend a device runs it with.
+"""Measure variants with the same edge backends a device runs them with.
 
-Every test sample goes through ``Backend.infer`` one at a time (batch 1, like a device
-serving requests), so the accuracy and the latency distribution come from the very same
-calls: accuracy and top-1 agreement with the float Keras model over the whole test split,
-median and p95 latency after a short warm-up. Int8 variants quantise/dequantise inside
-the backend, so their latency includes that work, exactly as on the device.
+Accuracy: every test sample goes through ``Backend.infer`` one at a time (batch 1, like a
+device serving requests); accuracy and top-1 agreement with the float Keras model are
+computed over the whole test split. Int8 variants quantise/dequantise inside the backend,
+exactly as on the device.
+
+Latency: all variants are loaded together and timed in rotating *blocks* of consecutive
+calls (A x25, B x25, ..., A x25, ...), each block after a few untimed warm-up calls. On a
+shared or throttling machine, load changes then hit every variant alike, so speed-ups stay
+meaningful. Blocks rather than call-by-call interleaving, because runtimes keep their
+thread pools spinning briefly after each call: alternating runtimes on every call makes
+them fight over the cores, which a device running one model never sees.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,11 @@ from edge.backends.base import Backend, create
 from edge.contract import Artifact
 
 WARMUP_CALLS = 5
+TIMING_CALLS = 300  # timed calls per variant, at most ...
+MIN_TIMING_CALLS = 50  # ... and at least this many, even past the time budget
+TIMING_BUDGET_S = 30.0
+BLOCK_CALLS = 25  # consecutive calls of one variant before the next one's turn
+BLOCK_WARMUP = 3  # untimed calls at the start of each block (caches, thread pools)
 
 
 @contextmanager
@@ -50,35 +61,81 @@ def infer_each(backend: Backend, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(scores, axis=0), latencies
 
 
-def measure(
-    backend: Backend, x: np.ndarray, y: np.ndarray, float_pred: np.ndarray
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Accuracy, agreement with the float model and latency percentiles on ``x``."""
-    scores, latencies = infer_each(backend, x)
+def quality(scores: np.ndarray, y: np.ndarray, float_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy and top-1 agreement with the float model; refuses malformed scores."""
     if scores.shape[0] != len(y):
         raise ValueError(f"backend returned {scores.shape[0]} rows for {len(y)} samples")
     if not np.all(np.isfinite(scores)):
         raise ValueError("backend returned NaN or inf scores")
     pred = scores.argmax(axis=1)
-    metrics = {
+    return {
         "accuracy": round(float(np.mean(pred == y)), 6),
         "agreement": round(float(np.mean(pred == float_pred)), 6),
-        "latency_ms": round(float(np.median(latencies)), 4),
-        "latency_p95_ms": round(float(np.percentile(latencies, 95)), 4),
     }
-    return metrics, scores
 
 
 def evaluate_variant(
     variant: Variant, root: Path, x: np.ndarray, y: np.ndarray, float_pred: np.ndarray
 ) -> None:
-    """Fill ``variant.metrics`` (and ``scores``, ``backend``) from its real runtime."""
+    """Fill accuracy, agreement and size (and ``scores``, ``backend``) from its runtime."""
     with loaded_backend(variant, root) as backend:
-        metrics, scores = measure(backend, x, y, float_pred)
+        scores, _ = infer_each(backend, x)
         variant.backend = dict(backend.describe())
     assert variant.converted is not None
-    variant.metrics.update(metrics, size=variant.converted.size)
+    variant.metrics.update(quality(scores, y, float_pred), size=variant.converted.size)
     variant.scores = scores
+
+
+def time_variants(
+    variants: list[Variant],
+    root: Path,
+    x: np.ndarray,
+    calls: int = TIMING_CALLS,
+    budget_s: float = TIMING_BUDGET_S,
+) -> None:
+    """Median and p95 single-sample latency of each variant, timed in rotating blocks.
+
+    A variant whose backend fails here is marked failed (step ``time``); the others go on.
+    """
+    with ExitStack() as stack:
+        live: list[tuple[Variant, Backend]] = []
+        for v in variants:
+            try:
+                live.append((v, stack.enter_context(loaded_backend(v, root))))
+            except Exception as exc:
+                v.fail("time", exc)
+        timed: dict[str, list[float]] = {v.target: [] for v, _ in live}
+        start, i = time.perf_counter(), 0
+        while live:
+            for v, backend in list(live):
+                try:
+                    timed[v.target] += _block(backend, x, i)
+                except Exception as exc:
+                    v.fail("time", exc)
+                    live = [(w, b) for w, b in live if w is not v]
+            i += BLOCK_CALLS
+            elapsed = time.perf_counter() - start
+            if i >= calls or (i >= MIN_TIMING_CALLS and elapsed > budget_s):
+                break
+    for v in variants:
+        samples = timed.get(v.target)
+        if v.ok and samples:
+            v.metrics["latency_ms"] = round(float(np.median(samples)), 4)
+            v.metrics["latency_p95_ms"] = round(float(np.percentile(samples, 95)), 4)
+            v.metrics["timed_calls"] = len(samples)
+
+
+def _block(backend: Backend, x: np.ndarray, offset: int) -> list[float]:
+    """One block of consecutive timed calls, after warm-up calls that are not counted."""
+    for _ in range(BLOCK_WARMUP):
+        backend.infer(x[offset % len(x) : offset % len(x) + 1])
+    out: list[float] = []
+    for k in range(offset, offset + BLOCK_CALLS):
+        sample = x[k % len(x) : k % len(x) + 1]
+        t0 = time.perf_counter()
+        backend.infer(sample)
+        out.append((time.perf_counter() - t0) * 1000.0)
+    return out
 
 
 def fill_speedups(variants: list[Variant]) -> None:
@@ -95,3 +152,13 @@ def fill_speedups(variants: list[Variant]) -> None:
     for v in variants:
         base, own = fp32.get(v.runtime), v.metrics.get("latency_ms")
         v.metrics["speedup_vs_fp32"] = round(base / own, 3) if base and own and v.ok else None
+
+
+def describe_timing(variants: list[Variant]) -> dict[str, Any]:
+    """How latency was measured, for report.json."""
+    return {
+        "method": "single-sample calls through the edge backends, in rotating blocks",
+        "block_calls": BLOCK_CALLS,
+        "block_warmup_calls": BLOCK_WARMUP,
+        "calls_per_variant": {v.target: v.metrics.get("timed_calls") for v in variants},
+    }

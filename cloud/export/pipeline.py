@@ -25,7 +25,14 @@ import numpy as np
 from cloud.export import golden as golden_set
 from cloud.export import parse_targets
 from cloud.export.build import BuildContext, build_variants
-from cloud.export.evaluate import evaluate_variant, fill_speedups, infer_each, loaded_backend
+from cloud.export.evaluate import (
+    describe_timing,
+    evaluate_variant,
+    fill_speedups,
+    infer_each,
+    loaded_backend,
+    time_variants,
+)
 from cloud.export.gate import DEFAULT_MAX_ACCURACY_DROP, apply_gate, check_threshold
 from cloud.export.quantize import DEFAULT_CALIBRATION_SAMPLES, calibration_set
 from cloud.export.quiet import captured
@@ -171,6 +178,7 @@ def _report(
         "included": [v.target for v in variants if v.included],
         "left_out": {v.target: v.reason for v in variants if not v.included},
         "golden": golden,
+        "timing": describe_timing(variants),
         "seconds": {k: round(s, 2) for k, s in seconds.items()},
     }
 
@@ -233,10 +241,20 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
             v.seconds["evaluate"] = time.perf_counter() - start
             m = v.metrics
             progress(
-                f"      {v.target}: accuracy {100 * m['accuracy']:.2f}%, agreement "
-                f"{100 * m['agreement']:.2f}%, p50 {m['latency_ms']:.3f} ms, "
-                f"p95 {m['latency_p95_ms']:.3f} ms"
+                f"      {v.target}: accuracy {100 * m['accuracy']:.2f}%, "
+                f"agreement with float {100 * m['agreement']:.2f}%"
             )
+        measured = [v for v in variants if v.ok]
+        progress(f"timing {len(measured)} variant(s) in rotating blocks ...")
+        with captured():
+            time_variants(measured, root, run.x["test"])
+        for v in measured:
+            if v.ok:
+                m = v.metrics
+                progress(
+                    f"      {v.target}: p50 {m['latency_ms']:.3f} ms, "
+                    f"p95 {m['latency_p95_ms']:.3f} ms"
+                )
         fill_speedups(variants)
         survivors = apply_gate(variants, float_acc, opts.max_accuracy_drop)
         seconds["evaluate"] = time.perf_counter() - t
