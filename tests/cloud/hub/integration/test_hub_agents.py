@@ -1,0 +1,135 @@
+"""End to end: the hub and two real agents (subprocesses) on a private Mosquitto.
+
+Agents enroll, start on v1, the hub rolls v2 out in two waves (each agent downloads the
+bundle with its device token, self-tests, activates and commits), then rolls it back.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.edge.brokers import PrivateBroker, private_broker  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CLI = [sys.executable, "-m", "edge.cli"]
+AGENTS = ("e2e-a", "e2e-b")
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Api:
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+
+    def __call__(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.url + "/api/v1" + path, data=data, method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+
+
+@pytest.fixture
+def hub(
+    tmp_path: Path,
+    keys: Any,
+    private_broker: PrivateBroker,  # noqa: F811
+) -> Iterator[tuple[Api, str]]:
+    data = tmp_path / "hub"
+    proc = subprocess.Popen(
+        [*CLI, "hub", "serve", "--port", "0", "--data-dir", str(data),
+         "--broker", private_broker.url, "--trusted-key", str(keys[1])],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    url = proc.stdout.readline().split()[-1]
+
+    def cli(*args: str) -> str:
+        out = subprocess.run([*CLI, "hub", *args, "--data-dir", str(data)],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        return out.stdout.strip().splitlines()[-1]
+
+    token = cli("create-token", "--role", "operator")
+    try:
+        yield Api(url, token), cli("enroll-token", "--tags", "e2e")
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_rollout_and_rollback_with_real_agents(
+    hub: tuple[Api, str], keys: Any, make_bundle: Any, tmp_path: Path,
+    private_broker: PrivateBroker,  # noqa: F811
+) -> None:  # fmt: skip
+    api, enroll = hub
+    v1, v2 = make_bundle(1), make_bundle(2)
+    for path in (v1, v2):
+        cmd = [*CLI, "hub", "upload", str(path), "--hub", api.url, "--token", api.token]
+        up = subprocess.run(cmd, capture_output=True, text=True)
+        assert up.returncode == 0, up.stderr
+    agents = []
+    for i, dev in enumerate(AGENTS):
+        token = enroll
+        if i:  # enrollment tokens are one-time: mint another one
+            token = subprocess.run(
+                [*CLI, "hub", "enroll-token", "--tags", "e2e", "--data-dir", str(tmp_path / "hub")],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip().splitlines()[-1]  # fmt: skip
+        log = (tmp_path / f"{dev}.log").open("w")
+        agents.append(subprocess.Popen(
+            [*CLI, "agent", "run", "--device-id", dev, "--broker", private_broker.url,
+             "--data-dir", str(tmp_path / dev), "--bundle", str(v1),
+             "--trusted-key", str(keys[1]), "--hub", api.url, "--enroll-token", token,
+             "--telemetry-interval", "1", "--probation-seconds", "1",
+             "--probation-min-inferences", "0", "--selftest-time-budget", "0.2"],
+            stdout=log, stderr=subprocess.STDOUT,
+        ))  # fmt: skip
+    try:
+
+        def versions() -> dict[str, Any]:
+            devs = {d["id"]: d for d in api("GET", "/devices")}
+            return {k: (devs[k]["model"] or {}).get("version") for k in AGENTS if k in devs}
+
+        wait_for(lambda: versions() == {d: 1 for d in AGENTS}, 90, "agents on v1")
+        devices = {d["id"]: d for d in api("GET", "/devices")}
+        assert all(devices[d]["enrolled"] and devices[d]["tags"] == ["e2e"] for d in AGENTS)
+        rid = api("POST", "/rollouts", {"model": "digits", "version": 2,
+                                        "target": {"tags": ["e2e"]}, "waves": [50, 100],
+                                        "gates": {"p95_latency_ms": None}})["id"]  # fmt: skip
+        r = wait_for(lambda: (x := api("GET", f"/rollouts/{rid}"))["state"] in
+                     ("completed", "paused", "rolled_back") and x, 180, "rollout end")  # fmt: skip
+        assert r["state"] == "completed", json.dumps(r["audit"], indent=1)
+        assert [w["committed"] for w in r["waves"]] == [1, 1]
+        assert versions() == {d: 2 for d in AGENTS}
+        steps = [e["step"] for e in api("GET", f"/devices/{AGENTS[0]}/events")]
+        assert "committed" in steps and "downloading" in steps
+        r = api("POST", f"/rollouts/{rid}/rollback")
+        assert r["state"] == "rolled_back"
+        wait_for(lambda: versions() == {d: 1 for d in AGENTS}, 120, "agents back on v1")
+        wait_for(lambda: {d["status"] for d in api("GET", f"/rollouts/{rid}")["deployments"]}
+                 == {"reverted"}, 30, "deployments reverted")  # fmt: skip
+    finally:
+        for p in agents:
+            p.terminate()
+        for p in agents:
+            p.wait(15)
