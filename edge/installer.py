@@ -180,7 +180,7 @@ class Installer:
         self._install(ctx, lambda: bundle, None, None, None, probation=False, local=True)
 
     def _download(self, cmd: Command, ctx: dict[str, Any]) -> Path:
-        pause_for_tests("downloading")
+        self._pause(ctx, "downloading")
         t0 = time.monotonic()
         path = fetch(cmd, self.downloads, self.policy, self.token())
         detail = {"bytes": path.stat().st_size, "seconds": round(time.monotonic() - t0, 3)}
@@ -206,7 +206,7 @@ class Installer:
             bundle_file = obtain()
             step = "verifying"
             self.store.journal_step(step)
-            pause_for_tests(step)
+            self._pause(ctx, step)
             staging, manifest = verify(
                 bundle_file, self.store, self.policy, sha256=sha256, name=name, version=version
             )
@@ -214,7 +214,7 @@ class Installer:
             self.emit("deploy", step, "bundle verified", detail={"name": manifest.name}, **ctx)
             step = "self_test"
             self.store.journal_step(step, slot=f"{manifest.name}-{manifest.version}")
-            pause_for_tests(step)
+            self._pause(ctx, step)
             report = run_self_test(staging / "bundle", manifest, self.policy)
             assert report.chosen is not None
             meta: dict[str, Any] = {
@@ -234,11 +234,11 @@ class Installer:
             if probation and self.policy.shadow_inputs > 0 and self.server.current is not None:
                 step = "shadow"
                 self.store.journal_step(step)
-                pause_for_tests(step)
+                self._pause(ctx, step)
                 self._shadow(candidate, ctx)
             step = "activating"
             self.store.journal_step(step)
-            pause_for_tests(step)
+            self._pause(ctx, step)
             baseline = self.server.health().get("confidence_mean")
             self._fallback.clear()
             self.store.activate(slot)
@@ -249,7 +249,7 @@ class Installer:
             if probation:
                 step = "probation"
                 self.store.journal_step(step)
-                pause_for_tests(step)
+                self._pause(ctx, step)
                 health = self._probation(candidate, baseline)
                 self.emit("deploy", step, "probation passed", detail=health, **ctx)
             self.store.commit(slot)
@@ -273,6 +273,11 @@ class Installer:
                 self.store.prune()
         finally:
             self.on_change()
+
+    @staticmethod
+    def _pause(ctx: dict[str, Any], step: str) -> None:
+        if ctx.get("command"):  # commanded installs only: provisioning never pauses
+            pause_for_tests(step)
 
     def _shadow(self, candidate: LoadedModel, ctx: dict[str, Any]) -> None:
         report = self.server.shadow(

@@ -9,8 +9,8 @@ import pytest
 from tests.edge.bundle_factory import make_bundle
 
 
-@pytest.fixture(scope="session")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+@pytest.fixture(scope="session", name="kit")
+def kit_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from cloud.keys import generate_keypair

@@ -23,7 +23,7 @@ from edge.errors import InputError
 from edge.serving import InferenceTimeoutError
 from edge.transport import MemoryBroker, MemoryTransport
 from tests.edge.agent_helpers import FileServer, wait_for
-from tests.edge.agent_kit import kit  # noqa: F401 - fixture
+from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 from tests.edge.bundle_factory import raw_digit
 
 DEV = "dev-1"
@@ -118,7 +118,7 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path, kit: dict[str, Path]) -> Iterator[Rig]:  # noqa: F811
+def rig(tmp_path: Path, kit: dict[str, Path]) -> Iterator[Rig]:
     r = Rig(tmp_path, kit)
     yield r
     r.close()

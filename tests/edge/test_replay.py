@@ -10,6 +10,7 @@ import pytest
 
 from edge.errors import ConfigError, InputError
 from edge.replay import ReplaySource, load_samples
+from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 
 
 def test_npz_with_labels(tmp_path: Path) -> None:
@@ -92,7 +93,7 @@ def test_rate_loop_and_errors_do_not_stop(tmp_path: Path) -> None:
     assert once.run(lambda *_: None) == 3
 
 
-def test_agent_replay_gives_live_accuracy(tmp_path: Path, kit: dict[str, Path]) -> None:  # noqa: F811
+def test_agent_replay_gives_live_accuracy(tmp_path: Path, kit: dict[str, Path]) -> None:
     from edge import config
     from edge.agent import Agent
     from edge.transport import MemoryBroker, MemoryTransport
@@ -116,6 +117,3 @@ def test_agent_replay_gives_live_accuracy(tmp_path: Path, kit: dict[str, Path]) 
         assert metrics["accuracy"]["n"] >= 20 and 0.0 <= metrics["accuracy"]["value"] <= 1.0
     finally:
         agent.stop()
-
-
-from tests.edge.agent_kit import kit  # noqa: E402,F401 - fixture
