@@ -384,12 +384,14 @@ def _explanation(
         )
         ranked = fi.ranked()
         rows = [(f"`{n}`", f"{100 * m:+.2f}", f"{100 * s:.2f}") for n, m, s in ranked[:15]]
-        ignored = [n for n, m, _ in ranked if abs(m) < 1e-9]
+        ignored = [n for n, m, sd in ranked if abs(m) < 1e-9 and sd < 1e-9]
         text = (
             "## Explanation aid: permutation feature importance\n\nHow many accuracy points "
             f"the model loses on {len(x)} test samples when one feature is shuffled (mean "
             f"and std over 5 shuffles; baseline {_pct(fi.baseline_accuracy)}). Large = the "
-            "model relies on it; about 0 = it ignores it; negative = noise.\n\n"
+            "model relies on it; about 0 = it ignores it; negative = noise. Correlated features "
+            "share the credit: shuffling one leaves its twins to carry the information, so a "
+            "small drop does not prove a feature useless.\n\n"
             + _table(("feature", "accuracy drop (points)", "std"), rows)
         )
         if ignored:
