@@ -131,11 +131,11 @@ def write_batch(db: Session, items: Iterable[Telemetry]) -> int:
     if not rows:
         return 0
     db.execute(insert(TelemetryRaw), rows)
-    for key, samples in minutes.items():
-        _merge_minute(db, key, samples)
+    _merge_minutes(db, minutes)
     now = time.time()
+    devices = {d.id: d for d in db.scalars(select(Device).where(Device.id.in_(list(latest))))}
     for device_id, (t, s) in latest.items():
-        dev = db.get(Device, device_id)
+        dev = devices.get(device_id)
         if dev is None:
             dev = Device(id=device_id, tags=[], first_seen=now, capabilities={}, kpis={})
             db.add(dev)
@@ -145,22 +145,31 @@ def write_batch(db: Session, items: Iterable[Telemetry]) -> int:
     return len(rows)
 
 
-def _merge_minute(db: Session, key: tuple[str, int, str, int], samples: list[Sample]) -> None:
-    device, minute, name, version = key
-    row = db.scalar(
-        select(TelemetryMinute).where(
-            TelemetryMinute.device_id == device,
-            TelemetryMinute.minute == minute,
-            TelemetryMinute.model_name == name,
-            TelemetryMinute.model_version == version,
+def _merge_minutes(db: Session, minutes: dict[tuple[str, int, str, int], list[Sample]]) -> None:
+    """Merge samples into minute rows, loading every affected row in one query."""
+    T = TelemetryMinute
+    existing = {
+        (m.device_id, m.minute, m.model_name, m.model_version): m
+        for m in db.scalars(
+            select(T).where(
+                T.device_id.in_({k[0] for k in minutes}), T.minute.in_({k[1] for k in minutes})
+            )
         )
-    )
-    if row is None:
-        row = TelemetryMinute(
-            device_id=device, minute=minute, model_name=name, model_version=version,
-            samples=0, inferences=0, errors=0,
-        )  # fmt: skip
-        db.add(row)
+    }
+    for key, samples in minutes.items():
+        row = existing.get(key)
+        if row is None:
+            device, minute, name, version = key
+            row = T(
+                device_id=device, minute=minute, model_name=name, model_version=version,
+                samples=0, inferences=0, errors=0,
+            )  # fmt: skip
+            db.add(row)
+        _merge_row(row, samples)
+    db.flush()
+
+
+def _merge_row(row: TelemetryMinute, samples: list[Sample]) -> None:
     n_old = row.samples
     for s in samples:
         row.inferences += s.inferences
@@ -180,7 +189,6 @@ def _merge_minute(db: Session, key: tuple[str, int, str, int], samples: list[Sam
         else:
             setattr(row, col, (cur * n_old + sum(vals)) / (n_old + len(vals)))
     row.samples = n_old + len(samples)
-    db.flush()
 
 
 def compact(
