@@ -333,6 +333,7 @@ class Installer:
             except EdgekitError as exc:
                 log.error("last known good %s unusable: %s", restored.id, exc)
         self.server.swap(previous)
+        self.on_change()
         if candidate is not None:
             candidate.close()
         self._fallback.clear()

@@ -332,7 +332,7 @@ def test_probation_failure_rolls_back(rig: Rig) -> None:
     assert "error rate" in rolled["detail"]["reason"]
     assert rolled["detail"]["restored"] == "digits-1"
     assert agent.server.current is not None and agent.server.current.version == 1
-    assert rig.status()["model"]["version"] == 1
+    wait_for(lambda: rig.status()["model"]["version"] == 1)
     assert agent.store.active().id == "digits-1"
 
 
@@ -352,7 +352,7 @@ def test_error_rate_fallback_to_last_known_good(rig: Rig) -> None:
     wait_for(lambda: agent.server.current is not None and agent.server.current.version == 1)
     assert agent.predict(raw_digit()).label
     assert agent.store.active().id == "digits-1" and agent.store.last_known_good().id == "digits-1"
-    assert rig.status()["model"]["version"] == 1
+    wait_for(lambda: rig.status()["model"]["version"] == 1)
 
 
 def test_commanded_rollback_and_unknown_version(rig: Rig) -> None:
@@ -362,7 +362,7 @@ def test_commanded_rollback_and_unknown_version(rig: Rig) -> None:
     done = rig.wait_event("rolled_back", kind="rollback")
     assert done["command"] == cid and done["detail"]["reason"] == "commanded"
     assert agent.server.current is not None and agent.server.current.version == 1
-    assert rig.status()["model"]["version"] == 1
+    wait_for(lambda: rig.status()["model"]["version"] == 1)
     bad = rig.command("rollback", name="digits", version=7)
     failed = rig.wait_event("failed", kind="rollback")
     assert failed["command"] == bad and "not in the store" in failed["detail"]["reason"]
