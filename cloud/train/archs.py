@@ -14,6 +14,7 @@ from edge.errors import ConfigError
 ARCHS = ("auto", "cnn", "mlp", "mobilenetv2")
 MOBILENET_MIN_SIZE = 32
 MOBILENET_DEFAULT_SIZE = 96
+BN_MOMENTUM = 0.9
 
 
 def resolve_arch(arch: str, kind: str) -> str:
@@ -67,6 +68,11 @@ def build_model(arch: str, input_shape: tuple[int, ...], n_classes: int, **optio
             weights=None,
             pooling="avg",
         )
+        for layer in base.layers:
+            # Keras' 0.999 suits ImageNet-length runs; over the few hundred steps of a small
+            # dataset the moving statistics would stay near their init and ruin val/test.
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = BN_MOMENTUM
         x = base.output
         x = layers.Dropout(0.2)(x)
     else:

@@ -137,16 +137,11 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
             ds.x = resize_images(ds.x, size, channels)
             ds.color = "grayscale" if channels == 1 else "rgb"
     prep = fit_preprocessing(ds, split.train)
-    x_model = apply_preprocessing(prep, ds.x)
-    data = {
-        "x_train": x_model[split.train],
-        "y_train": ds.y[split.train],
-        "x_val": x_model[split.val],
-        "y_val": ds.y[split.val],
-        "x_test": x_model[split.test],
-        "y_test": ds.y[split.test],
-    }
-    del x_model
+    data: dict[str, np.ndarray] = {}
+    for part, idx in (("train", split.train), ("val", split.val), ("test", split.test)):
+        data[f"x_{part}"] = apply_preprocessing(prep, ds.x[idx])
+        data[f"y_{part}"] = ds.y[idx]
+    ds.x = ds.x[:0]  # large (e.g. 224x224 RGB) raw copies are not needed past this point
 
     configure_tensorflow(opts.seed)
     input_shape = tuple(int(d) for d in data["x_train"].shape[1:])

@@ -47,5 +47,7 @@ def test_mobilenetv2_is_flat_sized_by_alpha_and_checks_its_input() -> None:
     big = build_model("mobilenetv2", (32, 32, 3), 10, width_multiplier=1.0)
     assert small.count_params() < big.count_params()
     assert not any(hasattr(layer, "layers") for layer in small.layers)  # no nested model
+    bns = [layer for layer in small.layers if "BatchNormalization" in type(layer).__name__]
+    assert bns and all(layer.momentum == 0.9 for layer in bns)
     with pytest.raises(ConfigError, match="3-channel input of at least 32x32"):
         build_model("mobilenetv2", (8, 8, 1), 10)
