@@ -34,6 +34,12 @@ def register(subparsers: Any) -> None:
     s.add_argument("--trusted-key", type=Path, help="Ed25519 public key (PEM) bundles need")
     s.add_argument("--public-url", help="base URL devices download bundles from")
     s.add_argument("--threads", type=int, default=8)
+    s.add_argument(
+        "--mqtt-version",
+        choices=("auto", "5", "3.1.1"),
+        default="auto",
+        help="MQTT protocol: auto tries 5 and falls back to 3.1.1 (default auto)",
+    )
     s.set_defaults(handler=_serve)
 
     u = sub.add_parser("create-user", help="add a user for the web page")
@@ -98,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
         broker_url=args.broker,
         trusted_key=args.trusted_key,
         public_url=args.public_url or url,
+        mqtt_version=args.mqtt_version,
     )
     app = create_app(cfg)
     print(f"edgekit hub listening on {url}", flush=True)

@@ -11,6 +11,7 @@ from typing import Any
 from edge.errors import ConfigError
 
 ENV_PREFIX = "EDGEKIT_HUB_"
+MQTT_VERSIONS = ("auto", "5", "3.1.1")
 
 
 @dataclass
@@ -32,6 +33,7 @@ class HubConfig:
     bridge_flush_s: float = 0.5
     mqtt_consumer: str = "auto"  # auto | shared | lease
     mqtt_share_group: str = "edgekit-hub"  # hubs of one fleet share this group name
+    mqtt_version: str = "auto"  # auto (5, else 3.1.1) | 5 | 3.1.1
     deploy_timeout_s: float = 900.0
     command_ttl_s: float = 3600.0
     max_upload_bytes: int = 512 * 1024 * 1024
@@ -43,6 +45,10 @@ class HubConfig:
             self.trusted_key = Path(self.trusted_key)
         if self.mqtt_consumer not in ("auto", "shared", "lease"):
             raise ConfigError("mqtt_consumer must be auto, shared or lease")
+        if self.mqtt_version not in MQTT_VERSIONS:
+            raise ConfigError(f"mqtt_version must be one of {', '.join(MQTT_VERSIONS)}")
+        if self.mqtt_version == "3.1.1" and self.mqtt_consumer == "shared":
+            raise ConfigError("shared subscriptions need MQTT 5; use mqtt_consumer auto or lease")
         for name in ("tick_interval_s", "bridge_flush_s", "compaction_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
@@ -85,8 +91,9 @@ class HubConfig:
             value = os.environ.get(ENV_PREFIX + key.upper())
             if value:
                 env[key] = value
-        consumer = os.environ.get(ENV_PREFIX + "MQTT_CONSUMER")
-        if consumer:
-            env["mqtt_consumer"] = consumer
+        for key in ("mqtt_consumer", "mqtt_version"):
+            value = os.environ.get(ENV_PREFIX + key.upper())
+            if value:
+                env[key] = value
         env.update({k: v for k, v in overrides.items() if v is not None})
         return HubConfig(**env)

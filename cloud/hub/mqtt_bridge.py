@@ -10,6 +10,10 @@ messages are never delivered on shared subscriptions, so every worker also subsc
 ``status`` directly — status handling is an idempotent upsert. When the broker refuses
 shared subscriptions (or ``mqtt_consumer = "lease"``), one worker elected by a database
 lease consumes telemetry and events. See docs/hub.md.
+
+Protocol: ``mqtt_version = "auto"`` connects with MQTT 5 and, when the broker answers
+"unsupported protocol version" (MQTT 3.1.1-only brokers such as the demo's amqtt),
+reconnects with 3.1.1 in lease mode — 3.1.1 has no shared subscriptions.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ LEASE_NAME = "mqtt-consumer"
 LEASE_TTL_S = 15.0
 QUEUE_LIMIT = 200_000
 DEDUP_WINDOW = 512
+UNSUPPORTED_PROTOCOL = 0x84  # CONNACK reason; paho maps a 3.1.1 broker's code 1 to it
+PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
 Parsed = Status | Telemetry | Event
 
@@ -93,7 +99,9 @@ class MqttBridge:
         self.db = database
         self.host, self.port, self.tls = parse_broker_url(config.broker_url)
         self.counters: Counter[str] = Counter()
-        self.mode = config.mqtt_consumer  # resolved to shared|lease on first SUBACK
+        self.protocol = "3.1.1" if config.mqtt_version == "3.1.1" else "5"
+        # resolved to shared|lease on the first SUBACK (or at once without MQTT 5)
+        self.mode = "lease" if self.protocol == "3.1.1" else config.mqtt_consumer
         self.consuming = False
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(QUEUE_LIMIT)
         self._seen: dict[tuple[str, str | None, str], deque[int]] = {}
@@ -103,35 +111,42 @@ class MqttBridge:
         )
         self._lease_thread: threading.Thread | None = None
         self._pending_shared: dict[int, str] = {}
+        self._client_lock = threading.Lock()  # start/stop vs. the protocol downgrade
         self.connected = threading.Event()
         self.holder = f"{leases.WORKER_ID}-bridge-{uuid.uuid4().hex[:6]}"
-        self.client = mqtt.Client(
+        self.client = self._make_client(self.protocol)
+
+    def _make_client(self, protocol: str) -> mqtt.Client:
+        client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"edgekit-hub-{uuid.uuid4().hex[:10]}",
-            protocol=mqtt.MQTTv5,
+            protocol=PROTOCOLS[protocol],
         )
         if self.tls:
-            self.client.tls_set()
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.reconnect_delay_set(1, 30)
+            client.tls_set()
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.reconnect_delay_set(1, 30)
+        return client
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> MqttBridge:
         self._writer.start()
         if self.mode == "lease":
             self._start_lease()
-        self.client.connect_async(self.host, self.port, keepalive=30)
-        self.client.loop_start()
+        with self._client_lock:
+            self.client.connect_async(self.host, self.port, keepalive=30)
+            self.client.loop_start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         try:
-            self.client.disconnect()
-            self.client.loop_stop()
+            with self._client_lock:
+                self.client.disconnect()
+                self.client.loop_stop()
         finally:
             self._writer.join(timeout=5)
             if self.mode == "lease" and self.consuming:
@@ -143,15 +158,41 @@ class MqttBridge:
     # ------------------------------------------------------------------ MQTT callbacks
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         if rc.is_failure:
+            downgrade = self.protocol == "5" and self.config.mqtt_version == "auto"
+            if rc.value == UNSUPPORTED_PROTOCOL and downgrade:
+                log.warning("broker %s:%s does not speak MQTT 5; using 3.1.1", self.host, self.port)
+                # paho's loop thread runs this callback and cannot stop itself
+                threading.Thread(target=self._downgrade, name="hub-mqtt-downgrade").start()
+                return
             log.error("broker %s:%s refused the hub: %s", self.host, self.port, rc)
             return
-        log.info("hub bridge connected to %s:%s", self.host, self.port)
+        log.info("hub bridge connected to %s:%s (MQTT %s)", self.host, self.port, self.protocol)
         client.subscribe(topic_filter(STATUS), qos=1)
         if self.mode in ("auto", "shared"):
             self._subscribe_shared()
         elif self.consuming:
             self._subscribe_direct()
         self.connected.set()
+
+    def _downgrade(self) -> None:
+        """Replace the MQTT 5 client with a 3.1.1 one; without shared subscriptions one
+        worker elected by the database lease consumes telemetry and events."""
+        with self._client_lock:
+            if self._stop.is_set() or self.protocol == "3.1.1":
+                return
+            old = self.client
+            old.loop_stop()
+            old.disconnect()
+            self.protocol = "3.1.1"
+            self._pending_shared.clear()
+            if self.mode != "lease":
+                if self.mode == "shared":
+                    log.error("mqtt_consumer=shared needs MQTT 5; electing one consumer instead")
+                self.mode = "lease"
+                self._start_lease()
+            self.client = self._make_client(self.protocol)
+            self.client.connect_async(self.host, self.port, keepalive=30)
+            self.client.loop_start()
 
     def _subscribe_shared(self) -> None:
         for kind in (TELEMETRY, EVENTS):
