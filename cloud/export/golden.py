@@ -11,7 +11,6 @@ corrupt weights) does not.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,18 +59,6 @@ def tolerance(measured: dict[str, dict[str, float]], n: int) -> dict[str, float]
         "max_mean_abs_error": _round_up(max(MAE_MARGIN * worst_mae, MAE_FLOOR)),
         "min_top1_agreement": round(max(0.0, worst_agree - AGREEMENT_SLACK / max(n, 1)), 4),
     }
-
-
-def write_golden(path: Path, inputs: np.ndarray, outputs: np.ndarray, labels: np.ndarray) -> None:
-    """golden.npz with ``inputs`` (float32), ``outputs`` (float32) and ``labels`` (int64)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
-        np.savez(
-            fh,
-            inputs=inputs.astype(np.float32),
-            outputs=outputs.astype(np.float32),
-            labels=labels.astype(np.int64),
-        )
 
 
 def summary(measured: dict[str, dict[str, float]], tol: dict[str, float], n: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -69,8 +70,6 @@ class ExportOptions:
     seed: int = 0
 
     def check(self) -> None:
-        import re
-
         if self.key is None:
             raise ConfigError(
                 "a bundle is always signed: pass --key PRIVATE_KEY "

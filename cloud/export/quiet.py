@@ -25,18 +25,23 @@ class CapturedLog:
         return "\n".join(self.text.strip().splitlines()[-lines:])
 
 
-def _fileno(stream: object) -> int | None:
-    try:
-        return int(stream.fileno())  # type: ignore[attr-defined]
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return None
+def _open_fds() -> list[int]:
+    """Descriptors 1 and 2 where they exist (C libraries write there, whatever sys.stdout is)."""
+    fds = []
+    for fd in (1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        fds.append(fd)
+    return fds
 
 
 @contextlib.contextmanager
 def captured() -> Iterator[CapturedLog]:
     """Redirect Python and C-level stdout/stderr into a log for the block's duration."""
     log = CapturedLog()
-    fds = [fd for fd in (_fileno(sys.stdout), _fileno(sys.stderr)) if fd is not None]
+    fds = _open_fds()
     with tempfile.TemporaryFile(mode="w+b") as sink:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

@@ -138,3 +138,20 @@ def test_run_loader_refuses_garbage_files(tmp_path: Path) -> None:
     (root2 / "run.json").write_text(json.dumps({"labels": ["only"]}))
     with pytest.raises(DataError, match="lacks"):
         load_run(root2)
+
+
+def test_captured_keeps_c_level_output_and_restores_the_terminal(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import os
+
+    from cloud.export.quiet import captured
+
+    with captured() as log:
+        print("from python")
+        os.write(2, b"from C on fd 2\n")
+    print("after")
+    out, err = capfd.readouterr()
+    assert "from python" in log.text and "from C on fd 2" in log.text
+    assert log.tail(1) in ("from python", "from C on fd 2")
+    assert out == "after\n" and "from C" not in err
