@@ -27,6 +27,7 @@ from cloud.export.quiet import captured
 from cloud.export.variants import Variant
 
 Progress = Callable[[str], None]
+CANDIDATE_CALLS = 100  # timed calls per ONNX Runtime int8 candidate
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _ort_int8(ctx: BuildContext, inter: _Intermediates, dest: Path, variant: Var
         probe = Variant("onnxruntime-int8", converted=cand)
         evaluate_variant(probe, ctx.scratch.parent, ctx.x_val, ctx.y_val, ctx.float_pred_val)
         probes.append(probe)
-    time_variants(probes, ctx.scratch.parent, ctx.x_val, calls=100, budget_s=10.0)
+    time_variants(probes, ctx.scratch.parent, ctx.x_val, calls=CANDIDATE_CALLS, budget_s=10.0)
     ranked = sorted(
         (p for p in probes if p.ok),
         key=lambda p: (-p.metrics["accuracy"], p.metrics.get("latency_ms", float("inf"))),
@@ -113,6 +114,7 @@ def _ort_int8(ctx: BuildContext, inter: _Intermediates, dest: Path, variant: Var
                 "val_accuracy": p.metrics.get("accuracy"),
                 "val_agreement": p.metrics.get("agreement"),
                 "latency_ms": p.metrics.get("latency_ms"),
+                "timed_calls": p.metrics.get("timed_calls"),
                 "size": p.converted.size,
                 "chosen": p is ranked[0],
             }

@@ -104,12 +104,12 @@ def time_variants(
                 live.append((v, stack.enter_context(loaded_backend(v, root))))
             except Exception as exc:
                 v.fail("time", exc)
-        timed: dict[str, list[float]] = {v.target: [] for v, _ in live}
+        timed: dict[int, list[float]] = {id(v): [] for v, _ in live}  # targets may repeat
         start, i = time.perf_counter(), 0
         while live:
             for v, backend in list(live):
                 try:
-                    timed[v.target] += _block(backend, x, i)
+                    timed[id(v)] += _block(backend, x, i)
                 except Exception as exc:
                     v.fail("time", exc)
                     live = [(w, b) for w, b in live if w is not v]
@@ -118,7 +118,7 @@ def time_variants(
             if i >= calls or (i >= MIN_TIMING_CALLS and elapsed > budget_s):
                 break
     for v in variants:
-        samples = timed.get(v.target)
+        samples = timed.get(id(v))
         if v.ok and samples:
             v.metrics["latency_ms"] = round(float(np.median(samples)), 4)
             v.metrics["latency_p95_ms"] = round(float(np.percentile(samples, 95)), 4)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cloud.export import TARGETS
+from cloud.export.build import CANDIDATE_CALLS
 from cloud.export.pipeline import ExportResult
 from edge.bundle import extract_bundle, verify_bundle
 from edge.cli import main
@@ -184,3 +185,11 @@ def test_one_failing_target_does_not_stop_the_others(digits_run: Path, tmp_path:
     passed = apply_gate(variants, 1.0, 1.0)
     assert {v.target for v in passed} == {"litert-fp32", "onnxruntime-fp32", "openvino-fp32"}
     assert by_target["litert-int8"].reason.startswith("failed during quantise")
+
+
+def test_ort_candidates_are_timed_separately(exported: ExportResult) -> None:
+    ort = next(v for v in exported.variants if v.target == "onnxruntime-int8")
+    assert len(ort.candidates) == 2
+    assert all(c["latency_ms"] and c["latency_ms"] > 0 for c in ort.candidates)
+    assert ort.candidates[0]["size"] != ort.candidates[1]["size"]
+    assert [c["timed_calls"] for c in ort.candidates] == [CANDIDATE_CALLS] * 2
