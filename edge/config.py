@@ -68,6 +68,7 @@ class AgentConfig:
     probation_max_error_rate: float = 0.05
     probation_max_latency_ratio: float = 3.0
     probation_max_confidence_drop: float = 0.2
+    probation_min_latency_increase_ms: float = 10.0
     outbox_max_bytes: int = 64 * 1024 * 1024
     outbox_max_messages: int = 100_000
 
@@ -117,6 +118,7 @@ RUNTIME_KEYS = frozenset(
         "probation_max_error_rate",
         "probation_max_latency_ratio",
         "probation_max_confidence_drop",
+        "probation_min_latency_increase_ms",
         "replay_rate",
     }
 )
@@ -233,8 +235,13 @@ FIELDS: dict[str, Field] = {
     "probation_seconds": _f(_float, "seconds a new model is watched before commit"),
     "probation_min_inferences": _f(_int, "inferences needed in probation before commit"),
     "probation_max_error_rate": _f(_float, "error rate that fails probation"),
-    "probation_max_latency_ratio": _f(_float, "p95 latency / self-test latency that fails"),
+    "probation_max_latency_ratio": _f(
+        _float, "p95 latency / self-test latency that fails (with the increase below)"
+    ),
     "probation_max_confidence_drop": _f(_float, "drop in mean confidence that fails"),
+    "probation_min_latency_increase_ms": _f(
+        _float, "p95 latency increase over self-test (ms) also needed to fail"
+    ),
     "outbox_max_bytes": _f(_int, "disk bytes the outbox may use before dropping oldest"),
     "outbox_max_messages": _f(_int, "messages the outbox may hold before dropping oldest"),
 }
@@ -371,8 +378,9 @@ def _check(cfg: AgentConfig) -> None:
     for key in ("fallback_min_inferences", "shadow_inputs", "probation_min_inferences"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key}: must not be negative, got {getattr(cfg, key)}")
-    if cfg.probation_seconds < 0:
-        raise ConfigError("probation_seconds: must not be negative")
+    for key in ("probation_seconds", "probation_min_latency_increase_ms"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key}: must not be negative, got {getattr(cfg, key)}")
     shares = (
         "fallback_error_rate",
         "shadow_min_agreement",

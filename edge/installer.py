@@ -29,6 +29,7 @@ from edge.updater import (
     Emit,
     Policy,
     check_command,
+    confidence_baseline,
     describe_failure,
     fetch,
     judge_probation,
@@ -239,7 +240,7 @@ class Installer:
             step = "activating"
             self.store.journal_step(step)
             self._pause(ctx, step)
-            baseline = self.server.health().get("confidence_mean")
+            baseline = confidence_baseline(self.server.health(), self.policy)
             self._fallback.clear()
             self.store.activate(slot)
             previous = self.server.swap(candidate)

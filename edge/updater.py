@@ -19,6 +19,7 @@ Crash safety (the journal says where we were, see :func:`recover`):
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class Policy:
     probation_max_error_rate: float = 0.05
     probation_max_latency_ratio: float = 3.0
     probation_max_confidence_drop: float = 0.2
+    probation_min_latency_increase_ms: float = 10.0
 
     @property
     def key(self) -> PublicKeyLike | None:
@@ -168,6 +170,41 @@ def run_self_test(bundle_dir: Path, manifest: Manifest, policy: Policy) -> SelfT
         raise InstallError("self_test", str(exc)) from exc
 
 
+# Small samples are noise: one slow call on a busy CPU or one unlucky error must not roll
+# back a good model. The error rate is judged once there are PROBATION_MIN_OUTCOMES outcomes
+# and only when it is above the limit with ~95 % confidence (Wilson score lower bound);
+# latency and confidence need PROBATION_MIN_SAMPLES inferences (or probation_min_inferences
+# if larger), and the new model's inferences are never compared with a baseline taken from
+# fewer than that many inferences of the old one.
+PROBATION_MIN_OUTCOMES = 10
+PROBATION_MIN_SAMPLES = 20
+ERROR_RATE_Z = 1.645  # one-sided 95 %
+
+
+def error_rate_lower_bound(errors: int, total: int, z: float = ERROR_RATE_Z) -> float:
+    """Wilson score lower bound of the true error rate given ``errors`` of ``total``."""
+    if total <= 0:
+        return 0.0
+    p = errors / total
+    z2 = z * z
+    centre = p + z2 / (2 * total)
+    margin = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
+    return max(0.0, (centre - margin) / (1 + z2 / total))
+
+
+def probation_samples(policy: Policy) -> int:
+    """Inferences needed before latency and confidence are judged."""
+    return max(PROBATION_MIN_SAMPLES, policy.probation_min_inferences)
+
+
+def confidence_baseline(health: dict[str, Any], policy: Policy) -> float | None:
+    """The served model's mean confidence, if measured on enough inferences to compare."""
+    if health.get("inferences", 0) < probation_samples(policy):
+        return None
+    conf = health.get("confidence_mean")
+    return float(conf) if conf is not None else None
+
+
 def judge_probation(
     health: dict[str, Any],
     policy: Policy,
@@ -176,28 +213,40 @@ def judge_probation(
     baseline_confidence: float | None,
     final: bool,
 ) -> str | None:
-    """Why the new model fails probation, or None. ``final`` is the end of the window."""
-    total = health["inferences"] + health["errors"]
-    if total >= 10 and health["error_rate"] > policy.probation_max_error_rate:
-        return (
-            f"error rate {health['error_rate']:.3f} above {policy.probation_max_error_rate:g} "
-            f"({health['errors']} of {total})"
-        )
-    if health["inferences"] >= 10 and selftest_latency_ms and health["p95_ms"] is not None:
-        limit = policy.probation_max_latency_ratio * selftest_latency_ms + 5.0
-        if health["p95_ms"] > limit:
-            return f"p95 latency {health['p95_ms']:.2f} ms above {limit:.2f} ms"
+    """Why the new model fails probation, or None. ``final`` is the end of the window.
+
+    With no inferences at all only errors (and the fallback, and crashes) can fail it.
+    """
+    inferences, errors = int(health["inferences"]), int(health["errors"])
+    total = inferences + errors
+    limit = policy.probation_max_error_rate
+    if total >= PROBATION_MIN_OUTCOMES and error_rate_lower_bound(errors, total) > limit:
+        return f"error rate {errors / total:.3f} above {limit:g} ({errors} of {total})"
+    enough = inferences >= probation_samples(policy)
+    p95 = health["p95_ms"]
+    if enough and selftest_latency_ms and p95 is not None:
+        ratio = p95 / selftest_latency_ms
+        increase = p95 - selftest_latency_ms
+        if (
+            ratio > policy.probation_max_latency_ratio
+            and increase > policy.probation_min_latency_increase_ms
+        ):
+            return (
+                f"p95 latency {p95:.2f} ms is {ratio:.1f}x the self-test's "
+                f"{selftest_latency_ms:.2f} ms (limit {policy.probation_max_latency_ratio:g}x) "
+                f"and {increase:.2f} ms slower "
+                f"(limit {policy.probation_min_latency_increase_ms:g} ms)"
+            )
     conf = health["confidence_mean"]
-    drop = baseline_confidence - conf if baseline_confidence is not None and conf else 0.0
-    if health["inferences"] >= 10 and drop > policy.probation_max_confidence_drop:
+    drop = baseline_confidence - conf if baseline_confidence is not None and conf else None
+    if enough and drop is not None and drop > policy.probation_max_confidence_drop:
         return (
             f"mean confidence {conf:.3f} dropped more than "
             f"{policy.probation_max_confidence_drop:g} below {baseline_confidence:.3f}"
         )
-    if final and health["inferences"] < policy.probation_min_inferences:
+    if final and inferences < policy.probation_min_inferences:
         return (
-            f"only {health['inferences']} inferences during probation "
-            f"(min {policy.probation_min_inferences})"
+            f"only {inferences} inferences during probation (min {policy.probation_min_inferences})"
         )
     return None
 

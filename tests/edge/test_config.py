@@ -65,6 +65,8 @@ def test_config_file_from_env(tmp_path: Path) -> None:
         ({"enroll_token": "t"}, "enroll_token"),
         ({"cert_file": __file__}, "cert_file and key_file"),
         ({"allow_unsigned": "maybe"}, "allow_unsigned"),
+        ({"probation_min_latency_increase_ms": "-1"}, "probation_min_latency_increase_ms"),
+        ({"probation_seconds": "-1"}, "probation_seconds"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, changes: dict[str, str], message: str) -> None:
@@ -121,4 +123,8 @@ def test_replace_and_redacted(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="probation_max_error_rate"):
         cfg.replace(probation_max_error_rate=2)
     assert cfg.redacted()["password"] == "***"
+    assert cfg.probation_min_latency_increase_ms == 10.0
+    relaxed = cfg.replace(probation_min_latency_increase_ms="25")
+    assert relaxed.probation_min_latency_increase_ms == 25.0
+    assert "probation_min_latency_increase_ms" in config.RUNTIME_KEYS
     assert cfg.redacted()["data_dir"] == str(tmp_path)

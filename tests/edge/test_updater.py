@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,15 @@ from edge.contract import Command
 from edge.download import download
 from edge.errors import InstallError
 from edge.store import ModelStore
-from edge.updater import Policy, check_command, judge_probation, run_self_test, verify
+from edge.updater import (
+    Policy,
+    check_command,
+    confidence_baseline,
+    error_rate_lower_bound,
+    judge_probation,
+    run_self_test,
+    verify,
+)
 from tests.edge.agent_helpers import FileServer
 from tests.edge.bundle_factory import make_bundle
 
@@ -229,29 +238,99 @@ def health(**kw: object) -> dict[str, object]:
     return {**base, **kw}
 
 
+def judge(h: dict[str, object], *, selftest: float = 1.0, baseline: float | None = None,
+          final: bool = False, **policy_kw: Any) -> str | None:  # fmt: skip
+    pol = Policy(trusted_key=None, **policy_kw)
+    return judge_probation(
+        h, pol, selftest_latency_ms=selftest, baseline_confidence=baseline, final=final
+    )
+
+
 @pytest.mark.parametrize(
     ("h", "kw", "expect"),
     [
         (health(), {}, None),
         (health(errors=10, error_rate=10 / 110), {}, "error rate"),
         (health(errors=1, error_rate=1 / 5, inferences=4), {}, None),  # too few to judge
+        (health(errors=1, error_rate=1 / 10, inferences=9), {}, None),  # one glitch in ten
+        (health(errors=2, error_rate=2 / 10, inferences=8), {}, "error rate"),
+        (
+            health(errors=10, error_rate=1.0, inferences=0, p95_ms=None, confidence_mean=None),
+            {},
+            "error rate",
+        ),
         (health(p95_ms=50.0), {}, "p95 latency"),
-        (health(confidence_mean=0.5), {"baseline_confidence": 0.9}, "confidence"),
+        (health(confidence_mean=0.5), {"baseline": 0.9}, "confidence"),
+        (health(confidence_mean=0.75), {"baseline": 0.9}, None),
         (
             health(inferences=0, p95_ms=None, confidence_mean=None),
-            {"final": True, "min": 5},
+            {"final": True, "probation_min_inferences": 5},
             "only 0",
         ),
+        # no inferences at all and no minimum: only errors could have failed it
+        (health(inferences=0, p95_ms=None, confidence_mean=None), {"final": True}, None),
     ],
 )
-def test_judge_probation(h: dict[str, object], kw: dict[str, object], expect: str | None) -> None:
-    pol = Policy(trusted_key=None, probation_min_inferences=int(kw.get("min", 0)))  # type: ignore[arg-type]
-    reason = judge_probation(
-        h, pol, selftest_latency_ms=1.0,
-        baseline_confidence=kw.get("baseline_confidence"),  # type: ignore[arg-type]
-        final=bool(kw.get("final", False)),
-    )  # fmt: skip
+def test_judge_probation(h: dict[str, object], kw: dict[str, Any], expect: str | None) -> None:
+    reason = judge(h, **kw)
     if expect is None:
         assert reason is None
     else:
         assert reason is not None and expect in reason
+
+
+@pytest.mark.parametrize(
+    ("selftest", "p95", "fails"),
+    [
+        (0.05, 5.5, False),  # tiny model on a busy CPU: 110x slower, but only 5.45 ms
+        (0.3, 1.2, False),  # MLP -> CNN successor: 4x slower, under a millisecond more
+        (10.0, 25.0, False),  # 15 ms slower, but only 2.5x
+        (10.0, 29.9, False),  # both close to, neither over: 2.99x and 19.9 ms
+        (5.0, 20.0, True),  # 4x and 15 ms slower
+        (0.5, 11.0, True),  # 22x and 10.5 ms slower
+    ],
+)
+def test_latency_needs_ratio_and_increase(selftest: float, p95: float, fails: bool) -> None:
+    reason = judge(health(p95_ms=p95), selftest=selftest)
+    assert (reason is not None) == fails
+    if fails:
+        assert reason is not None and "p95 latency" in reason
+
+
+def test_latency_increase_is_configurable() -> None:
+    h = health(p95_ms=5.5)
+    assert judge(h, selftest=0.05) is None
+    reason = judge(h, selftest=0.05, probation_min_latency_increase_ms=2.0)
+    assert reason is not None and "limit 2 ms" in reason
+
+
+@pytest.mark.parametrize("inferences", [1, 10, 19])
+def test_latency_and_confidence_need_enough_samples(inferences: int) -> None:
+    slow = health(inferences=inferences, p95_ms=500.0)
+    unsure = health(inferences=inferences, confidence_mean=0.1)
+    assert judge(slow) is None
+    assert judge(unsure, baseline=0.9) is None
+    assert judge(health(inferences=20, p95_ms=500.0)) is not None
+
+
+def test_probation_min_inferences_raises_the_sample_floor() -> None:
+    slow = health(inferences=40, p95_ms=500.0)
+    assert judge(slow, probation_min_inferences=50) is None
+    assert judge(slow, probation_min_inferences=30) is not None
+    assert "only 40" in str(judge(health(inferences=40), final=True, probation_min_inferences=50))
+
+
+def test_confidence_baseline_needs_enough_samples() -> None:
+    pol = Policy(trusted_key=None)
+    assert confidence_baseline(health(inferences=5, confidence_mean=0.9), pol) is None
+    assert confidence_baseline(health(inferences=0, confidence_mean=None), pol) is None
+    assert confidence_baseline(health(inferences=20, confidence_mean=0.9), pol) == 0.9
+
+
+@pytest.mark.parametrize(
+    ("errors", "total", "low", "high"),
+    [(0, 10, 0.0, 0.0), (1, 10, 0.0, 0.05), (2, 10, 0.05, 0.2), (10, 10, 0.7, 1.0)],
+)
+def test_error_rate_lower_bound(errors: int, total: int, low: float, high: float) -> None:
+    assert low <= error_rate_lower_bound(errors, total) <= high
+    assert error_rate_lower_bound(errors, total) <= errors / total
