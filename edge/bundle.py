@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from edge.contract import MANIFEST_NAME, FileEntry, Manifest
+from edge.durable import fsync_dir
 from edge.errors import BundleError, IntegrityError, ManifestError, UnsafeArchiveError, VersionError
 from edge.signing import PublicKeyLike, verify_manifest
 
@@ -288,19 +289,6 @@ def verify_bundle(
     return manifest
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def extract_bundle(
     path: str | Path,
     dest: str | Path,
@@ -325,7 +313,7 @@ def extract_bundle(
         if public_key is not None:
             verify_manifest(manifest, public_key)
         _check_entries(manifest, members)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
             os.replace(dest, old / "x")
@@ -333,7 +321,7 @@ def extract_bundle(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

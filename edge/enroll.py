@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from edge.durable import write_atomic
 from edge.errors import ConfigError, EdgekitError
-from edge.store import write_atomic
 
 CREDENTIALS = "credentials.json"
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.contract import MAX_PAYLOAD_BYTES
+from edge.durable import fsync_dir
 from edge.errors import ConfigError, ContractError, StorageError
 from edge.transport_api import Transport, check_qos, check_topic
 
@@ -341,7 +342,7 @@ class Outbox:
                     os.fsync(f.fileno())
             os.replace(tmp, self.path / _STATE)
             if self.fsync:
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
         except OSError as exc:
             raise StorageError(f"cannot write outbox state in {self.path}: {exc}") from exc
         self._state_dirty = False
@@ -388,7 +389,7 @@ class Outbox:
         self._active = self._new_segment_path(first_id)
         self._file = open(self._active, "ab")  # noqa: SIM115
         if self.fsync:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         self._delete_consumed_segments()
 
     def _truncate_active(self, offset: int) -> None:
@@ -409,12 +410,3 @@ class Outbox:
             log.error("outbox record %d is damaged", entry.id)
             return None
         return records[0][1]
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
