@@ -13,9 +13,13 @@ memory is read at that point. The difference is what the agent itself costs.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,9 +27,37 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from cloud.bench.runner import BenchContext
 from edge import contract
 
+REPO = Path(__file__).resolve().parents[2]
+
 BARE_CODE = "import numpy, paho.mqtt.client, sys; print('ready', flush=True); sys.stdin.read()"
+
+
+def parse_proc_status(text: str) -> dict[str, int]:
+    """``VmRSS`` / ``VmHWM`` (and any other ``Vm*``) of /proc/PID/status, in KiB."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        m = re.match(r"^(Vm\w+):\s+(\d+)\s+kB\s*$", line)
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+_READY = re.compile(r"serving (?P<what>.+?); ready in (?P<s>\d+(?:\.\d+)?) s")
+
+
+def parse_ready_line(text: str) -> tuple[str, float] | None:
+    """``(what is served, seconds)`` from the agent's "serving X; ready in N s" line."""
+    m = _READY.search(text)
+    return (m.group("what"), float(m.group("s"))) if m else None
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    """Resident (VmRSS) and peak resident (VmHWM) memory of a live process, MiB."""
+    kib = parse_proc_status(Path(f"/proc/{pid}/status").read_text())
+    return {"rss_mib": kib.get("VmRSS", 0) / 1024, "peak_rss_mib": kib.get("VmHWM", 0) / 1024}
 
 
 class StatusWatch:
@@ -93,8 +125,6 @@ def agent_once(
     serve_s: float,
 ) -> dict[str, Any]:
     """Start one agent, time it to online, serve for ``serve_s``, read its memory, stop it."""
-    from cloud.bench.agent import parse_ready_line, rss_mib
-
     device = f"bench-fp-{uuid.uuid4().hex[:6]}"
     data_dir = work / device
     data_dir.mkdir(parents=True)
@@ -136,8 +166,6 @@ def agent_once(
 
 def bare_once(python: Path) -> dict[str, Any]:
     """The baseline process: import numpy and paho, say ready, read memory, exit."""
-    from cloud.bench.agent import rss_mib
-
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [str(python), "-c", BARE_CODE],
@@ -189,3 +217,74 @@ def footprint(
         bare.append(bare_once(python))
         agent.append(agent_once(edgekit, url, bundle, key, work, inputs, serve_s))
     return {"agent": _median_run(agent), "bare": _median_run(bare)}
+
+
+def edge_venv(ctx: BenchContext, bundle: Path, pub: Path) -> tuple[Path | None, str]:
+    """The edge-only venv's bin dir (``EDGEKIT_EDGE_VENV`` or OUT/work/agent/edge-venv),
+    built with scripts/edge_only_check when missing and not ``--quick``; and a note."""
+    given = os.environ.get("EDGEKIT_EDGE_VENV")
+    venv = Path(given) if given else ctx.workdir("agent") / "edge-venv"
+    if (venv / "bin" / "edgekit").exists():
+        return venv / "bin", f"edge-only venv: {venv} (reused)"
+    if given or ctx.quick:
+        return None, f"no edge-only venv at {venv}; run scripts/edge_only_check --venv {venv}"
+    ctx.log(f"building an edge-only venv with scripts/edge_only_check --venv {venv}")
+    check = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "edge_only_check"),
+            *("--venv", str(venv), "--broker", str(ctx.broker)),
+            *("--bundle", str(bundle), "--key", str(pub)),
+        ]
+    )
+    if check.returncode != 0 or not (venv / "bin" / "edgekit").exists():
+        return None, f"scripts/edge_only_check failed (exit {check.returncode}); see its output"
+    return venv / "bin", f"edge-only venv: {venv} (built; scripts/edge_only_check passed)"
+
+
+def measure_footprints(ctx: BenchContext, bundle: Path, pub: Path) -> tuple[dict[str, Any], str]:
+    """Footprints from this venv and the edge-only one (when there is one); and a note."""
+    from cloud.bench.agent import raw_inputs
+    from edge.bundle import extract_bundle
+    from edge.contract import Manifest
+
+    assert ctx.broker is not None
+    extracted = ctx.workdir("agent") / "digits-extracted"
+    extract_bundle(bundle, extracted, pub, replace=True)
+    manifest = Manifest.parse(json.loads((extracted / "manifest.json").read_text()))
+    inputs = [s.tolist() for s in raw_inputs(extracted, manifest)]
+    venvs: dict[str, Path] = {"this venv (all extras)": Path(sys.executable).parent}
+    edge_bin, note = edge_venv(ctx, bundle, pub)
+    if edge_bin is not None:
+        venvs["edge-only venv"] = edge_bin
+    out = {}
+    for label, bin_dir in venvs.items():
+        ctx.log(f"start-up and RSS: {label}")
+        out[label] = footprint(
+            bin_dir,
+            ctx.broker,
+            bundle,
+            pub,
+            ctx.workdir("agent") / "footprint",
+            inputs,
+            repeats=2 if ctx.quick else 3,
+        )
+    return out, note
+
+
+def footprint_ratios(fp: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for label, res in fp.items():
+        a, b = res["agent"], res["bare"]
+        for key, what in (("startup_s", "start-up"), ("rss_mib", "RSS")):
+            out.append(
+                {
+                    "name": f"agent {what}, {label} / bare python",
+                    "value": round(a[key] / b[key], 3),
+                    "baseline": 'python -c "import numpy, paho.mqtt.client", same interpreter',
+                    "target": None,
+                    "higher_is_better": False,
+                    "unit": "x",
+                }
+            )
+    return out

@@ -12,18 +12,14 @@ from types import ModuleType
 
 import pytest
 
-from cloud.bench.agent import (
-    TARGET_RATIO,
-    _footprint_ratios,
-    _overhead_ratios,
-    interleaved,
-    overhead,
+from cloud.bench.agent import TARGET_RATIO, _overhead_ratios, interleaved, overhead, summarize
+from cloud.bench.agent_footprint import (
+    _median_run,
+    footprint_ratios,
     parse_proc_status,
     parse_ready_line,
     rss_mib,
-    summarize,
 )
-from cloud.bench.agent_footprint import _median_run
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -108,7 +104,7 @@ def test_every_ratio_names_its_baseline_and_only_mobilenet_has_the_target() -> N
             "bare": {"startup_s": 0.5, "rss_mib": 30.0},
         }
     }
-    ratios = _overhead_ratios(rows) + _footprint_ratios(fp)
+    ratios = _overhead_ratios(rows) + footprint_ratios(fp)
     assert all(r["baseline"] and r["higher_is_better"] is False for r in ratios)
     assert [r["target"] for r in ratios[:2]] == [TARGET_RATIO, None]
     assert [r["value"] for r in ratios[2:]] == [4.0, 3.0]
