@@ -15,13 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edge.bundle import read_manifest
 from edge.contract import Command, Manifest
 from edge.errors import EdgekitError, InstallError
+from edge.golden import Tolerance, compare, load_golden, run_golden
 from edge.predictor import Predictor
-from edge.selftest import compare, load_golden, run_golden
 from edge.serving import LoadedModel, ModelServer
 from edge.store import ModelStore, Slot
 from edge.updater import (
@@ -124,9 +122,10 @@ class Installer:
         if runtime and precision:
             try:
                 model = self.load(slot, manifest, runtime, precision)
-                x, expected = load_golden(slot.bundle_dir, manifest)
-                mae, top1 = compare(run_golden(model.predictor, x), expected)
-                if np.isfinite(mae) and self._within_tolerance(manifest, mae, top1):
+                golden = load_golden(slot.bundle_dir, manifest)
+                scores = run_golden(model.predictor, golden["inputs"])
+                mae, top1 = compare(scores, golden["outputs"])
+                if Tolerance.of(manifest).allows(mae, top1):
                     return model
                 model.close()
             except EdgekitError as exc:
@@ -136,13 +135,6 @@ class Installer:
         chosen = report.chosen
         slot = self.store.update_meta(slot, variant=chosen.to_dict(), selftest=report.to_dict())
         return self.load(slot, manifest, chosen.runtime, chosen.precision)
-
-    @staticmethod
-    def _within_tolerance(manifest: Manifest, mae: float, top1: float) -> bool:
-        tol = manifest.golden.tolerance if manifest.golden else {}
-        return mae <= tol.get("max_mean_abs_error", 0.05) and top1 >= tol.get(
-            "min_top1_agreement", 0.95
-        )
 
     # ------------------------------------------------------------------ deploy
 

@@ -27,9 +27,11 @@ from edge.errors import (
     ConfigError,
     InputError,
     RuntimeMissingError,
-    SelfTestError,
 )
+from edge.golden import golden_check, load_golden
 from edge.inputs import prepare
+
+__all__ = ["Prediction", "Predictor", "choose_artifact", "golden_check", "load_golden"]
 
 
 @dataclass(frozen=True)
@@ -176,58 +178,3 @@ class Predictor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def load_golden(bundle_dir: Path, manifest: Manifest) -> dict[str, np.ndarray]:
-    """The golden arrays (``inputs``, ``outputs``, maybe ``labels``) of an extracted bundle."""
-    if manifest.golden is None:
-        raise SelfTestError("bundle has no golden set")
-    path = entry_path(bundle_dir, manifest.golden.entry)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise SelfTestError(f"golden set {path.name} is unreadable: {exc}") from exc
-    if "inputs" not in arrays or "outputs" not in arrays:
-        raise SelfTestError("golden set needs arrays 'inputs' and 'outputs'")
-    return arrays
-
-
-def golden_check(
-    predictor: Predictor, golden: dict[str, np.ndarray] | None = None
-) -> dict[str, float]:
-    """Run the golden set on the predictor's variant; SelfTestError if outside tolerance.
-
-    Returns the measured ``mean_abs_error`` and ``top1_agreement`` (and the tolerance's
-    limits), so the agent can put them in its install event.
-    """
-    manifest = predictor.manifest
-    arrays = golden if golden is not None else load_golden(predictor.bundle_dir, manifest)
-    expected = np.asarray(arrays["outputs"], dtype=np.float32)
-    got = predictor.infer_model_domain(arrays["inputs"])
-    if got.shape != expected.shape:
-        raise SelfTestError(
-            f"{predictor.artifact.target}: output shape {list(got.shape)} differs from the "
-            f"golden {list(expected.shape)}"
-        )
-    mae = float(np.mean(np.abs(got - expected)))
-    agree = float(np.mean(np.argmax(got, axis=1) == np.argmax(expected, axis=1)))
-    tol = manifest.golden.tolerance if manifest.golden else {}
-    max_mae = tol.get("max_mean_abs_error", math.inf)
-    min_agree = tol.get("min_top1_agreement", 0.0)
-    result = {
-        "mean_abs_error": mae,
-        "top1_agreement": agree,
-        "max_mean_abs_error": max_mae,
-        "min_top1_agreement": min_agree,
-    }
-    if not math.isfinite(mae) or mae > max_mae:
-        raise SelfTestError(
-            f"{predictor.artifact.target}: golden mean abs error {mae:.4g} exceeds {max_mae:g}"
-        )
-    if agree < min_agree:
-        raise SelfTestError(
-            f"{predictor.artifact.target}: golden top-1 agreement {agree:.3f} is below "
-            f"{min_agree:g}"
-        )
-    return result

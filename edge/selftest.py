@@ -4,7 +4,8 @@ Every variant in the manifest is loaded on its real runtime and run on the bundl
 set; a variant whose scores differ from the float model's by more than the manifest's
 tolerance (mean absolute error, top-1 agreement) is dropped with the numbers. The
 survivors are timed on single samples for a bounded time and the fastest is chosen,
-unless the configuration pins a runtime and/or precision.
+unless the configuration pins a runtime and/or precision. Reading the golden set and
+comparing scores with it live in edge/golden.py.
 """
 
 from __future__ import annotations
@@ -17,15 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from edge.bundle import entry_path
 from edge.contract import Manifest
 from edge.errors import BackendError, EdgekitError, RuntimeMissingError, SelfTestError
+from edge.golden import Tolerance, compare, load_golden, run_golden
 from edge.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_MAE = 0.05
-DEFAULT_MIN_TOP1 = 0.95
 MIN_TIMING_RUNS = 5
 
 
@@ -64,37 +63,6 @@ class SelfTestReport:
         }
 
 
-def load_golden(bundle_dir: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
-    """The golden inputs (model domain) and the float model's scores."""
-    if manifest.golden is None:
-        raise SelfTestError("bundle has no golden set; it cannot be self-tested")
-    try:
-        with np.load(entry_path(bundle_dir, manifest.golden.entry), allow_pickle=False) as npz:
-            x = np.asarray(npz["inputs"], dtype=np.float32)
-            y = np.asarray(npz["outputs"], dtype=np.float32)
-    except (OSError, KeyError, ValueError) as exc:
-        raise SelfTestError(f"golden set unreadable: {exc}") from exc
-    if len(x) == 0 or len(x) != len(y):
-        raise SelfTestError(f"golden set has {len(x)} inputs and {len(y)} outputs")
-    return x, y
-
-
-def compare(scores: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
-    """``(mean absolute error, top-1 agreement)`` of ``scores`` against ``expected``."""
-    if scores.shape != expected.shape:
-        raise SelfTestError(f"variant returns shape {scores.shape}, golden is {expected.shape}")
-    if not np.all(np.isfinite(scores)):
-        return float("inf"), 0.0
-    mae = float(np.mean(np.abs(scores - expected)))
-    top1 = float(np.mean(np.argmax(scores, axis=1) == np.argmax(expected, axis=1)))
-    return mae, top1
-
-
-def run_golden(predictor: Predictor, x: np.ndarray) -> np.ndarray:
-    """Run the golden inputs one sample at a time (models are exported with batch 1)."""
-    return np.concatenate([predictor.infer_model_domain(x[i : i + 1]) for i in range(len(x))])
-
-
 def self_test(
     bundle_dir: Path,
     manifest: Manifest,
@@ -104,10 +72,9 @@ def self_test(
     time_budget: float = 2.0,
 ) -> SelfTestReport:
     """Test every variant and choose one; SelfTestError when none may be served."""
-    x, expected = load_golden(bundle_dir, manifest)
-    tol = manifest.golden.tolerance if manifest.golden else {}
-    max_mae = tol.get("max_mean_abs_error", DEFAULT_MAX_MAE)
-    min_top1 = tol.get("min_top1_agreement", DEFAULT_MIN_TOP1)
+    golden = load_golden(bundle_dir, manifest)
+    x, expected = golden["inputs"], golden["outputs"]
+    tol = Tolerance.of(manifest)
     report = SelfTestReport(pinned=bool(pin_runtime or pin_precision))
     survivors: list[tuple[VariantResult, Predictor]] = []
     for artifact in manifest.artifacts:
@@ -128,11 +95,12 @@ def self_test(
             predictor.close()
             continue
         result.mean_abs_error, result.top1_agreement = round(mae, 6), round(top1, 4)
-        if mae > max_mae or top1 < min_top1:
+        if not tol.allows(mae, top1):
             result.status = "dropped"
             result.reason = (
-                f"outside tolerance: mean abs error {mae:.4g} (max {max_mae:g}), "
-                f"top-1 agreement {top1:.3f} (min {min_top1:g})"
+                f"outside tolerance: mean abs error {mae:.4g} "
+                f"(max {tol.max_mean_abs_error:g}), "
+                f"top-1 agreement {top1:.3f} (min {tol.min_top1_agreement:g})"
             )
             predictor.close()
             continue
