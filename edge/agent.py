@@ -46,18 +46,6 @@ log = logging.getLogger("edgekit.agent")
 MAX_REMEMBERED_COMMANDS = 256
 
 
-def policy_from(cfg: AgentConfig) -> Policy:
-    return Policy(
-        trusted_key=cfg.trusted_key,
-        allow_unsigned=cfg.allow_unsigned,
-        **{
-            k: getattr(cfg, k)
-            for k in Policy.__dataclass_fields__
-            if k not in ("trusted_key", "allow_unsigned")
-        },
-    )
-
-
 def mqtt_transport(cfg: AgentConfig) -> Transport:
     """The real MQTT transport for ``cfg`` (paho is imported only here)."""
     from edge.transport import MqttSettings, MqttTransport
@@ -99,7 +87,7 @@ class Agent:
         self.installer = Installer(
             self.store,
             self.server,
-            policy_from(cfg),
+            Policy.from_config(cfg),
             self.emit,
             cfg.data_dir / "downloads",
             token=lambda: (self.credentials or {}).get("token"),
@@ -404,7 +392,7 @@ class Agent:
             fallback_window=self.cfg.fallback_window,
             fallback_min_inferences=self.cfg.fallback_min_inferences,
         )
-        self.installer.policy = policy_from(self.cfg)
+        self.installer.policy = Policy.from_config(self.cfg)
         self.emit("info", None, "config applied", detail={"config": cmd.config}, **ctx)
 
 

@@ -25,9 +25,31 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 
 
-@dataclass(frozen=True)
-class AgentConfig:
-    """Everything the agent needs to run; see docs/agent.md for the meaning of each key."""
+@dataclass(frozen=True, kw_only=True)
+class InstallSettings:
+    """The keys that govern installs, shared by AgentConfig and edge.updater.Policy
+    (which adds the loaded trusted key), so a default is written down only once."""
+
+    pin_runtime: str | None = None
+    pin_precision: str | None = None
+    download_max_bytes: int = 512 * 1024 * 1024
+    download_timeout: float = 600.0
+    selftest_time_budget: float = 2.0
+    shadow_inputs: int = 0
+    shadow_timeout: float = 120.0
+    shadow_min_agreement: float = 0.0
+    probation_seconds: float = 30.0
+    probation_min_inferences: int = 0
+    probation_max_error_rate: float = 0.05
+    probation_max_latency_ratio: float = 3.0
+    probation_max_confidence_drop: float = 0.2
+    probation_min_latency_increase_ms: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig(InstallSettings):
+    """Everything the agent needs to run; see docs/agent.md for the meaning of each key.
+    The install keys are inherited from :class:`InstallSettings`."""
 
     device_id: str
     data_dir: Path
@@ -49,26 +71,12 @@ class AgentConfig:
     replay: Path | None = None
     replay_rate: float = 5.0
     replay_loop: bool = True
-    pin_runtime: str | None = None
-    pin_precision: str | None = None
     keep_versions: int = 3
     inference_timeout: float = 5.0
     max_queued_requests: int = 256
     fallback_error_rate: float = 0.5
     fallback_window: int = 50
     fallback_min_inferences: int = 20
-    download_max_bytes: int = 512 * 1024 * 1024
-    download_timeout: float = 600.0
-    selftest_time_budget: float = 2.0
-    shadow_inputs: int = 0
-    shadow_timeout: float = 120.0
-    shadow_min_agreement: float = 0.0
-    probation_seconds: float = 30.0
-    probation_min_inferences: int = 0
-    probation_max_error_rate: float = 0.05
-    probation_max_latency_ratio: float = 3.0
-    probation_max_confidence_drop: float = 0.2
-    probation_min_latency_increase_ms: float = 10.0
     outbox_max_bytes: int = 64 * 1024 * 1024
     outbox_max_messages: int = 100_000
 

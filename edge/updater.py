@@ -23,11 +23,12 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from edge.bundle import check_version, extract_bundle, verify_directory
+from edge.config import AgentConfig, InstallSettings
 from edge.contract import Command, Manifest
 from edge.download import download, sha256_file
 from edge.errors import BundleError, EdgekitError, InstallError, SelfTestError
@@ -44,26 +45,17 @@ PRE_ACTIVATION = ("downloading", "verifying", "self_test", "shadow")
 Emit = Callable[..., None]  # emit(kind, step, message, *, command, rollout, version, detail)
 
 
-@dataclass(frozen=True)
-class Policy:
-    """The install settings (from AgentConfig)."""
+@dataclass(frozen=True, kw_only=True)
+class Policy(InstallSettings):
+    """The install settings (from AgentConfig) and the trusted key bundles must carry."""
 
     trusted_key: PublicKeyLike | None
     allow_unsigned: bool = False
-    pin_runtime: str | None = None
-    pin_precision: str | None = None
-    download_max_bytes: int = 512 * 1024 * 1024
-    download_timeout: float = 600.0
-    selftest_time_budget: float = 2.0
-    shadow_inputs: int = 0
-    shadow_timeout: float = 120.0
-    shadow_min_agreement: float = 0.0
-    probation_seconds: float = 30.0
-    probation_min_inferences: int = 0
-    probation_max_error_rate: float = 0.05
-    probation_max_latency_ratio: float = 3.0
-    probation_max_confidence_drop: float = 0.2
-    probation_min_latency_increase_ms: float = 10.0
+
+    @classmethod
+    def from_config(cls, cfg: AgentConfig) -> Policy:
+        shared = {f.name: getattr(cfg, f.name) for f in fields(InstallSettings)}
+        return cls(trusted_key=cfg.trusted_key, allow_unsigned=cfg.allow_unsigned, **shared)
 
     @property
     def key(self) -> PublicKeyLike | None:
