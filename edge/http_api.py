@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import BackendError, EdgekitError, InputError, TransportError
+from edge.mqtt_inference import error_code
 
 if TYPE_CHECKING:
     from edge.agent import Agent
@@ -111,9 +112,7 @@ def _make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
                 self._error(400, exc.code, str(exc))
                 return
             except BackendError as exc:
-                from edge.agent import _error_code
-
-                self._error(503, _error_code(exc), str(exc))
+                self._error(503, error_code(exc), str(exc))
                 return
             except EdgekitError as exc:
                 self._error(400, "error", str(exc))

@@ -2,7 +2,8 @@
 
 :class:`Installer` owns one background thread: deploy and rollback commands, error-rate
 fallbacks and the start-up recovery all run there, one at a time, while the inference
-thread keeps serving. See edge/updater.py for the steps and the crash-safety rules.
+thread keeps serving. See edge/updater.py for the steps and the crash-safety rules, and
+edge/recovery.py for how an installed model is re-verified before it serves again.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from edge.bundle import read_manifest
-from edge.contract import Command, Manifest
+from edge.contract import Command
 from edge.errors import EdgekitError, InstallError
-from edge.golden import Tolerance, compare, load_golden, run_golden
-from edge.predictor import Predictor
+from edge.recovery import open_slot, open_verified, recover
 from edge.serving import LoadedModel, ModelServer
 from edge.store import ModelStore, Slot
 from edge.updater import (
-    PRE_ACTIVATION,
     Emit,
     Policy,
     check_command,
@@ -32,7 +31,6 @@ from edge.updater import (
     fetch,
     judge_probation,
     pause_for_tests,
-    recheck_slot,
     run_self_test,
     verify,
 )
@@ -107,34 +105,8 @@ class Installer:
         self._fallback.set()
         self.submit(lambda: self._fall_back(model, rate))
 
-    # ------------------------------------------------------------------ loading
-
-    def load(self, slot: Slot, manifest: Manifest, runtime: str, precision: str) -> LoadedModel:
-        predictor = Predictor.open(slot.bundle_dir, manifest, runtime, precision)
-        latency = slot.meta.get("variant", {}).get("latency_ms")
-        return LoadedModel(slot, manifest, predictor, runtime, precision, latency)
-
     def open_verified(self, slot: Slot) -> LoadedModel:
-        """Re-verify a slot and open its chosen variant, checked on the golden set again."""
-        manifest = recheck_slot(slot, self.policy)
-        variant = slot.meta.get("variant") or {}
-        runtime, precision = variant.get("runtime"), variant.get("precision")
-        if runtime and precision:
-            try:
-                model = self.load(slot, manifest, runtime, precision)
-                golden = load_golden(slot.bundle_dir, manifest)
-                scores = run_golden(model.predictor, golden["inputs"])
-                mae, top1 = compare(scores, golden["outputs"])
-                if Tolerance.of(manifest).allows(mae, top1):
-                    return model
-                model.close()
-            except EdgekitError as exc:
-                log.warning("%s on %s-%s: %s; testing again", slot.id, runtime, precision, exc)
-        report = run_self_test(slot.bundle_dir, manifest, self.policy)
-        assert report.chosen is not None
-        chosen = report.chosen
-        slot = self.store.update_meta(slot, variant=chosen.to_dict(), selftest=report.to_dict())
-        return self.load(slot, manifest, chosen.runtime, chosen.precision)
+        return open_verified(slot, self.store, self.policy)
 
     # ------------------------------------------------------------------ deploy
 
@@ -223,7 +195,7 @@ class Installer:
                 detail=meta,
                 **ctx,
             )
-            candidate = self.load(slot, manifest, report.chosen.runtime, report.chosen.precision)
+            candidate = open_slot(slot, manifest, report.chosen.runtime, report.chosen.precision)
             if probation and self.policy.shadow_inputs > 0 and self.server.current is not None:
                 step = "shadow"
                 self.store.journal_step(step)
@@ -367,15 +339,7 @@ class Installer:
             detail = {"failed_step": step, "reason": reason}
             self.emit("rollback", "failed", f"rollback refused: {reason}", detail=detail, **ctx)
             return
-        self.store.commit(model.slot)
-        previous = self.server.swap(model)
-        if previous is not None:
-            previous.close()
-        self.on_change()
-        detail = {"reason": "commanded", "restored": model.slot.id}
-        self.emit(
-            "rollback", "rolled_back", f"rolled back to {model.slot.id}", detail=detail, **ctx
-        )
+        self._serve_rolled_back(model, ctx)
 
     def _rollback_download(self, cmd: Command, ctx: dict[str, Any]) -> None:
         self.store.begin_install({**ctx, "kind": "rollback", "step": "downloading"})
@@ -388,14 +352,20 @@ class Installer:
         assert report.chosen is not None
         meta = {"variant": report.chosen.to_dict(), "selftest": report.to_dict()}
         slot = self.store.add_slot(staging, manifest.name, manifest.version, meta)
-        model = self.load(slot, manifest, report.chosen.runtime, report.chosen.precision)
-        self.store.commit(slot)
+        self._serve_rolled_back(
+            open_slot(slot, manifest, report.chosen.runtime, report.chosen.precision), ctx
+        )
+
+    def _serve_rolled_back(self, model: LoadedModel, ctx: dict[str, Any]) -> None:
+        """Commit and serve the target of a commanded rollback (no probation)."""
+        self.store.commit(model.slot)
         previous = self.server.swap(model)
         if previous is not None:
             previous.close()
         self.on_change()
-        detail = {"reason": "commanded", "restored": slot.id}
-        self.emit("rollback", "rolled_back", f"rolled back to {slot.id}", detail=detail, **ctx)
+        detail = {"reason": "commanded", "restored": model.slot.id}
+        msg = f"rolled back to {model.slot.id}"
+        self.emit("rollback", "rolled_back", msg, detail=detail, **ctx)
 
     def _fall_back(self, model: LoadedModel, rate: float) -> None:
         if self.server.current is not model:
@@ -428,43 +398,4 @@ class Installer:
 
     def recover(self) -> LoadedModel | None:
         """After a (re)start: settle an interrupted install, then open a verified model."""
-        journal = self.store.recover()
-        if journal is not None:
-            step = journal.get("step") or "downloading"
-            ctx = {k: journal.get(k) for k in ("command", "rollout", "version")}
-            reason = f"agent restarted during {step}"
-            if step in PRE_ACTIVATION:
-                detail = {"failed_step": step, "reason": reason}
-                self.emit(
-                    "deploy", "failed", f"install interrupted: {reason}", detail=detail, **ctx
-                )
-            else:
-                restored = self.store.revert()
-                detail = {
-                    "failed_step": step,
-                    "reason": f"{reason}; the new model was never committed",
-                    "restored": restored.id if restored else None,
-                }
-                self.emit("rollback", "rolled_back", f"rolled back: {reason}", detail=detail, **ctx)
-            self.store.end_install()
-            self.store.prune()
-        return self._open_active()
-
-    def _open_active(self) -> LoadedModel | None:
-        tried: set[str] = set()
-        while (slot := self.store.active()) is not None and slot.id not in tried:
-            tried.add(slot.id)
-            try:
-                return self.open_verified(slot)
-            except EdgekitError as exc:
-                log.error("installed model %s unusable: %s", slot.id, exc)
-                lkg = self.store.last_known_good()
-                detail = {"reason": str(exc), "slot": slot.id}
-                if lkg is not None and lkg.id != slot.id and lkg.id not in tried:
-                    self.store.revert()
-                    detail["restored"] = lkg.id
-                    self.emit("rollback", "rolled_back", f"{slot.id} unusable", detail=detail)
-                    continue
-                self.emit("error", None, f"no usable model: {exc}", detail=detail)
-                return None
-        return None
+        return recover(self.store, self.policy, self.emit)
