@@ -336,6 +336,8 @@ class Installer:
             model = self.open_verified(target)
         except Exception as exc:
             step, reason = describe_failure(exc)
+            self.store.end_install()  # a failed rollback download must not look interrupted
+            self.store.prune()
             detail = {"failed_step": step, "reason": reason}
             self.emit("rollback", "failed", f"rollback refused: {reason}", detail=detail, **ctx)
             return

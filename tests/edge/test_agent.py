@@ -368,6 +368,19 @@ def test_commanded_rollback_and_unknown_version(rig: Rig) -> None:
     assert failed["command"] == bad and "not in the store" in failed["detail"]["reason"]
 
 
+def test_failed_rollback_download_leaves_no_journal(rig: Rig) -> None:
+    agent = rig.start(bundle=str(rig.kit["v2"]), probation_seconds="0")
+    url = rig.files.add(rig.kit["v1"])
+    cid = rig.command("rollback", name="digits", version=1, url=url, sha256="ab" * 32)
+    failed = rig.wait_event("failed", kind="rollback", command=cid)
+    assert "sha256 mismatch" in failed["detail"]["reason"]
+    assert agent.store.state.install is None
+    assert agent.server.current is not None and agent.server.current.version == 2
+    rig.stop()
+    rig.start()  # a restart must not report the finished rollback as interrupted
+    assert not any("interrupted" in e["message"] for e in rig.events())
+
+
 def test_config_and_ping_commands(rig: Rig) -> None:
     agent = rig.start(bundle=str(rig.kit["v1"]))
     rig.command("config", config={"probation_seconds": 7, "inference_timeout": 2})
