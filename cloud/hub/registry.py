@@ -125,12 +125,30 @@ def store_upload(
 
 
 def _metrics(manifest: Manifest, report: Any) -> dict[str, Any]:
-    lineage_metrics = manifest.lineage.get("metrics")
-    if isinstance(lineage_metrics, dict):
-        return lineage_metrics
-    if isinstance(report, dict) and isinstance(report.get("metrics"), dict):
-        return dict(report["metrics"])
-    return {}
+    """Headline numbers of a version: ``accuracy`` is the float model's test accuracy when
+    the exporter recorded it, else the best variant's; every variant's accuracy is kept."""
+    out: dict[str, Any] = {}
+    for key in ("metrics", "training_metrics"):  # bring-your-own / edgekit train lineage
+        found = manifest.lineage.get(key)
+        if isinstance(found, dict):
+            out.update({k: v for k, v in found.items() if isinstance(v, (int, float))})
+    if isinstance(report, dict) and isinstance(report.get("float_model"), dict):
+        acc = report["float_model"].get("test_accuracy")
+        if isinstance(acc, (int, float)):
+            out["test_accuracy"] = float(acc)
+    variants = {
+        a.target: float(a.metrics["accuracy"])
+        for a in manifest.artifacts
+        if isinstance(a.metrics.get("accuracy"), (int, float))
+    }
+    if variants:
+        out["variant_accuracy"] = variants
+    if "accuracy" not in out:
+        if "test_accuracy" in out:
+            out["accuracy"] = out["test_accuracy"]
+        elif variants:
+            out["accuracy"] = max(variants.values())
+    return out
 
 
 def bundle_path(config: HubConfig, row: ModelVersion) -> Path:
