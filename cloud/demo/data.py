@@ -33,14 +33,15 @@ def load_digits_raw() -> tuple[np.ndarray, np.ndarray]:
 
 
 def shift_stream(x: np.ndarray, shift: str | None, rng: np.random.Generator) -> np.ndarray:
-    """The input shift a device sees: ``brightness`` adds to every stroke, ``noise`` adds
-    Gaussian sensor noise; values stay in the sensor's 0..16 range."""
+    """The input shift a device sees: ``brightness`` raises gain and offset, ``noise`` adds
+    non-negative sensor noise (dark current + read noise, |N(0, 2.5)|) that lights up the
+    background; values stay in the sensor's 0..16 range."""
     if shift is None:
         return x
     if shift == "brightness":
         return np.clip(x * 1.6 + 3.0, 0, 16).astype(np.float32)
     if shift == "noise":
-        return np.clip(x + rng.normal(0, 3.0, x.shape), 0, 16).astype(np.float32)
+        return np.clip(x + np.abs(rng.normal(0, 2.5, x.shape)), 0, 16).astype(np.float32)
     raise ValueError(f"unknown shift {shift!r} (one of {', '.join(SHIFTS)})")
 
 

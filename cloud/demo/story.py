@@ -138,24 +138,33 @@ def rollout(
 
 
 def watch(api: HubClient, rid: str, version: int, timeout: float) -> dict[str, Any]:
-    """Follow a rollout until it reaches a final state, with a progress bar per wave."""
+    """Follow a rollout until it reaches a final state: a progress bar on a terminal, one
+    line per change in a log."""
+    import sys
+
     from tqdm import tqdm
 
     final = ("completed", "aborted", "rolled_back")
     deadline = time.monotonic() + timeout
-    bar = tqdm(total=1, desc=f"v{version} rollout", unit="dev", leave=True)
+    tty = sys.stdout.isatty()
+    bar = tqdm(total=1, desc=f"v{version} rollout", unit="dev", disable=not tty)
     state: dict[str, Any] = {}
-    last_audit = 0
+    seen_audit, last_line = 0, ""
     while time.monotonic() < deadline:
         state = api.call("GET", f"/api/v1/rollouts/{rid}")
-        bar.total = max(1, int(state.get("target_size") or 1))
-        bar.n = int(state.get("committed") or 0)
-        wave = state.get("current_wave")
-        bar.set_postfix_str(f"{state['state']}, wave {wave}, waiting: {state.get('waiting_for')}")
-        bar.refresh()
-        for entry in state.get("audit", [])[last_audit:]:
-            tqdm.write(f"    {entry['from']} -> {entry['to']}: {entry.get('reason', '')}")
-        last_audit = len(state.get("audit", []))
+        total, done = max(1, int(state.get("target_size") or 1)), int(state.get("committed") or 0)
+        where = f"{state['state']}, wave {int(state.get('current_wave') or 0) + 1}"
+        if state.get("waiting_for"):
+            where += f", waiting for {state['waiting_for']}"
+        bar.total, bar.n = total, done
+        bar.set_postfix_str(where)
+        line = f"    v{version}: {done}/{total} devices committed ({where})"
+        if not tty and line != last_line:
+            print(line, flush=True)
+            last_line = line
+        for entry in state.get("audit", [])[seen_audit:]:
+            tqdm.write(f"    [{entry.get('action')}] {entry.get('reason', '')}")
+        seen_audit = len(state.get("audit", []))
         if state["state"] in final:
             break
         time.sleep(1.0)
@@ -229,8 +238,8 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path]) -> DemoResul
     failed_gates = [g["metric"] for g in s3.get("gates", []) if g.get("ok") is False]
     reached = sum(1 for d in s3.get("deployments", []) if d.get("wave", 0) == 0)
     res.check(
-        "v3 is stopped and rolled back",
-        s3["state"] == "rolled_back",
+        "v3 is stopped at the canary and rolled back",
+        s3["state"] == "rolled_back" and untouched == 0,
         f"{s3['state']}; failed gates: {', '.join(failed_gates) or 'none'}; "
         f"{reached} canary device(s) touched",
     )
