@@ -59,8 +59,8 @@ def enroll(
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             obj = json.loads(resp.read(1 << 20))
     except urllib.error.HTTPError as exc:
-        detail = exc.read(2048).decode("utf-8", "replace").strip()
-        raise EnrollError(f"hub refused enrollment: HTTP {exc.code} {detail[:200]}") from None
+        detail = _error_message(exc.read(2048))
+        raise EnrollError(f"hub refused enrollment (HTTP {exc.code}): {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise EnrollError(f"cannot reach hub at {hub}: {getattr(exc, 'reason', exc)}") from None
     except ValueError:
@@ -70,3 +70,13 @@ def enroll(
     creds = {"device": device, "token": obj["token"], "tags": obj.get("tags") or [], "hub": hub}
     save_credentials(data_dir, creds)
     return creds
+
+
+def _error_message(body: bytes) -> str:
+    """The hub's ``{"error": {"message"}}`` text, else the start of the body."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        message = json.loads(text)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return text[:200] or "no details"
+    return str(message)[:200]
