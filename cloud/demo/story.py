@@ -236,12 +236,15 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path]) -> DemoResul
     s3 = rollout(api, 3, [17, 50, 100], opts, gates)
     res.rollouts.append({"version": 3, "state": s3["state"], "id": s3["id"]})
     failed_gates = [g["metric"] for g in s3.get("gates", []) if g.get("ok") is False]
-    reached = sum(1 for d in s3.get("deployments", []) if d.get("wave", 0) == 0)
+    canary = [d for d in s3.get("deployments", []) if d.get("wave", 0) == 0]
+    reasons = sorted({str(d["reason"]) for d in canary if d.get("reason")})
+    untouched = sum(1 for d in s3.get("deployments", []) if d.get("wave", 0) > 0)
     res.check(
         "v3 is stopped at the canary and rolled back",
         s3["state"] == "rolled_back" and untouched == 0,
-        f"{s3['state']}; failed gates: {', '.join(failed_gates) or 'none'}; "
-        f"{reached} canary device(s) touched",
+        f"{s3['state']} after the canary wave ({len(canary)} device(s)); failed gates: "
+        f"{', '.join(failed_gates) or 'none'}; device reports: {'; '.join(reasons) or 'none'}; "
+        f"later waves reached {untouched} device(s)",
     )
     try:
         wait_until(
