@@ -82,7 +82,8 @@ def run_agent(args: argparse.Namespace) -> int:
     if agent.http is not None:
         _say(f"local HTTP API on {agent.http.url}")
     if not agent.transport.wait_connected(5.0):
-        _say(f"broker {cfg.broker} not reachable yet; retrying in the background")
+        why = getattr(agent.transport, "last_error", None) or "not reachable yet"
+        _say(f"broker {cfg.broker}: {why}; retrying in the background")
     stop.wait()
     _say("stopping")
     agent.stop(graceful=True)
