@@ -1,0 +1,51 @@
+"""The whole story, as a user runs it: `edgekit demo --exit-when-done` on embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("amqtt")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "demo",
+            "--exit-when-done",
+            "--devices",
+            "6",
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--summary-json",
+            str(summary),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    tail = (proc.stdout + proc.stderr)[-4000:]
+    assert proc.returncode == 0, tail
+    doc = json.loads(summary.read_text())
+    assert doc["ok"] is True, doc["checks"]
+    assert [(r["version"], r["state"]) for r in doc["rollouts"]] == [
+        (1, "completed"),
+        (2, "completed"),
+        (3, "rolled_back"),
+    ]
+    versions = {v["version"]: v["accuracy"] for v in doc["versions"]}
+    assert versions[2] >= 0.95 and versions[3] < 0.5, versions
+    assert len(doc["devices"]) == 6 and {d["version"] for d in doc["devices"]} == {2}
+    assert doc["drift_alerts"], "the shifted devices must raise drift alerts"
+    assert "fleet page: http://127.0.0.1:" in proc.stdout
