@@ -21,6 +21,7 @@ from edge import contract as c
 from edge.agent import Agent
 from edge.errors import InputError
 from edge.serving import InferenceTimeoutError
+from edge.store import Slot
 from edge.transport import MemoryBroker, MemoryTransport
 from tests.edge.agent_helpers import FileServer, wait_for
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
@@ -122,6 +123,10 @@ def rig(tmp_path: Path, kit: dict[str, Path]) -> Iterator[Rig]:
     r = Rig(tmp_path, kit)
     yield r
     r.close()
+
+
+def sid(slot: Slot | None) -> str | None:
+    return slot.id if slot is not None else None
 
 
 def steps_of(events: list[dict[str, Any]], command: str) -> list[str]:
@@ -283,7 +288,8 @@ def test_deploy_every_step_with_shadow(rig: Rig) -> None:
     shadow = next(e for e in rig.events() if e["step"] == "shadow")
     assert shadow["detail"]["inputs"] == 5 and 0.0 <= shadow["detail"]["agreement"] <= 1.0
     assert rig.status()["model"]["version"] == 2
-    assert agent.store.last_known_good().version == 2
+    lkg = agent.store.last_known_good()
+    assert lkg is not None and lkg.version == 2
     assert rig.files.requests[-1]["auth"] == "Bearer dev-token"
 
 
@@ -299,7 +305,7 @@ def test_deploy_every_step_with_shadow(rig: Rig) -> None:
 )
 def test_deploy_refusals(rig: Rig, case: str, match: str) -> None:
     rig.start(bundle=str(rig.kit["v2"] if case == "older" else rig.kit["v1"]))
-    bundle, version, extra = rig.kit["v2"], 2, {}
+    bundle, version, extra = rig.kit["v2"], 2, dict[str, Any]()
     if case == "bad_sha":
         extra = {"sha256": "ab" * 32}
     elif case == "bad_signature":
@@ -333,7 +339,7 @@ def test_probation_failure_rolls_back(rig: Rig) -> None:
     assert rolled["detail"]["restored"] == "digits-1"
     assert agent.server.current is not None and agent.server.current.version == 1
     wait_for(lambda: rig.status()["model"]["version"] == 1)
-    assert agent.store.active().id == "digits-1"
+    assert sid(agent.store.active()) == "digits-1"
 
 
 def test_error_rate_fallback_to_last_known_good(rig: Rig) -> None:
@@ -351,7 +357,7 @@ def test_error_rate_fallback_to_last_known_good(rig: Rig) -> None:
     assert ev["detail"]["reason"] == "error_rate" and ev["detail"]["restored"] == "digits-1"
     wait_for(lambda: agent.server.current is not None and agent.server.current.version == 1)
     assert agent.predict(raw_digit()).label
-    assert agent.store.active().id == "digits-1" and agent.store.last_known_good().id == "digits-1"
+    assert sid(agent.store.active()) == sid(agent.store.last_known_good()) == "digits-1"
     wait_for(lambda: rig.status()["model"]["version"] == 1)
 
 
@@ -410,13 +416,16 @@ def test_restart_during_probation_rolls_back(rig: Rig) -> None:
 
     store = ModelStore(rig.tmp / "data" / "models")
     v2 = store.active()
+    assert v2 is not None
     store.begin_install({"command": "c3", "rollout": "r3", "version": 3, "step": "probation"})
     import shutil
 
     shutil.copytree(v2.path, store.root / "digits-3")
     meta = json.loads((store.root / "digits-3" / "slot.json").read_text())
     (store.root / "digits-3" / "slot.json").write_text(json.dumps({**meta, "version": 3}))
-    store.activate(store.find("digits", 3))
+    v3 = store.find("digits", 3)
+    assert v3 is not None
+    store.activate(v3)
     agent = rig.start()
     assert agent.server.current is not None and agent.server.current.version == 2
     ev = rig.wait_event("rolled_back", kind="rollback")

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from edge.store import ModelStore, StoreError, write_atomic
+from edge.store import ModelStore, Slot, StoreError, write_atomic
 
 
-def add(store: ModelStore, version: int, name: str = "digits") -> object:
+def sid(slot: Slot | None) -> str | None:
+    return slot.id if slot is not None else None
+
+
+def add(store: ModelStore, version: int, name: str = "digits") -> Slot:
     staging = store.new_staging()
     (staging / "bundle").mkdir()
     (staging / "bundle" / "manifest.json").write_text("{}")
@@ -28,14 +32,14 @@ def test_commit_activate_revert(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
     v1 = add(store, 1)
     store.commit(v1)
-    assert store.active().id == "digits-1" and store.last_known_good().id == "digits-1"
+    assert sid(store.active()) == "digits-1" and sid(store.last_known_good()) == "digits-1"
     v2 = add(store, 2)
     store.activate(v2)
-    assert store.active().id == "digits-2" and store.last_known_good().id == "digits-1"
+    assert sid(store.active()) == "digits-2" and sid(store.last_known_good()) == "digits-1"
     # a fresh instance reads the same pointer from disk
-    assert ModelStore(tmp_path / "models").active().id == "digits-2"
-    assert store.revert().id == "digits-1"
-    assert ModelStore(tmp_path / "models").active().id == "digits-1"
+    assert sid(ModelStore(tmp_path / "models").active()) == "digits-2"
+    assert sid(store.revert()) == "digits-1"
+    assert sid(ModelStore(tmp_path / "models").active()) == "digits-1"
 
 
 def test_prune_keeps_n_and_protects_active(tmp_path: Path) -> None:
@@ -74,7 +78,7 @@ def test_corrupt_state_rebuilt_from_slots(tmp_path: Path) -> None:
     store.commit(add(store, 2))
     (store.root / "state.json").write_text("not json")
     again = ModelStore(tmp_path / "models")
-    assert again.active().id == "digits-2"
+    assert sid(again.active()) == "digits-2"
     assert any(p.name.startswith("state.broken-") for p in again.root.iterdir())
 
 
@@ -91,7 +95,7 @@ def test_missing_active_slot_falls_back(tmp_path: Path) -> None:
     shutil.rmtree(store.root / "digits-2")
     again = ModelStore(tmp_path / "models")
     again.recover()
-    assert again.active().id == "digits-1"
+    assert sid(again.active()) == "digits-1"
 
 
 def test_in_use_slot_cannot_be_replaced_or_forgotten(tmp_path: Path) -> None:
