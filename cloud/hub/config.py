@@ -30,7 +30,7 @@ class HubConfig:
     minute_retention_s: float = 30 * 24 * 3600.0
     compaction_interval_s: float = 60.0
     bridge_batch_size: int = 200
-    bridge_flush_s: float = 0.5
+    bridge_flush_s: float = 0.5  # how long the idle writer waits before checking for stop
     mqtt_consumer: str = "auto"  # auto | shared | lease
     mqtt_share_group: str = "edgekit-hub"  # hubs of one fleet share this group name
     mqtt_version: str = "auto"  # auto (5, else 3.1.1) | 5 | 3.1.1

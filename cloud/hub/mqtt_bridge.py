@@ -1,6 +1,6 @@
 """The hub's MQTT side: subscribe to every device's status, telemetry and events; publish
 commands. Paho's network thread only enqueues; a writer thread parses and stores in batches
-(every ``bridge_batch_size`` messages or ``bridge_flush_s`` seconds). A bad message is
+(everything queued, at most ``bridge_batch_size`` messages, per transaction). A bad message is
 logged and counted, never kills either loop; a failing batch is retried message by message
 so one poisoned row loses nothing else.
 
@@ -65,6 +65,27 @@ PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 Parsed = Status | Telemetry | Event
 
 
+class SeenWindow:
+    """The last ``DEDUP_WINDOW`` sequence numbers of one device stream: O(1) membership
+    (a set) with FIFO eviction (a deque), since every message is checked."""
+
+    __slots__ = ("_order", "_set")
+
+    def __init__(self) -> None:
+        self._order: deque[int] = deque()
+        self._set: set[int] = set()
+
+    def check(self, seq: int) -> bool:
+        """True when ``seq`` was seen; otherwise remember it."""
+        if seq in self._set:
+            return True
+        self._set.add(seq)
+        self._order.append(seq)
+        if len(self._order) > DEDUP_WINDOW:
+            self._set.discard(self._order.popleft())
+        return False
+
+
 def parse_broker_url(url: str) -> tuple[str, int, bool]:
     u = urlparse(url)
     if u.scheme not in ("mqtt", "mqtts", "tcp") or not u.hostname:
@@ -104,7 +125,7 @@ class MqttBridge:
         self.mode = "lease" if self.protocol == "3.1.1" else config.mqtt_consumer
         self.consuming = False
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(QUEUE_LIMIT)
-        self._seen: dict[tuple[str, str | None, str], deque[int]] = {}
+        self._seen: dict[tuple[str, str | None, str], SeenWindow] = {}
         self._stop = threading.Event()
         self._writer = threading.Thread(
             target=self._write_loop, name="hub-mqtt-writer", daemon=True
@@ -274,14 +295,17 @@ class MqttBridge:
                 self.flush(batch)
 
     def _take_batch(self) -> list[tuple[str, bytes]]:
-        batch: list[tuple[str, bytes]] = []
-        deadline = time.monotonic() + self.config.bridge_flush_s
+        """Everything queued (at most ``bridge_batch_size``) once one message is there.
+
+        Group commit: while one batch is written the next accumulates, so batches grow
+        with load and an idle hub stores a message at once instead of lingering."""
+        try:
+            batch = [self._queue.get(timeout=self.config.bridge_flush_s)]
+        except queue.Empty:
+            return []
         while len(batch) < self.config.bridge_batch_size:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                break
             try:
-                batch.append(self._queue.get(timeout=timeout))
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
         return batch
@@ -290,16 +314,16 @@ class MqttBridge:
         key = (msg.device, msg.boot, kind)
         seen = self._seen.get(key)
         if seen is None:
-            seen = self._seen[key] = deque(maxlen=DEDUP_WINDOW)
-        if msg.seq in seen:
-            return True
-        seen.append(msg.seq)
-        return False
+            seen = self._seen[key] = SeenWindow()
+        return seen.check(msg.seq)
 
     def flush(self, raw: list[tuple[str, bytes]]) -> None:
         """Parse and store one batch (public so tests and benchmarks can drive it)."""
         parsed: list[Parsed] = []
         for topic_name, payload in raw:
+            if not payload and topic_name.endswith("/" + STATUS):
+                self.counters["cleared"] += 1  # a retained status being cleared, not data
+                continue
             try:
                 msg = parse_message(topic_name, payload)
             except ContractError as exc:

@@ -1,0 +1,93 @@
+"""Telemetry batches on SQLite: minute aggregates merge across batches, late messages land
+in their own minute, device KPIs keep the newest sample, duplicates are dropped."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from cloud.hub.config import HubConfig
+from cloud.hub.models import Device, TelemetryMinute, TelemetryRaw
+from cloud.hub.mqtt_bridge import DEDUP_WINDOW, MqttBridge, SeenWindow, parse_message
+from cloud.hub.telemetry_store import write_batch
+from edge.contract import Telemetry
+from tests.cloud.hub import helpers
+
+MINUTE = 1_800_000_000 - 1_800_000_000 % 60  # a minute boundary
+
+
+def tel(dev: str, seq: int, ts: float, **metrics: Any) -> Telemetry:
+    msg = parse_message(*helpers.telemetry(dev, seq, ts=ts, **metrics))
+    assert isinstance(msg, Telemetry)
+    return msg
+
+
+def minutes(hub: Any, dev: str) -> dict[int, TelemetryMinute]:
+    with hub.db.session() as s:
+        return {m.minute: m for m in s.query(TelemetryMinute).filter_by(device_id=dev)}
+
+
+def test_minute_aggregates_merge_across_batches(app: Any) -> None:
+    hub = app.extensions["edgekit_hub"]
+    with hub.db.session() as s:
+        write_batch(s, [tel("d1", 1, MINUTE + 1, latency_ms={"p50": 1.0, "p95": 2.0}),
+                        tel("d1", 2, MINUTE + 2, latency_ms={"p50": 3.0, "p95": 7.0})])  # fmt: skip
+    with hub.db.session() as s:
+        write_batch(s, [tel("d1", 3, MINUTE + 3, latency_ms={"p50": 5.0, "p95": 4.0},
+                            inferences=10, confidence_mean=None)])  # fmt: skip
+    m = minutes(hub, "d1")[MINUTE]
+    assert m.samples == 3 and m.inferences == 50 + 50 + 10 and m.errors == 3
+    assert m.latency_p95 == 7.0  # maximum over the minute
+    assert m.latency_p50 == pytest.approx(3.0)  # mean weighted by samples
+    assert m.confidence == pytest.approx(0.9)  # a missing value does not dilute the mean
+    assert m.drift == pytest.approx(0.05)  # max(input_psi, output_psi)
+
+
+def test_late_telemetry_lands_in_its_minute_and_keeps_newest_kpis(app: Any) -> None:
+    hub = app.extensions["edgekit_hub"]
+    with hub.db.session() as s:
+        write_batch(s, [tel("d2", 10, MINUTE + 70, latency_ms={"p95": 5.0})])
+    with hub.db.session() as s:  # replayed from the outbox, one minute older
+        write_batch(s, [tel("d2", 9, MINUTE + 10, latency_ms={"p95": 99.0})])
+    m = minutes(hub, "d2")
+    assert set(m) == {MINUTE, MINUTE + 60}
+    assert m[MINUTE].latency_p95 == 99.0 and m[MINUTE + 60].latency_p95 == 5.0
+    with hub.db.session() as s:
+        dev = s.get(Device, "d2")
+        assert dev is not None and dev.kpis_ts == MINUTE + 70
+        assert dev.kpis["p95_latency_ms"] == 5.0  # the late sample did not overwrite it
+        assert dev.last_seen is not None and dev.enrolled is False and dev.tags == []
+        assert s.query(TelemetryRaw).filter_by(device_id="d2").count() == 2
+
+
+def test_one_batch_with_many_devices_and_malformed_metrics(app: Any) -> None:
+    hub = app.extensions["edgekit_hub"]
+    batch = [tel(f"m{i}", 1, MINUTE + i) for i in range(30)]
+    batch.append(tel("m0", 2, MINUTE + 40, latency_ms="fast", inferences=-3, errors={"x": "y"}))
+    with hub.db.session() as s:
+        assert write_batch(s, batch) == 31
+        assert write_batch(s, []) == 0
+    with hub.db.session() as s:
+        assert s.query(Device).count() == 30
+        m0 = s.get(Device, "m0")
+        assert m0 is not None and m0.kpis["p95_latency_ms"] is None  # newest, malformed
+    m = minutes(hub, "m0")[MINUTE]
+    assert m.samples == 2 and m.inferences == 50 and m.latency_p95 == 2.0
+
+
+def test_dedupe_window_and_cleared_retained_status(app: Any) -> None:
+    w = SeenWindow()
+    assert not w.check(1) and w.check(1)
+    for seq in range(2, DEDUP_WINDOW + 2):
+        assert not w.check(seq)
+    assert not w.check(1)  # evicted: older than the window
+    hub = app.extensions["edgekit_hub"]
+    cfg = HubConfig(**{**hub.config.__dict__, "broker_url": "mqtt://127.0.0.1:1"})
+    bridge = MqttBridge(cfg, hub.db)
+    t, p = helpers.telemetry("d3", 5)
+    other_boot = json.dumps({**json.loads(p), "boot": "boot2"}).encode()
+    bridge.flush([(t, p), (t, p), (t, other_boot), ("edgekit/v1/d3/status", b"")])
+    assert bridge.counters["duplicate"] == 1 and bridge.counters["cleared"] == 1
+    assert bridge.counters["rejected"] == 0 and bridge.counters["stored_telemetry"] == 2
