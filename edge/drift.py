@@ -113,7 +113,9 @@ class InputDrift:
         """Add one model input (any batch shape); False if its size does not fit.
 
         Large inputs (images) are binned on an evenly strided subset of at most
-        ``MAX_ROWS`` pixels per channel, so the cost stays in microseconds."""
+        ``MAX_ROWS`` pixels per channel. This runs on every inference, so it is written
+        for few numpy calls: one ``searchsorted`` per channel into one index array, one
+        ``bincount`` for all of them (224x224x3 image: ~30 us)."""
         arr = np.asarray(x)
         if arr.size == 0 or arr.size % self.n_dims:
             self.mismatches += 1
@@ -121,20 +123,22 @@ class InputDrift:
         cols = arr.reshape(-1, self.n_dims)  # NHWC: channels last; tabular: features last
         if len(cols) > MAX_ROWS:
             cols = cols[:: -(-len(cols) // MAX_ROWS)]
-        cols = cols.astype(np.float64, copy=False)
-        finite = np.isfinite(cols)
         if len(cols) > 8:  # many rows, few columns (images): one searchsorted per channel
-            counts = np.zeros_like(self.totals)
-            for j in range(self.n_dims):
-                col = cols[finite[:, j], j]
-                idx_j = np.searchsorted(self.inner_edges[j], col, side="right")
-                counts[j, : self.k[j]] = np.bincount(idx_j, minlength=int(self.k[j]))
+            idx = np.empty((self.n_dims, len(cols)), dtype=np.intp)
+            for j, edges in enumerate(self.inner_edges):
+                idx[j] = edges.searchsorted(cols[:, j], side="right")
+            idx += self.row_offsets[:, None]
+            flat = idx.ravel()
+            finite = np.isfinite(cols)
+            if not finite.all():  # NaN/inf are not counted
+                flat = idx[finite.T]
         else:  # few rows, maybe many features (tabular): one vectorised comparison
             # bin index = how many inner edges are <= the value (searchsorted side="right")
+            finite = np.isfinite(cols)
             idx = (cols[:, :, None] >= self.padded_edges[None, :, :]).sum(axis=2)
-            flat = (idx + self.row_offsets)[finite]  # NaN/inf are not counted
-            counts = np.bincount(flat, minlength=self.totals.size).reshape(self.totals.shape)
-        small = counts.astype(np.uint16) if counts.max(initial=0) < 65536 else counts
+            flat = (idx + self.row_offsets)[finite]
+        counts = np.bincount(flat, minlength=self.totals.size).reshape(self.totals.shape)
+        small = counts.astype(np.uint16) if len(flat) < 65536 else counts
         self.samples.append(small)
         self.totals += counts
         if len(self.samples) > self.window:
