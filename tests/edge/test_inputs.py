@@ -201,3 +201,50 @@ def test_bad_input_files(tmp_path: Path, name: str, content: Any, message: str) 
     with pytest.raises(InputError, match=message) as info:
         load_input_file(path)
     assert info.value.code == "decode"
+
+
+# ----------------------------------------------------------------- image fast path
+
+
+@pytest.mark.parametrize(
+    ("pre", "values", "code"),
+    [
+        (IMAGE_PRE, [0.0, 16.0], None),  # the range ends themselves
+        (IMAGE_PRE, [16.0 + 0.5 * 16e-4], None),  # inside the documented slack
+        (IMAGE_PRE, [16.0 + 2 * 16e-4], "range"),  # just past it
+        (IMAGE_PRE, [-2 * 16e-4], "range"),
+        (IMAGE_PRE, [np.nan, 20.0], "range"),  # a range error is reported before NaN
+        (IMAGE_PRE, [np.nan, 1.0], "nan"),
+        (IMAGE_PRE, [np.inf], "nan"),
+        ({**IMAGE_PRE, "scale": 1.0, "offset": 1e6}, [0.0, 16.0], None),  # exact path
+        ({**IMAGE_PRE, "scale": -1 / 16, "offset": 1.0}, [0.0, 16.0], None),
+        ({**IMAGE_PRE, "scale": -1 / 16, "offset": 1.0}, [17.0], "range"),
+        ({**IMAGE_PRE, "scale": 0.0}, [17.0], "range"),
+        ({**IMAGE_PRE, "scale": 1e38}, [16.0], "range"),  # overflows float32 after it
+    ],
+)
+def test_image_checks_agree_at_the_edges(
+    pre: dict[str, Any], values: list[float], code: str | None
+) -> None:
+    m = manifest(pre, [1, 8, 8, 1])
+    raw = np.full((8, 8, 1), values[0], dtype=np.float32)
+    raw.flat[: len(values)] = values
+    if code is None:
+        x = prepare(m, raw)
+        want = raw.astype(np.float32) * np.float32(pre["scale"]) + np.float32(pre["offset"])
+        assert x.shape == (1, 8, 8, 1) and x.flags.c_contiguous
+        assert np.array_equal(x[0], want.astype(np.float32))
+        assert not np.may_share_memory(x, raw)
+    else:
+        with pytest.raises(InputError) as info:
+            prepare(m, raw)
+        assert info.value.code == code, str(info.value)
+
+
+def test_uint8_frames_and_strided_views_are_prepared() -> None:
+    frame = np.arange(64, dtype=np.uint8).reshape(8, 8) % 17
+    assert np.allclose(prepare(IMG, frame)[0, :, :, 0], frame / 16)
+    wide = np.zeros((8, 16), dtype=np.float32)
+    wide[:, ::2] = 16.0
+    x = prepare(IMG, wide[:, ::2])  # a non-contiguous view
+    assert x.flags.c_contiguous and np.allclose(x, 1.0)
