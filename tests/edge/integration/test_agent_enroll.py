@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.edge.brokers import MOSQUITTO, PrivateBroker, free_port
+from tests.edge.brokers import PrivateBroker, free_port, private_broker  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 pytest.importorskip("flask", reason="the hub needs the 'hub' extra")
@@ -78,18 +78,6 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
         h.stop()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed")
-    b = PrivateBroker(tmp_path, free_port())
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
 def run_agent(
     hub: Hub, broker: PrivateBroker, device: str, data_dir: Path, token: str
 ) -> tuple[int, str, str]:
@@ -111,7 +99,12 @@ def run_agent(
     return proc.wait(), "".join(out) + rest, err
 
 
-def test_enroll_once_with_a_real_hub(hub: Hub, broker: PrivateBroker, tmp_path: Path) -> None:
+def test_enroll_once_with_a_real_hub(
+    hub: Hub,
+    private_broker: PrivateBroker,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    broker = private_broker
     enroll_token = hub.cli("enroll-token", "--tags", ",".join(TAGS))
     viewer = hub.cli("create-token", "--role", "viewer")
     data = tmp_path / "agent-1"
