@@ -1,0 +1,154 @@
+"""Rollout state: the dataclasses ``advance`` and ``act`` read and return, and the small
+mutators both use (state transitions with their audit record, deployment statuses,
+command ids). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloud.hub.rollout_spec import RolloutSpec, Wave
+
+STATES = ("draft", "running", "paused", "completed", "aborted", "rolled_back")
+TERMINAL = ("completed", "aborted", "rolled_back")
+ACTIONS = ("start", "pause", "resume", "abort", "rollback", "retry", "approve")
+FAIL_STEPS = ("failed", "rolled_back")
+
+
+@dataclass(frozen=True)
+class Kpis:
+    """A device's latest KPIs and the model version they were measured on."""
+
+    model: str
+    version: int
+    error_rate: float | None = None
+    p95_latency_ms: float | None = None
+    drift: float | None = None
+    accuracy: float | None = None
+
+    def get(self, metric: str) -> float | None:
+        value: float | None = getattr(self, metric)
+        return value
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """The latest deploy/rollback step a device announced for this rollout."""
+
+    step: str
+    command: str | None = None
+    version: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceObservation:
+    id: str
+    online: bool
+    tags: tuple[str, ...] = ()
+    model: tuple[str, int] | None = None  # (name, version) the device reports it runs
+    kpis: Kpis | None = None
+    step: StepReport | None = None
+
+
+@dataclass(frozen=True)
+class Order:
+    device: str
+    kind: str  # deploy | rollback
+    name: str
+    version: int
+    command_id: str
+    rollout: str
+
+
+@dataclass
+class DeploymentState:
+    device: str
+    wave: int
+    status: str
+    updated_by_rollout: bool = False
+    from_name: str | None = None
+    from_version: int | None = None
+    command_id: str | None = None
+    attempts: int = 0
+    ordered_at: float | None = None
+    updated: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class WaveState:
+    index: int
+    wave: Wave
+    started: float | None = None
+    soak_started: float | None = None
+    finished: float | None = None
+    approved: bool = False
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    ts: float
+    from_state: str
+    to_state: str
+    action: str
+    reason: str
+    actor: str | None = None
+
+
+@dataclass
+class RolloutState:
+    id: str
+    spec: RolloutSpec
+    state: str = "draft"
+    current_wave: int = 0
+    waves: list[WaveState] = field(default_factory=list)
+    deployments: dict[str, DeploymentState] = field(default_factory=dict)
+    audit: list[AuditRecord] = field(default_factory=list)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    created: float = 0.0
+    updated: float = 0.0
+    command_seq: int = 0
+
+    @property
+    def waiting_for(self) -> str | None:
+        if self.state != "running" or self.current_wave >= len(self.waves):
+            return None
+        w = self.waves[self.current_wave]
+        if w.soak_started is None:
+            return "devices"
+        if self.spec.manual_approval and w.finished is None and soaked(self, w, None):
+            return "approval"
+        return "soak"
+
+
+def new_rollout(rid: str, spec: RolloutSpec, now: float, actor: str | None = None) -> RolloutState:
+    r = RolloutState(id=rid, spec=spec, created=now, updated=now)
+    r.waves = [WaveState(i, w) for i, w in enumerate(spec.waves)]
+    r.audit.append(AuditRecord(now, "draft", "draft", "create", "rollout created", actor))
+    return r
+
+
+def transition(
+    r: RolloutState, to: str, action: str, reason: str, now: float, actor: str | None
+) -> None:
+    r.audit.append(AuditRecord(now, r.state, to, action, reason, actor))
+    r.state = to
+    r.updated = now
+
+
+def next_command(r: RolloutState) -> str:
+    r.command_seq += 1
+    return f"{r.id}-{r.command_seq}"
+
+
+def soaked(r: RolloutState, w: WaveState, now: float | None) -> bool:
+    if w.soak_started is None:
+        return False
+    return now is None or now - w.soak_started >= r.spec.soak_seconds
+
+
+def set_status(d: DeploymentState, status: str, now: float, reason: str) -> None:
+    d.status, d.updated, d.reason = status, now, reason
