@@ -29,6 +29,10 @@ class HubConfig:
     raw_retention_s: float = 24 * 3600.0
     minute_retention_s: float = 30 * 24 * 3600.0
     compaction_interval_s: float = 60.0
+    # A device silent this long is shown offline even without a will (e.g. a network cut the
+    # broker has not noticed): stale_intervals x its telemetry interval, else offline_after_s.
+    offline_after_s: float = 60.0
+    stale_intervals: float = 3.0
     bridge_batch_size: int = 200
     bridge_flush_s: float = 0.5  # how long the idle writer waits before checking for stop
     mqtt_consumer: str = "auto"  # auto | shared | lease
@@ -49,7 +53,13 @@ class HubConfig:
             raise ConfigError(f"mqtt_version must be one of {', '.join(MQTT_VERSIONS)}")
         if self.mqtt_version == "3.1.1" and self.mqtt_consumer == "shared":
             raise ConfigError("shared subscriptions need MQTT 5; use mqtt_consumer auto or lease")
-        for name in ("tick_interval_s", "bridge_flush_s", "compaction_interval_s"):
+        for name in (
+            "tick_interval_s",
+            "bridge_flush_s",
+            "compaction_interval_s",
+            "offline_after_s",
+            "stale_intervals",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if self.bridge_batch_size < 1:

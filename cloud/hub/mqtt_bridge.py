@@ -368,7 +368,9 @@ class MqttBridge:
                         elif isinstance(m, Event):
                             _ensure_device(s, m.device, now)
                             s.add(event_row(m))
-                    telemetry_store.write_batch(s, telemetry)
+                    telemetry_store.write_batch(
+                        s, telemetry, self.config.stale_intervals, self.config.offline_after_s
+                    )
                 return
             except IntegrityError:  # two workers created the same new device at once
                 if attempt == 2:

@@ -104,10 +104,40 @@ def device_kpis(t: Telemetry, s: Sample) -> dict[str, Any]:
         "inferences_total": _num(m.get("inferences_total")),
         "cpu_percent": _num(m.get("cpu_percent")),
         "memory_rss_mb": _num(m.get("memory_rss_mb")),
+        "interval_s": _num(m.get("interval_s")),
     }
 
 
-def write_batch(db: Session, items: Iterable[Telemetry]) -> int:
+def staleness_window(interval_s: Any, stale_intervals: float, offline_after_s: float) -> float:
+    """Seconds of silence after which a device counts as offline without a will."""
+    n = _num(interval_s)
+    return stale_intervals * n if n is not None and n > 0 else offline_after_s
+
+
+def mark_stale_offline(
+    db: Session, now: float, stale_intervals: float, offline_after_s: float
+) -> list[str]:
+    """Flip devices that went silent (no will: the broker has not noticed yet) to offline;
+    returns their ids. Telemetry from them later flips them back (``write_batch``)."""
+    d = DEVICE_TABLE
+    rows = db.execute(select(d.c.id, d.c.last_seen, d.c.kpis).where(d.c.online.is_(True)))
+    stale = [
+        device_id
+        for device_id, last_seen, kpis in rows
+        if now - (last_seen or 0.0)
+        > staleness_window((kpis or {}).get("interval_s"), stale_intervals, offline_after_s)
+    ]
+    if stale:
+        db.execute(update(d).where(d.c.id.in_(stale), d.c.online.is_(True)).values(online=False))
+    return stale
+
+
+def write_batch(
+    db: Session,
+    items: Iterable[Telemetry],
+    stale_intervals: float = 3.0,
+    offline_after_s: float = 60.0,
+) -> int:
     """Insert raw rows, merge minute aggregates and refresh device KPIs in one transaction.
 
     Core statements only (executemany, no ORM unit of work), one SELECT for the batch's
@@ -140,7 +170,7 @@ def write_batch(db: Session, items: Iterable[Telemetry]) -> int:
         return 0
     db.execute(insert(RAW_TABLE), rows)
     _merge_minutes(db, minutes)
-    _refresh_devices(db, latest, time.time())
+    _refresh_devices(db, latest, time.time(), stale_intervals, offline_after_s)
     return len(rows)
 
 
@@ -202,34 +232,63 @@ def _merge_row(row: dict[str, Any], samples: list[Sample]) -> None:
     row["samples"] = n_old + len(samples)
 
 
-def _refresh_devices(db: Session, latest: dict[str, tuple[Telemetry, Sample]], now: float) -> None:
+def _refresh_devices(
+    db: Session,
+    latest: dict[str, tuple[Telemetry, Sample]],
+    now: float,
+    stale_intervals: float,
+    offline_after_s: float,
+) -> None:
     """Newest KPIs per device (an older, late message never overwrites newer ones), last
-    seen, and rows for devices first heard of through telemetry — coalesced per batch."""
+    seen, and rows for devices first heard of through telemetry — coalesced per batch.
+
+    A device marked offline only because it went silent is online again once it sends:
+    an offline device whose last message is older than its staleness window. A fresh
+    ``offline`` will (it set ``last_seen`` just now) is never overridden."""
     d = DEVICE_TABLE
-    known = dict(db.execute(select(d.c.id, d.c.kpis_ts).where(d.c.id.in_(list(latest)))).all())
+    query = select(d.c.id, d.c.kpis_ts, d.c.online, d.c.last_seen).where(d.c.id.in_(list(latest)))
+    known = {r.id: r for r in db.execute(query)}
     new: list[dict[str, Any]] = []
-    kpis: list[dict[str, Any]] = []
-    seen_only: list[str] = []
+    updates: list[dict[str, Any]] = []
     for device_id, (t, s) in latest.items():
-        if device_id not in known:
+        row = known.get(device_id)
+        if row is None:
             kp = device_kpis(t, s)
             new.append({"id": device_id, "tags": [], "first_seen": now, "last_seen": now,
                         "capabilities": {}, "kpis": kp, "kpis_ts": t.ts})  # fmt: skip
-        elif known[device_id] is None or t.ts >= known[device_id]:
-            kpis.append({"b_id": device_id, "b_kpis": device_kpis(t, s), "b_ts": t.ts})
-        else:
-            seen_only.append(device_id)
+            continue
+        window = staleness_window(t.metrics.get("interval_s"), stale_intervals, offline_after_s)
+        back = not row.online and now - (row.last_seen or 0.0) > window
+        fresh = row.kpis_ts is None or t.ts >= row.kpis_ts
+        updates.append(
+            {
+                "b_id": device_id,
+                "b_kpis": device_kpis(t, s) if fresh else None,
+                "b_ts": t.ts if fresh else row.kpis_ts,
+                "b_online": True if back else row.online,
+            }
+        )
     if new:
         db.execute(insert(d), new)
-    if kpis:
+    fresh_rows = [u for u in updates if u["b_kpis"] is not None]
+    if fresh_rows:
         stmt = (
             update(d)
             .where(d.c.id == bindparam("b_id"))
-            .values(kpis=bindparam("b_kpis"), kpis_ts=bindparam("b_ts"), last_seen=now)
+            .values(kpis=bindparam("b_kpis"), kpis_ts=bindparam("b_ts"),
+                    online=bindparam("b_online"), last_seen=now)
+        )  # fmt: skip
+        db.execute(stmt, fresh_rows)
+    stale_rows = [
+        {"b_id": u["b_id"], "b_online": u["b_online"]} for u in updates if u["b_kpis"] is None
+    ]
+    if stale_rows:
+        stmt = (
+            update(d)
+            .where(d.c.id == bindparam("b_id"))
+            .values(online=bindparam("b_online"), last_seen=now)
         )
-        db.execute(stmt, kpis)
-    if seen_only:
-        db.execute(update(d).where(d.c.id.in_(seen_only)).values(last_seen=now))
+        db.execute(stmt, stale_rows)
 
 
 def compact(

@@ -1,6 +1,7 @@
-"""Background workers of a hub process: MQTT bridge, rollout ticker, telemetry compaction.
+"""Background workers of a hub process: MQTT bridge, rollout ticker, telemetry compaction,
+and the staleness sweep (silent devices without a will are shown offline).
 
-The ticker and compaction are singletons across hub workers (a database lease), so two
+The ticker, compaction and sweep are singletons across hub workers (a database lease), so two
 gunicorn workers never send the same deploy command twice.
 """
 
@@ -46,5 +47,17 @@ def start_workers(hub: Hub) -> None:
         if raw or minutes:
             log.info("compaction dropped %d raw rows and %d minute rows", raw, minutes)
 
+    def sweep_stale() -> None:
+        if not leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl, holder):
+            return
+        with hub.db.session() as s:
+            stale = telemetry_store.mark_stale_offline(
+                s, time.time(), cfg.stale_intervals, cfg.offline_after_s
+            )
+        if stale:
+            log.info("%d silent devices marked offline: %s", len(stale), ", ".join(stale[:10]))
+
+    sweep_every = min(10.0, max(0.2, cfg.offline_after_s / 4))
     hub.workers.append(Ticker("hub-rollouts", cfg.tick_interval_s, tick).start())
+    hub.workers.append(Ticker("hub-staleness", sweep_every, sweep_stale).start())
     hub.workers.append(Ticker("hub-compaction", cfg.compaction_interval_s, compact).start())

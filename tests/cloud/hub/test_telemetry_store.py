@@ -1,18 +1,22 @@
 """Telemetry batches on SQLite: minute aggregates merge across batches, late messages land
-in their own minute, device KPIs keep the newest sample, duplicates are dropped."""
+in their own minute, device KPIs keep the newest sample, duplicates are dropped; silent
+devices go offline after their staleness window and come back when they send."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
+from cloud.hub.app import create_app
 from cloud.hub.config import HubConfig
 from cloud.hub.models import Device, TelemetryMinute, TelemetryRaw
 from cloud.hub.mqtt_bridge import DEDUP_WINDOW, MqttBridge, SeenWindow, parse_message
-from cloud.hub.telemetry_store import write_batch
+from cloud.hub.telemetry_store import mark_stale_offline, staleness_window, write_batch
 from edge.contract import Telemetry
+from edge.errors import ConfigError
 from tests.cloud.hub import helpers
 
 MINUTE = 1_800_000_000 - 1_800_000_000 % 60  # a minute boundary
@@ -91,3 +95,61 @@ def test_dedupe_window_and_cleared_retained_status(app: Any) -> None:
     bridge.flush([(t, p), (t, p), (t, other_boot), ("edgekit/v1/d3/status", b"")])
     assert bridge.counters["duplicate"] == 1 and bridge.counters["cleared"] == 1
     assert bridge.counters["rejected"] == 0 and bridge.counters["stored_telemetry"] == 2
+
+
+def _online(hub: Any, dev: str) -> bool:
+    with hub.db.session() as s:
+        d = s.get(Device, dev)
+        assert d is not None
+        return bool(d.online)
+
+
+def _feed(hub: Any, *messages: tuple[str, bytes]) -> None:
+    cfg = HubConfig(**{**hub.config.__dict__, "broker_url": "mqtt://127.0.0.1:1"})
+    MqttBridge(cfg, hub.db).flush(list(messages))
+
+
+def test_silent_devices_go_offline_and_come_back_when_they_send(app: Any) -> None:
+    hub = app.extensions["edgekit_hub"]
+    _feed(hub, helpers.status("quiet"), helpers.status("talky"), helpers.status("nokpi"))
+    _feed(hub, helpers.telemetry("quiet", 2), helpers.telemetry("talky", 2))  # interval_s 10
+    now = time.time()
+    with hub.db.session() as s:
+        assert mark_stale_offline(s, now + 29, 3.0, 60.0) == []  # within 3 x 10 s
+        s.get(Device, "talky").last_seen = now + 25
+    with hub.db.session() as s:
+        assert sorted(mark_stale_offline(s, now + 31, 3.0, 60.0)) == ["quiet"]
+    with hub.db.session() as s:  # no telemetry interval known: offline_after_s
+        assert sorted(mark_stale_offline(s, now + 61, 3.0, 60.0)) == ["nokpi", "talky"]
+    assert not _online(hub, "quiet")
+    with hub.db.session() as s:
+        s.get(Device, "quiet").last_seen = now - 100
+    _feed(hub, helpers.telemetry("quiet", 3))  # it sends again: online
+    assert _online(hub, "quiet")
+    # a fresh will is not undone by telemetry that follows it
+    _feed(hub, helpers.status("quiet", seq=4, state="offline"), helpers.telemetry("quiet", 5))
+    assert not _online(hub, "quiet")
+
+
+def test_staleness_sweep_runs_in_the_background(tmp_path: Any, keys: Any) -> None:
+    cfg = HubConfig(data_dir=tmp_path / "hub", trusted_key=keys[1], offline_after_s=0.4,
+                    tick_interval_s=0.1)  # fmt: skip
+    app = create_app(cfg)
+    hub = app.extensions["edgekit_hub"]
+    try:
+        _feed(hub, helpers.status("cut"))
+        assert _online(hub, "cut")
+        deadline = time.monotonic() + 10
+        while _online(hub, "cut") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _online(hub, "cut")
+    finally:
+        hub.stop()
+    with pytest.raises(ConfigError, match="offline_after_s"):
+        HubConfig(offline_after_s=0)
+
+
+def test_staleness_window() -> None:
+    assert staleness_window(10, 3.0, 60.0) == 30.0
+    for bad in (None, "10", 0, -5, True, float("nan")):
+        assert staleness_window(bad, 3.0, 60.0) == 60.0
