@@ -99,7 +99,12 @@ class Agent:
             on_change=self._model_changed,
         )
         self.inference = MqttInference(
-            self.device, self.transport, self.server, self.predict, self.reporter.count_malformed
+            self.device,
+            self.transport,
+            self.server,
+            self.predict,
+            self.reporter.count_malformed,
+            response_qos=cfg.infer_response_qos,
         )
         self._commands: OrderedDict[str, float] = OrderedDict()
         self.replay: ReplaySource | None = None

@@ -74,6 +74,7 @@ class AgentConfig(InstallSettings):
     keep_versions: int = 3
     inference_timeout: float = 5.0
     max_queued_requests: int = 256
+    infer_response_qos: int = 0
     fallback_error_rate: float = 0.5
     fallback_window: int = 50
     fallback_min_inferences: int = 20
@@ -231,6 +232,7 @@ FIELDS: dict[str, Field] = {
     "keep_versions": _f(_int, "installed model versions kept for rollback"),
     "inference_timeout": _f(_float, "per-inference time limit in seconds"),
     "max_queued_requests": _f(_int, "MQTT inference requests queued before refusing"),
+    "infer_response_qos": _f(_int, "QoS of infer/res replies: 0 (default, lowest latency) or 1"),
     "fallback_error_rate": _f(_float, "error rate that makes the agent fall back to LKG"),
     "fallback_window": _f(_int, "recent inferences the fallback error rate is computed on"),
     "fallback_min_inferences": _f(_int, "inferences needed before fallback can trigger"),
@@ -345,6 +347,8 @@ def _check(cfg: AgentConfig) -> None:
         raise ConfigError(f"hub: expected an http:// or https:// URL, got {cfg.hub!r}")
     if cfg.enroll_token is not None and cfg.hub is None:
         raise ConfigError("enroll_token: needs hub (the URL to enroll with)")
+    if cfg.infer_response_qos not in (0, 1):
+        raise ConfigError(f"infer_response_qos: expected 0 or 1, got {cfg.infer_response_qos}")
     if cfg.mqtt_version not in ("3.1.1", "5"):
         raise ConfigError(f"mqtt_version: expected 3.1.1 or 5, got {cfg.mqtt_version!r}")
     if cfg.pin_runtime is not None and cfg.pin_runtime not in RUNTIMES:

@@ -47,8 +47,13 @@ class MqttInference:
         server: ModelServer,
         predict: Callable[[Any, Any], Prediction],
         on_malformed: Callable[[str], None],
+        response_qos: int = 0,
     ) -> None:
         self.device = device
+        # QoS 0 by default: a reply is only useful while the requester waits, and a QoS 1
+        # reply makes a broker with Nagle on (Mosquitto's default) hold the *next* request
+        # until our delayed ACK, ~40 ms. Requesters that need delivery retry by id.
+        self.response_qos = response_qos
         self.transport = transport
         self.server = server
         self.predict = predict
@@ -96,6 +101,8 @@ class MqttInference:
     def reply(self, res: InferResponse) -> None:
         try:
             payload = c.encode_json(res.to_dict())
-            self.transport.publish(c.topic(self.device, c.INFER_RES), payload, qos=1)
+            self.transport.publish(
+                c.topic(self.device, c.INFER_RES), payload, qos=self.response_qos
+            )
         except (EdgekitError, ValueError) as exc:
             log.error("cannot send inference response %s: %s", res.id, exc)

@@ -194,6 +194,14 @@ def test_request_response_and_in_process(rig: Rig) -> None:
     assert abs(sum(pred.scores) - 1) < 1e-4
 
 
+@pytest.mark.parametrize("qos", [0, 1])
+def test_replies_use_the_configured_qos(rig: Rig, qos: int) -> None:
+    rig.start(bundle=str(rig.kit["v1"]), infer_response_qos=str(qos))
+    rig.infer("q", raw_digit())
+    sent = rig.broker.messages(c.topic(DEV, c.INFER_RES))
+    assert sent and {m.qos for m in sent} == {qos}
+
+
 def test_malformed_requests_counted_agent_keeps_serving(rig: Rig) -> None:
     agent = rig.start(bundle=str(rig.kit["v1"]))
     req = c.topic(DEV, c.INFER_REQ)

@@ -67,6 +67,8 @@ def test_config_file_from_env(tmp_path: Path) -> None:
         ({"allow_unsigned": "maybe"}, "allow_unsigned"),
         ({"probation_min_latency_increase_ms": "-1"}, "probation_min_latency_increase_ms"),
         ({"probation_seconds": "-1"}, "probation_seconds"),
+        ({"infer_response_qos": "2"}, "infer_response_qos"),
+        ({"infer_response_qos": "one"}, "infer_response_qos"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, changes: dict[str, str], message: str) -> None:
