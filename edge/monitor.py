@@ -19,6 +19,7 @@ Live accuracy is over the last ``window`` predictions that came with a true labe
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
@@ -53,6 +54,7 @@ class LatencyHistogram:
             raise ValueError("latency bucket edges must be strictly increasing")
         # bucket 0: below edges[0]; bucket i: [edges[i-1], edges[i]); last: >= edges[-1]
         self.counts = np.zeros(len(self.edges) + 1, dtype=np.int64)
+        self._edge_list = self.edges.tolist()  # add() bisects a list: no numpy call
         self.reset()
 
     def reset(self) -> None:
@@ -63,7 +65,7 @@ class LatencyHistogram:
         self.max = -math.inf
 
     def add(self, ms: float) -> None:
-        self.counts[int(np.searchsorted(self.edges, ms, side="right"))] += 1
+        self.counts[bisect.bisect_right(self._edge_list, ms)] += 1
         self.n += 1
         self.total += ms
         self.min = min(self.min, ms)
@@ -160,19 +162,23 @@ class Monitor:
         true_label: str | int | None = None,
     ) -> None:
         """One successful inference: its latency, its scores (probabilities over labels),
-        optionally the model-domain input (for drift) and the true label (for accuracy)."""
-        s = np.asarray(scores, dtype=np.float64).ravel()
-        if s.size != len(self.labels) or not np.all(np.isfinite(s)):
+        optionally the model-domain input (for drift) and the true label (for accuracy).
+
+        Called on every inference right after the model ran, when CPU caches are cold and
+        each numpy call is expensive: the score row is handled as a Python list."""
+        s = scores if isinstance(scores, np.ndarray) else np.asarray(scores, dtype=np.float64)
+        row = s.ravel().tolist()
+        if len(row) != len(self.labels) or not all(map(math.isfinite, row)):
             self.record_error("bad_output")
             return
         ms = float(latency_ms) if math.isfinite(latency_ms) else 0.0
         ms = max(ms, 0.0)
-        pred = int(np.argmax(s))
+        pred = max(range(len(row)), key=row.__getitem__)  # the first maximum, as argmax
         with self._lock:
             self.inferences_total += 1
             self._inferences += 1
             self._latency.add(ms)
-            self._confidence_sum += float(s[pred])
+            self._confidence_sum += float(row[pred])
             self._class_counts[pred] += 1
             self._recent.append((True, ms))
             if self._output_drift is not None:
@@ -286,7 +292,7 @@ class Monitor:
         self._rejected: dict[str, int] = {}
         self._latency.reset()
         self._confidence_sum = 0.0
-        self._class_counts = np.zeros(len(self.labels), dtype=np.int64)
+        self._class_counts = [0] * len(self.labels)
 
     def _label_of(self, true_label: str | int | None) -> str | None:
         if true_label is None or isinstance(true_label, bool):

@@ -223,6 +223,7 @@ def test_bad_input_files(tmp_path: Path, name: str, content: Any, message: str) 
         ({**IMAGE_PRE, "scale": 1e38}, [16.0], "range"),  # overflows float32 after it
     ],
 )
+@pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_image_checks_agree_at_the_edges(
     pre: dict[str, Any], values: list[float], code: str | None
 ) -> None:
