@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -19,7 +20,7 @@ def test_calls_run_in_order_on_one_thread_and_return_results() -> None:
             seen.append((i, threading.current_thread().name))
             return i
 
-        calls = [worker.submit(lambda i=i: job(i)) for i in range(20)]
+        calls = [worker.submit(functools.partial(job, i)) for i in range(20)]
         assert [worker.wait(c, 5.0) for c in calls] == list(range(20))
         assert [i for i, _ in seen] == list(range(20))
         assert {name for _, name in seen} == {"test-inference"}
