@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.contract import Manifest, ModelRef
+from edge.device import runtime_loaded
 from edge.errors import BackendError, EdgekitError, InputError
 from edge.inputs import prepare
 from edge.predictor import Prediction, Predictor
@@ -227,6 +228,7 @@ class ModelServer:
             self._window = HealthWindow()
         if model is not None:
             log.info("serving %s on %s-%s", model.slot.id, model.runtime, model.precision)
+            runtime_loaded(model.runtime)  # the status now lists its devices
         return previous
 
     def health(self) -> dict[str, Any]:
