@@ -35,7 +35,8 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
         text=True,
         timeout=900,
     )
-    tail = (proc.stdout + proc.stderr)[-4000:]
+    checks = [ln for ln in proc.stdout.splitlines() if "[FAILED]" in ln or "error:" in ln]
+    tail = "\n".join(checks) + "\n--- stdout tail ---\n" + proc.stdout[-3000:]
     assert proc.returncode == 0, tail
     doc = json.loads(summary.read_text())
     assert doc["ok"] is True, doc["checks"]
