@@ -80,8 +80,14 @@ class Device(Base):
     capabilities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     kpis: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     kpis_ts: Mapped[float | None] = mapped_column(Float)
+    # The device's run (``boot``) and the seq of its latest applied status (None: no status
+    # yet); ``model_*`` say which report (device clock ``ts``, its topic's ``seq``, ``status``
+    # or ``telemetry``) last set the model fields — see cloud/hub/device_reports.py.
     boot: Mapped[str | None] = mapped_column(String(64))
     seq: Mapped[int | None] = mapped_column(Integer)
+    model_ts: Mapped[float | None] = mapped_column(Float)
+    model_seq: Mapped[int | None] = mapped_column(Integer)
+    model_src: Mapped[str | None] = mapped_column(String(16))
 
 
 class ModelVersion(Base):

@@ -33,10 +33,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from cloud.hub import leases, telemetry_store
+from cloud.hub import device_reports, leases, telemetry_store
 from cloud.hub.config import HubConfig
 from cloud.hub.db import Database
-from cloud.hub.models import Device, EventRow
 from edge.contract import (
     CMD,
     EVENTS,
@@ -364,10 +363,11 @@ class MqttBridge:
                     telemetry = [m for m in msgs if isinstance(m, Telemetry)]
                     for m in msgs:
                         if isinstance(m, Status):
-                            apply_status(s, m, now)
+                            device_reports.apply_status(s, m, now)
                         elif isinstance(m, Event):
-                            _ensure_device(s, m.device, now)
-                            s.add(event_row(m))
+                            device_reports.ensure_device(s, m.device, now)
+                            s.add(device_reports.event_row(m))
+                    s.flush()  # telemetry below reads device rows with Core statements
                     telemetry_store.write_batch(
                         s, telemetry, self.config.stale_intervals, self.config.offline_after_s
                     )
@@ -375,46 +375,3 @@ class MqttBridge:
             except IntegrityError:  # two workers created the same new device at once
                 if attempt == 2:
                     raise
-
-
-def _ensure_device(s: Any, device_id: str, now: float) -> Device:
-    dev: Device | None = s.get(Device, device_id)
-    if dev is None:
-        dev = Device(id=device_id, tags=[], first_seen=now, capabilities={}, kpis={})
-        s.add(dev)
-        s.flush()
-    dev.last_seen = now
-    return dev
-
-
-def apply_status(s: Any, st: Status, now: float) -> None:
-    """What the device says it is and runs. The offline will only flips ``online``: its
-    model fields were written at connect time and may be stale."""
-    dev = _ensure_device(s, st.device, now)
-    dev.online = st.state == "online"
-    if st.state == "offline":
-        return
-    dev.agent_version = st.agent_version
-    dev.boot, dev.seq = st.boot, st.seq
-    dev.capabilities = dict(st.capabilities)
-    if st.model is None:
-        dev.model_name = dev.model_version = dev.model_runtime = dev.model_precision = None
-    else:
-        dev.model_name, dev.model_version = st.model.name, st.model.version
-        dev.model_runtime, dev.model_precision = st.model.runtime, st.model.precision
-
-
-def event_row(e: Event) -> EventRow:
-    return EventRow(
-        device_id=e.device,
-        ts=e.ts,
-        seq=e.seq,
-        boot=e.boot,
-        kind=e.kind[:16],
-        step=e.step[:32] if e.step else None,
-        message=e.message[:4000],
-        rollout=e.rollout[:32] if e.rollout else None,
-        command=e.command[:96] if e.command else None,
-        version=e.version,
-        detail=e.detail,
-    )

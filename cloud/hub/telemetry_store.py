@@ -9,17 +9,19 @@ drift keep the maximum (conservative), the rest are means.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from cloud.hub import device_reports
 from cloud.hub.models import Device, TelemetryMinute, TelemetryRaw
+from cloud.hub.telemetry_fields import Sample, staleness_window
 from edge.contract import Telemetry
+
+__all__ = ["Sample", "compact", "mark_stale_offline", "staleness_window", "write_batch"]
 
 SUMMED = ("inferences", "errors")
 MAXED = ("latency_p95", "drift")
@@ -27,91 +29,6 @@ MEANED = ("latency_p50", "throughput", "confidence", "accuracy")
 RAW_TABLE = cast(Table, TelemetryRaw.__table__)
 MINUTE_TABLE = cast(Table, TelemetryMinute.__table__)
 DEVICE_TABLE = cast(Table, Device.__table__)
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
-def _sub(metrics: dict[str, Any], key: str, sub: str) -> float | None:
-    obj = metrics.get(key)
-    return _num(obj.get(sub)) if isinstance(obj, dict) else None
-
-
-def _count(v: Any) -> int:
-    if isinstance(v, dict):
-        return int(sum(n for n in (_num(x) for x in v.values()) if n is not None))
-    n = _num(v)
-    return int(n) if n is not None and n >= 0 else 0
-
-
-@dataclass(frozen=True)
-class Sample:
-    """The columns the hub keeps from one telemetry payload (malformed values -> None)."""
-
-    inferences: int
-    errors: int
-    error_rate: float | None
-    latency_p50: float | None
-    latency_p95: float | None
-    throughput: float | None
-    confidence: float | None
-    drift: float | None
-    accuracy: float | None
-
-    @staticmethod
-    def of(metrics: dict[str, Any]) -> Sample:
-        drifts = [
-            d
-            for d in (_sub(metrics, "drift", "input_psi"), _sub(metrics, "drift", "output_psi"))
-            if d is not None
-        ]
-        inferences, errors = _count(metrics.get("inferences")), _count(metrics.get("errors"))
-        rate = _num(metrics.get("error_rate"))
-        if rate is None and inferences + errors:
-            rate = errors / (inferences + errors)
-        return Sample(
-            inferences=inferences,
-            errors=errors,
-            error_rate=rate,
-            latency_p50=_sub(metrics, "latency_ms", "p50"),
-            latency_p95=_sub(metrics, "latency_ms", "p95"),
-            throughput=_num(metrics.get("throughput_per_s")),
-            confidence=_num(metrics.get("confidence_mean")),
-            drift=max(drifts) if drifts else None,
-            accuracy=_sub(metrics, "accuracy", "value"),
-        )
-
-
-def device_kpis(t: Telemetry, s: Sample) -> dict[str, Any]:
-    """The latest-KPI summary kept on the device row (what the fleet matrix shows)."""
-    m = t.metrics
-    drift = m.get("drift") if isinstance(m.get("drift"), dict) else {}
-    return {
-        "model": {"name": t.model.name, "version": t.model.version} if t.model else None,
-        "ts": t.ts,
-        "error_rate": s.error_rate,
-        "p50_latency_ms": s.latency_p50,
-        "p95_latency_ms": s.latency_p95,
-        "throughput_per_s": s.throughput,
-        "confidence": s.confidence,
-        "drift": s.drift,
-        "drift_alert": bool(drift.get("alert")) if isinstance(drift, dict) else False,
-        "accuracy": s.accuracy,
-        "inferences_total": _num(m.get("inferences_total")),
-        "cpu_percent": _num(m.get("cpu_percent")),
-        "memory_rss_mb": _num(m.get("memory_rss_mb")),
-        "interval_s": _num(m.get("interval_s")),
-    }
-
-
-def staleness_window(interval_s: Any, stale_intervals: float, offline_after_s: float) -> float:
-    """Seconds of silence after which a device counts as offline without a will."""
-    n = _num(interval_s)
-    return stale_intervals * n if n is not None and n > 0 else offline_after_s
 
 
 def mark_stale_offline(
@@ -146,7 +63,7 @@ def write_batch(
     """
     rows: list[dict[str, Any]] = []
     minutes: dict[MinuteKey, list[Sample]] = {}
-    latest: dict[str, tuple[Telemetry, Sample]] = {}
+    per_device: dict[str, list[tuple[Telemetry, Sample]]] = {}
     for t in items:
         s = Sample.of(t.metrics)
         name = t.model.name if t.model else None
@@ -163,14 +80,14 @@ def write_batch(
         )  # fmt: skip
         key = (t.device, int(t.ts // 60) * 60, name or "", version or 0)
         minutes.setdefault(key, []).append(s)
-        prev = latest.get(t.device)
-        if prev is None or t.ts >= prev[0].ts:
-            latest[t.device] = (t, s)
+        per_device.setdefault(t.device, []).append((t, s))
     if not rows:
         return 0
     db.execute(insert(RAW_TABLE), rows)
     _merge_minutes(db, minutes)
-    _refresh_devices(db, latest, time.time(), stale_intervals, offline_after_s)
+    device_reports.refresh_from_telemetry(
+        db, per_device, time.time(), stale_intervals, offline_after_s
+    )
     return len(rows)
 
 
@@ -230,65 +147,6 @@ def _merge_row(row: dict[str, Any], samples: list[Sample]) -> None:
         else:
             row[col] = (cur * n_old + sum(vals)) / (n_old + len(vals))
     row["samples"] = n_old + len(samples)
-
-
-def _refresh_devices(
-    db: Session,
-    latest: dict[str, tuple[Telemetry, Sample]],
-    now: float,
-    stale_intervals: float,
-    offline_after_s: float,
-) -> None:
-    """Newest KPIs per device (an older, late message never overwrites newer ones), last
-    seen, and rows for devices first heard of through telemetry — coalesced per batch.
-
-    A device marked offline only because it went silent is online again once it sends:
-    an offline device whose last message is older than its staleness window. A fresh
-    ``offline`` will (it set ``last_seen`` just now) is never overridden."""
-    d = DEVICE_TABLE
-    query = select(d.c.id, d.c.kpis_ts, d.c.online, d.c.last_seen).where(d.c.id.in_(list(latest)))
-    known = {r.id: r for r in db.execute(query)}
-    new: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    for device_id, (t, s) in latest.items():
-        row = known.get(device_id)
-        if row is None:
-            kp = device_kpis(t, s)
-            new.append({"id": device_id, "tags": [], "first_seen": now, "last_seen": now,
-                        "capabilities": {}, "kpis": kp, "kpis_ts": t.ts})  # fmt: skip
-            continue
-        window = staleness_window(t.metrics.get("interval_s"), stale_intervals, offline_after_s)
-        back = not row.online and now - (row.last_seen or 0.0) > window
-        fresh = row.kpis_ts is None or t.ts >= row.kpis_ts
-        updates.append(
-            {
-                "b_id": device_id,
-                "b_kpis": device_kpis(t, s) if fresh else None,
-                "b_ts": t.ts if fresh else row.kpis_ts,
-                "b_online": True if back else row.online,
-            }
-        )
-    if new:
-        db.execute(insert(d), new)
-    fresh_rows = [u for u in updates if u["b_kpis"] is not None]
-    if fresh_rows:
-        stmt = (
-            update(d)
-            .where(d.c.id == bindparam("b_id"))
-            .values(kpis=bindparam("b_kpis"), kpis_ts=bindparam("b_ts"),
-                    online=bindparam("b_online"), last_seen=now)
-        )  # fmt: skip
-        db.execute(stmt, fresh_rows)
-    stale_rows = [
-        {"b_id": u["b_id"], "b_online": u["b_online"]} for u in updates if u["b_kpis"] is None
-    ]
-    if stale_rows:
-        stmt = (
-            update(d)
-            .where(d.c.id == bindparam("b_id"))
-            .values(online=bindparam("b_online"), last_seen=now)
-        )
-        db.execute(stmt, stale_rows)
 
 
 def compact(

@@ -1,0 +1,263 @@
+"""What a device reports about itself, applied in device time, not arrival time.
+
+The bridge writes in batches, replays from agents' outboxes arrive late, and several hub
+workers write concurrently, so a message can reach the database after a newer one. The
+device row therefore only moves forward: each group of fields (the model, ``online``, the
+latest KPIs) remembers which report set it, and a message changes a group only when it
+is newer than that report.
+
+**Ordering rule** (``newer``): two reports of the same run (``boot``) on the same topic
+compare by ``seq`` (a counter cannot step back, a clock can); of the same run on different
+topics (status vs telemetry) by the device clock ``ts`` (a tie goes to the status). Across
+runs, ``boot`` ids are random, so a *status* of another run always wins: an agent publishes
+its status first on every connect, statuses are never replayed, and a restarted device's
+clock may be behind its previous run. *Telemetry* of a run other than the one the latest
+status announced never changes the model or KPIs: it is either replayed from an old run's
+outbox (older) or comes from a new run whose status is about to arrive. Before any status
+is known, telemetry of another run wins when its ``ts`` is newer.
+
+The ``offline`` will is the broker speaking for a dead connection; its ``ts`` is when that
+connection was opened, so it is not compared by time for its own run: it flips ``online``
+off when it belongs to the announced run, and a will of another run only when it is newer
+than the report that set the model (an old run's will arriving after a restart is ignored).
+Events never change these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from cloud.hub.models import Device, EventRow
+from cloud.hub.telemetry_fields import Sample, device_kpis, staleness_window
+from edge.contract import STATUS, TELEMETRY, Event, Status, Telemetry
+
+DEVICE_TABLE = cast(Table, Device.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Where one report sits in device time: its topic, run, per-topic counter and clock."""
+
+    kind: str  # STATUS | TELEMETRY
+    boot: str | None
+    seq: int | None
+    ts: float | None
+
+
+def newer(msg: Report, last: Report | None, run_boot: str | None, announced: bool) -> bool:
+    """True when ``msg`` may overwrite what ``last`` set (see the module docstring).
+
+    ``run_boot`` is the device's current run; ``announced`` says a status of it was seen."""
+    unannounced = msg.kind != STATUS and announced and msg.boot != run_boot
+    if unannounced and (last is None or last.boot != msg.boot):
+        return False  # telemetry of a run the latest status did not announce
+    if last is None or last.ts is None or msg.ts is None:
+        return True
+    if msg.boot is not None and msg.boot == last.boot:
+        if msg.kind == last.kind and msg.seq is not None and last.seq is not None:
+            return msg.seq > last.seq
+        return msg.ts > last.ts or (msg.ts == last.ts and msg.kind == STATUS)
+    if msg.kind == STATUS or (msg.boot is not None and msg.boot == run_boot):
+        return True  # a new run announced itself, or the announced run beats an older one
+    return not announced and msg.ts > last.ts
+
+
+def will_applies(will: Status, last: Report | None, run_boot: str | None) -> bool:
+    """Whether an ``offline`` will may flip the device offline (see the module docstring)."""
+    if run_boot is None or will.boot == run_boot:
+        return True
+    return last is None or last.ts is None or will.ts > last.ts
+
+
+def model_report(dev: Device) -> Report | None:
+    """The report that last set ``dev``'s model fields (None for rows from before 0002)."""
+    if dev.model_ts is None:
+        return None
+    return Report(dev.model_src or STATUS, dev.boot, dev.model_seq, dev.model_ts)
+
+
+def ensure_device(s: Session, device_id: str, now: float) -> Device:
+    """The device row (created unenrolled on first contact), with ``last_seen`` = now."""
+    dev: Device | None = s.get(Device, device_id)
+    if dev is None:
+        dev = Device(id=device_id, tags=[], first_seen=now, capabilities={}, kpis={})
+        s.add(dev)
+        s.flush()
+    dev.last_seen = now
+    return dev
+
+
+def apply_status(s: Session, st: Status, now: float) -> bool:
+    """What the device says it is and runs, if newer than what the row holds; returns
+    whether it was applied. The offline will only flips ``online``: its model fields were
+    written when the agent connected and may be stale."""
+    dev = ensure_device(s, st.device, now)
+    last = model_report(dev)
+    if st.state == "offline":
+        if not will_applies(st, last, dev.boot):
+            return False
+        dev.online = False
+        return True
+    msg = Report(STATUS, st.boot, st.seq, st.ts)
+    if not newer(msg, last, dev.boot, dev.seq is not None):
+        return False
+    dev.online = True
+    dev.agent_version = st.agent_version
+    dev.boot, dev.seq = st.boot, st.seq
+    dev.model_ts, dev.model_seq, dev.model_src = st.ts, st.seq, STATUS
+    dev.capabilities = dict(st.capabilities)
+    if st.model is None:
+        dev.model_name = dev.model_version = dev.model_runtime = dev.model_precision = None
+    else:
+        dev.model_name, dev.model_version = st.model.name, st.model.version
+        dev.model_runtime, dev.model_precision = st.model.runtime, st.model.precision
+    return True
+
+
+def event_row(e: Event) -> EventRow:
+    """An event as stored (strings cut to their column sizes); events never touch the
+    device's model or state — only the status and telemetry report those."""
+    return EventRow(
+        device_id=e.device,
+        ts=e.ts,
+        seq=e.seq,
+        boot=e.boot,
+        kind=e.kind[:16],
+        step=e.step[:32] if e.step else None,
+        message=e.message[:4000],
+        rollout=e.rollout[:32] if e.rollout else None,
+        command=e.command[:96] if e.command else None,
+        version=e.version,
+        detail=e.detail,
+    )
+
+
+def kpis_report(kpis: dict[str, Any] | None, kpis_ts: float | None) -> Report | None:
+    """The telemetry that set a device's latest KPIs (its boot/seq are kept in ``kpis``)."""
+    if kpis_ts is None:
+        return None
+    k = kpis or {}
+    boot, seq = k.get("boot"), k.get("seq")
+    return Report(
+        TELEMETRY,
+        boot if isinstance(boot, str) else None,
+        seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        kpis_ts,
+    )
+
+
+def _telemetry_report(t: Telemetry) -> Report:
+    return Report(TELEMETRY, t.boot, t.seq, t.ts)
+
+
+_MODEL_COLS = ("model_name", "model_version", "model_runtime", "model_precision")
+
+
+def refresh_from_telemetry(
+    db: Session,
+    per_device: dict[str, list[tuple[Telemetry, Sample]]],
+    now: float,
+    stale_intervals: float,
+    offline_after_s: float,
+) -> None:
+    """Apply one batch's telemetry to device rows, in device time: the newest KPIs, the
+    model the device reports (when newer than the report that set it), ``last_seen``, and
+    rows for devices first heard of through telemetry — two bulk UPDATEs per batch.
+
+    A device marked offline only because it went silent is online again once it sends:
+    an offline device whose last message is older than its staleness window. A fresh
+    ``offline`` will (it set ``last_seen`` just now) is never overridden. The model UPDATE
+    only lands when no other writer moved the model clock since it was read."""
+    d = DEVICE_TABLE
+    cols = (d.c.id, d.c.kpis, d.c.kpis_ts, d.c.online, d.c.last_seen, d.c.boot, d.c.seq,
+            d.c.model_ts, d.c.model_seq, d.c.model_src, *(d.c[c] for c in _MODEL_COLS))  # fmt: skip
+    known = {r.id: r for r in db.execute(select(*cols).where(d.c.id.in_(list(per_device))))}
+    new: list[dict[str, Any]] = []
+    kpi_rows: list[dict[str, Any]] = []
+    model_rows: list[dict[str, Any]] = []
+    for device_id, items in per_device.items():
+        row = known.get(device_id)
+        run_boot = row.boot if row is not None else None
+        announced = row is not None and row.seq is not None
+        kpi_last = _kpis_last(row)
+        model_last = None
+        if row is not None and row.model_ts is not None:
+            model_last = Report(row.model_src or STATUS, row.boot, row.model_seq, row.model_ts)
+        kpi_best: tuple[Telemetry, Sample] | None = None
+        model_best: Telemetry | None = None
+        for t, s in items:
+            rep = _telemetry_report(t)
+            if newer(rep, kpi_last, run_boot, announced):
+                kpi_last, kpi_best = rep, (t, s)
+            if newer(rep, model_last, run_boot, announced):
+                model_last, model_best = rep, t
+        kpis = _kpis(*kpi_best) if kpi_best is not None else None
+        if row is None:
+            t0 = model_best or items[-1][0]
+            new.append({"id": device_id, "tags": [], "first_seen": now, "last_seen": now,
+                        "capabilities": {}, "kpis": kpis or {},
+                        "kpis_ts": kpi_best[0].ts if kpi_best else None, "boot": t0.boot,
+                        **_model_values(t0, None)})  # fmt: skip
+            continue
+        back = False
+        if kpi_best is not None and not row.online:
+            interval = kpi_best[0].metrics.get("interval_s")
+            window = staleness_window(interval, stale_intervals, offline_after_s)
+            back = now - (row.last_seen or 0.0) > window
+        kpi_rows.append({
+            "b_id": device_id,
+            "b_kpis": kpis if kpis is not None else row.kpis,
+            "b_ts": kpi_best[0].ts if kpi_best is not None else row.kpis_ts,
+            "b_online": True if back else row.online,
+        })  # fmt: skip
+        if model_best is not None:
+            model_rows.append({"b_id": device_id, "b_old": row.model_ts, "boot": model_best.boot,
+                               **_model_values(model_best, row)})  # fmt: skip
+    if new:
+        db.execute(insert(d), new)
+    if kpi_rows:
+        stmt = (
+            update(d)
+            .where(d.c.id == bindparam("b_id"))
+            .values(kpis=bindparam("b_kpis"), kpis_ts=bindparam("b_ts"),
+                    online=bindparam("b_online"), last_seen=now)
+        )  # fmt: skip
+        db.execute(stmt, kpi_rows)
+    if model_rows:
+        names = ("boot", "model_ts", "model_seq", "model_src", *_MODEL_COLS)
+        stmt = (
+            update(d)
+            .where(d.c.id == bindparam("b_id"))
+            .where(d.c.model_ts.is_not_distinct_from(bindparam("b_old")))
+            .values({c: bindparam(c) for c in names})
+        )
+        db.execute(stmt, model_rows)
+
+
+def _kpis_last(row: Any) -> Report | None:
+    return kpis_report(row.kpis, row.kpis_ts) if row is not None else None
+
+
+def _kpis(t: Telemetry, s: Sample) -> dict[str, Any]:
+    return {**device_kpis(t, s), "boot": t.boot, "seq": t.seq}
+
+
+def _model_values(t: Telemetry, row: Any) -> dict[str, Any]:
+    """Model columns from a telemetry report; runtime and precision are kept from the row
+    when the telemetry names the same model version without them."""
+    values: dict[str, Any] = {"model_ts": t.ts, "model_seq": t.seq, "model_src": TELEMETRY}
+    m = t.model
+    if m is None:
+        return {**values, **dict.fromkeys(_MODEL_COLS)}
+    same = row is not None and (row.model_name, row.model_version) == (m.name, m.version)
+    return {
+        **values,
+        "model_name": m.name,
+        "model_version": m.version,
+        "model_runtime": m.runtime or (row.model_runtime if same else None),
+        "model_precision": m.precision or (row.model_precision if same else None),
+    }
