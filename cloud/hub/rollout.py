@@ -161,26 +161,42 @@ def _capture_baseline(r: RolloutState, obs: Mapping[str, DeviceObservation]) -> 
 
 
 def _evaluate_gates(r: RolloutState, obs: Mapping[str, DeviceObservation]) -> str | None:
-    """Record every gate's value vs its limit; return a failure reason or None."""
+    """Record every gate's value vs its limit; return a failure reason or None.
+
+    A gate is judged only with a baseline, ``gate_min_devices`` devices on the new version
+    and ``min_inferences`` requests (inferences + errors) served by them on it; with some
+    but too few it is ``waiting`` and the wave cannot finish. The new version's error rate
+    is pooled over everything its devices served during the rollout when they report
+    counts, so one noisy interval cannot fail it.
+    """
     results, failure = [], None
-    members = [d for d in r.deployments.values() if d.status in _OK]
+    target = (r.spec.model, r.spec.version)
+    kpis = [
+        k
+        for d in r.deployments.values()
+        if d.status in _OK
+        and (o := obs.get(d.device)) is not None
+        and (k := o.kpis) is not None
+        and (k.model, k.version) == target
+    ]
     for gate in r.spec.gates:
-        vals = []
-        for d in members:
-            o = obs.get(d.device)
-            k = o.kpis if o is not None else None
-            if k is not None and (k.model, k.version) == (r.spec.model, r.spec.version):
-                v = k.get(gate.metric)
-                if v is not None:
-                    vals.append(v)
-        cand = sum(vals) / len(vals) if vals else None
+        measured = [k for k in kpis if k.get(gate.metric) is not None]
+        cand = _candidate_value(gate.metric, measured)
+        counts = [k.inferences + (k.errors or 0) for k in measured if k.inferences is not None]
+        served = sum(counts) if counts else None
         base = r.baseline.get(gate.metric)
         ok: bool | None = None
+        waiting = False
         limit = gate.limit(base) if base is not None else None
-        if cand is not None and base is not None and len(vals) >= r.spec.gate_min_devices:
-            ok = gate.passes(cand, base)
-            if not ok and failure is None:
-                failure = _gate_reason(gate, cand, base)
+        if cand is not None and base is not None and len(measured) >= r.spec.gate_min_devices:
+            if served is not None and served < gate.min_inferences:
+                # Too few to judge. Some traffic: hold the wave until there is enough; none
+                # at all (an idle fleet): nothing will come, so do not wait forever.
+                waiting = served > 0
+            else:
+                ok = gate.passes(cand, base)
+                if not ok and failure is None:
+                    failure = _gate_reason(gate, cand, base, served)
         results.append(
             {
                 "metric": gate.metric,
@@ -188,8 +204,12 @@ def _evaluate_gates(r: RolloutState, obs: Mapping[str, DeviceObservation]) -> st
                 "baseline": base,
                 "threshold": limit,
                 "tolerance": gate.tolerance,
+                "min_increase": gate.min_increase if gate.mode == "max_rel" else None,
                 "mode": gate.mode,
-                "devices": len(vals),
+                "devices": len(measured),
+                "inferences": served,
+                "min_inferences": gate.min_inferences,
+                "waiting": waiting,
                 "ok": ok,
             }
         )
@@ -197,11 +217,28 @@ def _evaluate_gates(r: RolloutState, obs: Mapping[str, DeviceObservation]) -> st
     return failure
 
 
-def _gate_reason(gate: Gate, cand: float, base: float) -> str:
+def _candidate_value(metric: str, kpis: list[Kpis]) -> float | None:
+    if not kpis:
+        return None
+    if metric == "error_rate" and all(
+        k.inferences is not None and k.errors is not None for k in kpis
+    ):
+        served = sum((k.inferences or 0) + (k.errors or 0) for k in kpis)
+        if served:
+            return sum(k.errors or 0 for k in kpis) / served
+    vals = [v for k in kpis if (v := k.get(metric)) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _gate_reason(gate: Gate, cand: float, base: float, served: int | None) -> str:
     op = "<" if gate.mode == "min_abs" else ">"
+    tol = f"tolerance {gate.tolerance:g}"
+    if gate.mode == "max_rel":
+        tol = f"tolerance +{gate.tolerance:.0%} and at least +{gate.min_increase:g} ms"
+    on = f", {served} inferences" if served is not None else ""
     return (
         f"health gate {gate.metric}: {cand:.4g} {op} limit {gate.limit(base):.4g} "
-        f"(previous version {base:.4g}, tolerance {gate.tolerance:g})"
+        f"(previous version {base:.4g}, {tol}{on})"
     )
 
 
@@ -259,7 +296,7 @@ def advance(
         w.soak_started = None  # success lost (e.g. devices joined): the soak starts over
     elif w.soak_started is None:
         w.soak_started = now
-    if not soaked(r, w, now):
+    if not soaked(r, w, now) or any(g["waiting"] for g in r.gates):
         return r, orders
     last = r.current_wave == len(r.waves) - 1
     if not last and r.spec.manual_approval and not w.approved:

@@ -23,12 +23,11 @@ from cloud.hub.db import Database
 from cloud.hub.models import ModelVersion, Rollout
 from cloud.hub.rollout import Order, RolloutState, act, advance, new_rollout
 from cloud.hub.rollout_spec import RolloutError, RolloutSpec
-from cloud.hub.rollout_store import observe, save_state, to_state
+from cloud.hub.rollout_store import ACTIVE, observe, save_state, to_state
 from edge.contract import Command
 
 log = logging.getLogger(__name__)
 Publisher = Callable[[str, Command], None]
-ACTIVE = ("running", "paused", "rolled_back")
 
 
 class RolloutService:
@@ -98,7 +97,7 @@ class RolloutService:
             orders: list[Order] = []
             if start:
                 r, _ = act(r, "start", now, actor=actor)
-                r, orders = advance(r, observe(s, r.id), now)
+                r, orders = advance(r, observe(s, r), now)
             save_state(s, r, created_by=actor)
             self._publish(s, orders, now)
         return r
@@ -109,8 +108,9 @@ class RolloutService:
             row = s.scalar(select(Rollout).where(Rollout.id == rid).with_for_update())
             if row is None:
                 raise LookupError(f"rollout {rid!r} does not exist")
-            obs = observe(s, rid)
-            r, orders = act(to_state(row), action, now, actor=actor, observations=obs)
+            before = to_state(row)
+            obs = observe(s, before)
+            r, orders = act(before, action, now, actor=actor, observations=obs)
             if r.state == "running":
                 r, more = advance(r, obs, now)
                 orders += more
@@ -130,7 +130,7 @@ class RolloutService:
                 if row is None or row.state not in ACTIVE:
                     continue
                 before = to_state(row)
-                r, orders = advance(before, observe(s, rid), now)
+                r, orders = advance(before, observe(s, before), now)
                 if orders or r != before:
                     save_state(s, r)
                 self._publish(s, orders, now)

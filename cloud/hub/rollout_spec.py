@@ -3,7 +3,9 @@
 Waves are cumulative: ``[10, 50, 100]`` means 10 %, then 50 %, then every device of the
 target; ``{"count": 2}`` means the first two devices. Gates compare the new version's KPIs
 with those of the version it replaces; tolerances are absolute for rates and scores and
-relative for latency.
+relative for latency. Small samples are noisy, so a gate is only judged once the new version
+served ``min_inferences`` inferences, and the latency gate also needs an absolute increase
+above a floor (a 0.5 ms -> 1.9 ms change is +280 % but harmless).
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ GATE_METRICS: dict[str, tuple[str, float]] = {
     "p95_latency_ms": ("max_rel", 0.5),
     "drift": ("max_abs", 0.1),
     "accuracy": ("min_abs", 0.05),
+}
+DEFAULT_P95_MIN_INCREASE_MS = 5.0
+# One error in 50 inferences is 2 %, the default error_rate tolerance: judging fewer would
+# let a single unlucky error fail the gate.
+DEFAULT_GATE_MIN_INFERENCES = 50
+_GATE_KEYS = {
+    "p95_latency_ms": ("relative", "min_increase_ms", "min_inferences"),
+    "error_rate": ("tolerance", "min_inferences"),
+    "drift": ("tolerance", "min_inferences"),
+    "accuracy": ("tolerance", "min_inferences"),
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -53,8 +65,14 @@ class Wave:
 
 @dataclass(frozen=True)
 class Gate:
+    """One health gate. ``min_increase`` (p95 latency only, ms) is an absolute floor: the
+    gate fails only when the candidate exceeds BOTH the relative limit and baseline + floor.
+    ``min_inferences``: the gate stays unjudged until the new version served that many."""
+
     metric: str
     tolerance: float
+    min_increase: float = 0.0
+    min_inferences: int = 0
 
     @property
     def mode(self) -> str:
@@ -62,7 +80,7 @@ class Gate:
 
     def limit(self, baseline: float) -> float:
         if self.mode == "max_rel":
-            return baseline * (1.0 + self.tolerance)
+            return max(baseline * (1.0 + self.tolerance), baseline + self.min_increase)
         if self.mode == "max_abs":
             return baseline + self.tolerance
         return baseline - self.tolerance
@@ -71,9 +89,30 @@ class Gate:
         limit = self.limit(baseline)
         return candidate >= limit if self.mode == "min_abs" else candidate <= limit
 
+    def to_json(self, floor: float, min_inferences: int) -> Any:
+        """A bare number when the spec-level defaults apply (the form older clients send)."""
+        rel = self.mode == "max_rel"
+        if self.min_increase == (floor if rel else 0.0) and self.min_inferences == min_inferences:
+            return self.tolerance
+        if rel:
+            return {
+                "relative": self.tolerance,
+                "min_increase_ms": self.min_increase,
+                "min_inferences": self.min_inferences,
+            }
+        return {"tolerance": self.tolerance, "min_inferences": self.min_inferences}
+
 
 def _default_gates() -> tuple[Gate, ...]:
-    return tuple(Gate(m, tol) for m, (_mode, tol) in GATE_METRICS.items())
+    return tuple(
+        Gate(
+            m,
+            tol,
+            DEFAULT_P95_MIN_INCREASE_MS if mode == "max_rel" else 0.0,
+            DEFAULT_GATE_MIN_INFERENCES,
+        )
+        for m, (mode, tol) in GATE_METRICS.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -90,6 +129,8 @@ class RolloutSpec:
     error_action: str = "pause"
     gates: tuple[Gate, ...] = field(default_factory=_default_gates)
     gate_min_devices: int = 1
+    gate_min_inferences: int = DEFAULT_GATE_MIN_INFERENCES
+    p95_latency_min_increase_ms: float = DEFAULT_P95_MIN_INCREASE_MS
     manual_approval: bool = False
     deploy_timeout_s: float = 900.0
 
@@ -114,10 +155,19 @@ class RolloutSpec:
             "error_threshold": self.error_threshold,
             "error_action": self.error_action,
             "gates": {
-                m: next((g.tolerance for g in self.gates if g.metric == m), None)
+                m: next(
+                    (
+                        g.to_json(self.p95_latency_min_increase_ms, self.gate_min_inferences)
+                        for g in self.gates
+                        if g.metric == m
+                    ),
+                    None,
+                )
                 for m in GATE_METRICS
             },
             "gate_min_devices": self.gate_min_devices,
+            "gate_min_inferences": self.gate_min_inferences,
+            "p95_latency_min_increase_ms": self.p95_latency_min_increase_ms,
             "manual_approval": self.manual_approval,
             "deploy_timeout_s": self.deploy_timeout_s,
         }
@@ -129,7 +179,7 @@ class RolloutSpec:
         known = {
             "model", "version", "target", "waves", "soak_seconds", "success_threshold",
             "error_threshold", "error_action", "gates", "gate_min_devices", "manual_approval",
-            "deploy_timeout_s", "start",
+            "deploy_timeout_s", "start", "gate_min_inferences", "p95_latency_min_increase_ms",
         }  # fmt: skip
         unknown = sorted(set(obj) - known)
         if unknown:
@@ -140,6 +190,14 @@ class RolloutSpec:
         version = _int(obj.get("version"), "version", minimum=1)
         tags, devices, everyone = _target(obj.get("target"))
         waves = _waves(obj.get("waves", [100]))
+        floor = _num(
+            obj.get("p95_latency_min_increase_ms", DEFAULT_P95_MIN_INCREASE_MS),
+            "p95_latency_min_increase_ms", 0, 1e6,
+        )  # fmt: skip
+        min_inferences = _int(
+            obj.get("gate_min_inferences", DEFAULT_GATE_MIN_INFERENCES),
+            "gate_min_inferences", minimum=0,
+        )  # fmt: skip
         return RolloutSpec(
             model=model,
             version=version,
@@ -151,8 +209,10 @@ class RolloutSpec:
             success_threshold=_num(obj.get("success_threshold", 1.0), "success_threshold", 0, 1),
             error_threshold=_num(obj.get("error_threshold", 0.0), "error_threshold", 0, 1),
             error_action=_choice(obj.get("error_action", "pause"), "error_action", ERROR_ACTIONS),
-            gates=_gates(obj.get("gates")),
+            gates=_gates(obj.get("gates"), floor, min_inferences),
             gate_min_devices=_int(obj.get("gate_min_devices", 1), "gate_min_devices", minimum=1),
+            gate_min_inferences=min_inferences,
+            p95_latency_min_increase_ms=floor,
             manual_approval=_bool(obj.get("manual_approval", False), "manual_approval"),
             deploy_timeout_s=_num(
                 obj.get("deploy_timeout_s", default_timeout_s), "deploy_timeout_s", 1, 7 * 86400
@@ -225,11 +285,11 @@ def _waves(v: Any) -> tuple[Wave, ...]:
     return tuple(waves)
 
 
-def _gates(v: Any) -> tuple[Gate, ...]:
+def _gates(v: Any, floor: float, min_inferences: int) -> tuple[Gate, ...]:
     if v is None:
-        return _default_gates()
+        v = {}
     if not isinstance(v, dict):
-        raise RolloutError("'gates' must be an object {metric: tolerance or null}")
+        raise RolloutError("'gates' must be an object {metric: tolerance, object or null}")
     unknown = sorted(set(v) - set(GATE_METRICS))
     if unknown:
         raise RolloutError(f"unknown gate(s) {', '.join(unknown)}: use {', '.join(GATE_METRICS)}")
@@ -237,6 +297,25 @@ def _gates(v: Any) -> tuple[Gate, ...]:
     for metric, (_mode, default) in GATE_METRICS.items():
         if metric in v and v[metric] is None:
             continue  # explicitly disabled
-        tol = v.get(metric, default)
-        gates.append(Gate(metric, _num(tol, f"gates.{metric}", 0, 1e6)))
+        gates.append(_gate(metric, v.get(metric, default), default, floor, min_inferences))
     return tuple(gates)
+
+
+def _gate(metric: str, v: Any, default: float, floor: float, min_inferences: int) -> Gate:
+    """A number (the tolerance, spec-level floor and minimum) or an object with its own."""
+    rel = GATE_METRICS[metric][0] == "max_rel"
+    own_floor = floor if rel else 0.0
+    if not isinstance(v, dict):
+        return Gate(metric, _num(v, f"gates.{metric}", 0, 1e6), own_floor, min_inferences)
+    keys = _GATE_KEYS[metric]
+    unknown = sorted(set(v) - set(keys))
+    if unknown:
+        raise RolloutError(
+            f"unknown field(s) {', '.join(unknown)} in gates.{metric}: use {', '.join(keys)}"
+        )
+    tol_key = keys[0]
+    tolerance = _num(v.get(tol_key, default), f"gates.{metric}.{tol_key}", 0, 1e6)
+    if rel:
+        own_floor = _num(v.get("min_increase_ms", floor), f"gates.{metric}.min_increase_ms", 0, 1e6)
+    n = _int(v.get("min_inferences", min_inferences), f"gates.{metric}.min_inferences", minimum=0)
+    return Gate(metric, tolerance, own_floor, n)

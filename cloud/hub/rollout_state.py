@@ -18,7 +18,11 @@ FAIL_STEPS = ("failed", "rolled_back")
 
 @dataclass(frozen=True)
 class Kpis:
-    """A device's latest KPIs and the model version they were measured on."""
+    """A device's latest KPIs and the model version they were measured on.
+
+    ``inferences``/``errors`` count what the device served on that version during the
+    rollout (None: not tracked, so minimum-sample rules cannot apply); ``ts`` is when the
+    KPIs were measured (the telemetry's timestamp)."""
 
     model: str
     version: int
@@ -26,6 +30,9 @@ class Kpis:
     p95_latency_ms: float | None = None
     drift: float | None = None
     accuracy: float | None = None
+    inferences: int | None = None
+    errors: int | None = None
+    ts: float | None = None
 
     def get(self, metric: str) -> float | None:
         value: float | None = getattr(self, metric)
@@ -119,6 +126,8 @@ class RolloutState:
         w = self.waves[self.current_wave]
         if w.soak_started is None:
             return "devices"
+        if any(g.get("waiting") for g in self.gates):
+            return "samples"  # a gate still lacks inferences: the wave cannot finish yet
         if self.spec.manual_approval and w.finished is None and soaked(self, w, None):
             return "approval"
         return "soak"

@@ -1,17 +1,26 @@
 """Round-trip pure ``RolloutState`` objects through the database and gather observations.
 
 This is the only bridge between rollout.py (pure) and SQL: it maps rows to dataclasses and
-back, and turns device rows plus their latest deploy events into ``DeviceObservation``s.
+back, and turns device rows plus their latest deploy events and what they served on the
+new version (minute aggregates) into ``DeviceObservation``s.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud.hub.models import AuditEntry, Deployment, Device, EventRow, Rollout, RolloutWave
+from cloud.hub.models import (
+    AuditEntry,
+    Deployment,
+    Device,
+    EventRow,
+    Rollout,
+    RolloutWave,
+    TelemetryMinute,
+)
 from cloud.hub.rollout import (
     AuditRecord,
     DeploymentState,
@@ -24,6 +33,7 @@ from cloud.hub.rollout import (
 from cloud.hub.rollout_spec import RolloutSpec, Wave
 
 DEPLOY_KINDS = ("deploy", "rollback")
+ACTIVE = ("running", "paused", "rolled_back")  # rollouts the ticker still advances
 
 
 def to_state(row: Rollout) -> RolloutState:
@@ -111,7 +121,9 @@ def save_state(db: Session, r: RolloutState, created_by: str | None = None) -> R
     return row
 
 
-def kpis_of(device: Device) -> Kpis | None:
+def kpis_of(device: Device, served: tuple[int, int] | None = None) -> Kpis | None:
+    """The device's latest KPIs; ``served`` = (inferences, errors) on that version during
+    the rollout, when the caller counted them."""
     k = device.kpis or {}
     model = k.get("model")
     if not isinstance(model, dict) or model.get("name") is None or model.get("version") is None:
@@ -123,6 +135,9 @@ def kpis_of(device: Device) -> Kpis | None:
         p95_latency_ms=_f(k.get("p95_latency_ms")),
         drift=_f(k.get("drift")),
         accuracy=_f(k.get("accuracy")),
+        inferences=served[0] if served is not None else None,
+        errors=served[1] if served is not None else None,
+        ts=_f(k.get("ts")),
     )
 
 
@@ -130,12 +145,24 @@ def _f(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def observe(db: Session, rollout_id: str) -> dict[str, DeviceObservation]:
-    """Every device as it reports itself, plus its latest deploy step for this rollout."""
+def served_on(db: Session, name: str, version: int, since: float) -> dict[str, tuple[int, int]]:
+    """(inferences, errors) per device on one model version from the minute of ``since``."""
+    m = TelemetryMinute
+    rows = db.execute(
+        select(m.device_id, func.sum(m.inferences), func.sum(m.errors))
+        .where(m.model_name == name, m.model_version == version, m.minute >= int(since // 60) * 60)
+        .group_by(m.device_id)
+    )
+    return {dev: (int(inf or 0), int(err or 0)) for dev, inf, err in rows}
+
+
+def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
+    """Every device as it reports itself, plus its latest deploy step for this rollout,
+    and what it served on the new version since the rollout began."""
     steps: dict[str, StepReport] = {}
     events = db.scalars(
         select(EventRow)
-        .where(EventRow.rollout == rollout_id, EventRow.kind.in_(DEPLOY_KINDS))
+        .where(EventRow.rollout == r.id, EventRow.kind.in_(DEPLOY_KINDS))
         .order_by(EventRow.ts, EventRow.id)
     )
     for e in events:
@@ -143,6 +170,8 @@ def observe(db: Session, rollout_id: str) -> dict[str, DeviceObservation]:
             continue
         reason = str(e.detail.get("reason", "")) if isinstance(e.detail, dict) else ""
         steps[e.device_id] = StepReport(e.step, e.command, e.version, reason or e.message)
+    served = served_on(db, r.spec.model, r.spec.version, r.created)
+    target = (r.spec.model, r.spec.version)
     out: dict[str, DeviceObservation] = {}
     for dev in db.scalars(select(Device)):
         model = (
@@ -150,12 +179,15 @@ def observe(db: Session, rollout_id: str) -> dict[str, DeviceObservation]:
             if dev.model_name is not None and dev.model_version is not None
             else None
         )
+        kpis = kpis_of(dev)
+        if kpis is not None and (kpis.model, kpis.version) == target:
+            kpis = kpis_of(dev, served.get(dev.id, (0, 0)))
         out[dev.id] = DeviceObservation(
             id=dev.id,
             online=dev.online,
             tags=tuple(dev.tags or ()),
             model=model,
-            kpis=kpis_of(dev),
+            kpis=kpis,
             step=steps.get(dev.id),
         )
     return out

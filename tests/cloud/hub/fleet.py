@@ -17,6 +17,8 @@ class SimDevice:
     fails: bool = False  # install of a new version fails
     p95: float = 1.0
     error_rate: float = 0.0
+    inferences: int | None = 1000  # served on the version it runs (None: not counted)
+    errors: int | None = None  # None: consistent with error_rate
     step: StepReport | None = None
     history: list[Order] = field(default_factory=list)
 
@@ -31,8 +33,14 @@ class SimDevice:
 
     def observe(self) -> DeviceObservation:
         kpis = None
+        errors = self.errors
+        if errors is None and self.inferences is not None:
+            errors = round(self.error_rate * self.inferences / (1 - min(self.error_rate, 0.99)))
         if self.model is not None:
-            kpis = Kpis(self.model[0], self.model[1], self.error_rate, self.p95, 0.01, None)
+            kpis = Kpis(
+                self.model[0], self.model[1], self.error_rate, self.p95, 0.01, None,
+                self.inferences, errors,
+            )  # fmt: skip
         return DeviceObservation(self.id, self.online, self.tags, self.model, kpis, self.step)
 
 

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.hub.rollout import Order, RolloutState, act, advance, new_rollout
+from cloud.hub.rollout import (
+    Order,
+    RolloutState,
+    act,
+    advance,
+    new_rollout,
+)
 from cloud.hub.rollout_spec import RolloutError, RolloutSpec
 from tests.cloud.hub.fleet import SimDevice, deliver, observations
 
@@ -65,6 +71,17 @@ def fleet_of(n: int, **kw: object) -> list[SimDevice]:
         ({"gates": {"drift": -1}}, "gates.drift"),
         ({"soak_seconds": "1"}, "soak_seconds"),
         ({"bogus": 1}, "unknown rollout field"),
+        ({"gates": []}, "'gates' must be an object"),
+        ({"gates": {"p95_latency_ms": {"relative": -1}}}, r"gates.p95_latency_ms.relative"),
+        ({"gates": {"p95_latency_ms": {"tolerance": 1}}}, r"unknown field\(s\) tolerance"),
+        ({"gates": {"p95_latency_ms": {"min_increase_ms": "5"}}}, "min_increase_ms"),
+        ({"gates": {"error_rate": {"relative": 0.1}}}, r"gates.error_rate: use tolerance"),
+        ({"gates": {"accuracy": {"min_inferences": -1}}}, "accuracy.min_inferences"),
+        ({"gates": {"drift": {"min_inferences": 2.5}}}, "drift.min_inferences"),
+        ({"gates": {"drift": "0.1"}}, "gates.drift"),
+        ({"p95_latency_min_increase_ms": -1}, "p95_latency_min_increase_ms"),
+        ({"gate_min_inferences": 1.5}, "gate_min_inferences"),
+        ({"gate_min_inferences": True}, "gate_min_inferences"),
     ],
 )
 def test_bad_specs_are_refused_with_a_clear_message(patch: dict, message: str) -> None:
@@ -78,6 +95,47 @@ def test_spec_round_trips_through_to_dict() -> None:
     s = spec(waves=[{"count": 1}, {"count": 3}], gates={"accuracy": None, "drift": 0.2})
     assert RolloutSpec.parse(s.to_dict()) == s
     assert [g.metric for g in s.gates] == ["error_rate", "p95_latency_ms", "drift"]
+
+
+def test_gate_forms_number_and_object() -> None:
+    s = spec(
+        gates={
+            "p95_latency_ms": {"relative": 0.2, "min_increase_ms": 1.5, "min_inferences": 10},
+            "error_rate": {"tolerance": 0.01},
+            "drift": 0.3,
+        },
+        p95_latency_min_increase_ms=4,
+        gate_min_inferences=200,
+    )
+    g = {x.metric: x for x in s.gates}
+    assert (g["p95_latency_ms"].tolerance, g["p95_latency_ms"].min_increase) == (0.2, 1.5)
+    assert g["p95_latency_ms"].min_inferences == 10
+    assert (g["error_rate"].tolerance, g["error_rate"].min_inferences) == (0.01, 200)
+    assert (g["drift"].tolerance, g["drift"].min_increase, g["drift"].min_inferences) == (
+        0.3, 0.0, 200,
+    )  # fmt: skip
+    assert g["accuracy"].tolerance == 0.05  # missing gates keep their default tolerance
+    out = s.to_dict()
+    assert out["gates"]["drift"] == 0.3 and out["gates"]["error_rate"] == 0.01  # defaults apply
+    assert out["gates"]["p95_latency_ms"] == {
+        "relative": 0.2, "min_increase_ms": 1.5, "min_inferences": 10,
+    }  # fmt: skip
+    assert (out["p95_latency_min_increase_ms"], out["gate_min_inferences"]) == (4.0, 200)
+    assert RolloutSpec.parse(out) == s
+
+
+def test_a_number_gate_takes_the_spec_level_floor_and_minimum() -> None:
+    # The request shape clients sent before floors existed keeps working.
+    s = spec(gates={"p95_latency_ms": 2.0})
+    g = next(x for x in s.gates if x.metric == "p95_latency_ms")
+    assert (g.tolerance, g.min_increase, g.min_inferences) == (2.0, 5.0, 50)
+    assert s.to_dict()["gates"]["p95_latency_ms"] == 2.0
+    g = next(x for x in spec(p95_latency_min_increase_ms=0.5).gates if x.metric == "p95_latency_ms")
+    assert (g.tolerance, g.min_increase) == (0.5, 0.5)
+    # A spec stored before these keys existed parses with the defaults.
+    old = s.to_dict()
+    del old["p95_latency_min_increase_ms"], old["gate_min_inferences"]
+    assert RolloutSpec.parse(old) == s
 
 
 def test_wave_sizes_are_cumulative_and_round_up() -> None:
@@ -238,7 +296,7 @@ def test_device_side_rollback_is_seen_as_failure() -> None:
 
 def test_latency_gate_compares_with_the_previous_version() -> None:
     fleet = fleet_of(4, p95=1.0)
-    r = started(spec(gates={"p95_latency_ms": 0.5}, soak_seconds=30))
+    r = started(spec(gates={"p95_latency_ms": 0.5}, soak_seconds=30, p95_latency_min_increase_ms=0))
     r, orders = advance(r, observations(fleet), 1.0)
     for d in fleet[:2]:
         d.p95 = 1.4  # within 50 %
@@ -267,6 +325,119 @@ def test_gates_without_data_neither_pass_nor_fail() -> None:
     r = started(spec(waves=[100]))
     r, _, _ = run(r, fleet, 0.0, 3)
     assert r.state == "completed"
+
+
+def gate_row(r: RolloutState, metric: str) -> dict:
+    return next(g for g in r.gates if g["metric"] == metric)
+
+
+def test_latency_gate_ignores_a_large_relative_rise_below_the_floor() -> None:
+    # The demo case: an MLP at 0.54 ms replaced by a CNN at 1.9 ms is +250 %, and healthy.
+    fleet = fleet_of(2, p95=0.54)
+    r = started(spec(waves=[50, 100], soak_seconds=30, gates={"p95_latency_ms": 2.0}))
+    r, orders = advance(r, observations(fleet), 1.0)
+    deliver(fleet, orders)
+    fleet[0].p95 = 1.9
+    r, _ = advance(r, observations(fleet), 2.0)
+    g = gate_row(r, "p95_latency_ms")
+    assert r.state == "running" and g["ok"] is True
+    assert g["threshold"] == pytest.approx(5.54) and g["min_increase"] == 5.0
+    fleet[0].p95 = 6.0  # +5.46 ms and +1000 %: both limits exceeded
+    r, _ = advance(r, observations(fleet), 3.0)
+    assert r.state == "paused" and "p95_latency_ms" in r.audit[-1].reason
+    assert "at least +5 ms" in r.audit[-1].reason
+
+
+@pytest.mark.parametrize(
+    "gate, base, cand, ok",
+    [
+        ({"relative": 0.2, "min_increase_ms": 5}, 100.0, 140.0, False),  # +40 %, +40 ms
+        ({"relative": 0.2, "min_increase_ms": 5}, 10.0, 14.5, True),  # +45 % but +4.5 ms
+        ({"relative": 0.2, "min_increase_ms": 5}, 100.0, 119.0, True),  # +19 ms but +19 %
+        ({"relative": 0.5, "min_increase_ms": 0}, 1.0, 1.6, False),  # floor off: relative only
+        (0.5, 1.0, 1.6, True),  # a number: the default 5 ms floor
+    ],
+)
+def test_latency_gate_fails_only_when_both_increases_exceed(
+    gate: object, base: float, cand: float, ok: bool
+) -> None:
+    fleet = fleet_of(2, p95=base)
+    r = started(spec(waves=[50, 100], soak_seconds=30, gates={"p95_latency_ms": gate}))
+    r, orders = advance(r, observations(fleet), 1.0)
+    deliver(fleet, orders)
+    fleet[0].p95 = cand
+    r, _ = advance(r, observations(fleet), 2.0)
+    assert gate_row(r, "p95_latency_ms")["ok"] is ok
+    assert r.state == ("running" if ok else "paused")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.floats(0, 1e4, allow_nan=False),
+    cand=st.floats(0, 1e5, allow_nan=False),
+    rel=st.floats(0, 10, allow_nan=False),
+    floor=st.floats(0, 100, allow_nan=False),
+)
+def test_latency_gate_property(base: float, cand: float, rel: float, floor: float) -> None:
+    from cloud.hub.rollout_spec import Gate
+
+    g = Gate("p95_latency_ms", rel, floor)
+    both = cand > base * (1 + rel) and cand - base > floor
+    assert g.passes(cand, base) is (not both) or abs(cand - g.limit(base)) <= 1e-9 * max(1, cand)
+    # A floor never makes the gate stricter than the relative tolerance alone, nor less
+    # strict than the floor alone.
+    assert g.limit(base) >= Gate("p95_latency_ms", rel, 0.0).limit(base)
+    assert g.limit(base) >= base + floor
+
+
+def test_error_rate_gate_waits_for_enough_inferences_and_holds_the_wave() -> None:
+    fleet = fleet_of(2)
+    r = started(spec(waves=[50, 100], soak_seconds=2, gate_min_inferences=100))
+    r, orders = advance(r, observations(fleet), 1.0)
+    deliver(fleet, orders)
+    fleet[0].inferences, fleet[0].errors, fleet[0].error_rate = 10, 1, 0.1  # 1 unlucky error
+    r, _, t = run(r, fleet, 2.0, 5)
+    g = gate_row(r, "error_rate")
+    assert r.state == "running" and g["ok"] is None and g["waiting"] is True
+    assert g["inferences"] == 11 and g["min_inferences"] == 100  # errors count as served
+    assert r.current_wave == 0 and r.waiting_for == "samples"  # soaked, but not judged
+    fleet[0].inferences, fleet[0].errors = 500, 1  # pooled: 1/501, not the 10 % interval
+    r, _ = advance(r, observations(fleet), t)
+    g = gate_row(r, "error_rate")
+    assert g["ok"] is True and g["value"] == pytest.approx(1 / 501) and not g["waiting"]
+    r, _, _ = run(r, fleet, t + 1, 6)
+    assert r.state == "completed"
+
+
+def test_error_rate_gate_fails_on_enough_inferences() -> None:
+    fleet = fleet_of(2)
+    gate = {"tolerance": 0.02, "min_inferences": 50}
+    r = started(spec(waves=[50, 100], soak_seconds=30, gates={"error_rate": gate}))
+    r, orders = advance(r, observations(fleet), 1.0)
+    deliver(fleet, orders)
+    fleet[0].inferences, fleet[0].errors = 60, 6
+    r, _ = advance(r, observations(fleet), 2.0)
+    assert r.state == "paused" and "66 inferences" in r.audit[-1].reason
+
+
+def test_an_idle_new_version_does_not_hold_the_wave() -> None:
+    # No traffic at all (agents report error_rate 0.0 for an empty interval): nothing will
+    # ever arrive, so the gate stays unjudged instead of waiting forever.
+    fleet = fleet_of(2, inferences=0)
+    r = started(spec(waves=[50, 100], gate_min_inferences=50))
+    r, _, _ = run(r, fleet, 1.0, 6)
+    assert r.state == "completed"
+    g = gate_row(r, "error_rate")
+    assert g["ok"] is None and g["waiting"] is False and g["inferences"] == 0
+
+
+def test_uncounted_inferences_do_not_block_a_gate() -> None:
+    # Observations without counts (None) cannot hold a gate: the old behaviour.
+    fleet = fleet_of(2, inferences=None)
+    r = started(spec(waves=[50, 100], gate_min_inferences=10_000))
+    r, _, _ = run(r, fleet, 1.0, 6)
+    assert r.state == "completed"
+    assert all(g["inferences"] is None and g["waiting"] is False for g in r.gates)
 
 
 # --------------------------------------------------------------------------- actions
