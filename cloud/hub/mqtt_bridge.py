@@ -131,6 +131,11 @@ class MqttBridge:
         )
         self._lease_thread: threading.Thread | None = None
         self._pending_shared: dict[int, str] = {}
+        self._pending_direct: set[int] = set()
+        self._sub_lock = threading.Lock()  # a SUBACK may beat the caller to _pending_direct
+        # set once the broker acknowledged this worker's telemetry subscription (SUBACK):
+        # from then on every telemetry message published reaches this worker
+        self.subscribed = threading.Event()
         self._client_lock = threading.Lock()  # start/stop vs. the protocol downgrade
         self.connected = threading.Event()
         self.holder = f"{leases.WORKER_ID}-bridge-{uuid.uuid4().hex[:6]}"
@@ -223,16 +228,30 @@ class MqttBridge:
                 self._pending_shared[mid] = kind
 
     def _subscribe_direct(self) -> None:
-        self.client.subscribe([(topic_filter(TELEMETRY), 1), (topic_filter(EVENTS), 1)])
+        with self._sub_lock:
+            _rc, mid = self.client.subscribe(
+                [(topic_filter(TELEMETRY), 1), (topic_filter(EVENTS), 1)]
+            )
+            if mid is not None:
+                self._pending_direct.add(mid)
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: Any, mid: int, codes: list[ReasonCode], _p: Properties | None
     ) -> None:
+        with self._sub_lock:
+            direct = mid in self._pending_direct
+            self._pending_direct.discard(mid)
+        if direct:
+            if self.consuming and all(not c.is_failure for c in codes):
+                self.subscribed.set()
+            return
         if mid not in self._pending_shared:
             return
-        self._pending_shared.pop(mid)
+        kind = self._pending_shared.pop(mid)
         if all(not c.is_failure for c in codes):
             self.mode, self.consuming = "shared", True
+            if kind == TELEMETRY:
+                self.subscribed.set()
             return
         if self.mode == "shared":
             log.error("broker refused the shared subscription: %s", codes)
@@ -243,6 +262,7 @@ class MqttBridge:
 
     def _on_disconnect(self, *_args: Any) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         log.warning("hub bridge lost the broker; paho reconnects")
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -274,6 +294,7 @@ class MqttBridge:
                 log.info("this worker now consumes telemetry and events (%s)", self.holder)
             elif not held and self.consuming:
                 self.consuming = False
+                self.subscribed.clear()
                 self.client.unsubscribe([topic_filter(TELEMETRY), topic_filter(EVENTS)])
             self._stop.wait(LEASE_TTL_S / 3)
 

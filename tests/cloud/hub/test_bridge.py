@@ -177,7 +177,11 @@ def test_lease_mode_elects_one_consumer(tmp_path: Any, keys: Any, publisher: mqt
         hubs.append(create_app(cfg).extensions["edgekit_hub"])
     try:
         wait_for(lambda: sum(h.bridge.consuming for h in hubs) == 1)
-        time.sleep(0.5)
+        consumer = next(h for h in hubs if h.bridge.consuming)
+        # the broker acknowledged the consumer's subscription (SUBACK): nothing published
+        # from now on can miss it (publishing after a fixed sleep raced the SUBSCRIBE)
+        assert consumer.bridge.subscribed.wait(10)
+        assert not any(h.bridge.subscribed.is_set() for h in hubs if h is not consumer)
         dev = f"ls-{uuid.uuid4().hex[:8]}"
         for seq in range(1, 21):
             publisher.publish(*helpers.telemetry(dev, seq), qos=1)
