@@ -138,6 +138,11 @@ def _observe(r: RolloutState, obs: Mapping[str, DeviceObservation], now: float) 
                 set_status(d, "reverted", now, "device reports the previous version")
             elif step is not None and step.command == d.command_id and step.step == "failed":
                 set_status(d, "failed", now, f"rollback failed: {step.reason}".rstrip(": "))
+            elif d.ordered_at is not None and now - d.ordered_at > r.spec.deploy_timeout_s:
+                # Settle it, so the device is free for later rollouts (see ``busy``).
+                set_status(
+                    d, "failed", now, f"rollback not confirmed within {r.spec.deploy_timeout_s:g} s"
+                )
 
 
 def _capture_baseline(r: RolloutState, obs: Mapping[str, DeviceObservation]) -> None:
@@ -280,7 +285,7 @@ def advance(
     for o in target:
         if len(r.deployments) >= desired:
             break
-        if o.id not in r.deployments:
+        if o.id not in r.deployments and o.busy is None:
             orders.extend(_assign(r, o, now))
     for d in r.deployments.values():
         if d.status == "retry":
@@ -321,6 +326,9 @@ def advance(
 
 
 def _assign(r: RolloutState, o: DeviceObservation, now: float) -> list[Order]:
+    """Take a device into the current wave. What it reports running now is what a rollback
+    of this rollout sends it back to (``advance`` skips devices whose report is about to
+    change because another rollout's command is in flight)."""
     name, version = r.spec.model, r.spec.version
     d = DeploymentState(device=o.id, wave=r.current_wave, status="pending", updated=now)
     if o.model is not None:

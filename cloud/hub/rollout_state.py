@@ -51,12 +51,17 @@ class StepReport:
 
 @dataclass(frozen=True)
 class DeviceObservation:
+    """What one device reports. ``model`` is its newest report of what it runs (the hub
+    orders status and telemetry in device time, see device_reports.py); ``busy`` names
+    another rollout whose command to it is still in flight."""
+
     id: str
     online: bool
     tags: tuple[str, ...] = ()
     model: tuple[str, int] | None = None  # (name, version) the device reports it runs
     kpis: Kpis | None = None
     step: StepReport | None = None
+    busy: str | None = None
 
 
 @dataclass(frozen=True)

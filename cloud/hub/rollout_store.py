@@ -1,8 +1,9 @@
 """Round-trip pure ``RolloutState`` objects through the database and gather observations.
 
 This is the only bridge between rollout.py (pure) and SQL: it maps rows to dataclasses and
-back, and turns device rows plus their latest deploy events and what they served on the
-new version (minute aggregates) into ``DeviceObservation``s.
+back, and turns device rows plus their latest deploy events, what they served on the new
+version (minute aggregates) and commands other rollouts still have in flight into
+``DeviceObservation``s.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from cloud.hub.rollout_spec import RolloutSpec, Wave
 
 DEPLOY_KINDS = ("deploy", "rollback")
 ACTIVE = ("running", "paused", "rolled_back")  # rollouts the ticker still advances
+IN_FLIGHT = ("pending", "reverting")  # a command was sent and has not settled yet
 
 
 def to_state(row: Rollout) -> RolloutState:
@@ -156,9 +158,24 @@ def served_on(db: Session, name: str, version: int, since: float) -> dict[str, t
     return {dev: (int(inf or 0), int(err or 0)) for dev, inf, err in rows}
 
 
+def busy_devices(db: Session, rollout_id: str) -> dict[str, str]:
+    """Device -> another active rollout whose deploy or rollback to it has not settled."""
+    rows = db.execute(
+        select(Deployment.device_id, Deployment.rollout_id)
+        .join(Rollout, Rollout.id == Deployment.rollout_id)
+        .where(
+            Rollout.id != rollout_id,
+            Rollout.state.in_(ACTIVE),
+            Deployment.status.in_(IN_FLIGHT),
+        )
+    )
+    return {dev: rid for dev, rid in rows}
+
+
 def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
     """Every device as it reports itself, plus its latest deploy step for this rollout,
-    and what it served on the new version since the rollout began."""
+    what it served on the new version since the rollout began, and whether another
+    rollout's command to it is still in flight (it joins this one once that settled)."""
     steps: dict[str, StepReport] = {}
     events = db.scalars(
         select(EventRow)
@@ -171,6 +188,7 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
         reason = str(e.detail.get("reason", "")) if isinstance(e.detail, dict) else ""
         steps[e.device_id] = StepReport(e.step, e.command, e.version, reason or e.message)
     served = served_on(db, r.spec.model, r.spec.version, r.created)
+    busy = busy_devices(db, r.id)
     target = (r.spec.model, r.spec.version)
     out: dict[str, DeviceObservation] = {}
     for dev in db.scalars(select(Device)):
@@ -189,5 +207,6 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
             model=model,
             kpis=kpis,
             step=steps.get(dev.id),
+            busy=busy.get(dev.id),
         )
     return out

@@ -440,6 +440,58 @@ def test_uncounted_inferences_do_not_block_a_gate() -> None:
     assert all(g["inferences"] is None and g["waiting"] is False for g in r.gates)
 
 
+# --------------------------------------------------------------------------- what devices ran
+
+
+def test_a_rollback_returns_each_device_to_what_it_reported_before() -> None:
+    # Mixed fleet: each device goes back to ITS previous version, not a fleet-wide one.
+    fleet = [SimDevice("a", model=("digits", 1)), SimDevice("b", model=("digits", 3)),
+             SimDevice("c", model=("other", 7))]  # fmt: skip
+    r = started(spec(version=4, waves=[100]))
+    r, _, t = run(r, fleet, 0.0, 3)
+    assert {d: (x.from_name, x.from_version) for d, x in r.deployments.items()} == {
+        "a": ("digits", 1), "b": ("digits", 3), "c": ("other", 7),
+    }  # fmt: skip
+    r, orders = act(r, "rollback", t, observations=observations(fleet))
+    assert sorted((o.device, o.name, o.version) for o in orders) == [
+        ("a", "digits", 1), ("b", "digits", 3), ("c", "other", 7),
+    ]  # fmt: skip
+
+
+def test_a_device_with_another_rollouts_command_in_flight_joins_once_it_settled() -> None:
+    # Right after a rolled-back rollout, its devices are still reverting: taking them now
+    # would record the version they are leaving as the one to roll back to.
+    from dataclasses import replace
+
+    fleet = fleet_of(2, model=("digits", 2))
+    r = started(spec(version=3, waves=[100]))
+    for t in range(1, 5):
+        obs = observations(fleet)
+        obs["d00"] = replace(obs["d00"], busy="older-rollout")
+        r, orders = advance(r, obs, float(t))
+        deliver(fleet, orders)
+        assert "d00" not in r.deployments
+    assert r.deployments["d01"].status == "committed"
+    assert r.state == "running" and r.waiting_for == "devices"  # the wave waits for d00
+    fleet[0].model = ("digits", 1)  # its revert landed
+    r, orders = advance(r, observations(fleet), 5.0)
+    assert [o.device for o in orders] == ["d00"] and r.deployments["d00"].from_version == 1
+
+
+def test_an_unconfirmed_rollback_settles_as_failed_after_the_timeout() -> None:
+    fleet = fleet_of(1)
+    r = started(spec(waves=[100], deploy_timeout_s=10))
+    r, _, t = run(r, fleet, 0.0, 2)
+    fleet[0].obey = lambda order: None  # type: ignore[method-assign]  # offline for good
+    r, orders = act(r, "rollback", t, observations=observations(fleet))
+    assert r.deployments["d00"].status == "reverting" and len(orders) == 1
+    r, _ = advance(r, observations(fleet), t + 5)
+    assert r.deployments["d00"].status == "reverting"
+    r, _ = advance(r, observations(fleet), t + 11)
+    d = r.deployments["d00"]
+    assert d.status == "failed" and "rollback not confirmed" in d.reason
+
+
 # --------------------------------------------------------------------------- actions
 
 
