@@ -34,7 +34,7 @@ class VariantResult:
 
     runtime: str
     precision: str
-    status: str  # "ok" | "dropped" | "unavailable"
+    status: str  # "ok" | "dropped" | "unavailable" | "skipped" (excluded by the pin)
     reason: str | None = None
     mean_abs_error: float | None = None
     top1_agreement: float | None = None
@@ -71,7 +71,8 @@ def self_test(
     pin_precision: str | None = None,
     time_budget: float = 2.0,
 ) -> SelfTestReport:
-    """Test every variant and choose one; SelfTestError when none may be served."""
+    """Test every variant the pin allows (all when unpinned) and choose the fastest that
+    passes; SelfTestError when none may be served."""
     golden = load_golden(bundle_dir, manifest)
     x, expected = golden["inputs"], golden["outputs"]
     tol = Tolerance.of(manifest)
@@ -80,6 +81,13 @@ def self_test(
     for artifact in manifest.artifacts:
         result = VariantResult(artifact.runtime, artifact.precision, "ok")
         report.variants.append(result)
+        if (pin_runtime and artifact.runtime != pin_runtime) or (
+            pin_precision and artifact.precision != pin_precision
+        ):
+            # Never served, so never loaded: a pinned device does not import (or pay the
+            # memory of) runtimes it will not use.
+            result.status, result.reason = "skipped", "excluded by the configured pin"
+            continue
         try:
             predictor = Predictor.open(bundle_dir, manifest, artifact.runtime, artifact.precision)
         except RuntimeMissingError as exc:
@@ -142,9 +150,15 @@ def _choose(
     pin_runtime: str | None,
     pin_precision: str | None,
 ) -> VariantResult:
+    pin = "-".join(p for p in (pin_runtime, pin_precision) if p)
     if not survivors:
-        reasons = "; ".join(f"{v.target}: {v.reason}" for v in report.variants)
-        raise SelfTestError(f"no variant passed the self-test ({reasons})")
+        tried = [v for v in report.variants if v.status != "skipped"]
+        if pin and not tried:
+            has = ", ".join(v.target for v in report.variants)
+            raise SelfTestError(f"pinned variant {pin} is not in the bundle (it has: {has})")
+        reasons = "; ".join(f"{v.target}: {v.reason}" for v in tried)
+        what = f"pinned variant {pin} did not pass" if pin else "no variant passed"
+        raise SelfTestError(f"{what} the self-test ({reasons})")
     allowed = [
         r
         for r, _p in survivors
@@ -152,7 +166,6 @@ def _choose(
         and (pin_precision is None or r.precision == pin_precision)
     ]
     if not allowed:
-        pin = "-".join(p for p in (pin_runtime, pin_precision) if p)
         ok = ", ".join(r.target for r, _p in survivors)
         raise SelfTestError(f"pinned variant {pin} did not pass the self-test (passed: {ok})")
     return min(allowed, key=lambda r: r.latency_ms if r.latency_ms is not None else float("inf"))
