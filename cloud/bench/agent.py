@@ -308,8 +308,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "the overhead not in prepare or monitor is the hand-off to the inference thread (which "
         "enforces the per-inference time limit) and cache effects; on a VM whose idle vCPU must "
         "be woken it is larger than on bare metal.",
-        "this venv has ONNX Runtime and OpenVINO installed, and the agent imports them at "
-        "start to describe the device's runtimes: hence its larger start-up and RSS.",
+        "this venv has ONNX Runtime and OpenVINO installed and models/digits.ekb has variants "
+        "for all three, so the unpinned install self-test imports and times every runtime: "
+        "hence its larger start-up and RSS (a pinned or edge-only device loads one).",
         "digits runs in microseconds, so its ratio is large by construction: read its "
         "absolute overhead (us) instead.",
         "start-up = process start to the retained online status with a model (fresh data dir, "
