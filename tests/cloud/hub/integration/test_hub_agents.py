@@ -1,4 +1,5 @@
-"""End to end: the hub and two real agents (subprocesses) on a private Mosquitto.
+"""End to end: the hub and two real agents (subprocesses) on a private Mosquitto, with
+the hub on SQLite and on the machine's PostgreSQL (a throw-away schema).
 
 Agents enroll, start on v1, the hub rolls v2 out in two waves (each agent downloads the
 bundle with its device token, self-tests, activates and commits), then rolls it back.
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from tests.edge.brokers import PrivateBroker, private_broker  # noqa: F401
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLI = [sys.executable, "-m", "edge.cli"]
 AGENTS = ("e2e-a", "e2e-b")
+PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -49,15 +52,40 @@ class Api:
             return json.loads(resp.read() or b"null")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_args(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """``--db`` arguments for every hub command: none (SQLite in the data dir), or a fresh
+    PostgreSQL schema selected through ``search_path`` and dropped afterwards."""
+    if request.param == "sqlite":
+        yield []
+        return
+    import psycopg
+
+    schema = f"e2e_{uuid.uuid4().hex[:10]}"
+    try:
+        conn = psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
+        )
+    except psycopg.OperationalError:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield ["--db", f"{PG}?options=-csearch_path%3D{schema}"]
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+
+
 @pytest.fixture
 def hub(
     tmp_path: Path,
     keys: Any,
+    db_args: list[str],
     private_broker: PrivateBroker,  # noqa: F811
-) -> Iterator[tuple[Api, str]]:
+) -> Iterator[tuple[Api, Any]]:
     data = tmp_path / "hub"
     proc = subprocess.Popen(
-        [*CLI, "hub", "serve", "--port", "0", "--data-dir", str(data),
+        [*CLI, "hub", "serve", "--port", "0", "--data-dir", str(data), *db_args,
          "--broker", private_broker.url, "--trusted-key", str(keys[1])],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -65,36 +93,32 @@ def hub(
     url = proc.stdout.readline().split()[-1]
 
     def cli(*args: str) -> str:
-        out = subprocess.run([*CLI, "hub", *args, "--data-dir", str(data)],
+        out = subprocess.run([*CLI, "hub", *args, "--data-dir", str(data), *db_args],
                              capture_output=True, text=True, check=True)  # fmt: skip
         return out.stdout.strip().splitlines()[-1]
 
     token = cli("create-token", "--role", "operator")
     try:
-        yield Api(url, token), cli("enroll-token", "--tags", "e2e")
+        # Enrollment tokens are one-time: each agent gets its own.
+        yield Api(url, token), lambda: cli("enroll-token", "--tags", "e2e")
     finally:
         proc.terminate()
         proc.wait(15)
 
 
 def test_rollout_and_rollback_with_real_agents(
-    hub: tuple[Api, str], keys: Any, make_bundle: Any, tmp_path: Path,
+    hub: tuple[Api, Any], keys: Any, make_bundle: Any, tmp_path: Path,
     private_broker: PrivateBroker,  # noqa: F811
 ) -> None:  # fmt: skip
-    api, enroll = hub
+    api, enroll_token = hub
     v1, v2 = make_bundle(1), make_bundle(2)
     for path in (v1, v2):
         cmd = [*CLI, "hub", "upload", str(path), "--hub", api.url, "--token", api.token]
         up = subprocess.run(cmd, capture_output=True, text=True)
         assert up.returncode == 0, up.stderr
     agents = []
-    for i, dev in enumerate(AGENTS):
-        token = enroll
-        if i:  # enrollment tokens are one-time: mint another one
-            token = subprocess.run(
-                [*CLI, "hub", "enroll-token", "--tags", "e2e", "--data-dir", str(tmp_path / "hub")],
-                capture_output=True, text=True, check=True,
-            ).stdout.strip().splitlines()[-1]  # fmt: skip
+    for dev in AGENTS:
+        token = enroll_token()
         log = (tmp_path / f"{dev}.log").open("w")
         agents.append(subprocess.Popen(
             [*CLI, "agent", "run", "--device-id", dev, "--broker", private_broker.url,
