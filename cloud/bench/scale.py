@@ -52,8 +52,11 @@ def _hub(ctx: BenchContext, work: Path, key: Path) -> tuple[Process, HubClient]:
     return hub, HubClient(url, token)
 
 
-def _online(api: HubClient, tag: str) -> int:
-    return sum(1 for d in api.call("GET", f"/api/v1/devices?tag={tag}") if d["online"])
+def _online(api: HubClient, prefix: str) -> list[str]:
+    """Ids of the simulated devices the hub shows online (they are not enrolled, so they
+    carry no hub tags: they are picked by their id prefix)."""
+    devices = api.call("GET", "/api/v1/devices")
+    return [d["id"] for d in devices if d["id"].startswith(prefix + "-") and d["online"]]
 
 
 def _sample_process(pid: int, seconds: float) -> dict[str, float]:
@@ -116,7 +119,7 @@ def rollout_time(ctx: BenchContext, devices: int, measure_load: float) -> dict[s
         t0 = time.monotonic()
         wait_until(
             f"{devices} simulated devices online",
-            lambda: _online(api, tag) >= devices,
+            lambda: len(_online(api, tag)) >= devices,
             timeout=60 + devices * 0.2,
             interval=1.0,
         )
