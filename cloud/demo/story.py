@@ -217,7 +217,12 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path]) -> DemoResul
         acc = (m.get("metrics") or {}).get("accuracy")
         res.versions.append({"name": m["name"], "version": m["version"], "accuracy": acc})
 
-    gates = {"error_rate": 0.05, "accuracy": 0.10, "p95_latency_ms": 2.0, "drift": None}
+    gates = {
+        "error_rate": 0.05,
+        "accuracy": 0.10,
+        "p95_latency_ms": {"relative": 2.0, "min_increase_ms": 5},
+        "drift": None,
+    }
     say("3.1 roll out v1 to every device")
     s1 = rollout(api, 1, [100], opts, {})
     res.rollouts.append({"version": 1, "state": s1["state"], "id": s1["id"]})
