@@ -175,16 +175,24 @@ class Fleet:
     def stop(self) -> None:
         self._stop.set()
 
-    def close(self) -> None:
-        """Say goodbye like a real agent: retained offline status, then DISCONNECT."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Say goodbye like a real agent: the retained offline status, acknowledged by the
+        broker (QoS 1), then DISCONNECT — so no will fires and no status is left online."""
+        infos = []
         for dev in self.devices.values():
-            try:
-                dev.publish(contract.STATUS, dev.status("offline"), retain=True)
-                dev.client.loop_write()
+            with contextlib.suppress(Exception):
+                infos.append(dev.publish(contract.STATUS, dev.status("offline"), retain=True))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(i.is_published() for i in infos):
+            self._pump_once(0.05)
+        for dev in self.devices.values():
+            with contextlib.suppress(Exception):
                 dev.client.disconnect()
-                dev.client.loop_write()
-            except Exception:
-                pass
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and any(
+            d.client.want_write() for d in self.devices.values()
+        ):
+            self._pump_once(0.02)
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.selector.close()
 
