@@ -196,6 +196,10 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path]) -> DemoResul
             replay_rate=opts.replay_rate,
             telemetry_interval=opts.telemetry_interval,
             probation_seconds=opts.probation,
+            # Six agents, a hub and a broker share this machine: their p95 spikes by tens
+            # of ms whatever the model, so the agent's own latency check needs a wider
+            # floor here than on a dedicated device (the hub's gate still compares versions).
+            probation_min_latency_increase_ms=50,
         )
         print(
             f"  agent {s.device}: replaying {s.path.name}"
