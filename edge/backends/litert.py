@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.quant import check_batch, dequantize, quantize, run_in_chunks
+from edge.backends.quant import check_batch, dequantize, quantize, run_batch
 from edge.contract import Artifact
 from edge.errors import BackendError, RuntimeMissingError
 
@@ -130,24 +130,17 @@ class LiteRTBackend:
         arr = check_batch(x, self._sample_shape)
         n = arr.shape[0]
         with self._lock:
-            try:
-                if n != self._batch and self._resizable:
-                    try:
-                        self._interp.resize_tensor_input(
-                            self._in["index"], [n, *(self._sample_shape or ())]
-                        )
-                        self._interp.allocate_tensors()
-                        self._details()
-                        self._batch = n
-                    except Exception:
-                        self._resizable = False
-                if n == self._batch:
-                    return self._run(arr)
-                return run_in_chunks(self._run, arr, self._batch)
-            except BackendError:
-                raise
-            except Exception as exc:
-                raise BackendError(f"LiteRT inference failed: {exc}") from exc
+            if n != self._batch and self._resizable:
+                try:
+                    self._interp.resize_tensor_input(
+                        self._in["index"], [n, *(self._sample_shape or ())]
+                    )
+                    self._interp.allocate_tensors()
+                    self._details()
+                    self._batch = n
+                except Exception:
+                    self._resizable = False
+            return run_batch(self._run, arr, self._batch, "LiteRT")
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.quant import check_batch, dequantize, quantize, run_in_chunks
-from edge.contract import Artifact, TensorSpec
+from edge.backends.quant import artifact_quant, check_batch, dequantize, quantize, run_batch
+from edge.contract import Artifact
 from edge.errors import BackendError, RuntimeMissingError
 
 RUNTIME = "onnxruntime"
@@ -103,12 +103,12 @@ class OnnxRuntimeBackend:
         self._in_dtype = in_type
         self._in_q = None
         self._out_q = None
+        name = Path(model_path).name
         if in_type in ("int8", "uint8"):
-            spec = _spec(artifact.inputs if artifact else [], "input")
-            self._in_q = (spec.scale, spec.zero_point, in_type)  # type: ignore[assignment]
+            in_q = artifact_quant(artifact.inputs if artifact else [], "input", name)
+            self._in_q = (*in_q, in_type)
         if out_type in ("int8", "uint8"):
-            spec = _spec(artifact.outputs if artifact else [], "output")
-            self._out_q = (spec.scale, spec.zero_point)  # type: ignore[assignment]
+            self._out_q = artifact_quant(artifact.outputs if artifact else [], "output", name)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         feed = quantize(x, *self._in_q) if self._in_q else x.astype(self._in_dtype, copy=False)
@@ -120,15 +120,7 @@ class OnnxRuntimeBackend:
     def infer(self, x: np.ndarray) -> np.ndarray:
         if self._session is None:
             raise BackendError("ONNX Runtime backend used before load()")
-        arr = check_batch(x, self._sample_shape)
-        try:
-            if self._batch == -1 or arr.shape[0] == self._batch:
-                return self._run(arr)
-            return run_in_chunks(self._run, arr, self._batch)
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"ONNX Runtime inference failed: {exc}") from exc
+        return run_batch(self._run, check_batch(x, self._sample_shape), self._batch, "ONNX Runtime")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -140,11 +132,3 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self._session = None
-
-
-def _spec(specs: list[TensorSpec], what: str) -> TensorSpec:
-    if not specs or specs[0].scale is None or specs[0].zero_point is None:
-        raise BackendError(
-            f"the model's {what} is integer but the artifact gives no scale/zero_point"
-        )
-    return specs[0]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.quant import check_batch, dequantize, quantize, run_in_chunks
+from edge.backends.quant import artifact_quant, check_batch, dequantize, quantize, run_batch
 from edge.contract import Artifact
 from edge.errors import BackendError, RuntimeMissingError
 
@@ -92,15 +92,10 @@ class OpenVINOBackend:
         self._out_type = self._compiled.outputs[0].get_element_type().get_type_name()
         self._in_q = self._out_q = None
         if self._in_type in ("i8", "u8"):
-            spec = artifact.inputs[0] if artifact and artifact.inputs else None
-            if spec is None or spec.scale is None or spec.zero_point is None:
-                raise BackendError(f"{path.name}: integer input without scale/zero_point")
-            self._in_q = (spec.scale, spec.zero_point, "int8" if self._in_type == "i8" else "uint8")
+            in_q = artifact_quant(artifact.inputs if artifact else [], "input", path.name)
+            self._in_q = (*in_q, "int8" if self._in_type == "i8" else "uint8")
         if self._out_type in ("i8", "u8"):
-            spec = artifact.outputs[0] if artifact and artifact.outputs else None
-            if spec is None or spec.scale is None or spec.zero_point is None:
-                raise BackendError(f"{path.name}: integer output without scale/zero_point")
-            self._out_q = (spec.scale, spec.zero_point)
+            self._out_q = artifact_quant(artifact.outputs if artifact else [], "output", path.name)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         feed = quantize(x, *self._in_q) if self._in_q else x
@@ -114,15 +109,7 @@ class OpenVINOBackend:
     def infer(self, x: np.ndarray) -> np.ndarray:
         if self._compiled is None:
             raise BackendError("OpenVINO backend used before load()")
-        arr = check_batch(x, self._sample_shape)
-        try:
-            if self._batch == -1 or arr.shape[0] == self._batch:
-                return self._run(arr)
-            return run_in_chunks(self._run, arr, self._batch)
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"OpenVINO inference failed: {exc}") from exc
+        return run_batch(self._run, check_batch(x, self._sample_shape), self._batch, "OpenVINO")
 
     def describe(self) -> dict[str, Any]:
         threads = self.threads

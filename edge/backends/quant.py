@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from edge.contract import TensorSpec
 from edge.errors import BackendError
 
 INT_RANGES = {
@@ -51,6 +52,31 @@ def run_in_chunks(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: 
             part = np.concatenate([part, pad], axis=0)
         outs.append(fn(part)[:n])
     return np.concatenate(outs, axis=0)
+
+
+def artifact_quant(specs: list[TensorSpec], what: str, model: str) -> tuple[float, int]:
+    """``(scale, zero_point)`` of the artifact's first ``what`` tensor, for a model whose graph
+    I/O is integer but carries no quantisation info itself (ONNX, OpenVINO IR)."""
+    if not specs or specs[0].scale is None or specs[0].zero_point is None:
+        raise BackendError(
+            f"{model}: the model's {what} is integer but the artifact gives no scale/zero_point"
+        )
+    return specs[0].scale, specs[0].zero_point
+
+
+def run_batch(
+    fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int, runtime: str
+) -> np.ndarray:
+    """Run ``fn`` over a checked batch: whole when the model's batch is dynamic (-1) or
+    matches, else in slices of it; a runtime's own failure becomes a BackendError."""
+    try:
+        if batch == -1:
+            return fn(x)
+        return run_in_chunks(fn, x, batch)
+    except BackendError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"{runtime} inference failed: {exc}") from exc
 
 
 def check_batch(x: np.ndarray, sample_shape: tuple[int, ...] | None) -> np.ndarray:

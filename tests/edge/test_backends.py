@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge.backends import base
-from edge.backends.quant import dequantize, quantize, run_in_chunks
+from edge.backends.quant import artifact_quant, dequantize, quantize, run_batch, run_in_chunks
 from edge.contract import Artifact, TensorSpec
 from edge.errors import BackendError, RuntimeMissingError
 from tests.edge import tiny_models
@@ -167,3 +167,30 @@ def test_run_in_chunks_pads_the_last_slice() -> None:
 
     out = run_in_chunks(fn, np.arange(5, dtype=np.float32)[:, None], 2)
     assert out[:, 0].tolist() == [0, 2, 4, 6, 8] and calls == [2, 2, 2]
+
+
+def test_run_batch_slices_only_a_fixed_batch_and_wraps_runtime_errors() -> None:
+    calls: list[int] = []
+
+    def fn(part: np.ndarray) -> np.ndarray:
+        calls.append(part.shape[0])
+        return part
+
+    x = np.zeros((3, 1), dtype=np.float32)
+    assert run_batch(fn, x, -1, "X").shape == (3, 1) and calls == [3]
+    assert run_batch(fn, x, 2, "X").shape == (3, 1) and calls == [3, 2, 2]
+
+    def broken(part: np.ndarray) -> np.ndarray:
+        raise RuntimeError("boom")
+
+    with pytest.raises(BackendError, match=r"^X inference failed: boom$"):
+        run_batch(broken, x, -1, "X")
+
+
+def test_artifact_quant_needs_scale_and_zero_point() -> None:
+    spec = TensorSpec(name="x", dtype="int8", shape=[-1, 4], scale=0.5, zero_point=-3)
+    assert artifact_quant([spec], "input", "m.onnx") == (0.5, -3)
+    bare = TensorSpec(name="x", dtype="int8", shape=[-1, 4])
+    for specs in ([], [bare]):
+        with pytest.raises(BackendError, match=r"m\.onnx: the model's output is integer"):
+            artifact_quant(specs, "output", "m.onnx")
