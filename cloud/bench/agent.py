@@ -23,9 +23,6 @@ The mobilenetv2 bundle is trained and exported once and cached under ``OUT/work/
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -36,6 +33,7 @@ import numpy as np
 
 from cloud.bench.agent_footprint import footprint_ratios, measure_footprints
 from cloud.bench.runner import BenchContext
+from cloud.bench.train_export import digits_subset, run_edgekit, train_and_export
 from edge.errors import EdgekitError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,29 +101,11 @@ def interleaved(
 # ---------------------------------------------------------------- bundles
 
 
-def _edgekit(args: list[str], ctx: BenchContext) -> None:
-    """One edgekit command in its own process (TensorFlow's memory goes with it)."""
-    ctx.log("$ edgekit " + " ".join(args))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-m", "edge.cli", *args], env=env)
-    if proc.returncode != 0:
-        raise EdgekitError(f"edgekit {args[0]} failed with exit {proc.returncode}")
-
-
 def _keys(ctx: BenchContext, work: Path) -> tuple[Path, Path]:
     key, pub = work / "keys" / "edgekit.key", work / "keys" / "edgekit.pub"
     if not (key.exists() and pub.exists()):
-        _edgekit(["keys", "generate", "--out", str(work / "keys")], ctx)
+        run_edgekit(["keys", "generate", "--out", str(work / "keys")], ctx.log)
     return key, pub
-
-
-def _digits_subset(path: Path, per_class: int) -> Path:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    idx = np.concatenate([np.flatnonzero(d.target == c)[:per_class] for c in range(10)])
-    np.savez(path, x=d.images[idx].astype(np.float32), y=d.target[idx].astype(np.int64))
-    return path
 
 
 def cached_bundle(
@@ -141,35 +121,9 @@ def cached_bundle(
     if bundle.exists() and stamp.exists() and json.loads(stamp.read_text()) == recipe:
         ctx.log(f"{name}: reusing {bundle}")
         return bundle, pub
-    data = dataset or str(_digits_subset(work / "subset.npz", 12))
-    run_dir = work / "run"
-    _edgekit(
-        ["train", data, "--out", str(run_dir), "--force", "--quiet", "--name", name, *train_args],
-        ctx,
-    )
-    _edgekit(
-        [
-            "export",
-            str(run_dir),
-            "--out",
-            str(bundle),
-            "--name",
-            name,
-            "--version",
-            "1",
-            "--key",
-            str(key),
-            "--targets",
-            EXPORT_TARGETS,
-            "--max-accuracy-drop",
-            "100",
-            "--golden-size",
-            "8",
-            "--calibration-samples",
-            "64",
-        ],
-        ctx,
-    )
+    data = dataset or str(digits_subset(work / "subset.npz", 12))
+    export = ("--targets", EXPORT_TARGETS, "--golden-size", "8", "--calibration-samples", "64")
+    train_and_export(name, data, work, key, train_args, ctx.log, export)
     stamp.write_text(json.dumps(recipe))
     return bundle, pub
 

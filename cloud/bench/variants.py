@@ -19,10 +19,8 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from cloud.bench.runtime_tools import ToolResult, run_benchmark_app, run_litert_benchmark
+from cloud.bench.train_export import Log, digits_subset, train_and_export
 from cloud.bench.variants_table import COLUMNS, ratios, table_rows
 from edge.contract import Artifact, Manifest
 from edge.errors import ConfigError, EdgekitError
 
 THREADS = 1
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -69,30 +67,6 @@ def model_specs(quick: bool) -> list[ModelSpec]:
     ]
 
 
-def _edgekit(args: list[str], log: Log) -> None:
-    """Run an edgekit command in its own process (TensorFlow memory is freed on exit);
-    its progress goes straight to our stderr/stdout."""
-    cmd = [sys.executable, "-m", "edge.cli", *args]
-    log("$ edgekit " + " ".join(args))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    try:
-        sink: Any = sys.stderr.fileno()  # keep our stdout for the table
-    except (AttributeError, OSError, ValueError):
-        sink = None
-    proc = subprocess.run(cmd, env=env, stdout=sink)
-    if proc.returncode != 0:
-        raise EdgekitError(f"edgekit {args[0]} failed with exit {proc.returncode} (output above)")
-
-
-def _digits_subset(path: Path, per_class: int) -> Path:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    idx = np.concatenate([np.flatnonzero(d.target == c)[:per_class] for c in range(10)])
-    np.savez(path, x=d.images[idx].astype(np.float32), y=d.target[idx].astype(np.int64))
-    return path
-
-
 def build_bundle(
     spec: ModelSpec, work: Path, key: Path, log: Log, reuse: bool = False
 ) -> tuple[Path, dict[str, Any]]:
@@ -107,38 +81,9 @@ def build_bundle(
     work.mkdir(parents=True, exist_ok=True)
     dataset = "digits"
     if spec.subset_per_class:
-        dataset = str(_digits_subset(work / "subset.npz", spec.subset_per_class))
-    run_dir, bundle = work / "run", work / f"{spec.name}.ekb"
-    _edgekit(
-        [
-            "train",
-            dataset,
-            "--out",
-            str(run_dir),
-            "--force",
-            "--quiet",
-            "--name",
-            spec.name,
-            *spec.train_args,
-        ],
-        log,
-    )
-    _edgekit(
-        [
-            "export",
-            str(run_dir),
-            "--out",
-            str(bundle),
-            "--name",
-            spec.name,
-            "--version",
-            "1",
-            "--key",
-            str(key),
-            "--max-accuracy-drop",
-            "100",
-        ],
-        log,
+        dataset = str(digits_subset(work / "subset.npz", spec.subset_per_class))
+    bundle = train_and_export(
+        spec.name, dataset, work, key, spec.train_args, log, stdout_to_stderr=True
     )
     dest = work / "bundle"
     extract_bundle(bundle, dest, key.with_suffix(".pub"), replace=True)
