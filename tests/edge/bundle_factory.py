@@ -14,19 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-DIGITS_PRE = {
-    "kind": "image",
-    "height": 8,
-    "width": 8,
-    "channels": 1,
-    "color": "grayscale",
-    "layout": "NHWC",
-    "raw_range": [0, 16],
-    "scale": 1 / 16,
-    "offset": 0.0,
-    "invert": False,
-}
-LABELS = [str(i) for i in range(10)]
+from tests.digits import DIGITS_LABELS, DIGITS_PREPROCESSING
 
 
 def make_onnx(path: Path, kind: str = "linear", seed: int = 0) -> Path:
@@ -134,10 +122,10 @@ def make_bundle(
         out,
         name=name,
         version=version,
-        labels=LABELS,
+        labels=DIGITS_LABELS,
         inputs=[TensorSpec("input", [1, 8, 8, 1], "float32")],
         outputs=[TensorSpec("scores", [1, 10], "float32")],
-        preprocessing=DIGITS_PRE,
+        preprocessing=DIGITS_PREPROCESSING,
         artifacts=[ArtifactSource(model, "onnxruntime", "fp32")],
         private_key=key,
         golden=GoldenSet(x, y),

@@ -14,19 +14,9 @@ from PIL import Image
 from edge.contract import Artifact, Manifest, TensorSpec
 from edge.errors import InputError
 from edge.inputs import ImageBytes, load_input_file, prepare
+from tests.digits import DIGITS_PREPROCESSING
 
-IMAGE_PRE = {
-    "kind": "image",
-    "height": 8,
-    "width": 8,
-    "channels": 1,
-    "color": "grayscale",
-    "layout": "NHWC",
-    "raw_range": [0, 16],
-    "scale": 1 / 16,
-    "offset": 0.0,
-    "invert": False,
-}
+IMAGE_PRE = DIGITS_PREPROCESSING
 TAB_PRE = {"kind": "tabular", "features": ["a", "b", "c"], "mean": [1, 2, 3], "std": [1, 2, 0]}
 
 

@@ -16,21 +16,11 @@ from typing import Any
 import numpy as np
 
 from edge.contract import TensorSpec
+from tests.digits import DIGITS_PREPROCESSING
 
 H, W, C, N_CLASSES = 8, 8, 1, 3
 LABELS = ["zero", "one", "two"]
-PREPROCESSING: dict[str, Any] = {
-    "kind": "image",
-    "height": H,
-    "width": W,
-    "channels": C,
-    "color": "grayscale",
-    "layout": "NHWC",
-    "raw_range": [0, 16],
-    "scale": 1 / 16,
-    "offset": 0.0,
-    "invert": False,
-}
+PREPROCESSING = DIGITS_PREPROCESSING  # H, W, C are the digits' 8, 8, 1
 
 
 @dataclass

@@ -8,23 +8,13 @@ from cloud.data.images import resize_images
 from cloud.data.preprocess import apply_preprocessing, fit_preprocessing
 from cloud.data.sources import load_digits
 from edge.errors import DataError
+from tests.digits import DIGITS_PREPROCESSING
 
 
 def test_digits_preprocessing_matches_the_interface() -> None:
     ds = load_digits()
     spec = fit_preprocessing(ds, np.arange(10))
-    assert spec == {
-        "kind": "image",
-        "height": 8,
-        "width": 8,
-        "channels": 1,
-        "color": "grayscale",
-        "layout": "NHWC",
-        "raw_range": [0.0, 16.0],
-        "scale": 1 / 16,
-        "offset": 0.0,
-        "invert": False,
-    }
+    assert spec == DIGITS_PREPROCESSING
     out = apply_preprocessing(spec, ds.x[:5])
     assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-LABELS = [str(d) for d in range(10)]
+from tests.digits import DIGITS_LABELS, DIGITS_PREPROCESSING
 
 
 def _split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,7 +87,7 @@ def build_digits_run(out: Path, *, epochs: int = 40, seed: int = 0, width: int =
             "histograms": [_hist(x[tr].ravel(), np.linspace(0.0, 1.0, 11))],
         },
         "outputs": {
-            "labels": LABELS,
+            "labels": DIGITS_LABELS,
             "class_mix": [float(m) for m in mix],
             "confidence": _hist(scores_train.max(1), np.linspace(0.0, 1.0, 11)),
         },
@@ -98,22 +98,11 @@ def build_digits_run(out: Path, *, epochs: int = 40, seed: int = 0, width: int =
     run = {
         "name": "digits",
         "kind": "image",
-        "labels": LABELS,
+        "labels": DIGITS_LABELS,
         "feature_names": None,
         "input": {"name": "input", "shape": [1, 8, 8, 1], "dtype": "float32"},
         "output": {"name": "scores", "shape": [1, 10], "dtype": "float32"},
-        "preprocessing": {
-            "kind": "image",
-            "height": 8,
-            "width": 8,
-            "channels": 1,
-            "color": "grayscale",
-            "layout": "NHWC",
-            "raw_range": [0, 16],
-            "scale": 1 / 16,
-            "offset": 0.0,
-            "invert": False,
-        },
+        "preprocessing": DIGITS_PREPROCESSING,
         "arch": "cnn",
         "hyperparameters": {"epochs": epochs, "batch_size": 64, "learning_rate": 2e-3},
         "seed": seed,
