@@ -18,11 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.contract import Manifest
 from edge.errors import ConfigError, ManifestError, SignatureError
-from edge.signing import ALGORITHM, key_id
+from edge.signing import ALGORITHM, key_id, read_key_file
 
 PRIVATE_NAME = "edgekit.key"
 PUBLIC_NAME = "edgekit.pub"
-MAX_KEY_FILE_BYTES = 16 * 1024
 
 
 def generate_keypair(out_dir: str | Path, *, force: bool = False) -> tuple[Path, Path]:
@@ -70,16 +69,7 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     """Load a PKCS8 PEM Ed25519 private key, with a clear error for every wrong file."""
     p = Path(path)
-    try:
-        if p.stat().st_size > MAX_KEY_FILE_BYTES:
-            raise SignatureError(f"private key file {p} is too large to be a key")
-        data = p.read_bytes()
-    except FileNotFoundError as exc:
-        raise SignatureError(f"private key file {p} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise SignatureError(f"private key {p} is a directory, not a key file") from exc
-    except OSError as exc:
-        raise SignatureError(f"cannot read private key {p}: {exc.strerror}") from exc
+    data = read_key_file(p, "private key")
     if b"PUBLIC KEY" in data and b"PRIVATE KEY" not in data:
         raise SignatureError(f"{p} is a public key; signing needs the private key (edgekit.key)")
     try:

@@ -59,18 +59,24 @@ def load_public_key(key: PublicKeyLike) -> Ed25519PublicKey:
     if isinstance(key, bytes):
         return public_key_from_bytes(key)
     path = Path(key)
+    data = read_key_file(path, "public key")
+    return public_key_from_bytes(data, source=f"public key file {path}")
+
+
+def read_key_file(path: Path, what: str) -> bytes:
+    """The bytes of a key file, refusing a missing, unreadable or oversized one with a
+    one-line SignatureError that says which key (``what``) it was meant to be."""
     try:
         size = path.stat().st_size
         if size > MAX_KEY_FILE_BYTES:
-            raise SignatureError(f"public key file {path} is {size} bytes: not a key")
-        data = path.read_bytes()
+            raise SignatureError(f"{what} file {path} is {size} bytes: not a key")
+        return path.read_bytes()
     except FileNotFoundError as exc:
-        raise SignatureError(f"public key file {path} does not exist") from exc
+        raise SignatureError(f"{what} file {path} does not exist") from exc
     except IsADirectoryError as exc:
-        raise SignatureError(f"public key {path} is a directory, not a key file") from exc
+        raise SignatureError(f"{what} {path} is a directory, not a key file") from exc
     except OSError as exc:
-        raise SignatureError(f"cannot read public key {path}: {exc.strerror}") from exc
-    return public_key_from_bytes(data, source=f"public key file {path}")
+        raise SignatureError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
 def verify_manifest(manifest: Manifest, public_key: PublicKeyLike) -> str:

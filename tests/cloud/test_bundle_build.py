@@ -125,6 +125,13 @@ def test_key_loading_errors(tmp_path: Path) -> None:
         load_public_key(junk)
     with pytest.raises(SignatureError, match="directory"):
         load_public_key(tmp_path)
+    with pytest.raises(SignatureError, match=r"private key .* is a directory"):
+        load_private_key(tmp_path)
+    huge = tmp_path / "huge.key"
+    huge.write_bytes(b"x" * 20_000)
+    for load, what in ((load_private_key, "private"), (load_public_key, "public")):
+        with pytest.raises(SignatureError, match=rf"^{what} key file .* 20000 bytes: not a key$"):
+            load(huge)
 
 
 def test_sign_and_verify_manifest_directly(tmp_path: Path) -> None:
