@@ -125,12 +125,6 @@ def rollout_time(ctx: BenchContext, devices: int, measure_load: float) -> dict[s
         )
         connect_s = time.monotonic() - t0
         ctx.log(f"{devices} devices online in {connect_s:.1f} s")
-        load = _sample_process(hub.proc.pid, measure_load) if measure_load else {}
-        if load:
-            ctx.log(
-                f"hub while {devices} devices report every 10 s: "
-                f"{load['cpu_percent_mean']:.0f} % CPU, {load['rss_mb_max']:.0f} MB"
-            )
         t1 = time.monotonic()
         created = api.call(
             "POST",
@@ -162,6 +156,15 @@ def rollout_time(ctx: BenchContext, devices: int, measure_load: float) -> dict[s
         final = wait_until("the rollout to complete", done, timeout=120 + devices, interval=1.0)
         rollout_s = time.monotonic() - t1
         ctx.log(f"3-wave rollout to {devices} devices: {rollout_s:.1f} s")
+        # Devices report telemetry only once they serve a model, so the steady load is
+        # measured after the rollout: every device reports every 10 s.
+        load = _sample_process(hub.proc.pid, measure_load) if measure_load else {}
+        if load:
+            ctx.log(
+                f"hub while {devices} devices report every 10 s: "
+                f"{load['cpu_percent_mean']:.0f} % CPU (of one core), "
+                f"{load['rss_mb_max']:.0f} MB"
+            )
         return {
             "devices": devices,
             "connect_s": connect_s,
