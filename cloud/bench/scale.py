@@ -162,7 +162,7 @@ def rollout_time(ctx: BenchContext, devices: int, measure_load: float) -> dict[s
         if load:
             ctx.log(
                 f"hub while {devices} devices report every 10 s: "
-                f"{load['cpu_percent_mean']:.0f} % CPU (of one core), "
+                f"{load['cpu_percent_mean']:.1f} % CPU (of one core), "
                 f"{load['rss_mb_max']:.0f} MB"
             )
         return {
