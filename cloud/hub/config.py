@@ -33,7 +33,7 @@ class HubConfig:
     # broker has not noticed): stale_intervals x its telemetry interval, else offline_after_s.
     offline_after_s: float = 60.0
     stale_intervals: float = 3.0
-    bridge_batch_size: int = 200
+    bridge_batch_size: int = 1000
     bridge_flush_s: float = 0.5  # how long the idle writer waits before checking for stop
     mqtt_consumer: str = "auto"  # auto | shared | lease
     mqtt_share_group: str = "edgekit-hub"  # hubs of one fleet share this group name

@@ -25,22 +25,22 @@ Events never change these fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
+from cloud.hub import bulk_sql
 from cloud.hub.models import Device, EventRow
-from cloud.hub.telemetry_fields import Sample, device_kpis, staleness_window
-from edge.contract import STATUS, TELEMETRY, Event, Status, Telemetry
+from cloud.hub.telemetry_fields import Sample, TelemetryLike, device_kpis, staleness_window
+from edge.contract import STATUS, TELEMETRY, Event, Status
 
 DEVICE_TABLE = cast(Table, Device.__table__)
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
-    """Where one report sits in device time: its topic, run, per-topic counter and clock."""
+class Report(NamedTuple):
+    """Where one report sits in device time: its topic, run, per-topic counter and clock
+    (a tuple: one is built per ingested message)."""
 
     kind: str  # STATUS | TELEMETRY
     boot: str | None
@@ -150,16 +150,17 @@ def kpis_report(kpis: dict[str, Any] | None, kpis_ts: float | None) -> Report | 
     )
 
 
-def _telemetry_report(t: Telemetry) -> Report:
+def _telemetry_report(t: TelemetryLike) -> Report:
     return Report(TELEMETRY, t.boot, t.seq, t.ts)
 
 
 _MODEL_COLS = ("model_name", "model_version", "model_runtime", "model_precision")
+_MODEL_UPDATE = ("boot", "model_ts", "model_seq", "model_src", *_MODEL_COLS)
 
 
 def refresh_from_telemetry(
     db: Session,
-    per_device: dict[str, list[tuple[Telemetry, Sample]]],
+    per_device: dict[str, list[tuple[TelemetryLike, Sample]]],
     now: float,
     stale_intervals: float,
     offline_after_s: float,
@@ -177,8 +178,8 @@ def refresh_from_telemetry(
             d.c.model_ts, d.c.model_seq, d.c.model_src, *(d.c[c] for c in _MODEL_COLS))  # fmt: skip
     known = {r.id: r for r in db.execute(select(*cols).where(d.c.id.in_(list(per_device))))}
     new: list[dict[str, Any]] = []
-    kpi_rows: list[dict[str, Any]] = []
-    model_rows: list[dict[str, Any]] = []
+    kpi_rows: list[tuple[str, Any, float | None, bool]] = []
+    model_rows: list[tuple[Any, ...]] = []
     for device_id, items in per_device.items():
         row = known.get(device_id)
         run_boot = row.boot if row is not None else None
@@ -187,8 +188,8 @@ def refresh_from_telemetry(
         model_last = None
         if row is not None and row.model_ts is not None:
             model_last = Report(row.model_src or STATUS, row.boot, row.model_seq, row.model_ts)
-        kpi_best: tuple[Telemetry, Sample] | None = None
-        model_best: Telemetry | None = None
+        kpi_best: tuple[TelemetryLike, Sample] | None = None
+        model_best: TelemetryLike | None = None
         for t, s in items:
             rep = _telemetry_report(t)
             if newer(rep, kpi_last, run_boot, announced):
@@ -208,45 +209,36 @@ def refresh_from_telemetry(
             interval = kpi_best[0].metrics.get("interval_s")
             window = staleness_window(interval, stale_intervals, offline_after_s)
             back = now - (row.last_seen or 0.0) > window
-        kpi_rows.append({
-            "b_id": device_id,
-            "b_kpis": kpis if kpis is not None else row.kpis,
-            "b_ts": kpi_best[0].ts if kpi_best is not None else row.kpis_ts,
-            "b_online": True if back else row.online,
-        })  # fmt: skip
+        kpi_rows.append((
+            device_id,
+            kpis if kpis is not None else row.kpis,
+            kpi_best[0].ts if kpi_best is not None else row.kpis_ts,
+            True if back else row.online,
+        ))  # fmt: skip
         if model_best is not None:
-            model_rows.append({"b_id": device_id, "b_old": row.model_ts, "boot": model_best.boot,
-                               **_model_values(model_best, row)})  # fmt: skip
+            values = _model_values(model_best, row)
+            model_rows.append((model_best.boot, *(values[c] for c in _MODEL_UPDATE[1:]),
+                               device_id, row.model_ts))  # fmt: skip
     if new:
         db.execute(insert(d), new)
-    if kpi_rows:
-        stmt = (
-            update(d)
-            .where(d.c.id == bindparam("b_id"))
-            .values(kpis=bindparam("b_kpis"), kpis_ts=bindparam("b_ts"),
-                    online=bindparam("b_online"), last_seen=now)
-        )  # fmt: skip
-        db.execute(stmt, kpi_rows)
-    if model_rows:
-        names = ("boot", "model_ts", "model_seq", "model_src", *_MODEL_COLS)
-        stmt = (
-            update(d)
-            .where(d.c.id == bindparam("b_id"))
-            .where(d.c.model_ts.is_not_distinct_from(bindparam("b_old")))
-            .values({c: bindparam(c) for c in names})
-        )
-        db.execute(stmt, model_rows)
+    bulk_sql.executemany(
+        db,
+        bulk_sql.update_sql(d.name, ("kpis", "kpis_ts", "online", "last_seen"), "id = ?"),
+        [(bulk_sql.json_text(k), ts, online, now, i) for i, k, ts, online in kpi_rows],
+    )
+    where = f"id = ? AND {bulk_sql.null_safe_equal(db, 'model_ts')}"
+    bulk_sql.executemany(db, bulk_sql.update_sql(d.name, _MODEL_UPDATE, where), model_rows)
 
 
 def _kpis_last(row: Any) -> Report | None:
     return kpis_report(row.kpis, row.kpis_ts) if row is not None else None
 
 
-def _kpis(t: Telemetry, s: Sample) -> dict[str, Any]:
+def _kpis(t: TelemetryLike, s: Sample) -> dict[str, Any]:
     return {**device_kpis(t, s), "boot": t.boot, "seq": t.seq}
 
 
-def _model_values(t: Telemetry, row: Any) -> dict[str, Any]:
+def _model_values(t: TelemetryLike, row: Any) -> dict[str, Any]:
     """Model columns from a telemetry report; runtime and precision are kept from the row
     when the telemetry names the same model version without them."""
     values: dict[str, Any] = {"model_ts": t.ts, "model_seq": t.seq, "model_src": TELEMETRY}

@@ -6,22 +6,26 @@ raw payload is kept and one bad field must not lose the rest."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from edge.contract import Telemetry
+from edge.contract import SCHEMA_TELEMETRY, ModelRef, Telemetry, decode_json
+from edge.errors import ContractError
 
 
 def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    """A finite number as float, else None (bools, strings, NaN, inf, huge ints).
+
+    Exact types first: this runs ~10 times per ingested message."""
+    t = type(v)
+    if t is float:
+        return v if v - v == 0.0 else None  # inf - inf and nan - nan are nan
+    if t is not int and (t is bool or not isinstance(v, (int, float))):
         return None
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
     return f if math.isfinite(f) else None
-
-
-def _sub(metrics: dict[str, Any], key: str, sub: str) -> float | None:
-    obj = metrics.get(key)
-    return _num(obj.get(sub)) if isinstance(obj, dict) else None
 
 
 def _count(v: Any) -> int:
@@ -31,9 +35,27 @@ def _count(v: Any) -> int:
     return int(n) if n is not None and n >= 0 else 0
 
 
-@dataclass(frozen=True)
-class Sample:
-    """The columns the hub keeps from one telemetry payload (malformed values -> None)."""
+class TelemetryLike(Protocol):
+    """What the store reads from a telemetry message: ``contract.Telemetry`` or the
+    bridge's lighter ``TelemetryIn``."""
+
+    @property
+    def device(self) -> str: ...
+    @property
+    def ts(self) -> float: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def boot(self) -> str | None: ...
+    @property
+    def model(self) -> ModelRef | None: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+
+
+class Sample(NamedTuple):
+    """The columns the hub keeps from one telemetry payload (malformed values -> None);
+    a tuple, since one is built per ingested message."""
 
     inferences: int
     errors: int
@@ -47,29 +69,25 @@ class Sample:
 
     @staticmethod
     def of(metrics: dict[str, Any]) -> Sample:
-        drifts = [
-            d
-            for d in (_sub(metrics, "drift", "input_psi"), _sub(metrics, "drift", "output_psi"))
-            if d is not None
-        ]
-        inferences, errors = _count(metrics.get("inferences")), _count(metrics.get("errors"))
-        rate = _num(metrics.get("error_rate"))
+        get = metrics.get
+        latency, drift, accuracy = get("latency_ms"), get("drift"), get("accuracy")
+        p50 = p95 = psi = acc = None
+        if type(latency) is dict:
+            p50, p95 = _num(latency.get("p50")), _num(latency.get("p95"))
+        if type(drift) is dict:
+            i, o = _num(drift.get("input_psi")), _num(drift.get("output_psi"))
+            psi = o if i is None else i if o is None else max(i, o)
+        if type(accuracy) is dict:
+            acc = _num(accuracy.get("value"))
+        inferences, errors = _count(get("inferences")), _count(get("errors"))
+        rate = _num(get("error_rate"))
         if rate is None and inferences + errors:
             rate = errors / (inferences + errors)
-        return Sample(
-            inferences=inferences,
-            errors=errors,
-            error_rate=rate,
-            latency_p50=_sub(metrics, "latency_ms", "p50"),
-            latency_p95=_sub(metrics, "latency_ms", "p95"),
-            throughput=_num(metrics.get("throughput_per_s")),
-            confidence=_num(metrics.get("confidence_mean")),
-            drift=max(drifts) if drifts else None,
-            accuracy=_sub(metrics, "accuracy", "value"),
-        )
+        throughput, confidence = _num(get("throughput_per_s")), _num(get("confidence_mean"))
+        return Sample(inferences, errors, rate, p50, p95, throughput, confidence, psi, acc)
 
 
-def device_kpis(t: Telemetry, s: Sample) -> dict[str, Any]:
+def device_kpis(t: TelemetryLike, s: Sample) -> dict[str, Any]:
     """The latest-KPI summary kept on the device row (what the fleet matrix shows)."""
     m = t.metrics
     drift = m.get("drift") if isinstance(m.get("drift"), dict) else {}
@@ -95,3 +113,58 @@ def staleness_window(interval_s: Any, stale_intervals: float, offline_after_s: f
     """Seconds of silence after which a device counts as offline without a will."""
     n = _num(interval_s)
     return stale_intervals * n if n is not None and n > 0 else offline_after_s
+
+
+class TelemetryIn:
+    """One telemetry message as the hub ingests it: the envelope fields it needs, the
+    decoded payload (``metrics``: the whole object, envelope keys included — the hub only
+    reads the metric keys it knows) and the payload text, stored as received so it is
+    never re-encoded. Built by ``parse_telemetry``; quacks like ``contract.Telemetry``."""
+
+    __slots__ = ("boot", "device", "metrics", "model", "raw", "seq", "ts")
+
+    def __init__(
+        self,
+        device: str,
+        ts: float,
+        seq: int,
+        boot: str | None,
+        model: ModelRef | None,
+        metrics: dict[str, Any],
+        raw: str | None,
+    ) -> None:
+        self.device, self.ts, self.seq, self.boot = device, ts, seq, boot
+        self.model, self.metrics, self.raw = model, metrics, raw
+
+
+def parse_telemetry(device: str, payload: bytes) -> TelemetryIn:
+    """Decode a telemetry payload, checking only what the hub relies on (schema, device,
+    ts, seq, boot, model); anything unusual goes through the full ``Telemetry.parse`` so
+    errors read the same. The metric values are read defensively later (``Sample.of``).
+    ContractError for anything malformed."""
+    obj = decode_json(payload)
+    ts: Any = obj.get("ts")
+    seq, boot = obj.get("seq"), obj.get("boot")
+    model = obj.get("model")
+    if (
+        obj.get("schema") != SCHEMA_TELEMETRY
+        or obj.get("device") != device
+        or type(ts) not in (float, int)
+        or type(seq) is not int
+        or not (boot is None or type(boot) is str)
+        or not (model is None or type(model) is dict)
+    ):
+        full = Telemetry.parse(obj)  # raises the contract's own error, or accepts a variant
+        if full.device != device:
+            raise ContractError(f"payload device {full.device!r} differs from topic {device!r}")
+        return TelemetryIn(device, full.ts, full.seq, full.boot, full.model, obj, _text(payload))
+    ref = ModelRef.parse(model, "telemetry") if model is not None else None
+    return TelemetryIn(device, float(ts), seq, boot, ref, obj, _text(payload))
+
+
+def _text(payload: bytes) -> str | None:
+    """The payload as stored text; None when it is not UTF-8 (JSON may be UTF-16/32)."""
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

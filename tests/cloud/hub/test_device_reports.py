@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
+from cloud.hub.app import create_app
 from cloud.hub.config import HubConfig
 from cloud.hub.device_reports import Report, newer
-from cloud.hub.models import Device
+from cloud.hub.models import Device, TelemetryRaw
 from cloud.hub.mqtt_bridge import MqttBridge
 from edge.contract import Event, ModelRef, Status, Telemetry, encode_json, topic
+from tests.cloud.hub.test_postgres import pg_url  # noqa: F401  (fixture)
 
 Message = tuple[str, bytes]
 
@@ -223,3 +225,30 @@ def test_events_never_change_the_model(app: Any) -> None:
     assert bridge.counters["stored_event"] == 1
     d = device(hub, "ev")
     assert (d.model_version, d.model_ts) == (1, 10.0)
+
+
+@pytest.mark.integration
+def test_device_time_ordering_on_postgres(
+    pg_url: str,  # noqa: F811
+    tmp_path: Any,
+    keys: Any,
+) -> None:
+    """The same rules through the driver-level bulk statements of PostgreSQL (psycopg:
+    %s placeholders, JSON as text, IS NOT DISTINCT FROM)."""
+    app = create_app(HubConfig(data_dir=tmp_path, db_url=pg_url, trusted_key=keys[1],
+                               background=False))  # fmt: skip
+    hub = app.extensions["edgekit_hub"]
+    try:
+        feed(hub, [status("pg", 2, 5.0, 1)], [status("pg", 1, 10.0, 2), tel("pg", 2, 9.0, 7)])
+        feed(hub, [tel("pg", 1, 11.0, 8, p95=4.0), tel("pg", 1, 10.5, 6)])  # 6: late, older
+        d = device(hub, "pg")
+        assert (d.model_version, d.model_src, d.model_ts, d.model_runtime) == (
+            1, "telemetry", 11.0, "litert")  # fmt: skip
+        assert d.kpis["p95_latency_ms"] == 4.0 and d.kpis_ts == 11.0 and d.online
+        with hub.db.session() as s:
+            assert s.query(TelemetryRaw).filter_by(device_id="pg").count() == 3
+            raw = s.query(TelemetryRaw).filter_by(device_id="pg", seq=8).one()
+            assert raw.metrics["latency_ms"] == {"p95": 4.0} and raw.metrics["device"] == "pg"
+    finally:
+        hub.stop()
+        hub.db.dispose()

@@ -13,10 +13,17 @@ import pytest
 from cloud.hub.app import create_app
 from cloud.hub.config import HubConfig
 from cloud.hub.models import Device, TelemetryMinute, TelemetryRaw
-from cloud.hub.mqtt_bridge import DEDUP_WINDOW, MqttBridge, SeenWindow, parse_message
+from cloud.hub.mqtt_bridge import (
+    DEDUP_WINDOW,
+    MqttBridge,
+    SeenWindow,
+    ingest_message,
+    parse_message,
+)
+from cloud.hub.telemetry_fields import Sample, TelemetryIn, parse_telemetry
 from cloud.hub.telemetry_store import mark_stale_offline, staleness_window, write_batch
 from edge.contract import Telemetry
-from edge.errors import ConfigError
+from edge.errors import ConfigError, ContractError
 from tests.cloud.hub import helpers
 
 MINUTE = 1_800_000_000 - 1_800_000_000 % 60  # a minute boundary
@@ -153,3 +160,85 @@ def test_staleness_window() -> None:
     assert staleness_window(10, 3.0, 60.0) == 30.0
     for bad in (None, "10", 0, -5, True, float("nan")):
         assert staleness_window(bad, 3.0, 60.0) == 60.0
+
+
+def test_raw_rows_keep_the_payload_as_received(app: Any) -> None:
+    """The bridge stores the payload text itself (no re-encoding); a payload that is JSON
+    but not UTF-8 (UTF-16 is valid JSON) is re-encoded instead of being lost."""
+    hub = app.extensions["edgekit_hub"]
+    t, p = helpers.telemetry("rawdev", 1, ts=MINUTE + 5)
+    utf16 = json.dumps({**json.loads(p), "seq": 2}).encode("utf-16")
+    bridge = _bridge(hub)
+    bridge.flush([(t, p), (t, utf16)])
+    assert bridge.counters["stored_telemetry"] == 2 and bridge.counters["rejected"] == 0
+    with hub.db.session() as s:
+        rows = s.query(TelemetryRaw).filter_by(device_id="rawdev").order_by(TelemetryRaw.seq)
+        first, second = rows.all()
+    assert first.metrics == json.loads(p) and second.metrics["seq"] == 2
+    assert first.latency_p95 == 2.0 and first.inferences == 50 and first.errors == 1
+    assert first.drift == pytest.approx(0.05) and first.accuracy == 0.95
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"schema": "edgekit.telemetry/9"}, "schema"),
+        ({"device": "someone-else"}, "differs from topic"),
+        ({"ts": True}, "'ts' has wrong type bool"),
+        ({"ts": "now"}, "'ts' has wrong type str"),
+        ({"seq": 1.5}, "'seq' has wrong type float"),
+        ({"boot": 7}, "'boot' has wrong type int"),
+        ({"model": "digits"}, "'model' must be an object"),
+        ({"model": {"name": "digits", "version": "2"}}, "'version' has wrong type str"),
+    ],
+)
+def test_light_telemetry_parse_rejects_what_the_contract_rejects(
+    change: dict[str, Any], error: str
+) -> None:
+    t, p = helpers.telemetry("lp", 1)
+    bad = json.dumps({**json.loads(p), **change}).encode()
+    with pytest.raises(ContractError, match=error):
+        parse_telemetry("lp", bad)
+    with pytest.raises(ContractError):
+        ingest_message(t, bad)
+
+
+def test_light_telemetry_parse_reads_the_envelope_and_tolerates_odd_metrics() -> None:
+    t, p = helpers.telemetry("lp2", 7, version=3, ts=MINUTE + 1.5, latency_ms=[1, 2])
+    msg = ingest_message(t, p)
+    assert isinstance(msg, TelemetryIn)
+    assert (msg.device, msg.seq, msg.ts, msg.boot) == ("lp2", 7, MINUTE + 1.5, "boot1")
+    assert msg.model is not None and msg.model.version == 3 and msg.raw == p.decode()
+    s = Sample.of(msg.metrics)
+    assert s.latency_p95 is None and s.inferences == 50  # a malformed metric is only None
+    assert Sample.of({"inferences": 10**400, "error_rate": float("nan")}).inferences == 0
+    assert Sample.of({"drift": {"input_psi": float("inf"), "output_psi": 0.3}}).drift == 0.3
+
+
+def test_writer_batches_a_burst_and_stores_it_all(app: Any) -> None:
+    """The writer thread, fed the way paho's thread feeds it: one transaction per burst."""
+    hub = app.extensions["edgekit_hub"]
+    bridge = _bridge(hub)
+    bridge._writer.start()
+    try:
+        for seq in range(1, 301):
+            bridge._on_message(None, None, _Msg(*helpers.telemetry(f"burst{seq % 7}", seq)))  # type: ignore[arg-type]
+        deadline = time.monotonic() + 20
+        while bridge.counters["stored_telemetry"] < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        bridge._stop.set()
+        bridge._writer.join(10)
+    assert bridge.counters["stored_telemetry"] == 300 and bridge.counters["received"] == 300
+    with hub.db.session() as s:
+        assert s.query(TelemetryRaw).filter(TelemetryRaw.device_id.like("burst%")).count() == 300
+
+
+class _Msg:
+    def __init__(self, topic: str, payload: bytes) -> None:
+        self.topic, self.payload = topic, payload
+
+
+def _bridge(hub: Any) -> MqttBridge:
+    cfg = HubConfig(**{**hub.config.__dict__, "broker_url": "mqtt://127.0.0.1:1"})
+    return MqttBridge(cfg, hub.db)
