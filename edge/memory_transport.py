@@ -17,7 +17,6 @@ from collections import deque
 from dataclasses import dataclass
 
 from edge.contract import MAX_PAYLOAD_BYTES
-from edge.errors import TransportError
 from edge.transport_api import (
     ConnectListener,
     Handler,
@@ -25,8 +24,8 @@ from edge.transport_api import (
     TransportStats,
     Will,
     check_filter,
+    check_publish,
     check_qos,
-    check_topic,
     run_handler,
     run_listener,
     topic_matches,
@@ -172,12 +171,7 @@ class MemoryTransport:
     def publish(
         self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
     ) -> PublishResult | None:
-        check_topic(topic)
-        check_qos(qos)
-        if len(payload) > self.max_payload:
-            raise TransportError(
-                f"payload of {len(payload)} bytes exceeds the {self.max_payload} byte limit"
-            )
+        check_publish(topic, payload, qos, self.max_payload)
         if not self._connected:
             return None
         if not self.broker._route(Message(topic, bytes(payload), qos, retain, self.client_id)):

@@ -40,6 +40,7 @@ from edge.transport_api import (
     TransportStats,
     Will,
     check_filter,
+    check_publish,
     check_qos,
     check_topic,
     run_handler,
@@ -224,11 +225,7 @@ class MqttTransport:
     def publish(
         self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
     ) -> PublishResult | None:
-        check_topic(topic)
-        check_qos(qos)
-        if len(payload) > self.settings.max_payload:
-            limit = self.settings.max_payload
-            raise TransportError(f"payload of {len(payload)} bytes exceeds the {limit} byte limit")
+        check_publish(topic, payload, qos, self.settings.max_payload)
         if not self.connected:
             return None
         info = self._client.publish(topic, payload, qos=qos, retain=retain)

@@ -156,6 +156,17 @@ def check_qos(qos: int) -> int:
     return qos
 
 
+def check_publish(topic: str, payload: bytes, qos: int, max_payload: int) -> None:
+    """What every transport refuses before sending: a bad topic or QoS, or a payload over
+    the configured limit (refused here, never truncated or split)."""
+    check_topic(topic)
+    check_qos(qos)
+    if len(payload) > max_payload:
+        raise TransportError(
+            f"payload of {len(payload)} bytes exceeds the {max_payload} byte limit"
+        )
+
+
 def run_handler(stats: TransportStats, handler: Handler, topic: str, payload: bytes) -> None:
     """Call one handler; its failure is logged and counted, never propagated."""
     try:

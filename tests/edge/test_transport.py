@@ -233,6 +233,18 @@ def test_memory_oversize_publish_refused() -> None:
         t.publish("a/+", b"wildcards are not topics")
 
 
+def test_mqtt_refuses_a_bad_publish_even_while_offline() -> None:
+    """The same rules as the memory transport, checked before paho sees anything."""
+    t = mqtt(max_payload=100)
+    with pytest.raises(TransportError, match="101 bytes exceeds the 100 byte limit"):
+        t.publish("a", b"x" * 101)
+    with pytest.raises(TransportError, match="invalid publish topic"):
+        t.publish("a/#", b"")
+    with pytest.raises(TransportError, match="QoS"):
+        t.publish("a", b"", qos=3)
+    assert t.publish("a", b"x" * 100) is None  # valid, but not connected
+
+
 # --------------------------------------------------------------------------- real Mosquitto
 
 
