@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,29 +14,16 @@ from cloud.hub.auth import create_api_token
 from cloud.hub.config import HubConfig
 from cloud.hub.db import Database, normalize_url
 from tests.cloud.hub import helpers
+from tests.cloud.hub.pg_schema import PG, throwaway_schema
 from tests.cloud.hub.test_api import feed
 
 pytestmark = pytest.mark.integration
-PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    import psycopg
-
-    schema = f"hub_{uuid.uuid4().hex[:10]}"
-    try:
-        conn = psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
-        )
-    except psycopg.OperationalError:
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG}?options=-csearch_path%3D{schema}"
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
+    with throwaway_schema("hub") as url:
+        yield url
 
 
 def test_url_mapping() -> None:
