@@ -1,10 +1,8 @@
-"""Helpers for agent tests: a file server with Range support, keys, bundles, waiting."""
+"""Helpers for agent tests: a file server with Range support, as the hub serves bundles."""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -76,13 +74,3 @@ class FileServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")

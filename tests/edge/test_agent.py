@@ -23,9 +23,10 @@ from edge.errors import InputError
 from edge.serving import InferenceTimeoutError
 from edge.store import Slot
 from edge.transport import MemoryBroker, MemoryTransport
-from tests.edge.agent_helpers import FileServer, wait_for
+from tests.edge.agent_helpers import FileServer
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 from tests.edge.bundle_factory import raw_digit
+from tests.waiting import wait_for
 
 DEV = "dev-1"
 ZEROS = [[0.0] * 8 for _ in range(8)]

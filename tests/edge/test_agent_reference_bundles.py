@@ -19,7 +19,7 @@ from edge import config
 from edge import contract as c
 from edge.agent import Agent
 from edge.transport import MemoryBroker, MemoryTransport
-from tests.edge.agent_helpers import wait_for
+from tests.waiting import wait_for
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 DEV = "ref-1"

@@ -97,7 +97,7 @@ def test_agent_replay_gives_live_accuracy(tmp_path: Path, kit: dict[str, Path]) 
     from edge import config
     from edge.agent import Agent
     from edge.transport import MemoryBroker, MemoryTransport
-    from tests.edge.agent_helpers import wait_for
+    from tests.waiting import wait_for
 
     rng = np.random.default_rng(0)
     p = tmp_path / "r.npz"

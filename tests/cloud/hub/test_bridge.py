@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -18,19 +18,10 @@ from cloud.hub.config import HubConfig
 from cloud.hub.models import Device, EventRow, TelemetryRaw
 from edge.contract import Command
 from tests.cloud.hub import helpers
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 BROKER = "mqtt://127.0.0.1:1883"
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

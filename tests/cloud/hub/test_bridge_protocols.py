@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -25,6 +25,7 @@ from cloud.hub.models import Device, EventRow, TelemetryRaw
 from edge.contract import Command
 from edge.errors import ConfigError
 from tests.cloud.hub import helpers
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 MOSQUITTO = "mqtt://127.0.0.1:1883"
@@ -45,16 +46,6 @@ AGENT = textwrap.dedent(
     time.sleep(600)
     """
 )
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture(params=["amqtt-auto", "mosquitto-auto", "mosquitto-3.1.1"])

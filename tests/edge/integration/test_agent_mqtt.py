@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 
 from edge import contract as c
-from tests.edge.agent_helpers import FileServer, wait_for
+from tests.edge.agent_helpers import FileServer
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 from tests.edge.brokers import MOSQUITTO, PrivateBroker, free_port
 from tests.edge.bundle_factory import raw_digit
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 paho = pytest.importorskip("paho.mqtt.client")

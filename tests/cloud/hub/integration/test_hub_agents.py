@@ -7,35 +7,25 @@ bundle with its device token, self-tests, activates and commits), then rolls it 
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
-import time
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import waiting
+from tests.cloud.hub.pg_schema import throwaway_schema
 from tests.edge.brokers import PrivateBroker, private_broker  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLI = [sys.executable, "-m", "edge.cli"]
 AGENTS = ("e2e-a", "e2e-b")
-PG = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = functools.partial(waiting.wait_for, interval=0.5)  # HTTP polls: twice a second
 
 
 class Api:
@@ -59,21 +49,8 @@ def db_args(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     if request.param == "sqlite":
         yield []
         return
-    import psycopg
-
-    schema = f"e2e_{uuid.uuid4().hex[:10]}"
-    try:
-        conn = psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
-        )
-    except psycopg.OperationalError:
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield ["--db", f"{PG}?options=-csearch_path%3D{schema}"]
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
+    with throwaway_schema("e2e") as url:
+        yield ["--db", url]
 
 
 @pytest.fixture
