@@ -33,23 +33,17 @@ import numpy as np
 
 from cloud.bench.agent_footprint import footprint_ratios, measure_footprints
 from cloud.bench.runner import BenchContext
-from cloud.bench.train_export import digits_subset, run_edgekit, train_and_export
+from cloud.bench.train_export import (
+    digits_subset,
+    mobilenet_train_args,
+    run_edgekit,
+    train_and_export,
+)
 from edge.errors import EdgekitError
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET_RATIO = 1.10
-MOBILENET_TRAIN = [
-    "--arch",
-    "mobilenetv2",
-    "--input-size",
-    "224",
-    "--width-multiplier",
-    "0.35",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "16",
-]
+MOBILENET_TRAIN = mobilenet_train_args(epochs=1)
 EXPORT_TARGETS = "litert-fp32,litert-int8"
 
 

@@ -48,6 +48,23 @@ def digits_subset(path: Path, per_class: int) -> Path:
     return path
 
 
+def mobilenet_train_args(epochs: int) -> list[str]:
+    """The benchmarks' realistic-size model: MobileNetV2 alpha 0.35 at 224x224, trained
+    briefly (its accuracy on a digits subset is meaningless; size and latency are real)."""
+    return [
+        "--arch",
+        "mobilenetv2",
+        "--input-size",
+        "224",
+        "--width-multiplier",
+        "0.35",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "16",
+    ]
+
+
 def train_and_export(
     name: str,
     dataset: str,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from cloud.bench.runtime_tools import ToolResult, run_benchmark_app, run_litert_benchmark
-from cloud.bench.train_export import Log, digits_subset, train_and_export
+from cloud.bench.train_export import Log, digits_subset, mobilenet_train_args, train_and_export
 from cloud.bench.variants_table import COLUMNS, ratios, table_rows
 from edge.contract import Artifact, Manifest
 from edge.errors import ConfigError, EdgekitError
@@ -50,18 +50,7 @@ def model_specs(quick: bool) -> list[ModelSpec]:
         ModelSpec("digits", ["--epochs", "15" if quick else "40"]),
         ModelSpec(
             "mobilenetv2",
-            [
-                "--arch",
-                "mobilenetv2",
-                "--input-size",
-                "224",
-                "--width-multiplier",
-                "0.35",
-                "--epochs",
-                "1" if quick else "2",
-                "--batch-size",
-                "16",
-            ],
+            mobilenet_train_args(epochs=1 if quick else 2),
             subset_per_class=12 if quick else 24,
         ),
     ]

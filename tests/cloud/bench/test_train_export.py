@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloud.bench.train_export import digits_subset, run_edgekit, train_and_export
+from cloud.bench.train_export import (
+    digits_subset,
+    mobilenet_train_args,
+    run_edgekit,
+    train_and_export,
+)
 from edge.errors import EdgekitError
 
 
@@ -23,6 +28,12 @@ def test_a_failing_command_is_an_edgekit_error(capsys: pytest.CaptureFixture[str
     with pytest.raises(EdgekitError, match="edgekit keys failed with exit"):
         run_edgekit(["keys", "--no-such-flag"], logged.append, stdout_to_stderr=True)
     assert logged == ["$ edgekit keys --no-such-flag"]
+
+
+def test_mobilenet_recipe_sets_the_epochs_and_keeps_the_realistic_size() -> None:
+    args = mobilenet_train_args(epochs=2)
+    assert args[args.index("--epochs") + 1] == "2"
+    assert args[args.index("--input-size") + 1] == "224" and "mobilenetv2" in args
 
 
 @pytest.mark.slow
