@@ -136,20 +136,6 @@ def event_row(e: Event) -> EventRow:
     )
 
 
-def kpis_report(kpis: dict[str, Any] | None, kpis_ts: float | None) -> Report | None:
-    """The telemetry that set a device's latest KPIs (its boot/seq are kept in ``kpis``)."""
-    if kpis_ts is None:
-        return None
-    k = kpis or {}
-    boot, seq = k.get("boot"), k.get("seq")
-    return Report(
-        TELEMETRY,
-        boot if isinstance(boot, str) else None,
-        seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-        kpis_ts,
-    )
-
-
 def _telemetry_report(t: TelemetryLike) -> Report:
     return Report(TELEMETRY, t.boot, t.seq, t.ts)
 
@@ -174,17 +160,21 @@ def refresh_from_telemetry(
     ``offline`` will (it set ``last_seen`` just now) is never overridden. The model UPDATE
     only lands when no other writer moved the model clock since it was read."""
     d = DEVICE_TABLE
-    cols = (d.c.id, d.c.kpis, d.c.kpis_ts, d.c.online, d.c.last_seen, d.c.boot, d.c.seq,
-            d.c.model_ts, d.c.model_seq, d.c.model_src, *(d.c[c] for c in _MODEL_COLS))  # fmt: skip
+    cols = (d.c.id, d.c.kpis_ts, d.c.kpis_boot, d.c.kpis_seq, d.c.online, d.c.last_seen,
+            d.c.boot, d.c.seq, d.c.model_ts, d.c.model_seq, d.c.model_src,
+            *(d.c[c] for c in _MODEL_COLS))  # fmt: skip
     known = {r.id: r for r in db.execute(select(*cols).where(d.c.id.in_(list(per_device))))}
     new: list[dict[str, Any]] = []
-    kpi_rows: list[tuple[str, Any, float | None, bool]] = []
+    kpi_rows: list[tuple[Any, ...]] = []
+    seen_rows: list[tuple[Any, ...]] = []
     model_rows: list[tuple[Any, ...]] = []
     for device_id, items in per_device.items():
         row = known.get(device_id)
         run_boot = row.boot if row is not None else None
         announced = row is not None and row.seq is not None
-        kpi_last = _kpis_last(row)
+        kpi_last = None
+        if row is not None and row.kpis_ts is not None:
+            kpi_last = Report(TELEMETRY, row.kpis_boot, row.kpis_seq, row.kpis_ts)
         model_last = None
         if row is not None and row.model_ts is not None:
             model_last = Report(row.model_src or STATUS, row.boot, row.model_seq, row.model_ts)
@@ -196,12 +186,13 @@ def refresh_from_telemetry(
                 kpi_last, kpi_best = rep, (t, s)
             if newer(rep, model_last, run_boot, announced):
                 model_last, model_best = rep, t
-        kpis = _kpis(*kpi_best) if kpi_best is not None else None
         if row is None:
             t0 = model_best or items[-1][0]
+            k = kpi_best[0] if kpi_best is not None else None
             new.append({"id": device_id, "tags": [], "first_seen": now, "last_seen": now,
-                        "capabilities": {}, "kpis": kpis or {},
-                        "kpis_ts": kpi_best[0].ts if kpi_best else None, "boot": t0.boot,
+                        "capabilities": {}, "kpis": device_kpis(*kpi_best) if kpi_best else {},
+                        "kpis_ts": k.ts if k else None, "kpis_boot": k.boot if k else None,
+                        "kpis_seq": k.seq if k else None, "boot": t0.boot,
                         **_model_values(t0, None)})  # fmt: skip
             continue
         back = False
@@ -209,33 +200,25 @@ def refresh_from_telemetry(
             interval = kpi_best[0].metrics.get("interval_s")
             window = staleness_window(interval, stale_intervals, offline_after_s)
             back = now - (row.last_seen or 0.0) > window
-        kpi_rows.append((
-            device_id,
-            kpis if kpis is not None else row.kpis,
-            kpi_best[0].ts if kpi_best is not None else row.kpis_ts,
-            True if back else row.online,
-        ))  # fmt: skip
+        online = True if back else row.online
+        if kpi_best is None:
+            seen_rows.append((online, now, device_id))
+        else:
+            t, s = kpi_best
+            kpis = bulk_sql.json_text(device_kpis(t, s))
+            kpi_rows.append((kpis, t.ts, t.boot, t.seq, online, now, device_id))
         if model_best is not None:
             values = _model_values(model_best, row)
             model_rows.append((model_best.boot, *(values[c] for c in _MODEL_UPDATE[1:]),
                                device_id, row.model_ts))  # fmt: skip
     if new:
         db.execute(insert(d), new)
-    bulk_sql.executemany(
-        db,
-        bulk_sql.update_sql(d.name, ("kpis", "kpis_ts", "online", "last_seen"), "id = ?"),
-        [(bulk_sql.json_text(k), ts, online, now, i) for i, k, ts, online in kpi_rows],
-    )
+    kpi_cols = ("kpis", "kpis_ts", "kpis_boot", "kpis_seq", "online", "last_seen")
+    bulk_sql.executemany(db, bulk_sql.update_sql(d.name, kpi_cols, "id = ?"), kpi_rows)
+    seen_cols = ("online", "last_seen")
+    bulk_sql.executemany(db, bulk_sql.update_sql(d.name, seen_cols, "id = ?"), seen_rows)
     where = f"id = ? AND {bulk_sql.null_safe_equal(db, 'model_ts')}"
     bulk_sql.executemany(db, bulk_sql.update_sql(d.name, _MODEL_UPDATE, where), model_rows)
-
-
-def _kpis_last(row: Any) -> Report | None:
-    return kpis_report(row.kpis, row.kpis_ts) if row is not None else None
-
-
-def _kpis(t: TelemetryLike, s: Sample) -> dict[str, Any]:
-    return {**device_kpis(t, s), "boot": t.boot, "seq": t.seq}
 
 
 def _model_values(t: TelemetryLike, row: Any) -> dict[str, Any]:

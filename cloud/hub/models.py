@@ -80,6 +80,8 @@ class Device(Base):
     capabilities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     kpis: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     kpis_ts: Mapped[float | None] = mapped_column(Float)
+    kpis_boot: Mapped[str | None] = mapped_column(String(64))  # run and seq of the telemetry
+    kpis_seq: Mapped[int | None] = mapped_column(Integer)  # that set ``kpis`` (device time)
     # The device's run (``boot``) and the seq of its latest applied status (None: no status
     # yet); ``model_*`` say which report (device clock ``ts``, its topic's ``seq``, ``status``
     # or ``telemetry``) last set the model fields — see cloud/hub/device_reports.py.

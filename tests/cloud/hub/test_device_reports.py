@@ -146,7 +146,7 @@ def test_every_order_of_one_runs_reports_ends_on_the_newest(app: Any) -> None:
         feed(hub, msgs[:2], msgs[2:3], msgs[3:])
         d = device(hub, dev)
         assert (d.model_version, d.model_ts, d.kpis_ts) == (3, 31.0, 31.0), order
-        assert d.kpis["p95_latency_ms"] == 9.0 and d.kpis["seq"] == 2
+        assert d.kpis["p95_latency_ms"] == 9.0 and d.kpis_seq == 2
 
 
 def test_same_run_status_with_lower_seq_is_ignored(app: Any) -> None:
@@ -167,7 +167,7 @@ def test_a_restarted_device_wins_even_with_its_clock_behind(app: Any) -> None:
     # run A's outbox replays telemetry it never sent (newer clock): neither model nor KPIs
     feed(hub, [tel("rs", 2, 102.0, 9, boot="A", p95=50.0)])
     d = device(hub, "rs")
-    assert d.model_version == 1 and d.kpis["p95_latency_ms"] == 50.0 and d.kpis["boot"] == "A"
+    assert d.model_version == 1 and d.kpis["p95_latency_ms"] == 50.0 and d.kpis_boot == "A"
     # ... KPIs: run A's seq 9 follows its seq 8, so it is newer than what they held; run B's
     # first telemetry then wins although its clock is behind
     feed(hub, [tel("rs", 1, 96.0, 0, boot="B", p95=3.0)])
