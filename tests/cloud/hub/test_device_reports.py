@@ -15,7 +15,7 @@ from cloud.hub.device_reports import Report, newer
 from cloud.hub.models import Device, TelemetryRaw
 from cloud.hub.mqtt_bridge import MqttBridge
 from edge.contract import Event, ModelRef, Status, Telemetry, encode_json, topic
-from tests.cloud.hub.test_postgres import pg_url  # noqa: F401  (fixture)
+from tests.cloud.hub.pg_schema import throwaway_schema
 
 Message = tuple[str, bytes]
 
@@ -228,13 +228,14 @@ def test_events_never_change_the_model(app: Any) -> None:
 
 
 @pytest.mark.integration
-def test_device_time_ordering_on_postgres(
-    pg_url: str,  # noqa: F811
-    tmp_path: Any,
-    keys: Any,
-) -> None:
+def test_device_time_ordering_on_postgres(tmp_path: Any, keys: Any) -> None:
     """The same rules through the driver-level bulk statements of PostgreSQL (psycopg:
     %s placeholders, JSON as text, IS NOT DISTINCT FROM)."""
+    with throwaway_schema("hubdt") as pg_url:
+        _ordering_on(pg_url, tmp_path, keys)
+
+
+def _ordering_on(pg_url: str, tmp_path: Any, keys: Any) -> None:
     app = create_app(HubConfig(data_dir=tmp_path, db_url=pg_url, trusted_key=keys[1],
                                background=False))  # fmt: skip
     hub = app.extensions["edgekit_hub"]
