@@ -44,7 +44,9 @@ class HubConfig:
     testing: bool = False
 
     def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
+        # Absolute, so files are found whatever the working directory of the code that
+        # opens them (Flask resolves a relative send_file path against the app package).
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
         if self.trusted_key is not None:
             self.trusted_key = Path(self.trusted_key)
         if self.mqtt_consumer not in ("auto", "shared", "lease"):

@@ -361,3 +361,30 @@ def test_unknown_routes_and_methods_are_json_4xx(client: Any, tokens: Any) -> No
     assert resp.status_code == 404 and err(resp) == "not_found"
     resp = client.put("/api/v1/devices", headers=tokens["viewer"])
     assert resp.status_code == 405 and err(resp)
+
+
+def test_relative_data_dir_still_serves_bundles(
+    tmp_path: Path, keys: Any, make_bundle: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`edgekit hub serve --data-dir hub-data` (the default is relative) must find its
+    bundles: Flask would resolve a relative path against the package, not the cwd."""
+    from cloud.hub.app import create_app
+    from cloud.hub.auth import create_api_token
+
+    monkeypatch.chdir(tmp_path)
+    config = HubConfig(
+        data_dir=Path("hub-data"), trusted_key=keys[1], background=False, testing=True
+    )
+    assert config.data_dir == tmp_path / "hub-data"
+    app = create_app(config)
+    try:
+        with app.extensions["edgekit_hub"].db.session() as s:
+            h = {"Authorization": f"Bearer {create_api_token(s, 'operator', 'op')}"}
+        client = app.test_client()
+        path = make_bundle(1)
+        assert upload(client, h, path).status_code == 201
+        resp = client.get("/api/v1/models/digits/1/bundle", headers=h)
+        assert resp.status_code == 200 and resp.data == path.read_bytes()
+    finally:
+        app.extensions["edgekit_hub"].stop()
+        app.extensions["edgekit_hub"].db.dispose()
