@@ -108,7 +108,7 @@ def run_benchmarks(out: str | Path, only: str, *, quick: bool, broker: str | Non
             f"unknown benchmark(s) {', '.join(unknown) or '(none given)'}; "
             f"choose from {', '.join(BENCHMARKS)}"
         )
-    out_dir = Path(out)
+    out_dir = Path(out).resolve()  # benchmarks start processes in other directories
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
