@@ -156,7 +156,8 @@ def refresh_from_telemetry(
     rows for devices first heard of through telemetry — two bulk UPDATEs per batch.
 
     A device marked offline only because it went silent is online again once it sends:
-    an offline device whose last message is older than its staleness window. A fresh
+    an offline device whose last message is older than its staleness window, by telemetry
+    stamped after that last message (a replay of older samples does not count). A fresh
     ``offline`` will (it set ``last_seen`` just now) is never overridden. The model UPDATE
     only lands when no other writer moved the model clock since it was read."""
     d = DEVICE_TABLE
@@ -199,7 +200,10 @@ def refresh_from_telemetry(
         if kpi_best is not None and not row.online:
             interval = kpi_best[0].metrics.get("interval_s")
             window = staleness_window(interval, stale_intervals, offline_after_s)
-            back = now - (row.last_seen or 0.0) > window
+            # ... and only by telemetry produced after we last heard from it: an outbox
+            # replay of old samples is history, not a sign of life.
+            heard = row.last_seen or 0.0
+            back = now - heard > window and kpi_best[0].ts > heard
         online = True if back else row.online
         if kpi_best is None:
             seen_rows.append((online, now, device_id))

@@ -49,11 +49,16 @@ def seed_fleet(db: Any, now: float | None = None, points: int = 60) -> None:
             )
         )  # fmt: skip
     db.flush()
+    # An offline device's telemetry ends when it was last seen (900 s ago).
     batch = [
         telemetry(
-            dev_id, now - 10 * (points - i), i, version, p95=4.0 if dev_id != "cam-2" else 6.0
+            dev_id,
+            now - (0 if online else 900) - 10 * (points - i),
+            i,
+            version,
+            p95=4.0 if dev_id != "cam-2" else 6.0,
         )
-        for dev_id, _t, _e, _o, version, _c in FLEET
+        for dev_id, _t, _e, online, version, _c in FLEET
         if version
         for i in range(points)
     ]
