@@ -95,7 +95,14 @@ def run_agent(
         if "serving" in line:
             proc.terminate()
             break
-    rest, err = proc.communicate(timeout=30)
+    # Shutdown joins the installer (5 s), the transport dispatcher (5 s) and the outbox
+    # drainer (10 s) with bounded waits; allow them all, then say what the agent was doing.
+    try:
+        rest, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rest, err = proc.communicate()
+        raise AssertionError(f"agent did not stop within 60 s of SIGTERM:\n{err[-3000:]}") from None
     return proc.wait(), "".join(out) + rest, err
 
 
