@@ -47,6 +47,12 @@ def _run(args: argparse.Namespace) -> int:
     from cloud.demo.story import DemoOptions, build_models, run_story, say, write_summary
     from edge.errors import ConfigError
 
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        # Unwind like Ctrl-C so the ExitStack stops the hub, the agents and the broker
+        # (they run in their own sessions and would outlive a killed demo otherwise).
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     if args.devices < 2:
         raise ConfigError("--devices must be at least 2 (a canary and the rest)")
     started = time.monotonic()
