@@ -84,7 +84,11 @@ def run_agent(args: argparse.Namespace) -> int:
     if not agent.transport.wait_connected(5.0):
         why = getattr(agent.transport, "last_error", None) or "not reachable yet"
         _say(f"broker {cfg.broker}: {why}; retrying in the background")
-    stop.wait()
+    # Wake up regularly: the OS may deliver SIGTERM to another thread, and CPython only
+    # runs the handler when the main thread executes bytecode; an untimed wait can then
+    # sleep through it forever (seen once in CI).
+    while not stop.wait(0.5):
+        pass
     _say("stopping")
     agent.stop(graceful=True)
     return 0
