@@ -1,7 +1,8 @@
 """The edge agent: wires store, installer, server, reporter, outbox and transport together.
 
-Threads: the transport's dispatcher (MQTT handlers: inference requests answered inline by
-edge/mqtt_inference.py, commands queued), the inference thread (edge/serving.py), the
+Threads: the transport's dispatcher (MQTT handlers: inference requests passed to
+edge/mqtt_inference.py's worker, commands queued), the inference watchdog and, during a
+shadow run, the shadow thread (edge/serving.py; inferences run on their caller's thread), the
 install thread (edge/installer.py), the outbox drainer, the telemetry timer
 (edge/reporting.py), and optionally the replay source and the loopback HTTP server.
 In-process callers use :meth:`Agent.predict`.
@@ -156,6 +157,7 @@ class Agent:
         self.reporter.stop_telemetry()
         self.transport.close(graceful=graceful, final=self.reporter.will())
         self.outbox.close()
+        self.inference.close()
         self.server.close()
         current = self.server.current
         if current is not None:

@@ -28,6 +28,8 @@ EPSILON = 1e-4
 # channel, and pixels of one image are strongly correlated, so a denser grid adds little
 # information but costs ~40 us more per inference (224x224x3, cold caches).
 MAX_ROWS = 256
+CHUNKS = 8  # runs of contiguous pixels the subsample is taken from
+PENDING_BATCH = 32  # inputs binned together, warm (see InputDrift.add)
 
 
 def psi(actual: np.ndarray, expected: np.ndarray, eps: float = EPSILON) -> float:
@@ -103,7 +105,7 @@ class InputDrift:
         self.expected = np.zeros((self.n_dims, kmax))
         for j, h in enumerate(hists):
             self.expected[j, : self.k[j]] = h["counts"]
-        self.totals = np.zeros((self.n_dims, kmax), dtype=np.int64)
+        self._totals = np.zeros((self.n_dims, kmax), dtype=np.int64)
         # inner edges padded with +inf so every row has kmax - 1 thresholds
         self.padded_edges = np.full((self.n_dims, max(kmax - 1, 0)), np.inf)
         for j, e in enumerate(self.inner_edges):
@@ -115,25 +117,65 @@ class InputDrift:
         same = all(len(e) == len(first) and np.array_equal(e, first) for e in self.inner_edges)
         self.shared_edges: np.ndarray | None = first if same else None
         self.samples: deque[np.ndarray] = deque()
+        self._pending: list[np.ndarray] = []  # inputs added, not binned yet (see add)
+        self._subset_base: tuple[int, np.ndarray, int] | None = None
+        self._phase = 0
         self.window = window
         self.min_samples = min_samples
         self.mismatches = 0
+
+    @property
+    def totals(self) -> np.ndarray:
+        """Counts per feature/channel and bin over the window (pending inputs binned)."""
+        self.flush()
+        return self._totals
 
     def add(self, x: np.ndarray) -> bool:
         """Add one model input (any batch shape); False if its size does not fit.
 
         Large inputs (images) are binned on an evenly strided subset of at most
         ``MAX_ROWS`` pixels per channel. This runs on every inference, right after the
-        model evicted the CPU caches, where each numpy call costs ~10 us: so images take
-        a handful of calls (one ``searchsorted`` for all channels when they share edges,
-        one ``bincount``), and NaN/inf are looked for only when the sum is not finite."""
+        model evicted the CPU caches, where each numpy call costs ~10 us: so the subset is
+        only copied here (one call) and binned ``PENDING_BATCH`` inputs at a time, while
+        the caches are warm (:meth:`flush`; the scores flush first)."""
         arr = np.asarray(x)
         if arr.size == 0 or arr.size % self.n_dims:
             self.mismatches += 1
             return False
         cols = arr.reshape(-1, self.n_dims)  # NHWC: channels last; tabular: features last
-        if len(cols) > MAX_ROWS:
-            cols = cols[:: -(-len(cols) // MAX_ROWS)]
+        # a copy either way: the caller may reuse its array
+        big = len(cols) > MAX_ROWS
+        self._pending.append(cols.take(self._subset(len(cols)), axis=0) if big else cols.copy())
+        if len(self._pending) >= PENDING_BATCH:
+            self.flush()
+        return True
+
+    def _subset(self, rows: int) -> np.ndarray:
+        """Row indices of the subsample: ``CHUNKS`` runs of contiguous rows, evenly spread,
+        shifted by one run length per input so successive inputs cover the whole image.
+        Runs, not single strided rows: a strided gather misses the cache once per row."""
+        base = self._subset_base
+        if base is None or base[0] != rows:
+            run = MAX_ROWS // CHUNKS
+            spacing = rows // CHUNKS
+            starts = np.arange(CHUNKS) * spacing
+            index = (starts[:, None] + np.arange(run)).ravel()
+            base = self._subset_base = (rows, index, spacing - run + 1)
+            self._phase = 0
+        _rows, index, phases = base
+        self._phase = (self._phase + MAX_ROWS // CHUNKS) % phases
+        return index + self._phase
+
+    def flush(self) -> None:
+        """Bin the inputs added since the last flush."""
+        pending, self._pending = self._pending, []
+        for cols in pending:
+            self._bin(cols)
+
+    def _bin(self, cols: np.ndarray) -> None:
+        """Histogram counts of one input's rows (one ``searchsorted`` for all channels when
+        they share edges, one ``bincount``); NaN/inf are looked for only when the sum is
+        not finite."""
         if len(cols) > 8:  # many rows, few columns (images): searchsorted
             if self.shared_edges is not None:
                 idx = self.shared_edges.searchsorted(cols, side="right")
@@ -147,29 +189,30 @@ class InputDrift:
         idx += self.row_offsets
         # NaN/inf are not counted (a sum of finite values can overflow: then look closer)
         flat = idx.ravel() if math.isfinite(cols.sum()) else idx[np.isfinite(cols)]
-        counts = np.bincount(flat, minlength=self.totals.size).reshape(self.totals.shape)
+        counts = np.bincount(flat, minlength=self._totals.size).reshape(self._totals.shape)
         self.samples.append(counts.astype(np.uint16) if len(flat) < 65536 else counts)
-        self.totals += counts
+        self._totals += counts
         if len(self.samples) > self.window:
-            self.totals -= self.samples.popleft()
-        return True
+            self._totals -= self.samples.popleft()
 
     def score(self) -> float | None:
         """Mean PSI over features/channels, or None before ``min_samples`` inputs."""
+        self.flush()
         if len(self.samples) < self.min_samples:
             return None
         values = [
-            psi(self.totals[j, : self.k[j]], self.expected[j, : self.k[j]])
+            psi(self._totals[j, : self.k[j]], self.expected[j, : self.k[j]])
             for j in range(self.n_dims)
-            if self.totals[j, : self.k[j]].sum() > 0
+            if self._totals[j, : self.k[j]].sum() > 0
         ]
         return float(np.mean(values)) if values else None
 
     def per_dimension(self) -> list[float | None]:
         """PSI of each feature/channel (for diagnostics), None where no data yet."""
+        self.flush()
         out: list[float | None] = []
         for j in range(self.n_dims):
-            live = self.totals[j, : self.k[j]]
+            live = self._totals[j, : self.k[j]]
             out.append(psi(live, self.expected[j, : self.k[j]]) if live.sum() > 0 else None)
         return out
 

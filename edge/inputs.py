@@ -115,6 +115,58 @@ def prepare(manifest: Manifest, raw: Any) -> np.ndarray:
     return out
 
 
+class Preparer:
+    """``prepare`` bound to one manifest, with a fast path for the commonest input.
+
+    Serving calls this on every inference, right after the previous one evicted the CPU
+    caches, where the generic path's Python (dict lookups, shape rules, bounds computed
+    per call) cost ~60 us on its own. Here the constants are computed once, and an image
+    array of exactly one sample (float32 or uint8, with or without the batch axis) takes
+    one formula, a min and a max; anything else, or a value the fast bounds cannot vouch
+    for, goes through :func:`prepare`, so codes and messages are the same."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self._shapes: tuple[tuple[int, ...], ...] = ()
+        pre = manifest.preprocessing or {}
+        sample = tuple(manifest.inputs[0].shape[1:])
+        if pre.get("kind") != "image" or any(s <= 0 for s in sample):
+            return
+        lo, hi = (float(v) for v in pre.get("raw_range", (0.0, 255.0)))
+        scale = float(np.float32(pre.get("scale", 1.0)))
+        offset = float(np.float32(pre.get("offset", 0.0)))
+        if scale == 0.0 or not math.isfinite(lo * scale + hi * scale + offset):
+            return
+        bounds = _fast_bounds(lo, hi, scale, offset)
+        self._lo, self._hi = bounds
+        self._scale, self._offset = np.float32(scale), np.float32(offset)
+        self._batch_shape = (1, *sample)
+        self._shapes = (sample, self._batch_shape)
+
+    def __call__(self, raw: Any) -> np.ndarray:
+        if (
+            type(raw) is np.ndarray
+            and raw.shape in self._shapes
+            and (raw.dtype == np.float32 or raw.dtype == np.uint8)
+        ):
+            out = np.multiply(raw, self._scale, dtype=np.float32)
+            if self._offset:
+                out += self._offset
+            if self._lo <= float(out.min()) and float(out.max()) <= self._hi:  # False for NaN
+                return out.reshape(self._batch_shape)
+        return prepare(self.manifest, raw)
+
+
+def _fast_bounds(lo: float, hi: float, scale: float, offset: float) -> tuple[float, float]:
+    """Model-domain bounds inside which every value is a finite raw pixel within the raw
+    range: the range plus ``RANGE_SLACK`` through the formula, shrunk by a margin far above
+    float32 rounding of the formula and far below the slack."""
+    slack = RANGE_SLACK * (hi - lo)
+    ends = ((lo - slack) * scale + offset, (hi + slack) * scale + offset)
+    margin = 1e-6 * (max(abs(lo), abs(hi), slack) * abs(scale) + abs(offset))
+    return min(ends) + margin, max(ends) - margin
+
+
 def _all_finite(x: np.ndarray) -> bool:
     """No NaN or inf, in two reductions and no temporary array (min/max propagate NaN):
     on a 224x224x3 image this is several times cheaper than ``np.isfinite(x).all()``."""
@@ -250,13 +302,10 @@ def _image_in_range_fast(pre: Mapping[str, Any], x: np.ndarray) -> np.ndarray | 
     )
     if x.size == 0 or scale == 0.0 or not math.isfinite(lo * scale + hi * scale + offset):
         return None
-    slack = RANGE_SLACK * (hi - lo)
-    ends = ((lo - slack) * scale + offset, (hi + slack) * scale + offset)
-    margin = 1e-6 * (max(abs(lo), abs(hi), slack) * abs(scale) + abs(offset))
+    low, high = _fast_bounds(lo, hi, scale, offset)
     with np.errstate(over="ignore", invalid="ignore"):  # such inputs fail the bounds
         out = _image_formula(pre, x)
-    vmin, vmax = float(out.min()), float(out.max())
-    if min(ends) + margin <= vmin and vmax <= max(ends) - margin:  # False for NaN
+    if low <= float(out.min()) and float(out.max()) <= high:  # False for NaN
         return out
     return None
 

@@ -5,6 +5,12 @@ Every request that carries a usable ``id`` is answered, with a prediction or an 
 object (``code``, ``message``); one that cannot be answered (not JSON, not an object, no
 id) is logged and counted as ``rejected_inputs.malformed`` in telemetry. Nothing a client
 sends makes the handler raise. :func:`error_code` is shared with the local HTTP API.
+
+Requests are answered on a worker thread of their own, in arrival order, so the transport's
+dispatcher (which also carries deploy commands) never waits for a model. A worker whose
+call outlives the time limit by ``STUCK_GRACE_S`` (a runtime that cannot be interrupted) is
+replaced and the requests queued behind it move to the new one. At most ``max_pending``
+requests wait; beyond that a request is answered at once with error ``overloaded``.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from edge import contract as c
 from edge.contract import InferRequest, InferResponse
 from edge.errors import BackendError, ContractError, EdgekitError, InputError
 from edge.predictor import Prediction
-from edge.serving import InferenceTimeoutError, ModelServer, NoModelError
+from edge.serving import InferenceTimeoutError, ModelServer, NoModelError, SerialWorker
 from edge.transport_api import Transport
 
 log = logging.getLogger("edgekit.agent")
+STUCK_GRACE_S = 1.0
+MAX_PENDING = 1000
 
 
 def error_code(exc: EdgekitError) -> str:
@@ -48,6 +56,7 @@ class MqttInference:
         predict: Callable[[Any, Any], Prediction],
         on_malformed: Callable[[str], None],
         response_qos: int = 0,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self.device = device
         # QoS 0 by default: a reply is only useful while the requester waits, and a QoS 1
@@ -58,9 +67,46 @@ class MqttInference:
         self.server = server
         self.predict = predict
         self.on_malformed = on_malformed
+        self.max_pending = max_pending
+        self._workers = 1
+        self._worker = SerialWorker("mqtt-inference")
 
     def subscribe(self) -> None:
-        self.transport.subscribe(c.topic(self.device, c.INFER_REQ), self.on_request, qos=1)
+        self.transport.subscribe(c.topic(self.device, c.INFER_REQ), self.enqueue, qos=1)
+
+    def close(self) -> None:
+        self._worker.stop()
+
+    def enqueue(self, topic: str, payload: bytes) -> None:
+        """The transport's handler: pass the request to the inference worker."""
+        worker = self._worker
+        if worker.busy_for() > self.server.timeout + STUCK_GRACE_S:
+            self._workers += 1
+            self._worker = SerialWorker(f"mqtt-inference-{self._workers}")
+            moved = worker.hand_over(self._worker)
+            log.error("inference worker stuck for %.1f s; a new one takes its %d queued "
+                      "request(s)", worker.busy_for(), moved)  # fmt: skip
+            worker = self._worker
+        if worker.pending() >= self.max_pending:
+            self.server.observer.on_rejection("overloaded")
+            self._refuse(payload)
+            return
+        worker.submit(lambda: self.on_request(topic, payload))
+
+    def _refuse(self, payload: bytes) -> None:
+        """Answer ``overloaded`` without running the model (when the id can be read)."""
+        try:
+            rid = c.decode_json(payload).get("id")
+        except (ContractError, AttributeError):
+            rid = None
+        if isinstance(rid, (str, int)) and not isinstance(rid, bool) and rid != "":
+            error = {
+                "code": "overloaded",
+                "message": f"{self.max_pending} requests are already waiting; try again later",
+            }
+            self.reply(InferResponse(str(rid), self.device, time.time(), error=error))
+        else:
+            self.on_malformed("request dropped while overloaded")
 
     def on_request(self, _topic: str, payload: bytes) -> None:
         try:

@@ -163,6 +163,10 @@ class Predictor:
             raise InputError("shape", f"expected one sample, got a batch of {len(preds)}")
         return preds[0]
 
+    def cancel(self) -> bool:
+        """Interrupt the running inference from another thread (see Backend.cancel)."""
+        return self.backend.cancel()
+
     def describe(self) -> dict[str, Any]:
         return {
             **self.backend.describe(),

@@ -3,8 +3,8 @@
 1. **Overhead ratio.** For each model (``mobilenetv2`` at 224x224x3, alpha 0.35, and the
    ``digits`` reference bundle) and each LiteRT precision, a real :class:`edge.agent.Agent`
    (connected to the bench broker, telemetry thread running) serves the variant, pinned.
-   We time ``Agent.predict(raw)`` — input validation + preprocessing + the hand-off to the
-   inference thread + inference + the monitor's record (latency histogram, drift) — against
+   We time ``Agent.predict(raw)`` — input validation + preprocessing + the model's lock and
+   the time-limit watchdog + inference + the monitor's record (latency histogram, drift) — against
    ``backend.infer(x)`` on the *same loaded backend* with the already-prepared model-domain
    input ``x``: the bare runtime call. Calls are interleaved A B B A ... so machine noise
    (other processes, CPU frequency) hits both sides alike. Target: median ratio <= 1.10 on
@@ -192,10 +192,10 @@ def measure_overhead(
         ctx.log(f"{model} litert-{precision}: {pairs} interleaved pairs")
         agent_ms, bare_ms = interleaved(agent_call, bare_call, pairs)
         # Where the overhead goes: the two CPU-bound parts of the agent path, timed alone
-        # (the rest is the hand-off to the inference thread and cache effects).
+        # (the rest is the lock, the watchdog, the Prediction and cache effects).
         scores = served.predictor.infer_model_domain(xs[0])
         parts = {
-            "prepare": lambda: prepare(served.manifest, samples[0]),
+            "prepare": lambda: served.prepare(samples[0]),
             "monitor_record": lambda: agent.monitor.record(1.0, scores[0], xs[0][0], None),
         }
         parts_us = {
@@ -250,12 +250,12 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     fp, venv_note = measure_footprints(ctx, *bundles["digits"])
     notes += [
         venv_note,
-        "overhead: Agent.predict = validate + preprocess + hand-off to the inference thread + "
-        "infer + monitor record; baseline = backend.infer on the same loaded interpreter with "
-        "the prepared input; interleaved A/B pairs, LiteRT's default threads.",
-        "the overhead not in prepare or monitor is the hand-off to the inference thread (which "
-        "enforces the per-inference time limit) and cache effects; on a VM whose idle vCPU must "
-        "be woken it is larger than on bare metal.",
+        "overhead: Agent.predict = validate + preprocess + lock and time-limit watchdog + "
+        "infer (caller's thread) + monitor record; baseline = backend.infer on the same loaded "
+        "interpreter with the prepared input; interleaved A/B pairs, LiteRT's default threads.",
+        "the overhead not in prepare or monitor (timed alone, warm) is the model's lock, the "
+        "watchdog, the Prediction and cache effects: right after an inference the caches are "
+        "cold and the same Python runs slower.",
         "this venv has ONNX Runtime and OpenVINO installed and models/digits.ekb has variants "
         "for all three, so the unpinned install self-test imports and times every runtime: "
         "hence its larger start-up and RSS (a pinned or edge-only device loads one).",

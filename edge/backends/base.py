@@ -39,6 +39,12 @@ class Backend(Protocol):
         """Run a float32 batch ``x`` (batch first) and return float32 scores, batch first."""
         ...
 
+    def cancel(self) -> bool:
+        """Ask the inference running now to stop; called from another thread (the serving
+        watchdog, when the time limit passed). The interrupted ``infer`` raises. False when
+        the runtime cannot interrupt a run (LiteRT): the call then ends on its own."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """Runtime name, version, device and threads, for status and telemetry."""
         ...

@@ -142,6 +142,10 @@ class LiteRTBackend:
                     self._resizable = False
             return run_batch(self._run, arr, self._batch, "LiteRT")
 
+    def cancel(self) -> bool:
+        """LiteRT's Python interpreter has no way to interrupt ``invoke``."""
+        return False
+
     def describe(self) -> dict[str, Any]:
         return {
             "runtime": RUNTIME,

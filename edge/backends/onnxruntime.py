@@ -73,6 +73,7 @@ class OnnxRuntimeBackend:
         self._session: Any = None
         self._in_q: tuple[float, int, str] | None = None
         self._out_q: tuple[float, int] | None = None
+        self._run_options: Any = None  # of the run in progress: cancel() sets its flag
 
     def load(self, model_path: Path, artifact: Artifact | None = None) -> None:
         ort = self._ort
@@ -112,7 +113,9 @@ class OnnxRuntimeBackend:
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         feed = quantize(x, *self._in_q) if self._in_q else x.astype(self._in_dtype, copy=False)
-        out = self._session.run([self._out_name], {self._in_name: feed})[0]
+        # a fresh RunOptions per run (under 1 us), so a late cancel cannot hit the next one
+        self._run_options = options = self._ort.RunOptions()
+        out = self._session.run([self._out_name], {self._in_name: feed}, options)[0]
         if self._out_q:
             return dequantize(out, *self._out_q)
         return np.asarray(out, dtype=np.float32)
@@ -121,6 +124,13 @@ class OnnxRuntimeBackend:
         if self._session is None:
             raise BackendError("ONNX Runtime backend used before load()")
         return run_batch(self._run, check_batch(x, self._sample_shape), self._batch, "ONNX Runtime")
+
+    def cancel(self) -> bool:
+        """Set the running call's terminate flag: ORT stops at the next node and raises."""
+        options = self._run_options
+        if options is not None:
+            options.terminate = True
+        return True
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -111,11 +111,22 @@ class OpenVINOBackend:
             raise BackendError("OpenVINO backend used before load()")
         return run_batch(self._run, check_batch(x, self._sample_shape), self._batch, "OpenVINO")
 
+    def cancel(self) -> bool:
+        """Cancel the infer request: a running ``infer`` raises; an idle one is unaffected.
+        OpenVINO checks the flag only between its parallel tasks: a model compiled for one
+        thread runs to the end (False)."""
+        request = self._request
+        if request is not None:
+            request.cancel()
+        return self._threads_used() != 1
+
+    def _threads_used(self) -> int | None:
+        with contextlib.suppress(Exception):
+            return int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
+        return self.threads
+
     def describe(self) -> dict[str, Any]:
-        threads = self.threads
-        if self._compiled is not None:
-            with contextlib.suppress(Exception):
-                threads = int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
+        threads = self._threads_used() if self._compiled is not None else self.threads
         return {
             "runtime": RUNTIME,
             "version": _version(self._ov),

@@ -194,3 +194,54 @@ def test_artifact_quant_needs_scale_and_zero_point() -> None:
     for specs in ([], [bare]):
         with pytest.raises(BackendError, match=r"m\.onnx: the model's output is integer"):
             artifact_quant(specs, "output", "m.onnx")
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_running_inference_can_be_cancelled_from_another_thread(
+    tmp_path: Path, runtime: str
+) -> None:
+    """The serving watchdog's way out of an overdue run: the interrupted call raises, and
+    the next one runs normally (a late cancel does not poison it)."""
+    import threading
+
+    from tests.edge.bundle_factory import make_onnx
+
+    if not base.available()[runtime]["available"]:
+        pytest.skip(f"{runtime} is not installed here")
+    model = make_onnx(tmp_path / "slow.onnx", kind="slow")  # ~50 ms of MatMuls
+    backend = base.create(runtime, threads=2)
+    backend.load(model, _artifact(f"{runtime}-fp32", [], []))
+    x = np.zeros((1, 8, 8, 1), np.float32)
+    assert backend.infer(x).shape == (1, 10)
+    done = threading.Event()
+
+    def keep_cancelling() -> None:  # one that lands between two runs is harmless: again
+        while not done.wait(0.003):
+            backend.cancel()
+
+    canceller = threading.Thread(target=keep_cancelling)
+    canceller.start()
+    try:
+        with pytest.raises(BackendError, match=r"(?i)terminate|cancel"):
+            for _ in range(100):
+                backend.infer(x)
+    finally:
+        done.set()
+        canceller.join(5)
+    backend.cancel()  # idle: nothing to stop
+    assert backend.infer(x).shape == (1, 10)
+
+
+def test_runtimes_that_cannot_interrupt_a_run_say_so(
+    tiny: tiny_models.TinyModels, tmp_path: Path
+) -> None:
+    """LiteRT never can; OpenVINO not on one thread (it checks between parallel tasks)."""
+    from tests.edge.bundle_factory import make_onnx
+
+    assert _loaded(tiny, "litert-fp32").cancel() is False
+    if base.available()["openvino"]["available"]:
+        model = make_onnx(tmp_path / "m.onnx")
+        for threads, can in ((1, False), (2, True)):
+            backend = base.create("openvino", threads=threads)
+            backend.load(model, _artifact("openvino-fp32", [], []))
+            assert backend.cancel() is can

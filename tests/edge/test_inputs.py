@@ -13,7 +13,7 @@ from PIL import Image
 
 from edge.contract import Artifact, Manifest, TensorSpec
 from edge.errors import InputError
-from edge.inputs import ImageBytes, load_input_file, prepare
+from edge.inputs import ImageBytes, Preparer, load_input_file, prepare
 from tests.digits import DIGITS_PREPROCESSING
 
 IMAGE_PRE = DIGITS_PREPROCESSING
@@ -147,10 +147,11 @@ def test_dynamic_dims_accept_any_length() -> None:
     ],
 )
 def test_rejections_have_codes(m: Manifest, raw: Any, code: str) -> None:
-    with pytest.raises(InputError) as info:
-        prepare(m, raw)
-    assert info.value.code == code, str(info.value)
-    assert str(info.value)
+    for prep in (lambda r: prepare(m, r), Preparer(m)):  # serving's bound fast path too
+        with pytest.raises(InputError) as info:
+            prep(raw)
+        assert info.value.code == code, str(info.value)
+        assert str(info.value)
 
 
 def test_named_input_without_feature_names_is_refused() -> None:
@@ -220,21 +221,28 @@ def test_image_checks_agree_at_the_edges(
     m = manifest(pre, [1, 8, 8, 1])
     raw = np.full((8, 8, 1), values[0], dtype=np.float32)
     raw.flat[: len(values)] = values
-    if code is None:
-        x = prepare(m, raw)
-        want = raw.astype(np.float32) * np.float32(pre["scale"]) + np.float32(pre["offset"])
-        assert x.shape == (1, 8, 8, 1) and x.flags.c_contiguous
-        assert np.array_equal(x[0], want.astype(np.float32))
-        assert not np.may_share_memory(x, raw)
-    else:
-        with pytest.raises(InputError) as info:
-            prepare(m, raw)
-        assert info.value.code == code, str(info.value)
+    # the generic path, and serving's bound fast path with and without the batch axis
+    for prep, arg in ((lambda r: prepare(m, r), raw), (Preparer(m), raw), (Preparer(m), raw[None])):
+        if code is None:
+            x = prep(arg)
+            want = raw.astype(np.float32) * np.float32(pre["scale"]) + np.float32(pre["offset"])
+            assert x.shape == (1, 8, 8, 1) and x.flags.c_contiguous
+            assert np.array_equal(x[0], want.astype(np.float32))
+            assert not np.may_share_memory(x, raw)
+        else:
+            with pytest.raises(InputError) as info:
+                prep(arg)
+            assert info.value.code == code, str(info.value)
 
 
 def test_uint8_frames_and_strided_views_are_prepared() -> None:
     frame = np.arange(64, dtype=np.uint8).reshape(8, 8) % 17
     assert np.allclose(prepare(IMG, frame)[0, :, :, 0], frame / 16)
+    fast = Preparer(IMG)(frame[:, :, None])  # a camera frame takes the fast path
+    assert fast.dtype == np.float32 and np.allclose(fast[0, :, :, 0], frame / 16)
+    with pytest.raises(InputError) as info:  # uint8 is no proof of range: 0..16 here
+        Preparer(IMG)(frame[:, :, None] + 1)
+    assert info.value.code == "range"
     wide = np.zeros((8, 16), dtype=np.float32)
     wide[:, ::2] = 16.0
     x = prepare(IMG, wide[:, ::2])  # a non-contiguous view

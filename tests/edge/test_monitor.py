@@ -293,3 +293,32 @@ def test_non_finite_values_are_not_binned() -> None:
     image = InputDrift(make_reference(np.random.default_rng(0), "channel", 2)["inputs"], 10, 1)
     image.add(np.array([[np.nan, 0.0]] * 20))
     assert image.totals.sum(axis=1).tolist() == [0, 20]
+
+
+def test_inputs_are_binned_in_batches_but_every_reading_sees_them() -> None:
+    from edge.drift import PENDING_BATCH, InputDrift
+
+    ref = make_reference(np.random.default_rng(3), granularity="channel", dims=3)
+    drift = InputDrift(ref["inputs"], window=100, min_samples=3)
+    image = np.zeros((1, 64, 64, 3), dtype=np.float32)
+    for _ in range(3):
+        drift.add(image)
+    assert len(drift._pending) == 3  # not binned on the hot path
+    assert drift.score() is not None and not drift._pending  # reading flushes
+    for _ in range(PENDING_BATCH):
+        drift.add(image)
+    assert not drift._pending  # a full batch is binned at once
+    assert int(drift.totals[0].sum()) == (3 + PENDING_BATCH) * 256
+
+
+def test_image_subsamples_move_so_successive_inputs_cover_the_image() -> None:
+    from edge.drift import InputDrift
+
+    ref = make_reference(np.random.default_rng(4), granularity="channel", dims=1)
+    drift = InputDrift(ref["inputs"], window=1000, min_samples=1)
+    rows = 64 * 64
+    seen: set[int] = set()
+    for _ in range(200):
+        seen.update(int(i) for i in drift._subset(rows))
+    assert len(seen) > 0.9 * rows  # a fixed stride would cover 256 rows, forever the same
+    assert all(0 <= i < rows for i in seen)

@@ -1,4 +1,5 @@
-"""The inference thread's hand-off (edge/serving.py _Worker): results, errors, time limit."""
+"""edge/serving.py: the serial worker (shadow runs, MQTT requests), inference on the caller's
+thread under the time limit, the watchdog that cancels overdue runs."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import time
 
 import pytest
 
-from edge.serving import _Worker
+from edge.contract import Manifest
+from edge.serving import InferenceTimeoutError, ModelServer, SerialWorker
+from tests.edge.serving_fakes import BlockingPredictor, Outcomes, digit, served
+from tests.waiting import wait_for
 
 
 def test_calls_run_in_order_on_one_thread_and_return_results() -> None:
-    worker = _Worker("test-inference")
+    worker = SerialWorker("test-inference")
     try:
         seen: list[tuple[int, str]] = []
 
@@ -29,7 +33,7 @@ def test_calls_run_in_order_on_one_thread_and_return_results() -> None:
 
 
 def test_an_exception_reaches_the_caller_and_the_thread_keeps_serving() -> None:
-    worker = _Worker("test-inference")
+    worker = SerialWorker("test-inference")
     try:
 
         def boom() -> None:
@@ -43,7 +47,7 @@ def test_an_exception_reaches_the_caller_and_the_thread_keeps_serving() -> None:
 
 
 def test_a_stuck_call_times_out_without_waiting_for_it() -> None:
-    worker = _Worker("test-inference")
+    worker = SerialWorker("test-inference")
     release = threading.Event()
     try:
         call = worker.submit(lambda: release.wait(10))
@@ -54,3 +58,133 @@ def test_a_stuck_call_times_out_without_waiting_for_it() -> None:
     finally:
         release.set()
         worker.stop()
+
+
+# ---------------------------------------------------------------- inference on the caller's thread
+
+
+def test_inference_runs_on_the_callers_thread(digits_manifest: Manifest) -> None:
+    predictor = BlockingPredictor()
+    predictor.release.set()
+    outcomes = Outcomes()
+    server = ModelServer(outcomes, timeout=5.0)
+    try:
+        server.swap(served(digits_manifest, predictor))
+        assert server.predict(digit()).index == 3
+        assert predictor.threads == [threading.current_thread().name]
+        assert outcomes.predictions == 1 and outcomes.errors == []
+    finally:
+        server.close()
+
+
+def test_an_interruptible_run_is_cancelled_at_the_time_limit(digits_manifest: Manifest) -> None:
+    predictor = BlockingPredictor(cancellable=True)
+    outcomes = Outcomes()
+    server = ModelServer(outcomes, timeout=0.05)
+    try:
+        server.swap(served(digits_manifest, predictor))
+        t0 = time.monotonic()
+        with pytest.raises(InferenceTimeoutError, match=r"0\.05 s limit"):
+            server.predict(digit())
+        # cancelled by the watchdog (polling every limit/4), not released after 10 s
+        assert time.monotonic() - t0 < 5.0
+        assert predictor.cancelled == 1 and outcomes.errors == ["timeout"]
+    finally:
+        server.close()
+
+
+def test_callers_behind_a_stuck_run_time_out_and_the_fallback_fires(
+    digits_manifest: Manifest,
+) -> None:
+    predictor = BlockingPredictor(cancellable=False)  # like LiteRT: cannot be interrupted
+    outcomes = Outcomes()
+    fell_back: list[float] = []
+    server = ModelServer(
+        outcomes,
+        timeout=0.05,
+        fallback_min_inferences=3,
+        fallback_window=10,
+        on_fallback=lambda _m, rate: fell_back.append(rate),
+    )
+    stuck_result: list[BaseException] = []
+
+    def stuck_call() -> None:
+        try:
+            server.predict(digit())
+        except BaseException as exc:
+            stuck_result.append(exc)
+
+    try:
+        server.swap(served(digits_manifest, predictor))
+        stuck = threading.Thread(target=stuck_call)
+        stuck.start()
+        wait_for(lambda: predictor.threads)
+        for _ in range(3):  # each waits at most the limit for the busy model
+            t0 = time.monotonic()
+            with pytest.raises(InferenceTimeoutError, match="still busy"):
+                server.predict(digit())
+            assert time.monotonic() - t0 < 2.0
+        assert fell_back and fell_back[0] == 1.0
+        assert predictor.cancelled == 1  # asked once; the runtime said it cannot
+        predictor.release.set()  # the stuck run returns late: still a timeout
+        stuck.join(5)
+        assert isinstance(stuck_result[0], InferenceTimeoutError)
+        assert outcomes.errors == ["timeout"] * 4 and outcomes.predictions == 0
+        assert server.predict(digit()).index == 3  # and the model serves again
+    finally:
+        predictor.release.set()
+        server.close()
+
+
+def test_the_watchdog_cancels_each_overdue_call_once() -> None:
+    from edge.serving import _Watchdog
+
+    predictor = BlockingPredictor(cancellable=True)
+    dog = _Watchdog(lambda: 60.0)  # polled by hand below
+    try:
+        late = dog.arm(predictor, deadline=100.0)  # type: ignore[arg-type]
+        early = dog.arm(predictor, deadline=200.0)  # type: ignore[arg-type]
+        assert dog.check(now=50.0) == 0 and predictor.cancelled == 0
+        assert dog.check(now=150.0) == 1 and predictor.cancelled == 1
+        assert dog.check(now=160.0) == 0 and predictor.cancelled == 1
+        assert dog.disarm(late) is True and dog.disarm(early) is False
+        assert dog.check(now=300.0) == 0  # disarmed calls are never cancelled
+    finally:
+        dog.stop()
+
+
+def test_a_failing_cancel_does_not_stop_the_watchdog() -> None:
+    from edge.serving import _Watchdog
+
+    class Broken:
+        def cancel(self) -> bool:
+            raise RuntimeError("runtime refused")
+
+    dog = _Watchdog(lambda: 60.0)
+    try:
+        token = dog.arm(Broken(), deadline=1.0)  # type: ignore[arg-type]
+        assert dog.check(now=2.0) == 1
+        assert dog.disarm(token) is True
+    finally:
+        dog.stop()
+
+
+def test_a_stuck_worker_hands_its_queue_to_a_successor() -> None:
+    worker = SerialWorker("stuck")
+    successor = SerialWorker("successor")
+    release = threading.Event()
+    try:
+        worker.submit(lambda: release.wait(10))
+        wait_for(lambda: worker.busy_for() > 0.0)
+
+        def job(i: int) -> tuple[int, str]:
+            return i, threading.current_thread().name
+
+        queued = [worker.submit(functools.partial(job, i)) for i in range(3)]
+        assert worker.pending() == 3
+        assert worker.hand_over(successor) == 3
+        assert [SerialWorker.wait(c, 5.0) for c in queued] == [(i, "successor") for i in range(3)]
+        assert worker.busy_for() > 0.0 and successor.busy_for() == 0.0
+    finally:
+        release.set()
+        successor.stop()

@@ -1,0 +1,121 @@
+"""edge/mqtt_inference.py: requests answered off the dispatcher, a stuck worker replaced,
+back-pressure answered with ``overloaded`` (in-memory broker, stand-in models)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge import contract as c
+from edge.contract import Manifest
+from edge.memory_transport import MemoryBroker, MemoryTransport
+from edge.mqtt_inference import MqttInference
+from edge.serving import ModelServer
+from tests.edge.serving_fakes import BlockingPredictor, Outcomes, digit, served
+from tests.waiting import wait_for
+
+DEV = "mq-1"
+
+
+class Rig:
+    def __init__(self, manifest: Manifest, predictor: BlockingPredictor, **kw: Any) -> None:
+        self.broker = MemoryBroker()
+        self.transport = MemoryTransport(self.broker, "agent")
+        self.outcomes = Outcomes()
+        self.server = ModelServer(self.outcomes, timeout=kw.pop("timeout", 5.0))
+        self.server.swap(served(manifest, predictor))
+        self.malformed: list[str] = []
+        self.rejected: list[str] = []
+        self.outcomes.on_rejection = self.rejected.append  # type: ignore[method-assign,assignment]
+        self.inference = MqttInference(
+            DEV, self.transport, self.server, self.server.predict, self.malformed.append, **kw
+        )
+        self.inference.subscribe()
+        self.transport.connect()
+        self.client = MemoryTransport(self.broker, "client")
+        self.client.connect()
+
+    def send(self, rid: str) -> None:
+        body = {"id": rid, "inputs": digit().tolist()}
+        self.client.publish(c.topic(DEV, c.INFER_REQ), json.dumps(body).encode(), qos=1)
+
+    def responses(self) -> dict[str, dict[str, Any]]:
+        return {
+            (r := json.loads(m.payload))["id"]: r
+            for m in self.broker.messages(c.topic(DEV, c.INFER_RES))
+        }
+
+    def close(self) -> None:
+        self.inference.close()
+        self.server.close()
+
+
+def test_the_dispatcher_never_waits_for_the_model(digits_manifest: Manifest) -> None:
+    predictor = BlockingPredictor()
+    rig = Rig(digits_manifest, predictor)
+    try:
+        t = threading.Thread(target=rig.send, args=("a",))
+        t.start()
+        t.join(2)  # delivery is synchronous in memory: publish returns once handled
+        assert not t.is_alive()
+        assert wait_for(lambda: predictor.threads) == ["mqtt-inference"]
+        predictor.release.set()
+        assert wait_for(lambda: rig.responses().get("a"))["label"] == "3"
+    finally:
+        predictor.release.set()
+        rig.close()
+
+
+def test_a_stuck_worker_is_replaced_and_its_queue_moves(
+    digits_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge.mqtt_inference as mi
+
+    monkeypatch.setattr(mi, "STUCK_GRACE_S", 0.1)
+    predictor = BlockingPredictor()  # cannot be interrupted: the first request hangs
+    rig = Rig(digits_manifest, predictor, timeout=0.1)
+    try:
+        rig.send("stuck")
+        wait_for(lambda: predictor.threads)
+        rig.send("queued")  # behind the stuck one, on the same worker
+        wait_for(lambda: rig.inference._worker.busy_for() > 0.3)
+        rig.send("later")  # the dispatcher sees the stuck worker and replaces it
+        got = wait_for(lambda: (r := rig.responses()).keys() >= {"queued", "later"} and r)
+        # the model is still busy with the stuck run: both time out after the limit
+        assert got["queued"]["error"]["code"] == "timeout"
+        assert got["later"]["error"]["code"] == "timeout"
+        assert rig.inference._worker.name == "mqtt-inference-2"
+        predictor.release.set()
+        stuck = wait_for(lambda: rig.responses().get("stuck"))
+        assert stuck["error"]["code"] == "timeout"  # answered late, but answered
+        rig.send("after")
+        assert wait_for(lambda: rig.responses().get("after"))["label"] == "3"
+    finally:
+        predictor.release.set()
+        rig.close()
+
+
+def test_beyond_max_pending_requests_are_answered_overloaded(digits_manifest: Manifest) -> None:
+    predictor = BlockingPredictor()
+    rig = Rig(digits_manifest, predictor, max_pending=2)
+    try:
+        rig.send("running")
+        wait_for(lambda: predictor.threads)
+        for rid in ("q1", "q2", "over"):
+            rig.send(rid)
+        over = wait_for(lambda: rig.responses().get("over"))
+        assert over["error"]["code"] == "overloaded" and "2 requests" in over["error"]["message"]
+        assert rig.rejected == ["overloaded"]
+        rig.client.publish(c.topic(DEV, c.INFER_REQ), b"not json", qos=1)  # no id to answer
+        assert rig.malformed == ["request dropped while overloaded"]
+        predictor.release.set()
+        got = wait_for(lambda: (r := rig.responses()).keys() >= {"running", "q1", "q2"} and r)
+        assert all(got[k]["label"] == "3" for k in ("running", "q1", "q2"))
+        assert np.isclose(sum(got["q1"]["scores"]), 1.0)
+    finally:
+        predictor.release.set()
+        rig.close()
