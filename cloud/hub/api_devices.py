@@ -74,10 +74,19 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+LIST_COLUMNS = [
+    getattr(Device, c)
+    for c in ("id", "online", "tags", "enrolled", "model_name", "model_version", "model_runtime",
+              "model_precision", "agent_version", "first_seen", "last_seen", "kpis", "kpis_ts")
+]  # fmt: skip
+
+
 @api.get("/devices")
 @require("viewer")
 def list_devices() -> Any:
-    rows = db().scalars(select(Device).order_by(Device.id)).all()
+    # only the listed columns, as rows: no ORM objects, and no capabilities JSON to decode
+    # (half the cost of this call with 500 devices, which the fleet page polls)
+    rows = db().execute(select(*LIST_COLUMNS).order_by(Device.id)).all()
     tag = request.args.get("tag")
     model = request.args.get("model")
     version = request.args.get("version")

@@ -40,6 +40,12 @@ def register(subparsers: Any) -> None:
         default="auto",
         help="MQTT protocol: auto tries 5 and falls back to 3.1.1 (default auto)",
     )
+    s.add_argument(
+        "--bridge-writer",
+        choices=("process", "thread"),
+        default="process",
+        help="store MQTT messages in a child process (default) or a thread of the hub",
+    )
     s.set_defaults(handler=_serve)
 
     u = sub.add_parser("create-user", help="add a user for the web page")
@@ -105,6 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
         trusted_key=args.trusted_key,
         public_url=args.public_url or url,
         mqtt_version=args.mqtt_version,
+        bridge_writer=args.bridge_writer,
     )
     app = create_app(cfg)
     print(f"edgekit hub listening on {url}", flush=True)

@@ -35,6 +35,9 @@ class HubConfig:
     stale_intervals: float = 3.0
     bridge_batch_size: int = 1000
     bridge_flush_s: float = 0.5  # how long the idle writer waits before checking for stop
+    # thread: parse and store on a thread of the hub; process: in a child process, so the
+    # MQTT receive loop and the writer do not share a GIL (edgekit hub serve's default)
+    bridge_writer: str = "thread"
     mqtt_consumer: str = "auto"  # auto | shared | lease
     mqtt_share_group: str = "edgekit-hub"  # hubs of one fleet share this group name
     mqtt_version: str = "auto"  # auto (5, else 3.1.1) | 5 | 3.1.1
@@ -66,6 +69,8 @@ class HubConfig:
                 raise ConfigError(f"{name} must be positive")
         if self.bridge_batch_size < 1:
             raise ConfigError("bridge_batch_size must be at least 1")
+        if self.bridge_writer not in ("thread", "process"):
+            raise ConfigError("bridge_writer must be thread or process")
 
     @property
     def bundle_dir(self) -> Path:
@@ -103,7 +108,7 @@ class HubConfig:
             value = os.environ.get(ENV_PREFIX + key.upper())
             if value:
                 env[key] = value
-        for key in ("mqtt_consumer", "mqtt_version"):
+        for key in ("mqtt_consumer", "mqtt_version", "bridge_writer"):
             value = os.environ.get(ENV_PREFIX + key.upper())
             if value:
                 env[key] = value

@@ -4,6 +4,10 @@ commands. Paho's network thread only enqueues; a writer thread parses and stores
 logged and counted, never kills either loop; a failing batch is retried message by message
 so one poisoned row loses nothing else.
 
+Parsing and storing is :class:`cloud.hub.batch_writer.BatchWriter`'s job, run on the writer
+thread here or, with ``bridge_writer = "process"`` (``edgekit hub serve``'s default), in a
+process of its own (:mod:`cloud.hub.writer_process`) so the two do not share a GIL.
+
 Several hub workers: telemetry and events use the MQTT 5 shared subscription
 ``$share/edgekit-hub/...`` (the broker gives each message to one worker). Retained
 messages are never delivered on shared subscriptions, so every worker also subscribes to
@@ -23,69 +27,53 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from cloud.hub import device_reports, leases, telemetry_store
+from cloud.hub import leases
+from cloud.hub.batch_writer import (  # noqa: F401  (re-exported: the bridge's message API)
+    DEDUP_WINDOW,
+    KIND_NAMES,
+    BatchWriter,
+    Ingested,
+    Parsed,
+    SeenWindow,
+    ingest_message,
+    parse_message,
+)
 from cloud.hub.config import HubConfig
 from cloud.hub.db import Database
-from cloud.hub.telemetry_fields import TelemetryIn, parse_telemetry
 from edge.contract import (
     CMD,
     EVENTS,
     STATUS,
     TELEMETRY,
     Command,
-    Event,
-    Status,
-    Telemetry,
-    decode_json,
     encode_json,
-    parse_topic,
     topic,
     topic_filter,
 )
-from edge.errors import ConfigError, ContractError
+from edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "mqtt-consumer"
 LEASE_TTL_S = 15.0
 QUEUE_LIMIT = 200_000
 LINGER_S = 0.05  # how long the writer lets a burst gather before a batch (see _take_batch)
-DEDUP_WINDOW = 512
 UNSUPPORTED_PROTOCOL = 0x84  # CONNACK reason; paho maps a 3.1.1 broker's code 1 to it
 PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
-Parsed = Status | Telemetry | Event
-Ingested = Status | TelemetryIn | Event
-KIND_NAMES = {Status: "status", TelemetryIn: "telemetry", Event: "event"}
 
+class Sink(Protocol):
+    """Where batches go: a BatchWriter here, or the writer process."""
 
-class SeenWindow:
-    """The last ``DEDUP_WINDOW`` sequence numbers of one device stream: O(1) membership
-    (a set) with FIFO eviction (a deque), since every message is checked."""
-
-    __slots__ = ("_order", "_set")
-
-    def __init__(self) -> None:
-        self._order: deque[int] = deque()
-        self._set: set[int] = set()
-
-    def check(self, seq: int) -> bool:
-        """True when ``seq`` was seen; otherwise remember it."""
-        if seq in self._set:
-            return True
-        self._set.add(seq)
-        self._order.append(seq)
-        if len(self._order) > DEDUP_WINDOW:
-            self._set.discard(self._order.popleft())
-        return False
+    def flush(self, raw: list[tuple[str, bytes]]) -> Counter[str]: ...
 
 
 def parse_broker_url(url: str) -> tuple[str, int, bool]:
@@ -94,35 +82,6 @@ def parse_broker_url(url: str) -> tuple[str, int, bool]:
         raise ConfigError(f"broker URL {url!r} must look like mqtt://HOST:PORT or mqtts://...")
     tls = u.scheme == "mqtts"
     return u.hostname, u.port or (8883 if tls else 1883), tls
-
-
-def parse_message(topic_name: str, payload: bytes) -> Parsed:
-    """Topic + payload -> a contract type; ContractError for anything malformed."""
-    device, kind = parse_topic(topic_name)
-    obj = decode_json(payload)
-    msg: Parsed
-    if kind == STATUS:
-        msg = Status.parse(obj)
-    elif kind == TELEMETRY:
-        msg = Telemetry.parse(obj)
-    elif kind == EVENTS:
-        msg = Event.parse(obj)
-    else:
-        raise ContractError(f"the hub does not consume {kind!r} messages")
-    if msg.device != device:
-        raise ContractError(f"payload device {msg.device!r} differs from topic device {device!r}")
-    return msg
-
-
-def ingest_message(topic_name: str, payload: bytes) -> Ingested:
-    """Like ``parse_message``, with the hub's lighter telemetry parse (``parse_telemetry``:
-    only the fields the hub needs are checked; the payload text is kept to be stored)."""
-    device, kind = parse_topic(topic_name)
-    if kind == TELEMETRY:
-        return parse_telemetry(device, payload)
-    msg = parse_message(topic_name, payload)
-    assert not isinstance(msg, Telemetry)
-    return msg
 
 
 class MqttBridge:
@@ -141,7 +100,13 @@ class MqttBridge:
         # receive path takes no lock (queue.Queue cost a lock and a notify per message)
         self._inbox: deque[tuple[str, bytes]] = deque()
         self._wake = threading.Event()
-        self._seen: dict[tuple[str, str | None, str], SeenWindow] = {}
+        self._sink: Sink
+        if config.bridge_writer == "process":
+            from cloud.hub.writer_process import WriterProcess
+
+            self._sink = WriterProcess(config)
+        else:
+            self._sink = BatchWriter(config, database)
         self._stop = threading.Event()
         self._writer = threading.Thread(
             target=self._write_loop, name="hub-mqtt-writer", daemon=True
@@ -191,6 +156,9 @@ class MqttBridge:
                 self.client.loop_stop()
         finally:
             self._writer.join(timeout=5)
+            close = getattr(self._sink, "close", None)
+            if close is not None:
+                close()
             if self.mode == "lease" and self.consuming:
                 leases.release(self.db, LEASE_NAME, self.holder)
 
@@ -353,69 +321,7 @@ class MqttBridge:
             time.sleep(LINGER_S)
         return [inbox.popleft() for _ in range(min(len(inbox), limit))]
 
-    def _duplicate(self, msg: Ingested, kind: str) -> bool:
-        key = (msg.device, msg.boot, kind)
-        seen = self._seen.get(key)
-        if seen is None:
-            seen = self._seen[key] = SeenWindow()
-        return seen.check(msg.seq)
-
     def flush(self, raw: list[tuple[str, bytes]]) -> None:
-        """Parse and store one batch (public so tests and benchmarks can drive it)."""
-        parsed: list[Ingested] = []
-        for topic_name, payload in raw:
-            if not payload and topic_name.endswith("/" + STATUS):
-                self.counters["cleared"] += 1  # a retained status being cleared, not data
-                continue
-            try:
-                msg = ingest_message(topic_name, payload)
-            except ContractError as exc:
-                self.counters["rejected"] += 1
-                log.warning("dropped message on %s: %s", topic_name[:200], exc)
-                continue
-            except Exception:
-                self.counters["rejected"] += 1
-                log.exception("unexpected error parsing a message on %s", topic_name[:200])
-                continue
-            kind = KIND_NAMES[type(msg)]
-            if kind != "status" and self._duplicate(msg, kind):
-                self.counters["duplicate"] += 1
-                continue
-            parsed.append(msg)
-        if not parsed:
-            return
-        try:
-            self._store(parsed)
-            self.counters["stored"] += len(parsed)
-            for msg in parsed:
-                self.counters[f"stored_{KIND_NAMES[type(msg)]}"] += 1
-        except (SQLAlchemyError, ValueError, TypeError):
-            log.warning("batch of %d failed; storing one by one", len(parsed), exc_info=True)
-            for msg in parsed:
-                try:
-                    self._store([msg])
-                    self.counters["stored"] += 1
-                except Exception:
-                    self.counters["db_errors"] += 1
-                    log.exception("could not store a %s from %s", KIND_NAMES[type(msg)], msg.device)
-
-    def _store(self, msgs: list[Ingested]) -> None:
-        for attempt in (1, 2):
-            try:
-                with self.db.session() as s:
-                    now = time.time()
-                    telemetry = [m for m in msgs if isinstance(m, TelemetryIn)]
-                    for m in msgs:
-                        if isinstance(m, Status):
-                            device_reports.apply_status(s, m, now)
-                        elif isinstance(m, Event):
-                            device_reports.ensure_device(s, m.device, now)
-                            s.add(device_reports.event_row(m))
-                    s.flush()  # telemetry below reads device rows with Core statements
-                    telemetry_store.write_batch(
-                        s, telemetry, self.config.stale_intervals, self.config.offline_after_s
-                    )
-                return
-            except IntegrityError:  # two workers created the same new device at once
-                if attempt == 2:
-                    raise
+        """Parse and store one batch through the writer (public so tests and benchmarks
+        can drive it); its counters join the bridge's."""
+        self.counters.update(self._sink.flush(raw))

@@ -97,61 +97,57 @@ def _insert_raw(db: Session, rows: list[tuple[Any, ...]]) -> None:
 
 
 MinuteKey = tuple[str, int, str, int]
-AGGREGATES = ("samples", "inferences", "errors", *MAXED, *MEANED)
+KEY_COLUMNS = ("device_id", "minute", "model_name", "model_version")
+_T = MINUTE_TABLE.name
+
+
+def _keep_max(col: str) -> str:
+    """The larger of the stored and the batch value, NULL-aware (portable SQL)."""
+    new, old = f"excluded.{col}", f"{_T}.{col}"
+    return f"{col} = CASE WHEN {new} IS NULL THEN {old} WHEN {old} IS NULL OR {new} > {old} THEN {new} ELSE {old} END"  # noqa: E501
+
+
+def _weighted_mean(col: str) -> str:
+    """The stored mean weighted by its samples, merged with the batch's values; the three
+    parameters are the batch's value count, sum and count."""
+    old, n = f"{_T}.{col}", f"{_T}.samples"
+    return (
+        f"{col} = CASE WHEN ? = 0 THEN {old} WHEN {old} IS NULL OR {n} = 0 THEN excluded.{col} "
+        f"ELSE ({old} * {n} + ?) / ({n} + ?) END"
+    )
+
+
+MINUTE_UPSERT = (
+    bulk_sql.insert_sql(_T, (*KEY_COLUMNS, "samples", *SUMMED, *MAXED, *MEANED))
+    + f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET "
+    + ", ".join(
+        [f"{c} = {_T}.{c} + excluded.{c}" for c in ("samples", *SUMMED)]
+        + [_keep_max(c) for c in MAXED]
+        + [_weighted_mean(c) for c in MEANED]
+    )
+)
 
 
 def _merge_minutes(db: Session, minutes: dict[MinuteKey, list[Sample]]) -> None:
-    """Merge samples into minute rows: one SELECT, then bulk INSERT and bulk UPDATE."""
-    t = MINUTE_TABLE
-    key_cols = (t.c.device_id, t.c.minute, t.c.model_name, t.c.model_version)
-    query = select(t.c.id, *key_cols, *(t.c[c] for c in AGGREGATES)).where(
-        t.c.device_id.in_({k[0] for k in minutes}), t.c.minute.in_({k[1] for k in minutes})
-    )
-    existing = {tuple(r[1:5]): r._asdict() for r in db.execute(query)}
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    """Merge each minute's samples into its row with one upsert per row, computed by the
+    database (no read-modify-write: the writer's hot path, and safe against a second
+    writer). Within a minute: sums, NULL-aware maxima, means weighted by sample count."""
+    rows: list[tuple[Any, ...]] = []
     for key, samples in minutes.items():
-        row = existing.get(key)
-        if row is None:
-            device, minute, name, version = key
-            row = dict.fromkeys(AGGREGATES)
-            row.update(device_id=device, minute=minute, model_name=name, model_version=version,
-                       samples=0, inferences=0, errors=0)  # fmt: skip
-            _merge_row(row, samples)
-            inserts.append(row)
-        else:
-            _merge_row(row, samples)
-            updates.append(row)
-    cols = ("device_id", "minute", "model_name", "model_version", *AGGREGATES)
-    bulk_sql.executemany(
-        db, bulk_sql.insert_sql(t.name, cols), [tuple(r[c] for c in cols) for r in inserts]
-    )
-    bulk_sql.executemany(
-        db,
-        bulk_sql.update_sql(t.name, AGGREGATES, "id = ?"),
-        [(*(r[c] for c in AGGREGATES), r["id"]) for r in updates],
-    )
-
-
-def _merge_row(row: dict[str, Any], samples: list[Sample]) -> None:
-    n_old = row["samples"]
-    row["inferences"] += sum(s.inferences for s in samples)
-    row["errors"] += sum(s.errors for s in samples)
-    for col in MAXED:
-        vals = [v for v in (getattr(s, col) for s in samples) if v is not None]
-        if vals:
-            cur = row[col]
-            row[col] = max(vals) if cur is None else max(cur, *vals)
-    for col in MEANED:
-        vals = [v for v in (getattr(s, col) for s in samples) if v is not None]
-        if not vals:
-            continue
-        cur = row[col]
-        if cur is None or n_old == 0:
-            row[col] = sum(vals) / len(vals)
-        else:
-            row[col] = (cur * n_old + sum(vals)) / (n_old + len(vals))
-    row["samples"] = n_old + len(samples)
+        maxed = []
+        for col in MAXED:
+            vals = [v for s in samples if (v := getattr(s, col)) is not None]
+            maxed.append(max(vals) if vals else None)
+        means: list[Any] = []
+        merge: list[Any] = []
+        for col in MEANED:
+            vals = [v for s in samples if (v := getattr(s, col)) is not None]
+            total, n = sum(vals), len(vals)
+            means.append(total / n if n else None)
+            merge += (n, total, n)
+        rows.append((*key, len(samples), sum(s.inferences for s in samples),
+                     sum(s.errors for s in samples), *maxed, *means, *merge))  # fmt: skip
+    bulk_sql.executemany(db, MINUTE_UPSERT, rows)
 
 
 def compact(

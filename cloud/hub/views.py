@@ -8,7 +8,8 @@ from cloud.hub.models import Device, EventRow, ModelVersion
 from cloud.hub.rollout import RolloutState, wave_progress
 
 
-def device_json(d: Device) -> dict[str, Any]:
+def device_json(d: Device | Any) -> dict[str, Any]:
+    """A device (an ORM object, or a row of api_devices.LIST_COLUMNS)."""
     model = None
     if d.model_name is not None and d.model_version is not None:
         model = {

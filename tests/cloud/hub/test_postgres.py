@@ -89,3 +89,25 @@ def test_api_on_postgres(pg_url: str, tmp_path: Path, keys: Any, make_bundle: An
         )
     finally:
         hub.db.dispose()
+
+
+def test_minute_aggregates_merge_across_batches_on_postgres(pg_url: str) -> None:
+    """The minute upsert (ON CONFLICT ... DO UPDATE computed by the database) on
+    PostgreSQL: sums, NULL-aware maximum, mean weighted by samples, NULL not diluting."""
+    from cloud.hub.models import TelemetryMinute
+    from cloud.hub.telemetry_store import write_batch
+    from tests.cloud.hub.test_telemetry_store import MINUTE, tel
+
+    db = Database(pg_url)
+    db.migrate()
+    with db.session() as s:
+        write_batch(s, [tel("d1", 1, MINUTE + 1, latency_ms={"p50": 1.0, "p95": 2.0}),
+                        tel("d1", 2, MINUTE + 2, latency_ms={"p50": 3.0, "p95": 7.0})])  # fmt: skip
+    with db.session() as s:
+        write_batch(s, [tel("d1", 3, MINUTE + 3, latency_ms={"p50": 5.0, "p95": 4.0},
+                            inferences=10, confidence_mean=None)])  # fmt: skip
+    with db.session() as s:
+        m = s.query(TelemetryMinute).filter_by(device_id="d1", minute=MINUTE).one()
+    assert m.samples == 3 and m.inferences == 110 and m.errors == 3
+    assert m.latency_p95 == 7.0 and m.latency_p50 == pytest.approx(3.0)
+    assert m.confidence == pytest.approx(0.9) and m.drift == pytest.approx(0.05)

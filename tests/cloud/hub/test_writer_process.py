@@ -1,0 +1,72 @@
+"""cloud/hub/writer_process.py: batches stored by a child process, counters returned, a
+dead child replaced with its batch re-sent, the child stopped with the bridge."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from cloud.hub.config import HubConfig
+from cloud.hub.models import TelemetryRaw
+from cloud.hub.mqtt_bridge import MqttBridge
+from tests.cloud.hub import helpers
+from tests.waiting import wait_for
+
+
+def _rows(hub: Any, device: str) -> int:
+    with hub.db.session() as s:
+        return s.query(TelemetryRaw).filter_by(device_id=device).count()
+
+
+@pytest.fixture
+def bridge(app: Any) -> Any:
+    hub = app.extensions["edgekit_hub"]
+    cfg = HubConfig(
+        **{**hub.config.__dict__, "broker_url": "mqtt://127.0.0.1:1", "bridge_writer": "process"}
+    )
+    b = MqttBridge(cfg, hub.db)
+    yield b
+    b._sink.close()  # type: ignore[attr-defined]
+
+
+def test_a_child_process_stores_batches_and_reports_its_counters(app: Any, bridge: Any) -> None:
+    hub = app.extensions["edgekit_hub"]
+    sink = bridge._sink
+    assert sink.pid is not None and sink.pid != os.getpid()
+    t1, t2 = helpers.telemetry("wp1", 1), helpers.telemetry("wp1", 2)
+    bridge.flush([t1, t2, t1, ("edgekit/v1/wp1/telemetry", b"{not json")])
+    assert _rows(hub, "wp1") == 2
+    c = bridge.counters
+    assert c["stored_telemetry"] == 2 and c["duplicate"] == 1 and c["rejected"] == 1
+    bridge.flush([t2])  # the child keeps its de-duplication window between batches
+    assert bridge.counters["duplicate"] == 2 and _rows(hub, "wp1") == 2
+
+
+def test_a_dead_writer_is_replaced_and_the_batch_is_stored(app: Any, bridge: Any) -> None:
+    hub = app.extensions["edgekit_hub"]
+    sink = bridge._sink
+    first = sink.pid
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: not sink._proc.is_alive(), what="the writer to die")
+    bridge.flush([helpers.telemetry("wp2", 1), helpers.telemetry("wp2", 2)])
+    assert sink.pid != first and bridge.counters["writer_restarts"] == 1
+    assert _rows(hub, "wp2") == 2 and bridge.counters["stored_telemetry"] == 2
+
+
+def test_closing_stops_the_child(bridge: Any) -> None:
+    sink = bridge._sink
+    proc = sink._proc
+    assert proc.is_alive()
+    sink.close()
+    assert not proc.is_alive() and proc.exitcode == 0  # it finished, it was not killed
+    sink.close()  # twice is harmless
+
+
+def test_bridge_writer_is_validated() -> None:
+    from edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bridge_writer"):
+        HubConfig(bridge_writer="fork")
