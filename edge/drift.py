@@ -23,7 +23,7 @@ from edge.errors import ContractError
 
 REFERENCE_SCHEMA = "edgekit.reference/1"
 EPSILON = 1e-4
-# Values per feature/channel binned from one input (an evenly strided subsample). 256
+# Values per feature/channel binned from one input (a subsample, see InputDrift._subset). 256
 # pixels per channel and image: a window of 1000 images still bins 256k values per
 # channel, and pixels of one image are strongly correlated, so a denser grid adds little
 # information but costs ~40 us more per inference (224x224x3, cold caches).
@@ -133,8 +133,8 @@ class InputDrift:
     def add(self, x: np.ndarray) -> bool:
         """Add one model input (any batch shape); False if its size does not fit.
 
-        Large inputs (images) are binned on an evenly strided subset of at most
-        ``MAX_ROWS`` pixels per channel. This runs on every inference, right after the
+        Large inputs (images) are binned on a subsample of ``MAX_ROWS`` pixels per channel
+        (see :meth:`_subset`). This runs on every inference, right after the
         model evicted the CPU caches, where each numpy call costs ~10 us: so the subset is
         only copied here (one call) and binned ``PENDING_BATCH`` inputs at a time, while
         the caches are warm (:meth:`flush`; the scores flush first)."""
