@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cloud.hub.rollout_spec import GATE_METRICS
 from edge import __version__
 
 ERROR = {
@@ -40,8 +41,17 @@ ROLLOUT_BODY = {
         "success_threshold": {"type": "number", "minimum": 0, "maximum": 1},
         "error_threshold": {"type": "number", "minimum": 0, "maximum": 1},
         "error_action": {"enum": ["pause", "rollback"]},
-        "gates": {"type": "object"},
+        "gates": {
+            "type": "object",
+            "description": "metric -> absolute limit, or {relative, min_increase_ms}",
+            "properties": {
+                m: {"oneOf": [{"type": "number"}, {"type": "object"}, {"type": "null"}]}
+                for m in GATE_METRICS
+            },
+        },
         "gate_min_devices": {"type": "integer", "minimum": 1},
+        "gate_min_inferences": {"type": "integer", "minimum": 0},
+        "p95_latency_min_increase_ms": {"type": "number", "minimum": 0, "maximum": 1e6},
         "manual_approval": {"type": "boolean"},
         "deploy_timeout_s": {"type": "number"},
         "start": {"type": "boolean"},

@@ -21,6 +21,12 @@ from edge.errors import EdgekitError
 ERROR_ACTIONS = ("pause", "rollback")
 # metric -> (comparison, default tolerance). "max_abs": cand <= base + tol;
 # "max_rel": cand <= base * (1 + tol); "min_abs": cand >= base - tol.
+# every field POST /api/v1/rollouts takes (the OpenAPI document lists the same)
+ROLLOUT_FIELDS = frozenset({
+    "model", "version", "target", "waves", "soak_seconds", "success_threshold",
+    "error_threshold", "error_action", "gates", "gate_min_devices", "manual_approval",
+    "deploy_timeout_s", "start", "gate_min_inferences", "p95_latency_min_increase_ms",
+})  # fmt: skip
 GATE_METRICS: dict[str, tuple[str, float]] = {
     "error_rate": ("max_abs", 0.02),
     "p95_latency_ms": ("max_rel", 0.5),
@@ -176,12 +182,7 @@ class RolloutSpec:
     def parse(obj: Any, *, default_timeout_s: float = 900.0) -> RolloutSpec:
         if not isinstance(obj, dict):
             raise RolloutError("rollout must be a JSON object")
-        known = {
-            "model", "version", "target", "waves", "soak_seconds", "success_threshold",
-            "error_threshold", "error_action", "gates", "gate_min_devices", "manual_approval",
-            "deploy_timeout_s", "start", "gate_min_inferences", "p95_latency_min_increase_ms",
-        }  # fmt: skip
-        unknown = sorted(set(obj) - known)
+        unknown = sorted(set(obj) - ROLLOUT_FIELDS)
         if unknown:
             raise RolloutError(f"unknown rollout field(s): {', '.join(unknown)}")
         model = obj.get("model")

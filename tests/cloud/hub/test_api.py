@@ -348,8 +348,14 @@ def test_unknown_rollouts_and_actions(client: Any, tokens: Any) -> None:
 
 
 def test_openapi_and_metrics(app: Any, client: Any) -> None:
+    from cloud.hub.rollout_spec import GATE_METRICS, ROLLOUT_FIELDS
+
     doc = client.get("/api/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1") and "/rollouts/{id}/rollback" in doc["paths"]
+    body = doc["paths"]["/rollouts"]["post"]["requestBody"]["content"]["application/json"]
+    # the document names every field the API takes, and every gate metric
+    assert set(body["schema"]["properties"]) == ROLLOUT_FIELDS
+    assert set(body["schema"]["properties"]["gates"]["properties"]) == set(GATE_METRICS)
     feed(app, helpers.status("cam-1"), helpers.telemetry("cam-1", seq=2))
     text = client.get("/metrics").data.decode()
     assert 'edgekit_devices{state="online"} 1' in text

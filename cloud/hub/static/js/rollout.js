@@ -74,6 +74,8 @@ function render(r) {
     ["Soak", `${s.soak_seconds ?? 0} s per wave`],
     ["Success threshold", `${((s.success_threshold ?? 1) * 100).toFixed(0)} % committed`],
     ["Error threshold", `${((s.error_threshold ?? 0) * 100).toFixed(0)} % failed → ${s.error_action}`],
+    ["Gates judged after", `${s.gate_min_devices ?? 1} device(s), ${s.gate_min_inferences ?? 0} inferences`],
+    ["p95 latency floor", `${s.p95_latency_min_increase_ms ?? 0} ms`],
     ["Manual approval", s.manual_approval ? "yes" : "no"],
   ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v || "—")]));
 

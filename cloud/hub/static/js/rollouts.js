@@ -60,6 +60,8 @@ function readForm() {
     error_action: $("#error-action").value,
     gates,
     gate_min_devices: Number($("#gate-min").value),
+    gate_min_inferences: Number($("#gate-min-inferences").value),
+    p95_latency_min_increase_ms: Number($("#latency-floor").value),
     manual_approval: $("#approval").checked,
     start: $("#start").checked,
   };
