@@ -190,7 +190,13 @@ def refresh_from_telemetry(
         if row is None:
             t0 = model_best or items[-1][0]
             k = kpi_best[0] if kpi_best is not None else None
+            # first heard of through telemetry: online if that telemetry is fresh (a
+            # device that sends is up), not when it is an outbox replay of old samples
+            fresh = k is not None and now - k.ts <= staleness_window(
+                k.metrics.get("interval_s"), stale_intervals, offline_after_s
+            )
             new.append({"id": device_id, "tags": [], "first_seen": now, "last_seen": now,
+                        "online": fresh,
                         "capabilities": {}, "kpis": device_kpis(*kpi_best) if kpi_best else {},
                         "kpis_ts": k.ts if k else None, "kpis_boot": k.boot if k else None,
                         "kpis_seq": k.seq if k else None, "boot": t0.boot,

@@ -143,6 +143,17 @@ def test_silent_devices_go_offline_and_come_back_when_they_send(app: Any) -> Non
     assert not _online(hub, "quiet")
 
 
+def test_a_device_first_heard_of_through_telemetry_is_online_if_it_is_fresh(app: Any) -> None:
+    hub = app.extensions["edgekit_hub"]
+    now = time.time()
+    _feed(hub, helpers.telemetry("tel-first", 1), helpers.telemetry("tel-old", 1, ts=now - 600))
+    assert _online(hub, "tel-first")  # it sends, so it is up (no status seen yet)
+    assert not _online(hub, "tel-old")  # a replay of samples older than its window
+    with hub.db.session() as s:
+        d = s.get(Device, "tel-first")
+        assert d is not None and d.enrolled is False  # still marked unenrolled
+
+
 def test_staleness_sweep_runs_in_the_background(tmp_path: Any, keys: Any) -> None:
     cfg = HubConfig(data_dir=tmp_path / "hub", trusted_key=keys[1], offline_after_s=0.4,
                     tick_interval_s=0.1)  # fmt: skip
