@@ -27,6 +27,7 @@ from edge.updater import (
     Policy,
     check_command,
     confidence_baseline,
+    latency_baseline,
     describe_failure,
     fetch,
     judge_probation,
@@ -204,7 +205,11 @@ class Installer:
             step = "activating"
             self.store.journal_step(step)
             self._pause(ctx, step)
-            baseline = confidence_baseline(self.server.health(), self.policy)
+            served = self.server.health()  # the old model's, to compare the new one with
+            baseline = (
+                confidence_baseline(served, self.policy),
+                latency_baseline(served, self.policy),
+            )
             self._fallback.clear()
             self.store.activate(slot)
             previous = self.server.swap(candidate)
@@ -261,7 +266,10 @@ class Installer:
             )
         self.emit("deploy", "shadow", "shadow run finished", detail=report, **ctx)
 
-    def _probation(self, candidate: LoadedModel, baseline: float | None) -> dict[str, Any]:
+    def _probation(
+        self, candidate: LoadedModel, baseline: tuple[float | None, float | None]
+    ) -> dict[str, Any]:
+        """Watch the new model; ``baseline`` is the old one's (confidence, p95 latency)."""
         end = time.monotonic() + self.policy.probation_seconds
         while True:
             final = time.monotonic() >= end
@@ -274,7 +282,8 @@ class Installer:
                 health,
                 self.policy,
                 selftest_latency_ms=candidate.selftest_latency_ms,
-                baseline_confidence=baseline,
+                baseline_confidence=baseline[0],
+                baseline_latency_ms=baseline[1],
                 final=final,
             )
             if reason:

@@ -197,6 +197,14 @@ def confidence_baseline(health: dict[str, Any], policy: Policy) -> float | None:
     return float(conf) if conf is not None else None
 
 
+def latency_baseline(health: dict[str, Any], policy: Policy) -> float | None:
+    """The served model's live p95 latency, if measured on enough inferences to compare."""
+    if health.get("inferences", 0) < probation_samples(policy):
+        return None
+    p95 = health.get("p95_ms")
+    return float(p95) if p95 else None
+
+
 def judge_probation(
     health: dict[str, Any],
     policy: Policy,
@@ -204,10 +212,15 @@ def judge_probation(
     selftest_latency_ms: float | None,
     baseline_confidence: float | None,
     final: bool,
+    baseline_latency_ms: float | None = None,
 ) -> str | None:
     """Why the new model fails probation, or None. ``final`` is the end of the window.
 
-    With no inferences at all only errors (and the fallback, and crashes) can fail it.
+    Latency is compared like with like: with the previous model's live p95 on the same
+    path and load when it served enough inferences, else with the new model's self-test
+    median (a bare runtime call, so the floor ``probation_min_latency_increase_ms``
+    absorbs the serving path and the load). With no inferences at all only errors (and
+    the fallback, and crashes) can fail it.
     """
     inferences, errors = int(health["inferences"]), int(health["errors"])
     total = inferences + errors
@@ -216,16 +229,21 @@ def judge_probation(
         return f"error rate {errors / total:.3f} above {limit:g} ({errors} of {total})"
     enough = inferences >= probation_samples(policy)
     p95 = health["p95_ms"]
-    if enough and selftest_latency_ms and p95 is not None:
-        ratio = p95 / selftest_latency_ms
-        increase = p95 - selftest_latency_ms
+    reference, what = (
+        (baseline_latency_ms, "the previous model's live p95")
+        if baseline_latency_ms
+        else (selftest_latency_ms, "the self-test's")
+    )
+    if enough and reference and p95 is not None:
+        ratio = p95 / reference
+        increase = p95 - reference
         if (
             ratio > policy.probation_max_latency_ratio
             and increase > policy.probation_min_latency_increase_ms
         ):
             return (
-                f"p95 latency {p95:.2f} ms is {ratio:.1f}x the self-test's "
-                f"{selftest_latency_ms:.2f} ms (limit {policy.probation_max_latency_ratio:g}x) "
+                f"p95 latency {p95:.2f} ms is {ratio:.1f}x {what} "
+                f"{reference:.2f} ms (limit {policy.probation_max_latency_ratio:g}x) "
                 f"and {increase:.2f} ms slower "
                 f"(limit {policy.probation_min_latency_increase_ms:g} ms)"
             )

@@ -239,11 +239,13 @@ def health(**kw: object) -> dict[str, object]:
 
 
 def judge(h: dict[str, object], *, selftest: float = 1.0, baseline: float | None = None,
-          final: bool = False, **policy_kw: Any) -> str | None:  # fmt: skip
+          final: bool = False, latency: float | None = None,
+          **policy_kw: Any) -> str | None:  # fmt: skip
     pol = Policy(trusted_key=None, **policy_kw)
     return judge_probation(
-        h, pol, selftest_latency_ms=selftest, baseline_confidence=baseline, final=final
-    )
+        h, pol, selftest_latency_ms=selftest, baseline_confidence=baseline, final=final,
+        baseline_latency_ms=latency,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -260,6 +262,11 @@ def judge(h: dict[str, object], *, selftest: float = 1.0, baseline: float | None
             "error rate",
         ),
         (health(p95_ms=50.0), {}, "p95 latency"),
+        # like with like: the old model served at 45 ms p95 on this busy device, so 50 ms
+        # live is fine although the bare self-test said 1 ms ...
+        (health(p95_ms=50.0), {"latency": 45.0}, None),
+        # ... and 200 ms is not
+        (health(p95_ms=200.0), {"latency": 45.0}, "previous model's live p95"),
         (health(confidence_mean=0.5), {"baseline": 0.9}, "confidence"),
         (health(confidence_mean=0.75), {"baseline": 0.9}, None),
         (
@@ -334,3 +341,12 @@ def test_confidence_baseline_needs_enough_samples() -> None:
 def test_error_rate_lower_bound(errors: int, total: int, low: float, high: float) -> None:
     assert low <= error_rate_lower_bound(errors, total) <= high
     assert error_rate_lower_bound(errors, total) <= errors / total
+
+
+def test_the_latency_baseline_needs_enough_inferences_of_the_old_model() -> None:
+    from edge.updater import latency_baseline
+
+    pol = Policy(trusted_key=None)
+    assert latency_baseline(health(p95_ms=4.0), pol) == 4.0
+    assert latency_baseline(health(p95_ms=4.0, inferences=5), pol) is None  # too few
+    assert latency_baseline(health(p95_ms=None), pol) is None
