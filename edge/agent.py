@@ -188,10 +188,13 @@ class Agent:
 
     # ------------------------------------------------------------------ Observer (serving)
 
+    def on_input(self, x: np.ndarray) -> None:
+        self.reporter.monitor.record_input(x[0])
+
     def on_prediction(
-        self, model: LoadedModel, x: np.ndarray, scores: np.ndarray, latency_ms: float, label: Any
+        self, model: LoadedModel, prediction: Prediction, latency_ms: float, label: Any
     ) -> None:
-        self.reporter.monitor.record(latency_ms, scores[0], x[0], label)
+        self.reporter.monitor.record_scores(latency_ms, prediction.scores, prediction.index, label)
 
     def on_error(self, kind: str) -> None:
         self.reporter.monitor.record_error(kind)

@@ -143,17 +143,28 @@ class Preparer:
         self._batch_shape = (1, *sample)
         self._shapes = (sample, self._batch_shape)
 
-    def __call__(self, raw: Any) -> np.ndarray:
-        if (
+    def fits(self, raw: Any) -> bool:
+        """Whether ``raw`` can take the fast path (its values are checked there)."""
+        return (
             type(raw) is np.ndarray
             and raw.shape in self._shapes
             and (raw.dtype == np.float32 or raw.dtype == np.uint8)
-        ):
-            out = np.multiply(raw, self._scale, dtype=np.float32)
-            if self._offset:
-                out += self._offset
-            if self._lo <= float(out.min()) and float(out.max()) <= self._hi:  # False for NaN
-                return out.reshape(self._batch_shape)
+        )
+
+    def fill(self, raw: np.ndarray, out: np.ndarray) -> bool:
+        """Write the model-domain sample for ``raw`` (which ``fits``) into ``out`` (float32,
+        the sample's shape); False when a value is outside what the fast bounds vouch
+        for: then :func:`prepare` decides (and names the problem)."""
+        np.multiply(raw.reshape(out.shape), self._scale, out=out)
+        if self._offset:
+            out += self._offset
+        return self._lo <= float(out.min()) and float(out.max()) <= self._hi  # False for NaN
+
+    def __call__(self, raw: Any) -> np.ndarray:
+        if self.fits(raw):
+            out = np.empty(self._batch_shape, dtype=np.float32)
+            if self.fill(raw, out[0]):
+                return out
         return prepare(self.manifest, raw)
 
 

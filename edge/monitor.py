@@ -162,18 +162,34 @@ class Monitor:
         true_label: str | int | None = None,
     ) -> None:
         """One successful inference: its latency, its scores (probabilities over labels),
-        optionally the model-domain input (for drift) and the true label (for accuracy).
-
-        Called on every inference right after the model ran, when CPU caches are cold and
-        each numpy call is expensive: the score row is handled as a Python list."""
+        optionally the model-domain input (for drift) and the true label (for accuracy)."""
         s = scores if isinstance(scores, np.ndarray) else np.asarray(scores, dtype=np.float64)
         row = s.ravel().tolist()
         if len(row) != len(self.labels) or not all(map(math.isfinite, row)):
             self.record_error("bad_output")
             return
+        if model_input is not None:
+            self.record_input(model_input)
+        self.record_scores(latency_ms, row, max(range(len(row)), key=row.__getitem__), true_label)
+
+    def record_input(self, model_input: np.ndarray) -> None:
+        """A model-domain input about to be run (input drift). Serving calls this right
+        after preparing it, while it is still in the CPU caches."""
+        if self._input_drift is not None:
+            with self._lock:
+                self._input_drift.add(model_input)
+
+    def record_scores(
+        self, latency_ms: float, row: list[float], pred: int, true_label: str | int | None = None
+    ) -> None:
+        """One successful inference whose score row (finite, one per label: checked by the
+        caller) and top index ``pred`` are known. Called right after the model ran, when
+        the CPU caches are cold and each numpy call is expensive: plain Python only."""
+        if len(row) != len(self.labels):
+            self.record_error("bad_output")
+            return
         ms = float(latency_ms) if math.isfinite(latency_ms) else 0.0
         ms = max(ms, 0.0)
-        pred = max(range(len(row)), key=row.__getitem__)  # the first maximum, as argmax
         with self._lock:
             self.inferences_total += 1
             self._inferences += 1
@@ -183,8 +199,6 @@ class Monitor:
             self._recent.append((True, ms))
             if self._output_drift is not None:
                 self._output_drift.add(pred)
-            if model_input is not None and self._input_drift is not None:
-                self._input_drift.add(model_input)
             truth = self._label_of(true_label)
             if truth is not None:
                 self._correct.append(truth == self.labels[pred])

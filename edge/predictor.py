@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,20 @@ class Predictor:
         if len(preds) != 1:
             raise InputError("shape", f"expected one sample, got a batch of {len(preds)}")
         return preds[0]
+
+    @property
+    def fillable(self) -> bool:
+        """Whether the runtime can take a sample written straight into its input tensor
+        (LiteRT with a float input; see :meth:`fill_and_infer`)."""
+        return bool(getattr(self.backend, "fillable", False))
+
+    def fill_and_infer(self, fill: Callable[[np.ndarray], bool]) -> np.ndarray | None:
+        """Scores (batch first) for one sample that ``fill`` writes into the runtime's input
+        tensor, saving a copy of the input; None when ``fill`` declined it."""
+        scores: np.ndarray | None = self.backend.fill_and_infer(fill)  # type: ignore[attr-defined]
+        if scores is None:
+            return None
+        return scores.reshape(1, -1)
 
     def cancel(self) -> bool:
         """Interrupt the running inference from another thread (see Backend.cancel)."""

@@ -75,6 +75,11 @@ class LoadedModel:
         self.prepare = Preparer(self.manifest)
 
     @property
+    def direct(self) -> bool:
+        """Whether inputs can be prepared straight into the runtime's input tensor."""
+        return self.predictor.fillable
+
+    @property
     def name(self) -> str:
         return self.manifest.name
 
@@ -95,8 +100,11 @@ class LoadedModel:
 class Observer(Protocol):
     """Where outcomes go (the agent's telemetry monitor)."""
 
+    def on_input(self, x: np.ndarray) -> None:
+        """A prepared one-sample batch about to run (called while it is still cached)."""
+
     def on_prediction(
-        self, model: LoadedModel, x: np.ndarray, scores: np.ndarray, latency_ms: float, label: Any
+        self, model: LoadedModel, prediction: Prediction, latency_ms: float, label: Any
     ) -> None: ...
 
     def on_error(self, kind: str) -> None: ...
@@ -363,18 +371,14 @@ class ModelServer:
         if model is None:
             raise NoModelError("no model installed yet")
         t0 = time.perf_counter()
-        try:
-            x = model.prepare(raw)
-        except InputError as exc:
-            self.observer.on_rejection(exc.code)
-            raise
-        except EdgekitError as exc:  # any other refusal of the input is still a rejection
-            self.observer.on_rejection("invalid")
-            raise InputError("invalid", str(exc)) from exc
-        if x.shape[0] != 1:
-            self.observer.on_rejection("shape")
-            raise InputError("shape", f"expected one sample, got a batch of {x.shape[0]}")
-        scores = self._run_limited(model, x)
+        x: np.ndarray | None = None
+        scores: np.ndarray | None = None
+        if model.direct and model.prepare.fits(raw):
+            scores, x = self._run_direct(model, raw)
+        if scores is None:  # the generic path: prepare (or reject), then run
+            x = prepared = self._prepare(model, raw)
+            self.observer.on_input(prepared)
+            scores = self._run_limited(model, lambda: model.predictor.infer_model_domain(prepared))
         # Plain Python on the (small) score row: right after an inference the CPU caches
         # are cold and every numpy call costs ~10 us, a list costs next to nothing.
         row = scores[0].tolist() if scores.ndim == 2 and scores.shape[0] >= 1 else []
@@ -391,14 +395,50 @@ class ModelServer:
             latency_ms=round(latency_ms, 4),
         )
         self._record_ok(model, latency_ms, row[index])
-        self.observer.on_prediction(model, x, scores, latency_ms, label)
+        self.observer.on_prediction(model, prediction, latency_ms, label)
         shadow = self._shadow
-        if shadow is not None and not shadow.done.is_set():
-            self._shadow_submit(lambda: self._shadow_one(shadow, x, index))
+        if shadow is not None and x is not None and not shadow.done.is_set():
+            shadow_x = x
+            self._shadow_submit(lambda: self._shadow_one(shadow, shadow_x, index))
         return prediction
 
-    def _run_limited(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
-        """The model's scores for ``x``, run on this thread within the time limit."""
+    def _prepare(self, model: LoadedModel, raw: Any) -> np.ndarray:
+        """The model-domain one-sample batch for ``raw``; rejections counted and raised."""
+        try:
+            x = model.prepare(raw)
+        except InputError as exc:
+            self.observer.on_rejection(exc.code)
+            raise
+        except EdgekitError as exc:  # any other refusal of the input is still a rejection
+            self.observer.on_rejection("invalid")
+            raise InputError("invalid", str(exc)) from exc
+        if x.shape[0] != 1:
+            self.observer.on_rejection("shape")
+            raise InputError("shape", f"expected one sample, got a batch of {x.shape[0]}")
+        return x
+
+    def _run_direct(
+        self, model: LoadedModel, raw: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Prepare ``raw`` straight into the runtime's input tensor and run it: the scores,
+        and a copy of the prepared input when a shadow run needs one. (None, None) when a
+        value is outside the fast bounds: the generic path then decides."""
+        kept: list[np.ndarray] = []
+
+        def fill(buffer: np.ndarray) -> bool:
+            if not model.prepare.fill(raw, buffer):
+                return False
+            self.observer.on_input(buffer[None])  # drift: while the input is still cached
+            if self._shadow is not None:
+                kept.append(buffer[None].copy())
+            return True
+
+        scores = self._run_limited(model, lambda: model.predictor.fill_and_infer(fill))
+        return (scores, kept[0] if kept else None) if scores.size else (None, None)
+
+    def _run_limited(self, model: LoadedModel, run: Callable[[], np.ndarray | None]) -> np.ndarray:
+        """The model's scores from ``run`` (on this thread) within the time limit; an empty
+        array when ``run`` declined the input (see :meth:`_run_direct`)."""
         timeout = self.timeout
         deadline = time.monotonic() + timeout
         if not model.lock.acquire(True, timeout):
@@ -410,7 +450,7 @@ class ModelServer:
         try:
             token = self._watchdog.arm(model.predictor, deadline)
             try:
-                scores = model.predictor.infer_model_domain(x)
+                scores = run()
             except Exception as exc:
                 failure = exc
             finally:
@@ -425,6 +465,8 @@ class ModelServer:
         if failure is not None:
             self._record_error(model, "runtime")
             raise BackendError(f"inference failed: {failure}") from failure
+        if scores is None:
+            return np.empty((0,), dtype=np.float32)
         return np.asarray(scores, dtype=np.float32)
 
     def _shadow_submit(self, fn: Callable[[], Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as pkg_version
 from pathlib import Path
@@ -124,23 +125,56 @@ class LiteRTBackend:
         out = interp.get_tensor(self._out_index)
         return dequantize(out, *self._out_q) if self._out_q else np.array(out, dtype=np.float32)
 
+    def _resize(self, n: int) -> None:
+        """Make the interpreter take a batch of ``n`` (caller holds the lock)."""
+        if n != self._batch and self._resizable:
+            try:
+                self._interp.resize_tensor_input(
+                    self._in["index"], [n, *(self._sample_shape or ())]
+                )
+                self._interp.allocate_tensors()
+                self._details()
+                self._batch = n
+            except Exception:
+                self._resizable = False
+
     def infer(self, x: np.ndarray) -> np.ndarray:
         if self._interp is None:
             raise BackendError("LiteRT backend used before load()")
         arr = check_batch(x, self._sample_shape)
-        n = arr.shape[0]
         with self._lock:
-            if n != self._batch and self._resizable:
-                try:
-                    self._interp.resize_tensor_input(
-                        self._in["index"], [n, *(self._sample_shape or ())]
-                    )
-                    self._interp.allocate_tensors()
-                    self._details()
-                    self._batch = n
-                except Exception:
-                    self._resizable = False
+            self._resize(arr.shape[0])
             return run_batch(self._run, arr, self._batch, "LiteRT")
+
+    @property
+    def fillable(self) -> bool:
+        """Whether :meth:`fill_and_infer` can be used (a float input, not quantised)."""
+        return self._interp is not None and self._in_q is None and self._in_dtype == np.float32
+
+    def fill_and_infer(self, fill: Callable[[np.ndarray], bool]) -> np.ndarray | None:
+        """Run one sample written by ``fill`` straight into the input tensor, without the
+        copy ``set_tensor`` makes: ``fill(buffer)`` gets the writable sample-shaped input
+        and returns False to cancel (nothing runs, None is returned). It must keep no
+        reference to the buffer: LiteRT refuses to run while one exists."""
+        if not self.fillable:
+            raise BackendError("this LiteRT model does not take a float input to fill")
+        with self._lock:
+            self._resize(1)
+            if self._batch != 1:
+                raise BackendError("this LiteRT model cannot be resized to one sample")
+            view = self._interp.tensor(self._in_index)()
+            try:
+                accepted = fill(view[0])
+            finally:
+                del view
+            if not accepted:
+                return None
+            try:
+                self._interp.invoke()
+                out = self._interp.get_tensor(self._out_index)
+            except Exception as exc:
+                raise BackendError(f"LiteRT inference failed: {exc}") from exc
+            return dequantize(out, *self._out_q) if self._out_q else np.array(out, np.float32)
 
     def cancel(self) -> bool:
         """LiteRT's Python interpreter has no way to interrupt ``invoke``."""

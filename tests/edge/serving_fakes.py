@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,8 @@ from tests.edge.bundle_factory import raw_digit
 class BlockingPredictor:
     """A stand-in runtime whose inference waits for ``release`` and cannot be interrupted
     (like LiteRT), or can (``cancellable``: cancel() releases it with an error)."""
+
+    fillable = False  # takes prepared inputs (Predictor.infer_model_domain) only
 
     def __init__(self, cancellable: bool = False) -> None:
         self.release = threading.Event()
@@ -48,6 +51,9 @@ class Outcomes:
         self.errors: list[str] = []
         self.predictions = 0
 
+    def on_input(self, _x: np.ndarray) -> None:
+        pass
+
     def on_prediction(self, *_a: object) -> None:
         self.predictions += 1
 
@@ -65,3 +71,35 @@ def served(manifest: Manifest, predictor: object) -> LoadedModel:
 
 def digit() -> np.ndarray:
     return np.asarray(raw_digit(), dtype=np.float32)
+
+
+class FillingPredictor:
+    """A stand-in for a runtime whose input tensor the server fills in place (LiteRT
+    fp32): scores say which pixel of the prepared input is largest."""
+
+    fillable = True
+
+    def __init__(self) -> None:
+        self.buffer = np.zeros((8, 8, 1), np.float32)
+        self.seen: list[np.ndarray] = []
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        scores = np.zeros((1, 10), np.float32)
+        scores[0, int(np.argmax(x)) % 10] = 1.0
+        return scores
+
+    def fill_and_infer(self, fill: Any) -> np.ndarray | None:
+        if not fill(self.buffer):
+            return None
+        self.seen.append(self.buffer.copy())
+        return self._scores(self.buffer)
+
+    def infer_model_domain(self, x: np.ndarray) -> np.ndarray:
+        self.seen.append(np.array(x[0]))
+        return self._scores(x[0])
+
+    def cancel(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass

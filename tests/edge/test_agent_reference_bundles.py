@@ -122,3 +122,57 @@ def test_tabular_bundle_answers_named_features(provisioned: tuple[Agent, Client]
     assert client.infer("missing", missing)["error"]["code"] == "missing_field"
     assert client.infer("extra", {**row, "age": 50.0})["error"]["code"] == "extra_field"
     assert client.infer("again", row)["label"] in ("benign", "malignant")
+
+
+@pytest.fixture
+def pinned(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Agent]:
+    cfg = config.load(
+        {"device_id": DEV, "data_dir": str(tmp_path / "data"),
+         "bundle": str(MODELS / "digits.ekb"), "trusted_key": str(MODELS / "dev-signing.pub"),
+         "pin_runtime": "litert", "pin_precision": request.param,
+         "telemetry_interval": "3600"},
+        environ={},
+    )  # fmt: skip
+    agent = Agent(cfg, MemoryTransport(MemoryBroker(), DEV))
+    agent.start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+@pytest.mark.parametrize("pinned", ["fp32"], indirect=True)
+def test_arrays_are_prepared_straight_into_the_litert_input(pinned: Agent) -> None:
+    """The direct path (a float LiteRT input filled in place) answers exactly like the
+    generic one, feeds drift, and leaves rejections to the generic checks."""
+    from edge.errors import InputError
+
+    datasets = pytest.importorskip("sklearn.datasets", reason="needs scikit-learn's digits")
+    agent = pinned
+    model = agent.server.current
+    assert model is not None and model.direct
+    images = datasets.load_digits().images[:40]
+    drift = agent.monitor._input_drift
+    assert drift is not None
+    before = int(drift.totals.sum())
+    for image in images:
+        direct = agent.predict(image.astype(np.float32)[:, :, None])  # fits: filled in place
+        generic = agent.predict(image.tolist())  # a list: prepared, then copied in
+        assert direct.scores == generic.scores and direct.label == generic.label
+    frame = agent.predict(images[0].astype(np.uint8)[:, :, None])  # camera-style uint8
+    assert frame.label == agent.predict(images[0].tolist()).label
+    assert int(drift.totals.sum()) > before  # both paths feed input drift
+    for bad, code in ((np.full((8, 8, 1), 99.0, np.float32), "range"),
+                      (np.full((8, 8, 1), np.nan, np.float32), "nan")):  # fmt: skip
+        with pytest.raises(InputError) as info:
+            agent.predict(bad)
+        assert info.value.code == code
+    rejected = agent.monitor.snapshot()["rejected_inputs"]
+    assert rejected.get("range") == 1 and rejected.get("nan") == 1
+
+
+@pytest.mark.parametrize("pinned", ["int8"], indirect=True)
+def test_a_quantised_input_takes_the_generic_path(pinned: Agent) -> None:
+    model = pinned.server.current
+    assert model is not None and not model.direct
+    assert pinned.predict(np.zeros((8, 8, 1), np.float32)).label in map(str, range(10))

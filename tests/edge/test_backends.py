@@ -245,3 +245,30 @@ def test_runtimes_that_cannot_interrupt_a_run_say_so(
             backend = base.create("openvino", threads=threads)
             backend.load(model, _artifact("openvino-fp32", [], []))
             assert backend.cancel() is can
+
+
+def test_litert_fills_its_input_in_place(tiny: tiny_models.TinyModels) -> None:
+    backend = _loaded(tiny, "litert-fp32")
+    x = np.random.default_rng(0).normal(size=(1, *tiny.specs["litert-fp32"][0][0].shape[1:]))
+    x = x.astype(np.float32)
+    expected = backend.infer(x)
+    backend.infer(np.concatenate([x, x]))  # a batch of 2 resizes the interpreter ...
+
+    def fill(buffer: np.ndarray) -> bool:
+        buffer[...] = x[0]
+        return True
+
+    got = backend.fill_and_infer(fill)  # type: ignore[attr-defined]
+    assert got is not None and np.allclose(got, expected)  # ... and back to one sample
+    assert backend.fill_and_infer(lambda _b: False) is None  # type: ignore[attr-defined]
+    kept: list[np.ndarray] = []
+    with pytest.raises(BackendError):  # LiteRT refuses to run while a view is held
+
+        def keep(buffer: np.ndarray) -> bool:
+            kept.append(buffer)
+            return True
+
+        backend.fill_and_infer(keep)  # type: ignore[attr-defined]
+    kept.clear()
+    assert np.allclose(backend.fill_and_infer(fill), expected)  # type: ignore[attr-defined]
+    assert not _loaded(tiny, "litert-int8").fillable  # type: ignore[attr-defined]

@@ -7,9 +7,11 @@ import functools
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from edge.contract import Manifest
+from edge.errors import InputError
 from edge.serving import InferenceTimeoutError, ModelServer, SerialWorker
 from tests.edge.serving_fakes import BlockingPredictor, Outcomes, digit, served
 from tests.waiting import wait_for
@@ -188,3 +190,33 @@ def test_a_stuck_worker_hands_its_queue_to_a_successor() -> None:
     finally:
         release.set()
         successor.stop()
+
+
+def test_the_direct_path_feeds_the_same_input_to_a_shadow(digits_manifest: Manifest) -> None:
+    from tests.edge.serving_fakes import FillingPredictor
+
+    served_model, candidate = FillingPredictor(), FillingPredictor()
+    server = ModelServer(Outcomes(), timeout=5.0)
+    try:
+        server.swap(served(digits_manifest, served_model))
+        assert server.current is not None and server.current.direct
+        report: list[dict[str, object]] = []
+        shadow = threading.Thread(
+            target=lambda: report.append(
+                server.shadow(served(digits_manifest, candidate), inputs=2, timeout=10)
+            )
+        )
+        shadow.start()
+        wait_for(lambda: server._shadow is not None)
+        for pixel in (5, 7):
+            raw = np.zeros((8, 8, 1), np.float32)
+            raw.flat[pixel] = 16.0
+            assert server.predict(raw).index == pixel  # filled in place, then run
+        shadow.join(10)
+        assert report and report[0]["inputs"] == 2 and report[0]["agreement"] == 1.0
+        # the candidate got a copy of each prepared input, not the reused tensor buffer
+        assert [int(np.argmax(x)) for x in candidate.seen] == [5, 7]
+        with pytest.raises(InputError):  # out of range: the generic checks reject it
+            server.predict(np.full((8, 8, 1), 99.0, np.float32))
+    finally:
+        server.close()
