@@ -206,9 +206,15 @@ class Installer:
             self.store.journal_step(step)
             self._pause(ctx, step)
             served = self.server.health()  # the old model's, to compare the new one with
+            old = self.server.current
             baseline = (
                 confidence_baseline(served, self.policy),
-                latency_baseline(served, self.policy),
+                latency_baseline(
+                    served,
+                    self.policy,
+                    old.selftest_latency_ms if old is not None else None,
+                    candidate.selftest_latency_ms,
+                ),
             )
             self._fallback.clear()
             self.store.activate(slot)

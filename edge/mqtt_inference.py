@@ -9,13 +9,16 @@ sends makes the handler raise. :func:`error_code` is shared with the local HTTP 
 Requests are answered on a worker thread of their own, in arrival order, so the transport's
 dispatcher (which also carries deploy commands) never waits for a model. A worker whose
 call outlives the time limit by ``STUCK_GRACE_S`` (a runtime that cannot be interrupted) is
-replaced and the requests queued behind it move to the new one. At most ``max_pending``
-requests wait; beyond that a request is answered at once with error ``overloaded``.
+replaced and the requests queued behind it move to the new one (a watcher thread checks,
+so queued requests are answered even when no new one arrives). At most ``max_pending``
+requests, and ``MAX_PENDING_BYTES`` of payload, wait; beyond that a request is answered at
+once with error ``overloaded``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +33,7 @@ from edge.transport_api import Transport
 log = logging.getLogger("edgekit.agent")
 STUCK_GRACE_S = 1.0
 MAX_PENDING = 1000
+MAX_PENDING_BYTES = 32 * 1024 * 1024  # payloads waiting: up to 1 MiB each
 
 
 def error_code(exc: EdgekitError) -> str:
@@ -70,28 +74,66 @@ class MqttInference:
         self.max_pending = max_pending
         self._workers = 1
         self._worker = SerialWorker("mqtt-inference")
+        self._lock = threading.Lock()  # the worker swap, and the bytes waiting
+        self._pending_bytes = 0
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="mqtt-inference-watch",
+                                         daemon=True)  # fmt: skip
+        self._watcher.start()
 
     def subscribe(self) -> None:
         self.transport.subscribe(c.topic(self.device, c.INFER_REQ), self.enqueue, qos=1)
 
     def close(self) -> None:
+        self._stop.set()
         self._worker.stop()
 
     def enqueue(self, topic: str, payload: bytes) -> None:
         """The transport's handler: pass the request to the inference worker."""
-        worker = self._worker
-        if worker.busy_for() > self.server.timeout + STUCK_GRACE_S:
-            self._workers += 1
-            self._worker = SerialWorker(f"mqtt-inference-{self._workers}")
-            moved = worker.hand_over(self._worker)
-            log.error("inference worker stuck for %.1f s; a new one takes its %d queued "
-                      "request(s)", worker.busy_for(), moved)  # fmt: skip
-            worker = self._worker
-        if worker.pending() >= self.max_pending:
+        worker = self._replace_if_stuck()
+        size = len(payload)
+        with self._lock:
+            full = (
+                worker.pending() >= self.max_pending
+                or self._pending_bytes + size > MAX_PENDING_BYTES
+            )
+            if not full:
+                self._pending_bytes += size
+        if full:
             self.server.observer.on_rejection("overloaded")
             self._refuse(payload)
             return
-        worker.submit(lambda: self.on_request(topic, payload))
+        worker.submit(lambda: self._handle(topic, payload))
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        """One request on the worker; nothing it raises may end the worker silently."""
+        try:
+            self.on_request(topic, payload)
+        except Exception:
+            log.exception("answering an inference request failed")
+        finally:
+            with self._lock:
+                self._pending_bytes -= len(payload)
+
+    def _replace_if_stuck(self) -> SerialWorker:
+        """The worker to use: a fresh one (taking the queue) if the current one is stuck
+        in a call past the time limit plus ``STUCK_GRACE_S``."""
+        with self._lock:
+            worker = self._worker
+            if worker.busy_for() <= self.server.timeout + STUCK_GRACE_S:
+                return worker
+            self._workers += 1
+            self._worker = SerialWorker(f"mqtt-inference-{self._workers}")
+            moved = worker.hand_over(self._worker)
+        log.error("inference worker stuck for %.1f s; a new one takes its %d queued "
+                  "request(s)", worker.busy_for(), moved)  # fmt: skip
+        return self._worker
+
+    def _watch(self) -> None:
+        """Check for a stuck worker even while no request arrives (requests queued behind
+        it must still be answered)."""
+        while not self._stop.wait(min(1.0, max(0.05, self.server.timeout / 2))):
+            self._replace_if_stuck()
 
     def _refuse(self, payload: bytes) -> None:
         """Answer ``overloaded`` without running the model (when the id can be read)."""

@@ -244,8 +244,9 @@ class _Watchdog:
 
     Arming a call is a dict insert under an uncontended lock: no thread is woken per
     inference. The watchdog polls every ``period()`` seconds and asks the runtime of an
-    overdue call to stop; the lock makes ``disarm`` wait for a cancel in progress, so a
-    late cancel never reaches the next call on the same model."""
+    overdue call to stop (again at each poll until it ends); the lock makes ``disarm`` wait
+    for a cancel in progress, so a late cancel never reaches the next call on the same
+    model."""
 
     def __init__(self, period: Callable[[], float]) -> None:
         self._calls: dict[int, list[Any]] = {}  # token -> [deadline, predictor, overdue]
@@ -271,20 +272,24 @@ class _Watchdog:
         self._stopped.set()
 
     def check(self, now: float) -> int:
-        """Cancel the calls overdue at ``now``; returns how many were newly overdue."""
+        """Ask the runtime of every call overdue at ``now`` to stop; returns how many became
+        overdue now. Asked again at every poll while it runs on: a cancel that landed
+        between two runs of one call (batches run in chunks) is not lost."""
         newly = 0
         with self._lock:
             for entry in self._calls.values():
-                if entry[2] or entry[0] > now:
+                if entry[0] > now:
                     continue
+                first = not entry[2]
                 entry[2] = True
-                newly += 1
+                newly += first
                 try:
                     stopped = entry[1].cancel()
                 except Exception:  # a failing cancel must not end the watchdog
-                    log.exception("cancelling an overdue inference failed")
+                    if first:
+                        log.exception("cancelling an overdue inference failed")
                     stopped = False
-                if not stopped:
+                if first and not stopped:
                     log.error("an inference is past its time limit and its runtime cannot "
                               "interrupt it; later calls time out until it returns")  # fmt: skip
         return newly
@@ -377,7 +382,7 @@ class ModelServer:
             scores, x = self._run_direct(model, raw)
         if scores is None:  # the generic path: prepare (or reject), then run
             x = prepared = self._prepare(model, raw)
-            self.observer.on_input(prepared)
+            self._note_input(prepared)
             scores = self._run_limited(model, lambda: model.predictor.infer_model_domain(prepared))
         # Plain Python on the (small) score row: right after an inference the CPU caches
         # are cold and every numpy call costs ~10 us, a list costs next to nothing.
@@ -401,6 +406,13 @@ class ModelServer:
             shadow_x = x
             self._shadow_submit(lambda: self._shadow_one(shadow, shadow_x, index))
         return prediction
+
+    def _note_input(self, x: np.ndarray) -> None:
+        """Tell the observer (input drift); its failure is not the model's, nor the caller's."""
+        try:
+            self.observer.on_input(x)
+        except Exception:
+            log.exception("recording an input failed")
 
     def _prepare(self, model: LoadedModel, raw: Any) -> np.ndarray:
         """The model-domain one-sample batch for ``raw``; rejections counted and raised."""
@@ -428,7 +440,7 @@ class ModelServer:
         def fill(buffer: np.ndarray) -> bool:
             if not model.prepare.fill(raw, buffer):
                 return False
-            self.observer.on_input(buffer[None])  # drift: while the input is still cached
+            self._note_input(buffer[None])  # drift, while the input is still cached
             if self._shadow is not None:
                 kept.append(buffer[None].copy())
             return True
@@ -445,6 +457,12 @@ class ModelServer:
             self._record_error(model, "timeout")
             raise InferenceTimeoutError(
                 f"the model is still busy with an earlier inference past the {timeout:g} s limit"
+            )
+        if time.monotonic() > deadline:  # got the model only as the limit passed
+            model.lock.release()
+            self._record_error(model, "timeout")
+            raise InferenceTimeoutError(
+                f"the model was busy with an earlier inference until the {timeout:g} s limit"
             )
         failure: Exception | None = None
         try:
@@ -519,6 +537,7 @@ class ModelServer:
         try:
             run.done.wait(timeout)
         finally:
+            run.done.set()  # inputs still queued for it are skipped (see _shadow_one)
             with self._lock:
                 self._shadow = None
         return run.report()

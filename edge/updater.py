@@ -197,12 +197,22 @@ def confidence_baseline(health: dict[str, Any], policy: Policy) -> float | None:
     return float(conf) if conf is not None else None
 
 
-def latency_baseline(health: dict[str, Any], policy: Policy) -> float | None:
-    """The served model's live p95 latency, if measured on enough inferences to compare."""
+def latency_baseline(
+    health: dict[str, Any],
+    policy: Policy,
+    old_selftest_ms: float | None,
+    new_selftest_ms: float | None,
+) -> float | None:
+    """The p95 latency the new model should show live: its self-test median scaled by how
+    the served model's live p95 compared with its own self-test (serving path and device
+    load, measured), so a heavier successor is judged by its own speed; None unless the
+    served model was measured on enough inferences."""
     if health.get("inferences", 0) < probation_samples(policy):
         return None
     p95 = health.get("p95_ms")
-    return float(p95) if p95 else None
+    if not (p95 and old_selftest_ms and new_selftest_ms):
+        return None
+    return float(new_selftest_ms) * float(p95) / float(old_selftest_ms)
 
 
 def judge_probation(
@@ -216,10 +226,11 @@ def judge_probation(
 ) -> str | None:
     """Why the new model fails probation, or None. ``final`` is the end of the window.
 
-    Latency is compared like with like: with the previous model's live p95 on the same
-    path and load when it served enough inferences, else with the new model's self-test
-    median (a bare runtime call, so the floor ``probation_min_latency_increase_ms``
-    absorbs the serving path and the load). With no inferences at all only errors (and
+    Latency is compared like with like when possible: with ``baseline_latency_ms``, the
+    new model's self-test scaled by the previous model's live/self-test ratio (see
+    :func:`latency_baseline`), else with the new model's self-test median (a bare runtime
+    call, so the floor ``probation_min_latency_increase_ms`` absorbs the serving path and
+    the load). With no inferences at all only errors (and
     the fallback, and crashes) can fail it.
     """
     inferences, errors = int(health["inferences"]), int(health["errors"])
@@ -230,7 +241,7 @@ def judge_probation(
     enough = inferences >= probation_samples(policy)
     p95 = health["p95_ms"]
     reference, what = (
-        (baseline_latency_ms, "the previous model's live p95")
+        (baseline_latency_ms, "the expected (self-test x the previous model's live/self-test)")
         if baseline_latency_ms
         else (selftest_latency_ms, "the self-test's")
     )

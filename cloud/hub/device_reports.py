@@ -195,7 +195,10 @@ def refresh_from_telemetry(
             fresh = k is not None and now - k.ts <= staleness_window(
                 k.metrics.get("interval_s"), stale_intervals, offline_after_s
             )
-            new.append({"id": device_id, "tags": [], "first_seen": now, "last_seen": now,
+            # last heard of in device time when that was long ago, so that the device comes
+            # online with its next fresh message (see "back" below)
+            heard = now if fresh or k is None else min(now, k.ts)
+            new.append({"id": device_id, "tags": [], "first_seen": now, "last_seen": heard,
                         "online": fresh,
                         "capabilities": {}, "kpis": device_kpis(*kpi_best) if kpi_best else {},
                         "kpis_ts": k.ts if k else None, "kpis_boot": k.boot if k else None,

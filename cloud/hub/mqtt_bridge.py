@@ -298,8 +298,13 @@ class MqttBridge:
     def _write_loop(self) -> None:
         while not self._stop.is_set() or self._inbox:
             batch = self._take_batch()
-            if batch:
+            if not batch:
+                continue
+            try:
                 self.flush(batch)
+            except Exception:  # the writer thread must outlive any one batch
+                self.counters["lost"] += len(batch)
+                log.exception("a batch of %d messages could not be stored", len(batch))
 
     def _take_batch(self) -> list[tuple[str, bytes]]:
         """Everything queued (at most ``bridge_batch_size``) once one message is there,

@@ -43,7 +43,8 @@ ROLLOUT_BODY = {
         "error_action": {"enum": ["pause", "rollback"]},
         "gates": {
             "type": "object",
-            "description": "metric -> absolute limit, or {relative, min_increase_ms}",
+            "description": "metric -> tolerance against the previous version (a number, or an "
+            "object as docs/hub-api.md describes), or null to switch the gate off",
             "properties": {
                 m: {"oneOf": [{"type": "number"}, {"type": "object"}, {"type": "null"}]}
                 for m in GATE_METRICS

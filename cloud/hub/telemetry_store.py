@@ -62,10 +62,11 @@ def write_batch(
 ) -> int:
     """Insert raw rows, merge minute aggregates and refresh device KPIs in one transaction.
 
-    The bridge's writer thread is the hub's ingest bottleneck, so: raw rows go to the
-    driver's executemany as tuples with the payload text as received in ``metrics`` (no
-    re-encoding, no per-row bind processing); one SELECT for the batch's minute rows and
-    one for its devices, bulk INSERT/UPDATE for both (no ORM: it cost several times the SQL).
+    The bridge's writer is the hub's ingest bottleneck, so: raw rows go to the driver's
+    executemany as tuples with the payload text as received in ``metrics`` (no
+    re-encoding, no per-row bind processing); one upsert per minute row, merged by the
+    database; one SELECT for the batch's devices and bulk UPDATEs for them (no ORM: it
+    cost several times the SQL).
     """
     rows: list[tuple[Any, ...]] = []
     minutes: dict[MinuteKey, list[Sample]] = {}
@@ -147,6 +148,7 @@ def _merge_minutes(db: Session, minutes: dict[MinuteKey, list[Sample]]) -> None:
             merge += (n, total, n)
         rows.append((*key, len(samples), sum(s.inferences for s in samples),
                      sum(s.errors for s in samples), *maxed, *means, *merge))  # fmt: skip
+    rows.sort(key=lambda r: r[:4])  # one lock order for every writer (PostgreSQL)
     bulk_sql.executemany(db, MINUTE_UPSERT, rows)
 
 

@@ -12,7 +12,8 @@ exits when the pipe closes, so it never outlives the hub. A child that dies is s
 again and its batch sent once more: at least once, like MQTT QoS 1 (the writer's
 de-duplication starts empty in a new child, so a batch the dead one had stored can repeat
 raw rows; consumers de-duplicate by ``seq``). If the new child fails too, the batch is
-counted as ``lost`` and logged.
+counted as ``lost`` and logged. Batches and ``close`` share one lock, so the pipe carries
+one exchange at a time and nothing restarts a child after ``close``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import logging
 import multiprocessing
 import signal
+import threading
 from collections import Counter
 from multiprocessing.connection import Connection
 from typing import Any
@@ -39,6 +41,8 @@ class WriterProcess:
         self._ctx = multiprocessing.get_context("spawn")
         self._conn: Connection | None = None
         self._proc: Any = None
+        self._lock = threading.Lock()  # one batch on the pipe at a time; close waits for it
+        self._closed = False
         self._start()
 
     def _start(self) -> None:
@@ -56,30 +60,47 @@ class WriterProcess:
 
     def flush(self, raw: list[tuple[str, bytes]]) -> Counter[str]:
         """Have the child store ``raw``; the counters it changed."""
+        with self._lock:
+            return self._flush(raw)
+
+    def _flush(self, raw: list[tuple[str, bytes]]) -> Counter[str]:
         extra: Counter[str] = Counter()
         for _attempt in (1, 2):
+            if self._closed or self._conn is None:
+                break
             try:
-                assert self._conn is not None
                 self._conn.send(raw)
                 got: Counter[str] = self._conn.recv()
                 return got + extra
             except (EOFError, OSError) as exc:
+                if self._closed:
+                    break
                 log.error("the hub writer process died (%s); starting a new one", exc)
                 extra["writer_restarts"] += 1
                 self._kill()
-                self._start()
-        log.error("the new writer process failed too: %d messages lost", len(raw))
+                try:
+                    self._start()
+                except Exception:
+                    log.exception("cannot start a new writer process")
+                    break
+        log.error("%d messages not stored: the writer process is gone", len(raw))
         extra["lost"] += len(raw)
         return extra
 
     def close(self) -> None:
-        """Ask the child to finish and wait for it (then terminate it)."""
-        if self._conn is None:
-            return
-        with contextlib.suppress(OSError):
-            self._conn.send(None)
-        self._proc.join(STOP_TIMEOUT_S)
-        self._kill()
+        """Let the batch in progress finish, ask the child to exit and wait for it (then
+        terminate it). No batch is sent, nor child started, after this."""
+        self._closed = True
+        got = self._lock.acquire(timeout=STOP_TIMEOUT_S)
+        try:
+            if self._conn is not None:
+                with contextlib.suppress(OSError):
+                    self._conn.send(None)
+                self._proc.join(STOP_TIMEOUT_S)
+            self._kill()
+        finally:
+            if got:
+                self._lock.release()
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():

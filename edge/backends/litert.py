@@ -148,8 +148,14 @@ class LiteRTBackend:
 
     @property
     def fillable(self) -> bool:
-        """Whether :meth:`fill_and_infer` can be used (a float input, not quantised)."""
-        return self._interp is not None and self._in_q is None and self._in_dtype == np.float32
+        """Whether :meth:`fill_and_infer` can be used (a float input, not quantised, that
+        takes one sample)."""
+        return (
+            self._interp is not None
+            and self._in_q is None
+            and self._in_dtype == np.float32
+            and (self._batch == 1 or self._resizable)
+        )
 
     def fill_and_infer(self, fill: Callable[[np.ndarray], bool]) -> np.ndarray | None:
         """Run one sample written by ``fill`` straight into the input tensor, without the

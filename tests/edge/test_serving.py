@@ -127,7 +127,7 @@ def test_callers_behind_a_stuck_run_time_out_and_the_fallback_fires(
                 server.predict(digit())
             assert time.monotonic() - t0 < 2.0
         assert fell_back and fell_back[0] == 1.0
-        assert predictor.cancelled == 1  # asked once; the runtime said it cannot
+        assert predictor.cancelled >= 1  # asked (at every poll); the runtime cannot
         predictor.release.set()  # the stuck run returns late: still a timeout
         stuck.join(5)
         assert isinstance(stuck_result[0], InferenceTimeoutError)
@@ -138,7 +138,7 @@ def test_callers_behind_a_stuck_run_time_out_and_the_fallback_fires(
         server.close()
 
 
-def test_the_watchdog_cancels_each_overdue_call_once() -> None:
+def test_the_watchdog_cancels_overdue_calls_until_they_end() -> None:
     from edge.serving import _Watchdog
 
     predictor = BlockingPredictor(cancellable=True)
@@ -148,9 +148,11 @@ def test_the_watchdog_cancels_each_overdue_call_once() -> None:
         early = dog.arm(predictor, deadline=200.0)  # type: ignore[arg-type]
         assert dog.check(now=50.0) == 0 and predictor.cancelled == 0
         assert dog.check(now=150.0) == 1 and predictor.cancelled == 1
-        assert dog.check(now=160.0) == 0 and predictor.cancelled == 1
+        # still running at the next poll: asked again (a cancel can land between two runs
+        # of one call), but it is not newly overdue
+        assert dog.check(now=160.0) == 0 and predictor.cancelled == 2
         assert dog.disarm(late) is True and dog.disarm(early) is False
-        assert dog.check(now=300.0) == 0  # disarmed calls are never cancelled
+        assert dog.check(now=300.0) == 0 and predictor.cancelled == 2  # disarmed: left alone
     finally:
         dog.stop()
 

@@ -149,6 +149,8 @@ def test_a_device_first_heard_of_through_telemetry_is_online_if_it_is_fresh(app:
     _feed(hub, helpers.telemetry("tel-first", 1), helpers.telemetry("tel-old", 1, ts=now - 600))
     assert _online(hub, "tel-first")  # it sends, so it is up (no status seen yet)
     assert not _online(hub, "tel-old")  # a replay of samples older than its window
+    _feed(hub, helpers.telemetry("tel-old", 2))  # ... and its next fresh sample: online
+    assert _online(hub, "tel-old")
     with hub.db.session() as s:
         d = s.get(Device, "tel-first")
         assert d is not None and d.enrolled is False  # still marked unenrolled

@@ -63,6 +63,40 @@ def test_closing_stops_the_child(bridge: Any) -> None:
     sink.close()
     assert not proc.is_alive() and proc.exitcode == 0  # it finished, it was not killed
     sink.close()  # twice is harmless
+    # a batch after close (the bridge's writer thread draining late) starts no new child
+    assert sink.flush([helpers.telemetry("wp3", 1)]) == {"lost": 1}
+    assert sink._proc is proc and not proc.is_alive()
+
+
+def test_the_writer_thread_survives_a_failing_batch(app: Any) -> None:
+    hub = app.extensions["edgekit_hub"]
+    cfg = HubConfig(**{**hub.config.__dict__, "broker_url": "mqtt://127.0.0.1:1"})
+    b = MqttBridge(cfg, hub.db)
+    real = b._sink
+    calls: list[int] = []
+
+    class Flaky:
+        def flush(self, raw: Any) -> Any:
+            calls.append(len(raw))
+            if len(calls) == 1:
+                raise RuntimeError("a bug in the writer")
+            return real.flush(raw)
+
+    b._sink = Flaky()
+    b._writer.start()
+    try:
+        b._on_message(None, None, _Msg(*helpers.telemetry("wt1", 1)))  # type: ignore[arg-type]
+        wait_for(lambda: b.counters["lost"] == 1, what="the failed batch to be counted")
+        b._on_message(None, None, _Msg(*helpers.telemetry("wt1", 2)))  # type: ignore[arg-type]
+        wait_for(lambda: _rows(hub, "wt1") == 1, what="the next batch to be stored")
+    finally:
+        b._stop.set()
+        b._writer.join(10)
+
+
+class _Msg:
+    def __init__(self, topic: str, payload: bytes) -> None:
+        self.topic, self.payload = topic, payload
 
 
 def test_bridge_writer_is_validated() -> None:
