@@ -346,13 +346,22 @@ class InferRequest:
     label: Any = None  # optional ground truth, for live accuracy
 
     @staticmethod
-    def parse(obj: dict[str, Any]) -> InferRequest:
+    def id_of(obj: dict[str, Any]) -> str | None:
+        """The request's usable ``id`` (a non-empty string or an integer), else None: a
+        request without one cannot be answered."""
         rid = obj.get("id")
         if not isinstance(rid, (str, int)) or isinstance(rid, bool) or rid == "":
+            return None
+        return str(rid)
+
+    @staticmethod
+    def parse(obj: dict[str, Any]) -> InferRequest:
+        rid = InferRequest.id_of(obj)
+        if rid is None:
             raise ContractError("infer request: missing or invalid 'id'")
         if "inputs" not in obj:
             raise ContractError("infer request: missing 'inputs'")
-        return InferRequest(id=str(rid), inputs=obj["inputs"], label=obj.get("label"))
+        return InferRequest(id=rid, inputs=obj["inputs"], label=obj.get("label"))
 
 
 @dataclass(frozen=True)

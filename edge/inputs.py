@@ -130,16 +130,12 @@ class Preparer:
         self._shapes: tuple[tuple[int, ...], ...] = ()
         pre = manifest.preprocessing or {}
         sample = tuple(manifest.inputs[0].shape[1:])
-        if pre.get("kind") != "image" or any(s <= 0 for s in sample):
+        bounds = _fast_bounds(pre) if pre.get("kind") == "image" else None
+        if bounds is None or any(s <= 0 for s in sample):
             return
-        lo, hi = (float(v) for v in pre.get("raw_range", (0.0, 255.0)))
-        scale = float(np.float32(pre.get("scale", 1.0)))
-        offset = float(np.float32(pre.get("offset", 0.0)))
-        if scale == 0.0 or not math.isfinite(lo * scale + hi * scale + offset):
-            return
-        bounds = _fast_bounds(lo, hi, scale, offset)
         self._lo, self._hi = bounds
-        self._scale, self._offset = np.float32(scale), np.float32(offset)
+        self._scale = np.float32(pre.get("scale", 1.0))
+        self._offset = np.float32(pre.get("offset", 0.0))
         self._batch_shape = (1, *sample)
         self._shapes = (sample, self._batch_shape)
 
@@ -168,10 +164,16 @@ class Preparer:
         return prepare(self.manifest, raw)
 
 
-def _fast_bounds(lo: float, hi: float, scale: float, offset: float) -> tuple[float, float]:
+def _fast_bounds(pre: Mapping[str, Any]) -> tuple[float, float] | None:
     """Model-domain bounds inside which every value is a finite raw pixel within the raw
     range: the range plus ``RANGE_SLACK`` through the formula, shrunk by a margin far above
-    float32 rounding of the formula and far below the slack."""
+    float32 rounding of the formula and far below the slack. None when the formula cannot
+    vouch for the range (a zero scale, or bounds that overflow)."""
+    lo, hi = (float(v) for v in pre.get("raw_range", (0.0, 255.0)))
+    scale = float(np.float32(pre.get("scale", 1.0)))
+    offset = float(np.float32(pre.get("offset", 0.0)))
+    if scale == 0.0 or not math.isfinite(lo * scale + hi * scale + offset):
+        return None
     slack = RANGE_SLACK * (hi - lo)
     ends = ((lo - slack) * scale + offset, (hi + slack) * scale + offset)
     margin = 1e-6 * (max(abs(lo), abs(hi), slack) * abs(scale) + abs(offset))
@@ -306,14 +308,10 @@ def _image_in_range_fast(pre: Mapping[str, Any], x: np.ndarray) -> np.ndarray | 
     NaN, range and overflow passes over the input. NaN and inf survive the affine
     formula and fail the bounds; the margin (far above float32 rounding of the formula,
     far below ``RANGE_SLACK``) makes acceptance imply what the exact checks test."""
-    lo, hi = (float(v) for v in pre.get("raw_range", (0.0, 255.0)))
-    scale, offset = (
-        float(np.float32(pre.get("scale", 1.0))),
-        float(np.float32(pre.get("offset", 0.0))),
-    )
-    if x.size == 0 or scale == 0.0 or not math.isfinite(lo * scale + hi * scale + offset):
+    bounds = _fast_bounds(pre) if x.size else None
+    if bounds is None:
         return None
-    low, high = _fast_bounds(lo, hi, scale, offset)
+    low, high = bounds
     with np.errstate(over="ignore", invalid="ignore"):  # such inputs fail the bounds
         out = _image_formula(pre, x)
     if low <= float(out.min()) and float(out.max()) <= high:  # False for NaN

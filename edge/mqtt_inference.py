@@ -138,15 +138,15 @@ class MqttInference:
     def _refuse(self, payload: bytes) -> None:
         """Answer ``overloaded`` without running the model (when the id can be read)."""
         try:
-            rid = c.decode_json(payload).get("id")
-        except (ContractError, AttributeError):
+            rid = InferRequest.id_of(c.decode_json(payload))
+        except ContractError:
             rid = None
-        if isinstance(rid, (str, int)) and not isinstance(rid, bool) and rid != "":
+        if rid is not None:
             error = {
                 "code": "overloaded",
                 "message": f"{self.max_pending} requests are already waiting; try again later",
             }
-            self.reply(InferResponse(str(rid), self.device, time.time(), error=error))
+            self.reply(InferResponse(rid, self.device, time.time(), error=error))
         else:
             self.on_malformed("request dropped while overloaded")
 
@@ -159,10 +159,10 @@ class MqttInference:
         try:
             req = InferRequest.parse(obj)
         except ContractError as exc:
-            rid = obj.get("id")
-            if isinstance(rid, (str, int)) and not isinstance(rid, bool) and rid != "":
+            rid = InferRequest.id_of(obj)
+            if rid is not None:
                 error = {"code": "bad_request", "message": str(exc)}
-                self.reply(InferResponse(str(rid), self.device, time.time(), error=error))
+                self.reply(InferResponse(rid, self.device, time.time(), error=error))
             else:
                 self.on_malformed(str(exc))
             return

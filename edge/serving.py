@@ -453,16 +453,13 @@ class ModelServer:
         array when ``run`` declined the input (see :meth:`_run_direct`)."""
         timeout = self.timeout
         deadline = time.monotonic() + timeout
-        if not model.lock.acquire(True, timeout):
+        acquired = model.lock.acquire(True, timeout)
+        if not acquired or time.monotonic() > deadline:  # (or got it only as the limit passed)
+            if acquired:
+                model.lock.release()
             self._record_error(model, "timeout")
             raise InferenceTimeoutError(
                 f"the model is still busy with an earlier inference past the {timeout:g} s limit"
-            )
-        if time.monotonic() > deadline:  # got the model only as the limit passed
-            model.lock.release()
-            self._record_error(model, "timeout")
-            raise InferenceTimeoutError(
-                f"the model was busy with an earlier inference until the {timeout:g} s limit"
             )
         failure: Exception | None = None
         try:

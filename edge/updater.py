@@ -230,8 +230,8 @@ def judge_probation(
     new model's self-test scaled by the previous model's live/self-test ratio (see
     :func:`latency_baseline`), else with the new model's self-test median (a bare runtime
     call, so the floor ``probation_min_latency_increase_ms`` absorbs the serving path and
-    the load). With no inferences at all only errors (and
-    the fallback, and crashes) can fail it.
+    the load). With no inferences at all only errors (and the fallback, and crashes) can
+    fail it.
     """
     inferences, errors = int(health["inferences"]), int(health["errors"])
     total = inferences + errors

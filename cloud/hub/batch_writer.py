@@ -97,6 +97,9 @@ class BatchWriter:
         self.counters: Counter[str] = Counter()
         self._seen: dict[tuple[str, str | None, str], SeenWindow] = {}
 
+    def close(self) -> None:
+        """Nothing to release (the writer process has a child to stop)."""
+
     def _duplicate(self, msg: Ingested, kind: str) -> bool:
         key = (msg.device, msg.boot, kind)
         seen = self._seen.get(key)

@@ -37,16 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.hub import leases
-from cloud.hub.batch_writer import (  # noqa: F401  (re-exported: the bridge's message API)
-    DEDUP_WINDOW,
-    KIND_NAMES,
-    BatchWriter,
-    Ingested,
-    Parsed,
-    SeenWindow,
-    ingest_message,
-    parse_message,
-)
+from cloud.hub.batch_writer import BatchWriter
 from cloud.hub.config import HubConfig
 from cloud.hub.db import Database
 from edge.contract import (
@@ -74,6 +65,8 @@ class Sink(Protocol):
     """Where batches go: a BatchWriter here, or the writer process."""
 
     def flush(self, raw: list[tuple[str, bytes]]) -> Counter[str]: ...
+
+    def close(self) -> None: ...
 
 
 def parse_broker_url(url: str) -> tuple[str, int, bool]:
@@ -156,9 +149,7 @@ class MqttBridge:
                 self.client.loop_stop()
         finally:
             self._writer.join(timeout=5)
-            close = getattr(self._sink, "close", None)
-            if close is not None:
-                close()
+            self._sink.close()
             if self.mode == "lease" and self.consuming:
                 leases.release(self.db, LEASE_NAME, self.holder)
 

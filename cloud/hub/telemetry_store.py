@@ -133,16 +133,17 @@ def _merge_minutes(db: Session, minutes: dict[MinuteKey, list[Sample]]) -> None:
     """Merge each minute's samples into its row with one upsert per row, computed by the
     database (no read-modify-write: the writer's hot path, and safe against a second
     writer). Within a minute: sums, NULL-aware maxima, means weighted by sample count."""
+
+    def present(samples: list[Sample], col: str) -> list[float]:
+        return [v for s in samples if (v := getattr(s, col)) is not None]
+
     rows: list[tuple[Any, ...]] = []
     for key, samples in minutes.items():
-        maxed = []
-        for col in MAXED:
-            vals = [v for s in samples if (v := getattr(s, col)) is not None]
-            maxed.append(max(vals) if vals else None)
+        maxed = [max(vals) if (vals := present(samples, col)) else None for col in MAXED]
         means: list[Any] = []
         merge: list[Any] = []
         for col in MEANED:
-            vals = [v for s in samples if (v := getattr(s, col)) is not None]
+            vals = present(samples, col)
             total, n = sum(vals), len(vals)
             means.append(total / n if n else None)
             merge += (n, total, n)

@@ -122,7 +122,11 @@ class LiteRTBackend:
             feed = x.astype(self._in_dtype, copy=False)
         interp.set_tensor(self._in_index, feed)
         interp.invoke()
-        out = interp.get_tensor(self._out_index)
+        return self._output()
+
+    def _output(self) -> np.ndarray:
+        """The output tensor as float32 scores (a copy: the tensor is reused)."""
+        out = self._interp.get_tensor(self._out_index)
         return dequantize(out, *self._out_q) if self._out_q else np.array(out, dtype=np.float32)
 
     def _resize(self, n: int) -> None:
@@ -177,10 +181,9 @@ class LiteRTBackend:
                 return None
             try:
                 self._interp.invoke()
-                out = self._interp.get_tensor(self._out_index)
+                return self._output()
             except Exception as exc:
                 raise BackendError(f"LiteRT inference failed: {exc}") from exc
-            return dequantize(out, *self._out_q) if self._out_q else np.array(out, np.float32)
 
     def cancel(self) -> bool:
         """LiteRT's Python interpreter has no way to interrupt ``invoke``."""
