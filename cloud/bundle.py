@@ -1,4 +1,4 @@
-"""Build and sign model bundles (the reading side is edge/bundle.py).
+"""Build and sign model bundles (the reading side is edge/bundle/archive.py).
 
 ``build_bundle`` lays out the archive exactly as docs/bundle-format.md describes:
 ``manifest.json`` first, then every other member sorted by name, each with fixed owner,

@@ -96,8 +96,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from edge.bundle import verify_bundle
-    from edge.signing import key_id, load_public_key
+    from edge.bundle import key_id, load_public_key, verify_bundle
 
     manifest = verify_bundle(args.bundle, args.key)
     n = len(manifest.all_entries())

@@ -19,9 +19,9 @@ import numpy as np
 
 from cloud.bundle import DEFAULT_TOLERANCE, ArtifactSource, GoldenSet, build_bundle
 from edge import __version__
-from edge.backends import base
 from edge.contract import TensorSpec
 from edge.errors import BackendError, ConfigError, EdgekitError
+from edge.runtime.backends import base
 
 SUFFIX_RUNTIME = {".tflite": "litert", ".onnx": "onnxruntime", ".xml": "openvino"}
 LATENCY_RUNS = 30
@@ -38,7 +38,7 @@ def runtime_for(path: Path) -> str:
 
 
 def _tflite_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], bool]:
-    from edge.backends.litert import _interpreter_class
+    from edge.runtime.backends.litert import _interpreter_class
 
     cls, _pkg, _ver = _interpreter_class()
     interp = cls(model_path=str(path))
@@ -61,7 +61,7 @@ def _tflite_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], bool]
 def _onnx_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], bool]:
     import onnxruntime as ort
 
-    from edge.backends.onnxruntime import _ORT_TYPES
+    from edge.runtime.backends.onnxruntime import _ORT_TYPES
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 

@@ -1,7 +1,7 @@
 """Ed25519 signing keys: generate, load, sign manifests.
 
 Private keys stay on the build machine (PKCS8 PEM, file mode 0600); devices get the
-public key only (edge/signing.py verifies). Ed25519 signatures are deterministic, so
+public key only (edge/bundle/signing.py verifies). Ed25519 signatures are deterministic, so
 re-signing the same manifest gives the same bytes.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.bundle import ALGORITHM, key_id, read_key_file
 from edge.contract import Manifest
 from edge.errors import ConfigError, ManifestError, SignatureError
-from edge.signing import ALGORITHM, key_id, read_key_file
 
 PRIVATE_NAME = "edgekit.key"
 PUBLIC_NAME = "edgekit.pub"

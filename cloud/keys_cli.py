@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     from cloud.keys import generate_keypair
-    from edge.signing import key_id, load_public_key
+    from edge.bundle import key_id, load_public_key
 
     priv, pub = generate_keypair(args.out, force=args.force)
     print(f"private key: {priv} (keep it secret)")

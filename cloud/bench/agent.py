@@ -1,7 +1,7 @@
 """Agent benchmark: in-process overhead over the bare runtime, and an agent's footprint.
 
 1. **Overhead ratio.** For each model (``mobilenetv2`` at 224x224x3, alpha 0.35, and the
-   ``digits`` reference bundle) and each LiteRT precision, a real :class:`edge.agent.Agent`
+   ``digits`` reference bundle) and each LiteRT precision, a real :class:`edge.agent.agent.Agent`
    (connected to the bench broker, telemetry thread running) serves the variant, pinned.
    We time ``Agent.predict(raw)`` — input validation + preprocessing + the model's lock and
    the time-limit watchdog + inference + the monitor's record (latency histogram, drift) — against
@@ -136,7 +136,7 @@ def digits_bundle(ctx: BenchContext) -> tuple[Path, Path]:
 
 def raw_inputs(bundle_dir: Path, manifest: Any) -> list[np.ndarray]:
     """Raw-domain samples (what a caller sends) rebuilt from the golden model-domain set."""
-    from edge.predictor import load_golden
+    from edge.runtime.predictor import load_golden
 
     x = np.asarray(load_golden(bundle_dir, manifest)["inputs"], dtype=np.float32)
     pre = manifest.preprocessing or {}
@@ -153,9 +153,8 @@ def measure_overhead(
     ctx: BenchContext, model: str, bundle: Path, pub: Path, precision: str, pairs: int
 ) -> dict[str, Any]:
     """Agent.predict vs backend.infer on the agent's own loaded LiteRT variant."""
-    from edge import config
-    from edge.agent import Agent
-    from edge.inputs import prepare
+    from edge.agent import Agent, config
+    from edge.runtime import prepare
 
     device = f"bench-ovh-{uuid.uuid4().hex[:6]}"
     cfg = config.load(

@@ -41,7 +41,7 @@ from cloud.bench.runner import BenchContext
 from cloud.demo.broker import free_port, wait_for_port
 from cloud.demo.fleet import edgekit, last_line, spawn
 from edge import contract
-from edge.monitor import Monitor
+from edge.serving import Monitor
 
 PROBE_CALLS_PER_S = 10
 

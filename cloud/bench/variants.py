@@ -82,7 +82,7 @@ def build_bundle(
 
 def python_latency(bundle_dir: Path, art: Artifact, x: np.ndarray, runs: int) -> dict[str, float]:
     """Median/p95 ms of our edge backend's ``infer`` on one sample, after warm-up."""
-    from edge.backends.base import create
+    from edge.runtime import create
 
     backend = create(art.runtime, threads=THREADS)
     backend.load(bundle_dir / art.file, art)

@@ -2,7 +2,7 @@
 
 The model itself takes model-domain float32 inputs, so every runtime (LiteRT, ONNX,
 OpenVINO) and the int8 quantiser see the same well-scaled tensor; the device applies the
-recorded transform in numpy (edge/inputs.py) with no guesswork. See interfaces.md.
+recorded transform in numpy (edge/runtime/inputs.py) with no guesswork. See interfaces.md.
 """
 
 from __future__ import annotations

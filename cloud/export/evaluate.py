@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from cloud.export.variants import Variant
-from edge.backends.base import Backend, create
 from edge.contract import Artifact
+from edge.runtime import Backend, create
 
 WARMUP_CALLS = 5
 TIMING_CALLS = 300  # timed calls per variant, at most ...

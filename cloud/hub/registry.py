@@ -1,6 +1,6 @@
 """The model registry's file side: verify an uploaded bundle, keep it, describe it.
 
-Verification is edge/bundle.py's ``verify_bundle`` (archive safety, every sha256, the
+Verification is edge/bundle/archive.py's ``verify_bundle`` (archive safety, every sha256, the
 Ed25519 signature against the hub's trusted key) — the same code the agents run.
 """
 

@@ -28,10 +28,10 @@ import numpy as np
 from edge import __version__, contract
 from edge.bundle import check_version, entry_path, extract_bundle
 from edge.contract import Command, Event, ModelRef, Status, Telemetry
-from edge.download import download, sha256_file
 from edge.errors import BundleError, EdgekitError, InstallError, SelfTestError
-from edge.monitor import Monitor
-from edge.predictor import Predictor, golden_check, load_golden
+from edge.install import download, sha256_file
+from edge.runtime.predictor import Predictor, golden_check, load_golden
+from edge.serving import Monitor
 
 log = logging.getLogger("edgekit.sim")
 
@@ -107,7 +107,7 @@ class ModelCache:
 
 
 def self_test(model: LoadedModel) -> dict[str, float]:
-    """The golden set through the real runtime (edge.predictor.golden_check)."""
+    """The golden set through the real runtime (edge.runtime.predictor.golden_check)."""
     with model.lock:
         try:
             return golden_check(model.predictor, model.golden)

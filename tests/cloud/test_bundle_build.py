@@ -11,10 +11,10 @@ import pytest
 
 from cloud.bundle import ArtifactSource, GoldenSet, build_bundle, npz_bytes
 from cloud.keys import generate_keypair, load_private_key, sign_manifest
-from edge.bundle import extract_bundle, verify_bundle
+from edge.bundle import extract_bundle, load_public_key, verify_bundle
+from edge.bundle.signing import verify_manifest
 from edge.contract import TensorSpec
 from edge.errors import BundleError, ConfigError, ManifestError, SignatureError
-from edge.signing import load_public_key, verify_manifest
 from tests.edge.bundle_helpers import make_bundle, make_keys, read_members
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.bundle import key_id, load_public_key
 from edge.cli import main
-from edge.signing import key_id, load_public_key
 from tests.edge import tiny_models
 from tests.edge.bundle_helpers import make_bundle, read_members, replace_member
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.bundle import Slot
 from edge.contract import Manifest
 from edge.serving import LoadedModel
-from edge.store import Slot
 from tests.edge.bundle_factory import raw_digit
 
 

@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 
-from edge import config
 from edge import contract as c
-from edge.agent import Agent
+from edge.agent import Agent, config
+from edge.bundle import Slot
 from edge.errors import InputError
+from edge.messaging import MemoryBroker, MemoryTransport
 from edge.serving import InferenceTimeoutError
-from edge.store import Slot
-from edge.transport import MemoryBroker, MemoryTransport
 from tests.edge.agent_helpers import FileServer
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 from tests.edge.bundle_factory import raw_digit
@@ -421,7 +420,7 @@ def test_restart_during_probation_rolls_back(rig: Rig) -> None:
     rig.wait_event("committed", command=rig.deploy(rig.kit["v2"], 2))
     rig.stop()
     # simulate a kill during probation of v3: journal says probation, pointer moved
-    from edge.store import ModelStore
+    from edge.bundle import ModelStore
 
     store = ModelStore(rig.tmp / "data" / "models")
     v2 = store.active()
@@ -445,7 +444,7 @@ def test_restart_during_probation_rolls_back(rig: Rig) -> None:
 def test_restart_before_activation_reports_failed(rig: Rig) -> None:
     rig.start(bundle=str(rig.kit["v1"]))
     rig.stop()
-    from edge.store import ModelStore
+    from edge.bundle import ModelStore
 
     store = ModelStore(rig.tmp / "data" / "models")
     store.begin_install({"command": "c9", "version": 2, "step": "self_test"})
@@ -477,7 +476,7 @@ def test_tampered_active_model_is_not_served(rig: Rig) -> None:
 
 def test_edge_only_imports() -> None:
     code = (
-        "import sys, edge.agent, edge.agent_cli\n"
+        "import sys, edge.agent.agent, edge.cli.agent\n"
         "bad = [m for m in ('tensorflow', 'keras', 'flask', 'cloud') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge import config
 from edge import contract as c
-from edge.agent import Agent
-from edge.transport import MemoryBroker, MemoryTransport
+from edge.agent import Agent, config
+from edge.messaging import MemoryBroker, MemoryTransport
 from tests.waiting import wait_for
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -13,10 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.backends import base
-from edge.backends.quant import artifact_quant, dequantize, quantize, run_batch, run_in_chunks
 from edge.contract import Artifact, TensorSpec
 from edge.errors import BackendError, RuntimeMissingError
+from edge.runtime.backends import base
+from edge.runtime.backends.quant import (
+    artifact_quant,
+    dequantize,
+    quantize,
+    run_batch,
+    run_in_chunks,
+)
 from tests.edge import tiny_models
 
 TARGETS = ["litert-fp32", "litert-int8", "onnxruntime-fp32", "openvino-fp32"]
@@ -116,7 +122,7 @@ def test_missing_runtime_is_reported_with_a_hint(
     monkeypatch: pytest.MonkeyPatch, runtime: str, package: str, hint: str
 ) -> None:
     monkeypatch.setitem(sys.modules, package, None)  # makes `import package` fail
-    module = importlib.import_module(f"edge.backends.{runtime}")
+    module = importlib.import_module(f"edge.runtime.backends.{runtime}")
     with pytest.raises(RuntimeMissingError, match=hint):
         module.probe()
     with pytest.raises(RuntimeMissingError):
@@ -134,7 +140,7 @@ def test_missing_litert_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
         "tensorflow.lite",
     ):
         monkeypatch.setitem(sys.modules, name, None)
-    from edge.backends import litert
+    from edge.runtime.backends import litert
 
     with pytest.raises(RuntimeMissingError, match="pip install ai-edge-litert"):
         litert.probe()

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import bundle as b
+from edge.bundle import archive as b
+from edge.bundle import key_id, load_public_key
 from edge.errors import (
     BundleError,
     IntegrityError,
@@ -20,7 +21,6 @@ from edge.errors import (
     UnsafeArchiveError,
     VersionError,
 )
-from edge.signing import key_id, load_public_key
 from tests.edge.bundle_helpers import (
     edit_manifest,
     file_info,

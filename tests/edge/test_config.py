@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import config
+from edge.agent import config
 from edge.errors import ConfigError
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import device
+from edge.runtime import device
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_describing_the_device_imports_no_runtime() -> None:
     code = (
         "import json, sys\n"
-        "from edge.device import describe_device\n"
+        "from edge.runtime.device import describe_device\n"
         "caps = describe_device()\n"
         "heavy = [m for m in ('onnxruntime', 'openvino', 'ai_edge_litert', 'tensorflow')"
         " if m in sys.modules]\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.enroll import CREDENTIALS, _error_message, load_credentials, save_credentials
+from edge.agent.enrollment import CREDENTIALS, _error_message, load_credentials, save_credentials
 from edge.errors import ConfigError
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import predictor as predictor_module
 from edge.bundle import entry_path, extract_bundle
 from edge.contract import Manifest
 from edge.errors import SelfTestError
-from edge.golden import Tolerance, compare, golden_check, load_golden, run_golden
-from edge.predictor import Predictor
+from edge.runtime import Predictor, Tolerance, compare, load_golden, run_golden
+from edge.runtime import predictor as predictor_module
+from edge.runtime.golden import golden_check
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 
 

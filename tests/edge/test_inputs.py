@@ -13,7 +13,7 @@ from PIL import Image
 
 from edge.contract import Artifact, Manifest, TensorSpec
 from edge.errors import InputError
-from edge.inputs import ImageBytes, Preparer, load_input_file, prepare
+from edge.runtime import ImageBytes, Preparer, load_input_file, prepare
 from tests.digits import DIGITS_PREPROCESSING
 
 IMAGE_PRE = DIGITS_PREPROCESSING

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.drift import load_reference, psi, validate_reference
 from edge.errors import ContractError
-from edge.monitor import LATENCY_REL_ERROR, LatencyHistogram, Monitor
+from edge.serving import Monitor
+from edge.serving.drift import load_reference, psi, validate_reference
+from edge.serving.monitor import LATENCY_REL_ERROR, LatencyHistogram
 
 LABELS = ["cat", "dog", "fox"]
 METRIC_KEYS = {
@@ -269,7 +270,7 @@ def test_load_reference_file(tmp_path: Any) -> None:
 
 
 def test_large_images_are_subsampled_without_losing_the_signal() -> None:
-    from edge.drift import MAX_ROWS, InputDrift
+    from edge.serving.drift import MAX_ROWS, InputDrift
 
     rng = np.random.default_rng(11)
     ref = make_reference(rng, granularity="channel", dims=3)
@@ -284,7 +285,7 @@ def test_large_images_are_subsampled_without_losing_the_signal() -> None:
 
 
 def test_non_finite_values_are_not_binned() -> None:
-    from edge.drift import InputDrift
+    from edge.serving.drift import InputDrift
 
     ref = make_reference(np.random.default_rng(0))
     drift = InputDrift(ref["inputs"], window=10, min_samples=1)
@@ -296,7 +297,7 @@ def test_non_finite_values_are_not_binned() -> None:
 
 
 def test_inputs_are_binned_in_batches_but_every_reading_sees_them() -> None:
-    from edge.drift import PENDING_BATCH, InputDrift
+    from edge.serving.drift import PENDING_BATCH, InputDrift
 
     ref = make_reference(np.random.default_rng(3), granularity="channel", dims=3)
     drift = InputDrift(ref["inputs"], window=100, min_samples=3)
@@ -312,7 +313,7 @@ def test_inputs_are_binned_in_batches_but_every_reading_sees_them() -> None:
 
 
 def test_image_subsamples_move_so_successive_inputs_cover_the_image() -> None:
-    from edge.drift import InputDrift
+    from edge.serving.drift import InputDrift
 
     ref = make_reference(np.random.default_rng(4), granularity="channel", dims=1)
     drift = InputDrift(ref["inputs"], window=1000, min_samples=1)

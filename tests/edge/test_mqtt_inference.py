@@ -1,4 +1,4 @@
-"""edge/mqtt_inference.py: requests answered off the dispatcher, a stuck worker replaced,
+"""edge/agent/mqtt_inference.py: requests answered off the dispatcher, a stuck worker replaced,
 back-pressure answered with ``overloaded`` (in-memory broker, stand-in models)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from edge import contract as c
+from edge.agent.mqtt_inference import MqttInference
 from edge.contract import Manifest
-from edge.memory_transport import MemoryBroker, MemoryTransport
-from edge.mqtt_inference import MqttInference
+from edge.messaging.memory import MemoryBroker, MemoryTransport
 from edge.serving import ModelServer
 from tests.edge.serving_fakes import BlockingPredictor, Outcomes, digit, served
 from tests.waiting import wait_for
@@ -73,7 +73,7 @@ def test_the_dispatcher_never_waits_for_the_model(digits_manifest: Manifest) -> 
 def test_a_stuck_worker_is_replaced_and_its_queue_moves(
     digits_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edge.mqtt_inference as mi
+    import edge.agent.mqtt_inference as mi
 
     monkeypatch.setattr(mi, "STUCK_GRACE_S", 0.1)
     predictor = BlockingPredictor()  # cannot be interrupted: the first request hangs
@@ -124,7 +124,7 @@ def test_beyond_max_pending_requests_are_answered_overloaded(digits_manifest: Ma
 def test_waiting_payload_bytes_are_bounded_too(
     digits_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edge.mqtt_inference as mi
+    import edge.agent.mqtt_inference as mi
 
     predictor = BlockingPredictor()
     rig = Rig(digits_manifest, predictor)

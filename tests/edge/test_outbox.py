@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge.errors import ConfigError, ContractError, StorageError, TransportError
-from edge.outbox import Outbox
-from edge.transport import MemoryBroker, MemoryTransport
+from edge.messaging import MemoryBroker, MemoryTransport, Outbox
 
 
 def payloads(box: Outbox) -> list[bytes]:
@@ -210,7 +209,7 @@ def test_drain_from_concurrent_producers_keeps_each_producers_order(tmp_path: Pa
 WRITER = """
 import sys
 from pathlib import Path
-from edge.outbox import Outbox
+from edge.messaging.outbox import Outbox
 box = Outbox(Path(sys.argv[1]), max_messages=1_000_000, max_bytes=64 << 20)
 i = 0
 while True:

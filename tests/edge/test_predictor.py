@@ -11,7 +11,7 @@ import pytest
 from edge.bundle import extract_bundle
 from edge.contract import Artifact, Manifest, TensorSpec
 from edge.errors import BackendError, ConfigError, InputError, RuntimeMissingError, SelfTestError
-from edge.predictor import Predictor, choose_artifact, golden_check, load_golden
+from edge.runtime.predictor import Predictor, choose_artifact, golden_check, load_golden
 from tests.edge import tiny_models
 from tests.edge.bundle_helpers import make_keys
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.agent.replay import ReplaySource, load_samples
 from edge.errors import ConfigError, InputError
-from edge.replay import ReplaySource, load_samples
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 
 
@@ -94,9 +94,8 @@ def test_rate_loop_and_errors_do_not_stop(tmp_path: Path) -> None:
 
 
 def test_agent_replay_gives_live_accuracy(tmp_path: Path, kit: dict[str, Path]) -> None:
-    from edge import config
-    from edge.agent import Agent
-    from edge.transport import MemoryBroker, MemoryTransport
+    from edge.agent import Agent, config
+    from edge.messaging import MemoryBroker, MemoryTransport
     from tests.waiting import wait_for
 
     rng = np.random.default_rng(0)

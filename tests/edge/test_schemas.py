@@ -1,4 +1,4 @@
-"""The published JSON Schemas accept what edge.contract and edge.monitor really produce,
+"""The published JSON Schemas accept what edge.contract and edge.serving.monitor really produce,
 and reject what breaks the contract."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge import contract as c
-from edge.monitor import Monitor
+from edge.serving import Monitor
 from tests.edge.test_monitor import LABELS, METRIC_KEYS, make_reference, one_hot
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -175,9 +175,8 @@ def test_reference_document() -> None:
 
 def test_payloads_of_a_running_agent(tmp_path: Path) -> None:
     """The agent itself (no model yet) publishes only schema-valid payloads."""
-    from edge.agent import Agent
-    from edge.config import AgentConfig
-    from edge.transport import MemoryBroker, MemoryTransport
+    from edge.agent import Agent, AgentConfig
+    from edge.messaging import MemoryBroker, MemoryTransport
 
     broker = MemoryBroker()
     agent = Agent(

@@ -11,7 +11,7 @@ import pytest
 
 from edge.bundle import extract_bundle
 from edge.errors import SelfTestError
-from edge.selftest import self_test
+from edge.runtime import self_test
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 BUNDLE, PUB = MODELS / "digits.ekb", MODELS / "dev-signing.pub"
@@ -58,8 +58,8 @@ def test_pinned_device_never_imports_other_runtimes(extracted: tuple[Path, objec
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from edge.bundle import load_manifest_dir\n"
-        "from edge.selftest import self_test\n"
+        "from edge.bundle.archive import load_manifest_dir\n"
+        "from edge.runtime.selftest import self_test\n"
         f"d = Path({str(dest)!r})\n"
         "r = self_test(d, load_manifest_dir(d), pin_runtime='litert', time_budget=0.1)\n"
         "print(json.dumps({'chosen': r.chosen.target,"

@@ -1,4 +1,4 @@
-"""edge/serving.py: the serial worker (shadow runs, MQTT requests), inference on the caller's
+"""edge/serving/server.py: the serial worker (shadow runs, MQTT requests), inference on the caller's
 thread under the time limit, the watchdog that cancels overdue runs."""
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_callers_behind_a_stuck_run_time_out_and_the_fallback_fires(
 
 
 def test_the_watchdog_cancels_overdue_calls_until_they_end() -> None:
-    from edge.serving import _Watchdog
+    from edge.serving.server import _Watchdog
 
     predictor = BlockingPredictor(cancellable=True)
     dog = _Watchdog(lambda: 60.0)  # polled by hand below
@@ -158,7 +158,7 @@ def test_the_watchdog_cancels_overdue_calls_until_they_end() -> None:
 
 
 def test_a_failing_cancel_does_not_stop_the_watchdog() -> None:
-    from edge.serving import _Watchdog
+    from edge.serving.server import _Watchdog
 
     class Broken:
         def cancel(self) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.store import ModelStore, Slot, StoreError, write_atomic
+from edge.bundle.store import ModelStore, Slot, StoreError, write_atomic
 
 
 def sid(slot: Slot | None) -> str | None:

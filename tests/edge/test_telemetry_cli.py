@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from edge import contract as c
-from edge.monitor import Monitor
-from edge.telemetry_cli import FleetView, run_tail
-from edge.transport import MemoryBroker, MemoryTransport, MqttSettings, MqttTransport
+from edge.cli.telemetry import FleetView, run_tail
+from edge.messaging import MemoryBroker, MemoryTransport, MqttSettings, MqttTransport
+from edge.serving import Monitor
 from tests.edge.test_monitor import LABELS, one_hot
 
 MODEL = c.ModelRef(name="digits", version=3, runtime="onnxruntime", precision="fp32")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge.errors import ConfigError, TransportError
-from edge.transport import (
+from edge.messaging import (
     MemoryBroker,
     MemoryTransport,
     MqttSettings,
@@ -20,7 +20,7 @@ from edge.transport import (
     Will,
     topic_matches,
 )
-from edge.transport_api import check_filter
+from edge.messaging.protocol import check_filter
 from tests.edge.brokers import PrivateBroker, private_broker  # noqa: F401 - fixture
 
 # --------------------------------------------------------------------------- helpers

@@ -10,12 +10,11 @@ from typing import Any
 
 import pytest
 
+from edge.bundle import ModelStore
 from edge.contract import Command
-from edge.download import download
 from edge.errors import InstallError
-from edge.store import ModelStore
-from edge.updater import (
-    Policy,
+from edge.install import Policy, download
+from edge.install.steps import (
     check_command,
     confidence_baseline,
     error_rate_lower_bound,
@@ -186,7 +185,7 @@ def test_check_command_expired_and_older() -> None:
                   sha256="0" * 64, expires=now - 10)  # fmt: skip
     with pytest.raises(InstallError, match="expired"):
         check_command(cmd, now, None)
-    from edge.store import Slot
+    from edge.bundle import Slot
 
     active = Slot("digits", 5, Path("/x"), {})
     fresh = Command(id="c", kind="deploy", ts=now, name="digits", version=5, url="http://x",
@@ -344,7 +343,7 @@ def test_error_rate_lower_bound(errors: int, total: int, low: float, high: float
 
 
 def test_the_latency_baseline_scales_the_new_self_test_by_the_old_models_live_ratio() -> None:
-    from edge.updater import latency_baseline
+    from edge.install.steps import latency_baseline
 
     pol = Policy(trusted_key=None)
     # the old model: 2 ms in its self-test, 8 ms p95 live (serving path + a busy device);

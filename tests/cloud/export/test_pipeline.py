@@ -111,7 +111,7 @@ def test_report_lists_every_variant_and_the_ort_choice(exported: ExportResult) -
 def test_every_shipped_variant_passes_the_device_self_test(
     exported: ExportResult, keypair: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from edge.selftest import self_test
+    from edge.runtime import self_test
 
     root = tmp_path / "installed"
     manifest = extract_bundle(exported.bundle, root, keypair[1])

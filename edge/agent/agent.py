@@ -1,0 +1,255 @@
+"""The edge agent: wires store, installer, server, reporter, outbox and transport together.
+
+Threads: the transport's dispatcher (MQTT handlers: inference requests passed to
+edge/agent/mqtt_inference.py's worker, commands queued), the inference watchdog and, during a
+shadow run, the shadow thread (edge/serving/server.py; inferences run on their caller's thread), the
+install thread (edge/install/installer.py), the outbox drainer, the telemetry timer
+(edge/agent/reporting.py), and optionally the replay source and the loopback HTTP server.
+In-process callers use :meth:`Agent.predict`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge import contract as c
+from edge.agent.config import RUNTIME_KEYS, AgentConfig
+from edge.agent.enrollment import load_credentials
+from edge.agent.mqtt_inference import MqttInference
+from edge.agent.reporting import Reporter
+from edge.bundle import ModelStore
+from edge.contract import Command, Status
+from edge.errors import ConfigError, ContractError
+from edge.install import Installer
+from edge.messaging import Outbox, Transport
+from edge.runtime import Prediction
+from edge.serving import LoadedModel, ModelServer, Monitor
+
+if TYPE_CHECKING:
+    from edge.agent.http_api import LocalHttpApi
+    from edge.agent.replay import ReplaySource
+
+log = logging.getLogger("edgekit.agent")
+
+MAX_REMEMBERED_COMMANDS = 256
+
+
+def mqtt_transport(cfg: AgentConfig) -> Transport:
+    """The real MQTT transport for ``cfg`` (paho is imported only here)."""
+    from edge.messaging import MqttSettings, MqttTransport
+
+    settings = MqttSettings(
+        url=cfg.broker,
+        client_id=f"edgekit-agent-{cfg.device_id}",
+        username=cfg.username,
+        password=cfg.password,
+        ca_file=str(cfg.ca_file) if cfg.ca_file else None,
+        cert_file=str(cfg.cert_file) if cfg.cert_file else None,
+        key_file=str(cfg.key_file) if cfg.key_file else None,
+        protocol="5" if cfg.mqtt_version == "5" else "3.1.1",
+        keepalive=cfg.keepalive,
+    )
+    return MqttTransport(settings.validate())
+
+
+class Agent:
+    """One device's agent. ``start()``, then serve until ``stop()``."""
+
+    def __init__(self, cfg: AgentConfig, transport: Transport | None = None) -> None:
+        self.cfg = cfg
+        self.device = cfg.device_id
+        self.boot = uuid.uuid4().hex[:12]
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.credentials = load_credentials(cfg.data_dir)
+        self.transport = transport if transport is not None else mqtt_transport(cfg)
+        self.outbox = Outbox(cfg.data_dir / "outbox", cfg.outbox_max_bytes, cfg.outbox_max_messages)
+        self.store = ModelStore(cfg.models_dir, cfg.keep_versions)
+        self.server = ModelServer(
+            self,
+            timeout=cfg.inference_timeout,
+            fallback_error_rate=cfg.fallback_error_rate,
+            fallback_window=cfg.fallback_window,
+            fallback_min_inferences=cfg.fallback_min_inferences,
+            on_fallback=lambda model, rate: self.installer.request_fallback(model, rate),
+        )
+        self.reporter = Reporter(
+            self.device,
+            self.boot,
+            self.transport,
+            self.outbox,
+            self.server,
+            telemetry_interval=lambda: self.cfg.telemetry_interval,
+            enrolled=self.credentials is not None,
+        )
+        self.installer = Installer(
+            self.store,
+            self.server,
+            cfg.install_policy(),
+            self.reporter.emit,
+            cfg.data_dir / "downloads",
+            token=lambda: (self.credentials or {}).get("token"),
+            on_change=self._model_changed,
+        )
+        self.inference = MqttInference(
+            self.device,
+            self.transport,
+            self.server,
+            self.predict,
+            self.reporter.count_malformed,
+            response_qos=cfg.infer_response_qos,
+        )
+        self._commands: OrderedDict[str, float] = OrderedDict()
+        self.replay: ReplaySource | None = None
+        self.http: LocalHttpApi | None = None
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, *, connect: bool = True) -> None:
+        """Recover, provision, connect and start every thread. Returns once serving."""
+        from edge.runtime import describe_device
+
+        self.reporter.capabilities = describe_device()
+        model = self.installer.recover()
+        self.server.swap(model)
+        self._model_changed()
+        if self.cfg.bundle is not None:
+            self.installer.provision(self.cfg.bundle)
+        self.installer.start()
+        if connect:
+            self.transport.add_connect_listener(self.reporter.publish_status)
+            self.transport.subscribe(c.topic(self.device, c.CMD), self._on_cmd, qos=1)
+            self.inference.subscribe()
+            self.transport.connect(will=self.reporter.will())
+            self.outbox.start(self.transport)
+        self.reporter.start_telemetry()
+        if self.cfg.replay is not None:
+            from edge.agent.replay import ReplaySource
+
+            self.replay = ReplaySource(
+                self.cfg.replay, self.cfg.replay_rate, loop=self.cfg.replay_loop
+            )
+            self.replay.start(self.predict)
+        if self.cfg.http_port is not None:
+            from edge.agent.http_api import LocalHttpApi
+
+            self.http = LocalHttpApi(self, self.cfg.http_port)
+            self.http.start()
+        self.started = True
+        log.info("agent %s started (boot %s)", self.device, self.boot)
+
+    def stop(self, graceful: bool = True) -> None:
+        """Publish offline, stop threads, flush the outbox."""
+        if self.replay is not None:
+            self.replay.stop()
+        if self.http is not None:
+            self.http.stop()
+        self.installer.stop()
+        self.reporter.stop_telemetry()
+        self.transport.close(graceful=graceful, final=self.reporter.will())
+        self.outbox.close()
+        self.inference.close()
+        self.server.close()
+        current = self.server.current
+        if current is not None:
+            current.close()
+
+    # ------------------------------------------------------------------ in-process API
+
+    def predict(self, inputs: Any, label: Any = None) -> Prediction:
+        """Predict one input (raw domain). Raises InputError or BackendError."""
+        return self.server.predict(inputs, label)
+
+    def status(self) -> Status:
+        return self.reporter.status()
+
+    @property
+    def monitor(self) -> Monitor:
+        return self.reporter.monitor
+
+    def emit(self, kind: str, step: str | None, message: str, **context: Any) -> None:
+        """Queue one Event (see :meth:`Reporter.emit`)."""
+        self.reporter.emit(kind, step, message, **context)
+
+    def publish_status(self) -> None:
+        self.reporter.publish_status()
+
+    def publish_telemetry(self) -> None:
+        self.reporter.publish_telemetry()
+
+    # ------------------------------------------------------------------ Observer (serving)
+
+    def on_input(self, x: np.ndarray) -> None:
+        self.reporter.monitor.record_input(x[0])
+
+    def on_prediction(
+        self, model: LoadedModel, prediction: Prediction, latency_ms: float, label: Any
+    ) -> None:
+        self.reporter.monitor.record_scores(latency_ms, prediction.scores, prediction.index, label)
+
+    def on_error(self, kind: str) -> None:
+        self.reporter.monitor.record_error(kind)
+
+    def on_rejection(self, code: str) -> None:
+        self.reporter.monitor.record_rejection(code)
+
+    def _model_changed(self) -> None:
+        self.reporter.model_changed(publish=self.started)
+
+    # ------------------------------------------------------------------ commands
+
+    def _on_cmd(self, _topic: str, payload: bytes) -> None:
+        try:
+            cmd = Command.parse(c.decode_json(payload))
+        except ContractError as exc:
+            self.emit("error", None, f"bad command: {exc}", detail={"reason": str(exc)})
+            return
+        if cmd.id in self._commands:
+            log.info("command %s seen before; ignored", cmd.id)
+            return
+        self._commands[cmd.id] = time.time()
+        while len(self._commands) > MAX_REMEMBERED_COMMANDS:
+            self._commands.popitem(last=False)
+        self.handle_command(cmd)
+
+    def handle_command(self, cmd: Command) -> None:
+        """Deploys and rollbacks go to the install thread; config and ping run now."""
+        ctx: dict[str, Any] = {"command": cmd.id, "rollout": cmd.rollout, "version": cmd.version}
+        if cmd.kind == "deploy":
+            self.installer.submit(lambda: self.installer.deploy(cmd))
+        elif cmd.kind == "rollback":
+            self.installer.submit(lambda: self.installer.rollback(cmd))
+        elif cmd.expires is not None and cmd.expires < time.time():
+            self.emit(
+                "error", None, f"{cmd.kind} command expired", detail={"reason": "expired"}, **ctx
+            )
+        elif cmd.kind == "config":
+            self._apply_config(cmd, ctx)
+        elif cmd.kind == "ping":
+            self.publish_status()
+            uptime = round(time.monotonic() - self.monitor.started, 3)
+            self.emit("info", None, "pong", detail={"uptime_s": uptime}, **ctx)
+
+    def _apply_config(self, cmd: Command, ctx: dict[str, Any]) -> None:
+        bad = sorted(set(cmd.config) - RUNTIME_KEYS)
+        try:
+            if bad:
+                raise ConfigError(f"keys {', '.join(bad)} cannot be changed remotely")
+            self.cfg = self.cfg.replace(**cmd.config)
+        except ConfigError as exc:
+            self.emit("error", None, f"config refused: {exc}", detail={"reason": str(exc)}, **ctx)
+            return
+        self.server.configure(
+            timeout=self.cfg.inference_timeout,
+            fallback_error_rate=self.cfg.fallback_error_rate,
+            fallback_window=self.cfg.fallback_window,
+            fallback_min_inferences=self.cfg.fallback_min_inferences,
+        )
+        self.installer.policy = self.cfg.install_policy()
+        self.emit("info", None, "config applied", detail={"config": cmd.config}, **ctx)

@@ -1,0 +1,218 @@
+"""What the agent tells the world: retained status (and its will), events and telemetry.
+
+Every payload carries ``schema``, ``device``, ``ts``, ``boot`` and ``seq``; ``seq`` counts
+per topic (status, telemetry, events) from 0 at every start, so a consumer that sees a gap
+in one device's telemetry ``seq`` within one ``boot`` knows it lost one. Events and
+telemetry go through the disk-backed outbox (in order, QoS 1, across outages); the status
+is published directly, retained, and re-sent on every reconnect and model change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge import __version__
+from edge import contract as c
+from edge.contract import Event, Status, Telemetry
+from edge.errors import EdgekitError
+from edge.messaging import Outbox, Transport, Will
+from edge.serving import LoadedModel, ModelServer, Monitor
+
+log = logging.getLogger("edgekit.agent")
+
+
+class Reporter:
+    """Status, events and telemetry of one agent run (one ``boot``)."""
+
+    def __init__(
+        self,
+        device: str,
+        boot: str,
+        transport: Transport,
+        outbox: Outbox,
+        server: ModelServer,
+        *,
+        telemetry_interval: Callable[[], float],
+        enrolled: bool = False,
+    ) -> None:
+        self.device = device
+        self.boot = boot
+        self.transport = transport
+        self.outbox = outbox
+        self.server = server
+        self.telemetry_interval = telemetry_interval  # read each time: a remote key
+        self.enrolled = enrolled
+        self.capabilities: dict[str, Any] = {}
+        self.monitor = Monitor(["none"])
+        self._monitor_model: LoadedModel | None = None
+        self._seq = {c.STATUS: 0, c.TELEMETRY: 0, c.EVENTS: 0}
+        self._lock = threading.Lock()
+        self._malformed = 0
+        self._oversize_seen = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ status
+
+    def _next_seq(self, kind: str) -> int:
+        with self._lock:
+            self._seq[kind] += 1
+            return self._seq[kind] - 1
+
+    def status(self) -> Status:
+        model = self.server.current
+        return Status(
+            device=self.device,
+            ts=time.time(),
+            seq=self._next_seq(c.STATUS),
+            state="online",
+            agent_version=__version__,
+            model=model.ref() if model else None,
+            boot=self.boot,
+            enrolled=self.enrolled,
+            capabilities=self.capabilities,
+        )
+
+    def will(self) -> Will:
+        """The retained ``offline`` status the broker publishes if we vanish."""
+        offline = Status(self.device, time.time(), -1, "offline", __version__, boot=self.boot)
+        return Will(c.topic(self.device, c.STATUS), c.encode_json(offline.to_dict()), 1, True)
+
+    def publish_status(self) -> None:
+        """Retained ``online`` status; re-sent on every (re)connect and model change."""
+        payload = c.encode_json(self.status().to_dict())
+        self.transport.publish(c.topic(self.device, c.STATUS), payload, qos=1, retain=True)
+
+    def model_changed(self, *, publish: bool) -> None:
+        """A new model is served: fresh drift reference and labels, and (if ``publish``
+        and connected) a new status."""
+        model = self.server.current
+        if model is not None and model is not self._monitor_model:
+            try:
+                self.monitor = monitor_for(model, self.monitor)
+            except Exception as exc:  # a bad reference must not stop serving
+                log.error("monitor for %s: %s", model.slot.id, exc)
+            self._monitor_model = model
+        if publish and self.transport.connected:
+            self.publish_status()
+
+    # ------------------------------------------------------------------ events
+
+    def emit(
+        self,
+        kind: str,
+        step: str | None,
+        message: str,
+        *,
+        command: str | None = None,
+        rollout: str | None = None,
+        version: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Queue one Event in the outbox (delivered in order, QoS 1, across outages)."""
+        event = Event(
+            device=self.device,
+            ts=time.time(),
+            seq=self._next_seq(c.EVENTS),
+            kind=kind,
+            message=message,
+            step=step,
+            rollout=rollout,
+            command=command,
+            version=version,
+            detail=jsonable(detail or {}),
+            boot=self.boot,
+        )
+        log.info("event %s/%s: %s", kind, step, message)
+        try:
+            self.outbox.put(c.topic(self.device, c.EVENTS), c.encode_json(event.to_dict()))
+        except (EdgekitError, ValueError) as exc:
+            log.error("event not queued: %s", exc)
+
+    # ------------------------------------------------------------------ telemetry
+
+    def count_malformed(self, why: str) -> None:
+        """An inference request nobody can be answered for (reported in telemetry)."""
+        with self._lock:
+            self._malformed += 1
+        log.warning("malformed inference request dropped: %s", why)
+
+    def _take_malformed(self) -> int:
+        with self._lock:
+            n, self._malformed = self._malformed, 0
+        return n
+
+    def publish_telemetry(self) -> None:
+        """One telemetry message from the monitor's current interval, through the outbox."""
+        metrics = self.monitor.snapshot(outbox=self.outbox.stats())
+        oversize = self.transport.stats.get("dropped_oversize", 0)
+        extra = {"malformed": self._take_malformed(), "oversize": oversize - self._oversize_seen}
+        self._oversize_seen = oversize
+        rejected = metrics.setdefault("rejected_inputs", {})
+        rejected.update({k: v for k, v in extra.items() if v})
+        model = self.server.current
+        telemetry = Telemetry(
+            device=self.device,
+            ts=time.time(),
+            seq=self._next_seq(c.TELEMETRY),
+            model=model.ref() if model else None,
+            metrics=jsonable(metrics),
+            boot=self.boot,
+        )
+        self.outbox.put(c.topic(self.device, c.TELEMETRY), c.encode_json(telemetry.to_dict()))
+
+    def start_telemetry(self) -> None:
+        self._thread = threading.Thread(target=self._telemetry_loop, name="telemetry", daemon=True)
+        self._thread.start()
+
+    def stop_telemetry(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _telemetry_loop(self) -> None:
+        while not self._stop.wait(self.telemetry_interval()):
+            try:
+                self.publish_telemetry()
+            except Exception:
+                log.exception("telemetry failed")
+
+
+def monitor_for(model: LoadedModel, previous: Monitor) -> Monitor:
+    """A monitor for ``model`` (its labels and drift reference), keeping the run totals."""
+    from edge.bundle import entry_path
+
+    reference = None
+    if model.manifest.reference is not None:
+        path: Path = entry_path(model.slot.bundle_dir, model.manifest.reference)
+        reference = json.loads(path.read_bytes())
+    monitor = Monitor(list(model.manifest.labels), reference)
+    monitor.started = previous.started
+    monitor.inferences_total = previous.inferences_total
+    monitor.errors_total = previous.errors_total
+    return monitor
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON values (numpy scalars and arrays converted, NaN and inf to None)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,85 @@
+"""``edgekit predict BUNDLE --input FILE``: local inference on one input.
+
+BUNDLE is a ``.ekb`` file (verified and extracted to a temporary directory) or an
+already extracted bundle directory. With ``--key`` the signature is checked too; without
+it only the hashes are, and a warning says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edge.contract import PRECISIONS, RUNTIMES
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="run a bundle's model on one input",
+        description="Run a bundle's model on one input (image, .npy, or JSON list/object).",
+    )
+    p.add_argument("bundle", type=Path, help="bundle file (.ekb) or extracted bundle directory")
+    p.add_argument("--input", "-i", required=True, type=Path, help="image, .npy or .json file")
+    p.add_argument("--runtime", choices=RUNTIMES, help="pin the runtime (default: fastest)")
+    p.add_argument("--precision", choices=PRECISIONS, help="pin the precision")
+    p.add_argument("--key", type=Path, help="trusted public key: also verify the signature")
+    p.add_argument("--threads", type=int, help="inference threads (default: runtime's choice)")
+    p.add_argument("--top", type=int, default=3, help="classes shown without --json")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.bundle import extract_bundle, verify_directory
+    from edge.errors import ConfigError
+    from edge.runtime import Predictor, load_input_file
+
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError("--threads must be at least 1")
+    if args.key is None:
+        print(
+            "warning: no --key given; the bundle's signature is NOT checked (hashes are)",
+            file=sys.stderr,
+        )
+    raw = load_input_file(args.input)
+    with tempfile.TemporaryDirectory(prefix="edgekit-predict-") as tmp:
+        if args.bundle.is_dir():
+            bundle_dir = args.bundle
+            manifest = verify_directory(bundle_dir, args.key)
+        else:
+            bundle_dir = Path(tmp) / "bundle"
+            manifest = extract_bundle(args.bundle, bundle_dir, args.key)
+        with Predictor.open(
+            bundle_dir, manifest, args.runtime, args.precision, threads=args.threads
+        ) as predictor:
+            pred = predictor.predict(raw)
+            info = predictor.describe()
+    result = {
+        "label": pred.label,
+        "index": pred.index,
+        "scores": pred.scores,
+        "scores_by_label": dict(zip(predictor.labels, pred.scores, strict=False)),
+        "latency_ms": pred.latency_ms,
+        "runtime": predictor.artifact.runtime,
+        "precision": predictor.artifact.precision,
+        "runtime_version": info.get("version"),
+        "name": manifest.name,
+        "version": manifest.version,
+        "signature_verified": args.key is not None,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{pred.label}  ({manifest.name} v{manifest.version}, "
+        f"{predictor.artifact.target}, {pred.latency_ms:.2f} ms)"
+    )
+    ranked = sorted(zip(predictor.labels, pred.scores, strict=False), key=lambda t: -t[1])
+    for label, score in ranked[: max(args.top, 0)]:
+        print(f"  {label:>16}  {score:.4f}")
+    return 0

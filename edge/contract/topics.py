@@ -1,0 +1,60 @@
+"""MQTT topics: one tree per device, ``edgekit/v1/<id>/<kind>``, and the schema names on them."""
+
+from __future__ import annotations
+
+import re
+
+from edge.errors import ContractError
+
+TOPIC_ROOT = "edgekit/v1"
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+# Topic leaves under edgekit/v1/<device>/
+STATUS = "status"
+TELEMETRY = "telemetry"
+EVENTS = "events"
+CMD = "cmd"
+INFER_REQ = "infer/req"
+INFER_RES = "infer/res"
+TOPIC_KINDS = (STATUS, TELEMETRY, EVENTS, CMD, INFER_REQ, INFER_RES)
+
+SCHEMA_STATUS = "edgekit.status/1"
+SCHEMA_TELEMETRY = "edgekit.telemetry/1"
+SCHEMA_EVENT = "edgekit.event/1"
+SCHEMA_CMD = "edgekit.cmd/1"
+SCHEMA_INFER_REQ = "edgekit.infer.req/1"
+SCHEMA_INFER_RES = "edgekit.infer.res/1"
+
+
+def validate_device_id(device: str) -> str:
+    """Device ids become MQTT topic levels, so they must not contain ``/``, ``+`` or ``#``."""
+    if not isinstance(device, str) or not DEVICE_ID_RE.match(device):
+        raise ContractError(
+            f"invalid device id {device!r}: use 1-128 letters, digits, '.', '_' or '-'"
+        )
+    return device
+
+
+def topic(device: str, kind: str) -> str:
+    """The topic for one device and one leaf, e.g. ``edgekit/v1/cam-1/status``."""
+    if kind not in TOPIC_KINDS:
+        raise ContractError(f"unknown topic kind {kind!r}")
+    return f"{TOPIC_ROOT}/{validate_device_id(device)}/{kind}"
+
+
+def topic_filter(kind: str, device: str = "+") -> str:
+    """A subscription filter for one leaf over all devices (``+``) or one device."""
+    if kind not in TOPIC_KINDS:
+        raise ContractError(f"unknown topic kind {kind!r}")
+    return f"{TOPIC_ROOT}/{device}/{kind}"
+
+
+def parse_topic(name: str) -> tuple[str, str]:
+    """Split a topic into ``(device, kind)``; raise ContractError if it is not ours."""
+    prefix = TOPIC_ROOT + "/"
+    if not name.startswith(prefix):
+        raise ContractError(f"topic {name!r} is not under {TOPIC_ROOT}")
+    device, _, kind = name[len(prefix) :].partition("/")
+    if kind not in TOPIC_KINDS:
+        raise ContractError(f"topic {name!r} has unknown kind {kind!r}")
+    return validate_device_id(device), kind

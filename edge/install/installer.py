@@ -1,0 +1,417 @@
+"""Runs the deploy state machine of edge/install/steps.py against the live agent.
+
+:class:`Installer` owns one background thread: deploy and rollback commands, error-rate
+fallbacks and the start-up recovery all run there, one at a time, while the inference
+thread keeps serving. See edge/install/steps.py for the steps and the crash-safety rules, and
+edge/install/recovery.py for how an installed model is re-verified before it serves again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge.bundle import ModelStore, Slot, read_manifest
+from edge.contract import Command
+from edge.errors import EdgekitError, InstallError
+from edge.install.policy import Policy
+from edge.install.recovery import open_slot, open_verified, recover
+from edge.install.steps import (
+    Emit,
+    check_command,
+    confidence_baseline,
+    describe_failure,
+    fetch,
+    judge_probation,
+    latency_baseline,
+    pause_for_tests,
+    run_self_test,
+    verify,
+)
+from edge.serving import LoadedModel, ModelServer
+
+log = logging.getLogger(__name__)
+
+PROBATION_TICK = 0.25
+
+
+class Installer:
+    """Installs, rolls back and falls back; every public method queues work."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        server: ModelServer,
+        policy: Policy,
+        emit: Emit,
+        downloads: Path,
+        token: Callable[[], str | None] = lambda: None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.server = server
+        self.policy = policy
+        self.emit = emit
+        self.downloads = downloads
+        self.token = token
+        self.on_change = on_change  # the served model changed: republish status
+        self.busy = threading.Event()
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._fallback = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="installer", daemon=True)
+
+    # ------------------------------------------------------------------ thread
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._jobs.put(None)
+        self._thread.join(timeout=5)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every queued job has finished (tests, provisioning)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self._jobs.unfinished_tasks == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self.busy.set()
+            try:
+                job()
+            except Exception:
+                log.exception("install job failed unexpectedly")
+            finally:
+                self.busy.clear()
+                self._jobs.task_done()
+        self._jobs.task_done()
+
+    def request_fallback(self, model: LoadedModel, rate: float) -> None:
+        """Called by the server when the served model's error rate climbs."""
+        self._fallback.set()
+        self.submit(lambda: self._fall_back(model, rate))
+
+    def open_verified(self, slot: Slot) -> LoadedModel:
+        return open_verified(slot, self.store, self.policy)
+
+    # ------------------------------------------------------------------ deploy
+
+    def deploy(self, cmd: Command) -> None:
+        """The whole state machine for one deploy command (runs on the install thread)."""
+        ctx: dict[str, Any] = {"command": cmd.id, "rollout": cmd.rollout, "version": cmd.version}
+        try:
+            check_command(cmd, time.time(), self.store.active())
+        except InstallError as exc:
+            self.emit("deploy", "failed", f"refused: {exc}", detail={"reason": str(exc)}, **ctx)
+            return
+        self.store.begin_install({**ctx, "kind": "deploy", "name": cmd.name, "step": "downloading"})
+        self._install(ctx, lambda: self._download(cmd, ctx), cmd.sha256, cmd.name, cmd.version)
+
+    def provision(self, bundle: Path) -> None:
+        """Install a local bundle at start (offline provisioning): no download, no probation."""
+        try:
+            manifest = read_manifest(bundle)
+        except EdgekitError as exc:
+            self.emit(
+                "deploy", "failed", f"local bundle unusable: {exc}", detail={"reason": str(exc)}
+            )
+            return
+        active = self.store.active()
+        if (
+            active is not None
+            and active.name == manifest.name
+            and active.version >= manifest.version
+        ):
+            if active.version > manifest.version:
+                log.warning("local bundle %s-%s is older than the installed %s; not installed",
+                            manifest.name, manifest.version, active.id)  # fmt: skip
+            return
+        ctx: dict[str, Any] = {"command": None, "rollout": None, "version": manifest.version}
+        self.store.begin_install({**ctx, "kind": "provision", "step": "verifying"})
+        self._install(ctx, lambda: bundle, None, None, None, probation=False, local=True)
+
+    def _download(self, cmd: Command, ctx: dict[str, Any]) -> Path:
+        self._pause(ctx, "downloading")
+        t0 = time.monotonic()
+        path = fetch(cmd, self.downloads, self.policy, self.token())
+        detail = {"bytes": path.stat().st_size, "seconds": round(time.monotonic() - t0, 3)}
+        self.emit("deploy", "downloading", "bundle downloaded", detail=detail, **ctx)
+        return path
+
+    def _install(
+        self,
+        ctx: dict[str, Any],
+        obtain: Callable[[], Path],
+        sha256: str | None,
+        name: str | None,
+        version: int | None,
+        *,
+        probation: bool = True,
+        local: bool = False,
+    ) -> None:
+        step = "downloading"
+        candidate: LoadedModel | None = None
+        previous: LoadedModel | None = None
+        activated = False
+        try:
+            bundle_file = obtain()
+            step = "verifying"
+            self.store.journal_step(step)
+            self._pause(ctx, step)
+            staging, manifest = verify(
+                bundle_file, self.store, self.policy, sha256=sha256, name=name, version=version
+            )
+            ctx["version"] = manifest.version
+            self.emit("deploy", step, "bundle verified", detail={"name": manifest.name}, **ctx)
+            step = "self_test"
+            self.store.journal_step(step, slot=f"{manifest.name}-{manifest.version}")
+            self._pause(ctx, step)
+            report = run_self_test(staging / "bundle", manifest, self.policy)
+            assert report.chosen is not None
+            meta: dict[str, Any] = {
+                "variant": report.chosen.to_dict(),
+                "selftest": report.to_dict(),
+                "source": "local" if local else "download",
+            }
+            slot = self.store.add_slot(staging, manifest.name, manifest.version, meta)
+            self.emit(
+                "deploy",
+                step,
+                f"self-test passed; chose {report.chosen.target}",
+                detail=meta,
+                **ctx,
+            )
+            candidate = open_slot(slot, manifest, report.chosen.runtime, report.chosen.precision)
+            if probation and self.policy.shadow_inputs > 0 and self.server.current is not None:
+                step = "shadow"
+                self.store.journal_step(step)
+                self._pause(ctx, step)
+                self._shadow(candidate, ctx)
+            step = "activating"
+            self.store.journal_step(step)
+            self._pause(ctx, step)
+            served = self.server.health()  # the old model's, to compare the new one with
+            old = self.server.current
+            baseline = (
+                confidence_baseline(served, self.policy),
+                latency_baseline(
+                    served,
+                    self.policy,
+                    old.selftest_latency_ms if old is not None else None,
+                    candidate.selftest_latency_ms,
+                ),
+            )
+            self._fallback.clear()
+            self.store.activate(slot)
+            previous = self.server.swap(candidate)
+            activated = True
+            self.on_change()
+            self.emit("deploy", step, f"activated {slot.id}", detail=meta["variant"], **ctx)
+            if probation:
+                step = "probation"
+                self.store.journal_step(step)
+                self._pause(ctx, step)
+                health = self._probation(candidate, baseline)
+                self.emit("deploy", step, "probation passed", detail=health, **ctx)
+            self.store.commit(slot)
+            self.emit("deploy", "committed", f"committed {slot.id}", detail={}, **ctx)
+            if previous is not None:
+                previous.close()
+        except Exception as exc:
+            failed_step, reason = describe_failure(exc)
+            failed_step = failed_step if failed_step != "failed" else step
+            log.error("install failed at %s: %s", failed_step, reason)
+            if activated:
+                self._roll_back(candidate, previous, failed_step, reason, ctx)
+            else:
+                if candidate is not None:
+                    candidate.close()
+                detail = {"failed_step": failed_step, "reason": reason}
+                self.emit(
+                    "deploy", "failed", f"{failed_step} failed: {reason}", detail=detail, **ctx
+                )
+                self.store.end_install()
+                self.store.prune()
+        finally:
+            self.on_change()
+
+    @staticmethod
+    def _pause(ctx: dict[str, Any], step: str) -> None:
+        if ctx.get("command"):  # commanded installs only: provisioning never pauses
+            pause_for_tests(step)
+
+    def _shadow(self, candidate: LoadedModel, ctx: dict[str, Any]) -> None:
+        report = self.server.shadow(
+            candidate, self.policy.shadow_inputs, self.policy.shadow_timeout
+        )
+        agreement = report.get("agreement")
+        if (
+            report["inputs"]
+            and agreement is not None
+            and agreement < self.policy.shadow_min_agreement
+        ):
+            raise InstallError(
+                "shadow",
+                f"agreement {agreement:.3f} below {self.policy.shadow_min_agreement:g} "
+                f"on {report['inputs']} inputs",
+            )
+        self.emit("deploy", "shadow", "shadow run finished", detail=report, **ctx)
+
+    def _probation(
+        self, candidate: LoadedModel, baseline: tuple[float | None, float | None]
+    ) -> dict[str, Any]:
+        """Watch the new model; ``baseline`` is the old one's (confidence, p95 latency)."""
+        end = time.monotonic() + self.policy.probation_seconds
+        while True:
+            final = time.monotonic() >= end
+            if self.server.current is not candidate:
+                raise InstallError("probation", "the new model was replaced during probation")
+            if self._fallback.is_set():
+                raise InstallError("probation", "error rate climbed above the fallback threshold")
+            health = self.server.health()
+            reason = judge_probation(
+                health,
+                self.policy,
+                selftest_latency_ms=candidate.selftest_latency_ms,
+                baseline_confidence=baseline[0],
+                baseline_latency_ms=baseline[1],
+                final=final,
+            )
+            if reason:
+                raise InstallError("probation", reason)
+            if final or self._stop.is_set():
+                return health
+            self._stop.wait(min(PROBATION_TICK, max(0.0, end - time.monotonic())))
+
+    def _roll_back(
+        self,
+        candidate: LoadedModel | None,
+        previous: LoadedModel | None,
+        failed_step: str,
+        reason: str,
+        ctx: dict[str, Any],
+    ) -> None:
+        restored = self.store.revert()
+        if previous is None and restored is not None:
+            try:
+                previous = self.open_verified(restored)
+            except EdgekitError as exc:
+                log.error("last known good %s unusable: %s", restored.id, exc)
+        self.server.swap(previous)
+        self.on_change()
+        if candidate is not None:
+            candidate.close()
+        self._fallback.clear()
+        self.store.end_install()
+        self.store.prune()
+        detail = {
+            "failed_step": failed_step,
+            "reason": reason,
+            "restored": restored.id if restored else None,
+            "restored_version": restored.version if restored else None,
+        }
+        self.emit("rollback", "rolled_back", f"rolled back: {reason}", detail=detail, **ctx)
+
+    # ------------------------------------------------------------------ rollback & fallback
+
+    def rollback(self, cmd: Command) -> None:
+        """A commanded rollback to an older version kept in the store (or downloaded)."""
+        ctx: dict[str, Any] = {"command": cmd.id, "rollout": cmd.rollout, "version": cmd.version}
+        try:
+            check_command(cmd, time.time(), self.store.active())
+            active = self.store.active()
+            name = cmd.name or (active.name if active else None)
+            target = self.store.find(name, int(cmd.version or 0)) if name else None
+            if target is None:
+                if cmd.url is None or cmd.sha256 is None:
+                    raise InstallError(
+                        "verifying", f"version {cmd.version} is not in the store and no url given"
+                    )
+                self._rollback_download(cmd, ctx)
+                return
+            if active is not None and target.version >= active.version:
+                raise InstallError(
+                    "verifying", f"version {target.version} is not older than {active.version}"
+                )
+            model = self.open_verified(target)
+        except Exception as exc:
+            step, reason = describe_failure(exc)
+            self.store.end_install()  # a failed rollback download must not look interrupted
+            self.store.prune()
+            detail = {"failed_step": step, "reason": reason}
+            self.emit("rollback", "failed", f"rollback refused: {reason}", detail=detail, **ctx)
+            return
+        self._serve_rolled_back(model, ctx)
+
+    def _rollback_download(self, cmd: Command, ctx: dict[str, Any]) -> None:
+        self.store.begin_install({**ctx, "kind": "rollback", "step": "downloading"})
+        path = self._download(cmd, ctx)
+        staging, manifest = verify(
+            path, self.store, self.policy, sha256=cmd.sha256, name=cmd.name,
+            version=cmd.version, rollback=True,
+        )  # fmt: skip
+        report = run_self_test(staging / "bundle", manifest, self.policy)
+        assert report.chosen is not None
+        meta = {"variant": report.chosen.to_dict(), "selftest": report.to_dict()}
+        slot = self.store.add_slot(staging, manifest.name, manifest.version, meta)
+        self._serve_rolled_back(
+            open_slot(slot, manifest, report.chosen.runtime, report.chosen.precision), ctx
+        )
+
+    def _serve_rolled_back(self, model: LoadedModel, ctx: dict[str, Any]) -> None:
+        """Commit and serve the target of a commanded rollback (no probation)."""
+        self.store.commit(model.slot)
+        previous = self.server.swap(model)
+        if previous is not None:
+            previous.close()
+        self.on_change()
+        detail = {"reason": "commanded", "restored": model.slot.id}
+        msg = f"rolled back to {model.slot.id}"
+        self.emit("rollback", "rolled_back", msg, detail=detail, **ctx)
+
+    def _fall_back(self, model: LoadedModel, rate: float) -> None:
+        if self.server.current is not model:
+            return  # already replaced (probation handled it, or a newer install)
+        target = self.store.fallback_target(model.slot.id)
+        detail: dict[str, Any] = {
+            "reason": "error_rate",
+            "error_rate": round(rate, 4),
+            "from": model.slot.id,
+        }
+        if target is None:
+            msg = f"{model.slot.id} error rate {rate:.2f}; no other model to fall back to"
+            self.emit("alert", None, msg, detail=detail)
+            return
+        try:
+            replacement = self.open_verified(target)
+        except EdgekitError as exc:
+            detail["fallback_error"] = str(exc)
+            self.emit("alert", None, f"fallback to {target.id} impossible: {exc}", detail=detail)
+            return
+        self.store.demote(model.slot.id, target)
+        self.server.swap(replacement)
+        model.close()
+        self.on_change()
+        detail["restored"] = target.id
+        msg = f"fell back to {target.id}: error rate {rate:.2f}"
+        self.emit("rollback", "rolled_back", msg, version=target.version, detail=detail)
+
+    # ------------------------------------------------------------------ start-up
+
+    def recover(self) -> LoadedModel | None:
+        """After a (re)start: settle an interrupted install, then open a verified model."""
+        return recover(self.store, self.policy, self.emit)

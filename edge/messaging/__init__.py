@@ -1,0 +1,22 @@
+"""Talking to the broker: the transport protocol, the one paho module, an in-memory broker
+for tests, and the durable outbox that keeps telemetry through outages.
+"""
+
+from edge.messaging.memory import MemoryBroker, MemoryTransport, Message
+from edge.messaging.outbox import Outbox
+from edge.messaging.paho import MqttSettings, MqttTransport
+from edge.messaging.protocol import PublishResult, Transport, Will, check_filter, topic_matches
+
+__all__ = [
+    "MemoryBroker",
+    "MemoryTransport",
+    "Message",
+    "MqttSettings",
+    "MqttTransport",
+    "Outbox",
+    "PublishResult",
+    "Transport",
+    "Will",
+    "check_filter",
+    "topic_matches",
+]

@@ -1,0 +1,335 @@
+"""MQTT transport: the only module of edgekit that imports paho.
+
+:class:`MqttTransport` wraps paho-mqtt 2.x (callback API v2) behind the small
+:class:`Transport` protocol the agent, the outbox and ``edgekit telemetry tail`` use:
+background connect with exponential back-off (1 s doubling to ``reconnect_max_s``),
+subscriptions re-sent on every reconnect, handlers run on one dispatcher thread (so a slow or
+failing handler never stalls the keep-alive), MQTT 3.1.1 by default and 5 when asked, TLS
+and username/password. Nothing is queued while offline: ``publish`` returns None and
+``publish_and_wait`` False, and durable delivery is the outbox's job (edge/messaging/outbox.py).
+
+Payloads larger than ``max_payload`` are refused on publish (TransportError) and dropped
+before any handler sees them on receive (counted as ``dropped_oversize``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.contract import MAX_PAYLOAD_BYTES
+from edge.errors import ConfigError, TransportError
+from edge.messaging.protocol import (
+    MQTT_MAX_PAYLOAD,
+    ConnectListener,
+    Handler,
+    PublishResult,
+    TransportStats,
+    Will,
+    check_filter,
+    check_publish,
+    check_qos,
+    check_topic,
+    run_handler,
+    run_listener,
+    topic_matches,
+)
+
+log = logging.getLogger("edgekit.transport")
+
+_CONNECTED_MARK = object()  # queued to the dispatcher after each (re)connect
+_STOP_MARK = object()
+
+
+@dataclass
+class MqttSettings:
+    """Where and how to connect. ``url`` is ``mqtt://[user:pass@]host[:port]`` (1883) or
+    ``mqtts://...`` (8883, TLS); explicit ``username``/``password`` win over the URL's."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: str = ""  # empty: a random edgekit-<hex> id
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_insecure: bool = False  # skip host name verification (test rigs only)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    keepalive: int = 30
+    max_inflight: int = 20
+    max_payload: int = MAX_PAYLOAD_BYTES
+    reconnect_max_s: int = 30
+    dispatch_backlog: int = 10_000  # received messages waiting for handlers before drops
+
+    def endpoint(self) -> tuple[str, int, bool]:
+        """``(host, port, tls)`` from the URL; raises ConfigError with the reason."""
+        try:
+            parts = urlsplit(self.url)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"broker URL {self.url!r} is malformed: {exc}") from exc
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ConfigError(f"broker URL {self.url!r} must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ConfigError(f"broker URL {self.url!r} has no host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigError(f"broker URL {self.url!r} must not have a path or query")
+        tls = parts.scheme == "mqtts"
+        return parts.hostname, port or (8883 if tls else 1883), tls
+
+    def validate(self) -> MqttSettings:
+        """Check every field; returns self so calls chain."""
+        self.endpoint()
+        if self.protocol not in ("3.1.1", "5"):
+            raise ConfigError(f"MQTT protocol must be '3.1.1' or '5', got {self.protocol!r}")
+        for name in ("keepalive", "max_inflight", "max_payload", "reconnect_max_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"MQTT {name} must be a positive integer, got {value!r}")
+        if self.max_payload > MQTT_MAX_PAYLOAD:
+            raise ConfigError(f"MQTT max_payload cannot exceed {MQTT_MAX_PAYLOAD} bytes")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(f"MQTT {name} {path!r} does not exist")
+        if self.key_file and not self.cert_file:
+            raise ConfigError("MQTT key_file needs cert_file")
+        if (self.ca_file or self.cert_file) and not self.endpoint()[2]:
+            raise ConfigError("TLS files given but the broker URL is not mqtts://")
+        if len(self.client_id.encode()) > 65535:
+            raise ConfigError("MQTT client_id is too long")
+        return self
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        parts = urlsplit(self.url)
+        user = self.username if self.username is not None else parts.username
+        pw = self.password if self.password is not None else parts.password
+        return (unquote(user) if user else user), (unquote(pw) if pw else pw)
+
+
+class MqttTransport:
+    """:class:`Transport` over a real MQTT broker (paho-mqtt 2.x)."""
+
+    def __init__(self, settings: MqttSettings) -> None:
+        self.settings = settings.validate()
+        self.host, self.port, tls = settings.endpoint()
+        self.client_id = settings.client_id or f"edgekit-{uuid.uuid4().hex[:12]}"
+        self.v5 = settings.protocol == "5"
+        self._stats = TransportStats()
+        self._lock = threading.RLock()
+        self._subs: list[tuple[str, Handler, int]] = []
+        self._listeners: list[ConnectListener] = []
+        self._connected = threading.Event()
+        self._closed = False
+        self._started = False
+        self.last_error: str | None = None
+        self._inbox: queue.Queue[Any] = queue.Queue(maxsize=settings.dispatch_backlog)
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name=f"mqtt-dispatch-{self.client_id}", daemon=True
+        )
+        self._client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
+            clean_session=None if self.v5 else True,
+        )
+        self._client.max_inflight_messages_set(settings.max_inflight)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=settings.reconnect_max_s)
+        user, pw = settings.credentials()
+        if user is not None:
+            self._client.username_pw_set(user, pw)
+        if tls:
+            try:
+                self._client.tls_set(
+                    ca_certs=settings.ca_file,
+                    certfile=settings.cert_file,
+                    keyfile=settings.key_file,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(f"MQTT TLS files cannot be used: {exc}") from exc
+            self._client.tls_insecure_set(settings.tls_insecure)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_connect_fail = self._on_connect_fail
+
+    # -- Transport API -------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._stats.snapshot()
+
+    def connect(self, will: Will | None = None) -> None:
+        with self._lock:
+            if self._started or self._closed:
+                raise TransportError("connect() may be called once per transport")
+            self._started = True
+        if will is not None:
+            check_topic(will.topic)
+            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        try:
+            self._client.connect_async(self.host, self.port, keepalive=self.settings.keepalive)
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"cannot connect to {self.settings.url}: {exc}") from exc
+        if not self._dispatcher.is_alive():
+            self._dispatcher.start()
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        check_filter(topic_filter)
+        check_qos(qos)
+        with self._lock:
+            self._subs.append((topic_filter, handler, qos))
+        if self.connected:
+            self._client.subscribe(topic_filter, qos)
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        with self._lock:
+            self._subs = [s for s in self._subs if s[0] != topic_filter]
+        if self.connected:
+            self._client.unsubscribe(topic_filter)
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+    ) -> PublishResult | None:
+        check_publish(topic, payload, qos, self.settings.max_payload)
+        if not self.connected:
+            return None
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            log.debug("publish to %s failed: %s", topic, paho.error_string(info.rc))
+            return None
+        self._stats.add("messages_out")
+        return PublishResult(info.mid, lambda timeout: self._wait_info(info, timeout))
+
+    def publish_and_wait(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, timeout: float = 5.0
+    ) -> bool:
+        result = self.publish(topic, payload, qos, retain)
+        return result is not None and result.wait(timeout)
+
+    def add_connect_listener(self, fn: ConnectListener) -> None:
+        with self._lock:
+            self._listeners.append(fn)
+
+    def close(self, graceful: bool = True, final: Will | None = None) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if graceful:
+            if final is not None and self.connected:
+                self.publish_and_wait(final.topic, final.payload, final.qos, final.retain, 5.0)
+            self._client.disconnect()
+            self._client.loop_stop()
+        else:  # like a crash: stop the loop, then drop the socket without DISCONNECT
+            self._client.loop_stop()
+            sock = self._client.socket()
+            if sock is not None:
+                sock.close()
+        self._connected.clear()
+        if self._dispatcher.is_alive():
+            self._inbox.put(_STOP_MARK)
+            self._dispatcher.join(timeout=5)
+
+    # -- paho callbacks (network thread: never run user code here) -----------------------
+
+    def _on_connect(
+        self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            log.warning("MQTT %s: %s", self.settings.url, self.last_error)
+            return
+        with self._lock:
+            filters: dict[str, int] = {}
+            for f, _h, q in self._subs:
+                filters[f] = max(q, filters.get(f, 0))
+        for f, q in filters.items():
+            client.subscribe(f, q)
+        self.last_error = None
+        self._stats.add("connects")
+        self._connected.set()
+        log.info("MQTT connected to %s as %s", self.settings.url, self.client_id)
+        self._enqueue(_CONNECTED_MARK)
+
+    def _on_disconnect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if self._connected.is_set():
+            self._stats.add("disconnects")
+            level = logging.DEBUG if self._closed else logging.WARNING
+            log.log(level, "MQTT disconnected from %s: %s", self.settings.url, reason)
+        self._connected.clear()
+
+    def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
+        self.last_error = f"cannot reach {self.settings.url}"
+        log.debug("MQTT connect to %s failed; retrying", self.settings.url)
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        if len(msg.payload) > self.settings.max_payload:
+            self._stats.add("dropped_oversize")
+            log.warning("dropped %d byte message on %s (too large)", len(msg.payload), msg.topic)
+            return
+        self._stats.add("messages_in")
+        self._enqueue((msg.topic, bytes(msg.payload)))
+
+    def _enqueue(self, item: Any) -> None:
+        try:
+            self._inbox.put_nowait(item)
+        except queue.Full:
+            self._stats.add("dropped_backlog")
+            log.warning("handler backlog full; dropped a message")
+
+    # -- dispatcher thread ---------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is _STOP_MARK:
+                return
+            if item is _CONNECTED_MARK:
+                with self._lock:
+                    listeners = list(self._listeners)
+                for fn in listeners:
+                    run_listener(self._stats, fn)
+                continue
+            topic, payload = item
+            with self._lock:
+                handlers = [h for f, h, _q in self._subs if topic_matches(f, topic)]
+            for h in handlers:
+                run_handler(self._stats, h, topic, payload)
+
+    def _wait_info(self, info: paho.MQTTMessageInfo, timeout: float) -> bool:
+        """Wait for the PUBACK, giving up early if the connection drops."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if info.is_published():
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.connected:
+                    return False
+                info.wait_for_publish(min(remaining, 0.05))
+        except (RuntimeError, ValueError) as exc:
+            log.debug("publish %s not delivered: %s", info.mid, exc)
+            return False

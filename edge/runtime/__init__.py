@@ -1,0 +1,31 @@
+"""Running a model: one backend per runtime, input preparation, the predictor, the self-test.
+
+Nothing here knows about MQTT or installs; a bundle directory and a manifest are enough.
+"""
+
+from edge.runtime.backends.base import Backend, create
+from edge.runtime.device import describe_device, runtime_loaded
+from edge.runtime.golden import Tolerance, compare, load_golden, run_golden
+from edge.runtime.inputs import IMAGE_SUFFIXES, ImageBytes, Preparer, load_input_file, prepare
+from edge.runtime.predictor import Prediction, Predictor
+from edge.runtime.selftest import SelfTestReport, self_test
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Backend",
+    "ImageBytes",
+    "Prediction",
+    "Predictor",
+    "Preparer",
+    "SelfTestReport",
+    "Tolerance",
+    "compare",
+    "create",
+    "describe_device",
+    "load_golden",
+    "load_input_file",
+    "prepare",
+    "run_golden",
+    "runtime_loaded",
+    "self_test",
+]

@@ -1,0 +1,317 @@
+"""Inference KPIs for telemetry: counts, errors, latency percentiles, confidence, class mix,
+drift against the bundle's reference, live accuracy, CPU and memory.
+
+:meth:`Monitor.snapshot` returns exactly the ``Telemetry.metrics`` keys of the wire contract
+(docs/mqtt-api.md, docs/schemas/telemetry.schema.json) and starts a new interval; totals,
+drift windows and accuracy windows carry over.
+
+Latency percentiles come from a fixed histogram with log-spaced buckets (growth factor
+``LATENCY_GROWTH`` from ``LATENCY_MIN_MS`` to ``LATENCY_MAX_MS``), so memory is constant.
+A percentile is reported as the geometric middle of the bucket holding the nearest-rank
+sample, clamped to the interval's min and max: inside the range its relative error is at
+most ``sqrt(LATENCY_GROWTH) - 1`` (about 4.9 %); see :data:`LATENCY_REL_ERROR`.
+
+Drift (see edge/serving/drift.py): PSI of the last ``window`` inputs per feature/channel (averaged)
+and of the predicted-class mix, each against reference.json; ``alert`` when either exceeds
+``psi_threshold`` (0.2 = significant by standard PSI practice; 0.1-0.2 is a slight shift).
+Live accuracy is over the last ``window`` predictions that came with a true label.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edge.serving.drift import InputDrift, OutputDrift, validate_reference
+
+LATENCY_MIN_MS = 0.01
+LATENCY_MAX_MS = 120_000.0
+LATENCY_GROWTH = 1.1
+LATENCY_REL_ERROR = math.sqrt(LATENCY_GROWTH) - 1
+
+
+def latency_edges(
+    lo: float = LATENCY_MIN_MS, hi: float = LATENCY_MAX_MS, growth: float = LATENCY_GROWTH
+) -> np.ndarray:
+    """Log-spaced bucket edges: ``lo * growth**i`` up to at least ``hi``."""
+    n = math.ceil(math.log(hi / lo) / math.log(growth))
+    return lo * growth ** np.arange(n + 1)
+
+
+class LatencyHistogram:
+    """Constant-memory latency distribution with bounded-relative-error percentiles."""
+
+    def __init__(self, edges: np.ndarray | None = None) -> None:
+        self.edges = latency_edges() if edges is None else np.asarray(edges, dtype=np.float64)
+        if self.edges.ndim != 1 or len(self.edges) < 2 or np.any(np.diff(self.edges) <= 0):
+            raise ValueError("latency bucket edges must be strictly increasing")
+        # bucket 0: below edges[0]; bucket i: [edges[i-1], edges[i]); last: >= edges[-1]
+        self.counts = np.zeros(len(self.edges) + 1, dtype=np.int64)
+        self._edge_list = self.edges.tolist()  # add() bisects a list: no numpy call
+        self.reset()
+
+    def reset(self) -> None:
+        self.counts[:] = 0
+        self.n = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def add(self, ms: float) -> None:
+        self.counts[bisect.bisect_right(self._edge_list, ms)] += 1
+        self.n += 1
+        self.total += ms
+        self.min = min(self.min, ms)
+        self.max = max(self.max, ms)
+
+    def percentile(self, q: float) -> float | None:
+        """Nearest-rank percentile estimate (q in 0..100), None when empty."""
+        if self.n == 0:
+            return None
+        rank = max(1, math.ceil(q / 100.0 * self.n))
+        bucket = int(np.searchsorted(np.cumsum(self.counts), rank))
+        if bucket == 0:
+            estimate = self.min
+        elif bucket >= len(self.edges):
+            estimate = self.max
+        else:
+            estimate = math.sqrt(self.edges[bucket - 1] * self.edges[bucket])
+        return float(min(max(estimate, self.min), self.max))
+
+    def summary(self) -> dict[str, float | None]:
+        empty = self.n == 0
+        return {
+            "p50": self.percentile(50),
+            "p95": self.percentile(95),
+            "p99": self.percentile(99),
+            "mean": None if empty else self.total / self.n,
+            "max": None if empty else self.max,
+        }
+
+
+def _process_probe() -> Callable[[], tuple[float | None, float | None]]:
+    """CPU % (since the previous call) and RSS MiB of this process; Nones without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return lambda: (None, None)
+    proc = psutil.Process()
+    proc.cpu_percent(None)  # the first call only sets the baseline
+
+    def probe() -> tuple[float | None, float | None]:
+        try:
+            return float(proc.cpu_percent(None)), proc.memory_info().rss / (1 << 20)
+        except psutil.Error:
+            return None, None
+
+    return probe
+
+
+class Monitor:
+    """Collects what the agent observes; thread-safe (inference and telemetry threads)."""
+
+    def __init__(
+        self,
+        labels: list[str],
+        reference: dict[str, Any] | None = None,
+        psi_threshold: float = 0.2,
+        latency_buckets: np.ndarray | None = None,
+        *,
+        window: int = 1000,
+        min_drift_samples: int = 200,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not labels:
+            raise ValueError("Monitor needs the model's labels")
+        self.labels = list(labels)
+        self.psi_threshold = psi_threshold
+        self.window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._latency = LatencyHistogram(latency_buckets)
+        self._input_drift: InputDrift | None = None
+        self._output_drift: OutputDrift | None = None
+        if reference is not None:
+            validate_reference(reference, self.labels)
+            self._input_drift = InputDrift(reference["inputs"], window, min_drift_samples)
+            self._output_drift = OutputDrift(
+                reference["outputs"]["class_mix"], window, min_drift_samples
+            )
+        self._correct: deque[bool] = deque(maxlen=window)
+        self._recent: deque[tuple[bool, float]] = deque(maxlen=max(window, 10_000))
+        self._probe = _process_probe()
+        self.started = self._clock()
+        self.inferences_total = 0
+        self.errors_total = 0
+        self._reset_interval(self.started)
+
+    # -- recording -----------------------------------------------------------------------
+
+    def record(
+        self,
+        latency_ms: float,
+        scores: np.ndarray,
+        model_input: np.ndarray | None = None,
+        true_label: str | int | None = None,
+    ) -> None:
+        """One successful inference: its latency, its scores (probabilities over labels),
+        optionally the model-domain input (for drift) and the true label (for accuracy)."""
+        s = scores if isinstance(scores, np.ndarray) else np.asarray(scores, dtype=np.float64)
+        row = s.ravel().tolist()
+        if len(row) != len(self.labels) or not all(map(math.isfinite, row)):
+            self.record_error("bad_output")
+            return
+        if model_input is not None:
+            self.record_input(model_input)
+        self.record_scores(latency_ms, row, max(range(len(row)), key=row.__getitem__), true_label)
+
+    def record_input(self, model_input: np.ndarray) -> None:
+        """A model-domain input about to be run (input drift). Serving calls this right
+        after preparing it, while it is still in the CPU caches."""
+        if self._input_drift is not None:
+            with self._lock:
+                self._input_drift.add(model_input)
+
+    def record_scores(
+        self, latency_ms: float, row: list[float], pred: int, true_label: str | int | None = None
+    ) -> None:
+        """One successful inference whose score row (finite, one per label: checked by the
+        caller) and top index ``pred`` are known. Called right after the model ran, when
+        the CPU caches are cold and each numpy call is expensive: plain Python only."""
+        if len(row) != len(self.labels):
+            self.record_error("bad_output")
+            return
+        ms = float(latency_ms) if math.isfinite(latency_ms) else 0.0
+        ms = max(ms, 0.0)
+        with self._lock:
+            self.inferences_total += 1
+            self._inferences += 1
+            self._latency.add(ms)
+            self._confidence_sum += float(row[pred])
+            self._class_counts[pred] += 1
+            self._recent.append((True, ms))
+            if self._output_drift is not None:
+                self._output_drift.add(pred)
+            truth = self._label_of(true_label)
+            if truth is not None:
+                self._correct.append(truth == self.labels[pred])
+
+    def record_error(self, kind: str) -> None:
+        """A failed inference (timeout, backend error, ...), counted by ``kind``."""
+        with self._lock:
+            self.errors_total += 1
+            self._errors[kind] = self._errors.get(kind, 0) + 1
+            self._recent.append((False, 0.0))
+
+    def record_rejection(self, code: str) -> None:
+        """An input refused before inference (InputError.code); not a model error."""
+        with self._lock:
+            self._rejected[code] = self._rejected.get(code, 0) + 1
+
+    # -- queries -------------------------------------------------------------------------
+
+    def recent_outcomes(self, window: int) -> tuple[int, int]:
+        """``(attempts, errors)`` over the last ``window`` inferences and errors."""
+        with self._lock:
+            items = list(self._recent)[-window:] if window > 0 else []
+        return len(items), sum(1 for ok, _ms in items if not ok)
+
+    def error_rate_recent(self, window: int) -> float:
+        """Share of errors among the last ``window`` attempts (0.0 when there were none)."""
+        n, errors = self.recent_outcomes(window)
+        return errors / n if n else 0.0
+
+    def latency_recent(self, window: int, q: float = 95.0) -> float | None:
+        """Exact percentile of the last ``window`` successful latencies (for probation)."""
+        with self._lock:
+            values = [ms for ok, ms in list(self._recent)[-window:] if ok]
+        return float(np.percentile(values, q)) if values else None
+
+    def drift_detail(self) -> dict[str, Any]:
+        """Per-feature/channel PSI (diagnostics; telemetry carries the averages)."""
+        with self._lock:
+            return {
+                "granularity": self._input_drift.granularity if self._input_drift else None,
+                "input_psi": self._input_drift.per_dimension() if self._input_drift else [],
+                "input_mismatches": self._input_drift.mismatches if self._input_drift else 0,
+            }
+
+    def snapshot(
+        self, now: float | None = None, outbox: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        """The telemetry metrics of the interval since the previous snapshot, then reset.
+        ``now`` is on the monitor's clock (monotonic by default)."""
+        now = self._clock() if now is None else now
+        cpu, rss = self._probe()
+        with self._lock:
+            interval = max(now - self._interval_start, 1e-9)
+            n, errs = self._inferences, sum(self._errors.values())
+            input_psi = self._input_drift.score() if self._input_drift else None
+            output_psi = self._output_drift.score() if self._output_drift else None
+            scores = [v for v in (input_psi, output_psi) if v is not None]
+            metrics: dict[str, Any] = {
+                "interval_s": round(interval, 3),
+                "uptime_s": round(now - self.started, 3),
+                "inferences": n,
+                "inferences_total": self.inferences_total,
+                "errors": dict(self._errors),
+                "error_rate": errs / (n + errs) if n + errs else 0.0,
+                "rejected_inputs": dict(self._rejected),
+                "latency_ms": self._latency.summary(),
+                "throughput_per_s": n / interval,
+                "confidence_mean": self._confidence_sum / n if n else None,
+                "class_mix": {
+                    label: int(c) / n
+                    for label, c in zip(self.labels, self._class_counts, strict=True)
+                }
+                if n
+                else {},
+                "drift": {
+                    "input_psi": input_psi,
+                    "output_psi": output_psi,
+                    "threshold": self.psi_threshold,
+                    "alert": any(v > self.psi_threshold for v in scores),
+                },
+                "accuracy": {
+                    "value": sum(self._correct) / len(self._correct),
+                    "n": len(self._correct),
+                }
+                if self._correct
+                else None,
+                "cpu_percent": cpu,
+                "memory_rss_mb": None if rss is None else round(rss, 2),
+                "outbox": None
+                if outbox is None
+                else {
+                    "queued": int(outbox.get("queued", 0)),
+                    "dropped": int(outbox.get("dropped", 0)),
+                },
+            }
+            self._reset_interval(now)
+        return metrics
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _reset_interval(self, now: float) -> None:
+        self._interval_start = now
+        self._inferences = 0
+        self._errors: dict[str, int] = {}
+        self._rejected: dict[str, int] = {}
+        self._latency.reset()
+        self._confidence_sum = 0.0
+        self._class_counts = [0] * len(self.labels)
+
+    def _label_of(self, true_label: str | int | None) -> str | None:
+        if true_label is None or isinstance(true_label, bool):
+            return None
+        if isinstance(true_label, (int, np.integer)):
+            i = int(true_label)
+            return self.labels[i] if 0 <= i < len(self.labels) else None
+        return str(true_label)

@@ -1,0 +1,556 @@
+"""Serving the active model: inference on the caller's thread, a time limit, shadowing,
+health windows.
+
+All inferences of the agent (MQTT, in-process API, HTTP, replay) go through
+:meth:`ModelServer.predict`. The input is validated and the model runs on the caller's
+thread, one call at a time per model (runtimes are not all thread-safe). Handing every call
+to a dedicated inference thread cost ~0.5 ms per inference on a 2-vCPU VM (waking the
+thread, then waking the caller), a quarter of a MobileNet inference, so the time limit is
+enforced without a hand-off:
+
+* a :class:`_Watchdog` thread polls the calls in progress and, past their deadline, asks
+  the runtime to stop (ONNX Runtime's terminate flag, OpenVINO's cancel); the interrupted
+  call is answered with ``InferenceTimeoutError``, and so is one that returns late;
+* a call that finds the model busy past the limit (a run the runtime cannot interrupt,
+  LiteRT) gets ``InferenceTimeoutError`` without waiting longer; those errors raise the
+  error rate, and the fallback moves serving to the last known good model.
+
+Callers that must stay responsive whatever the model does (the MQTT dispatcher) pass
+requests to a :class:`SerialWorker` of their own and replace it when it gets stuck.
+
+The server also keeps, per served model, a recent error window (a model whose error rate
+climbs above the threshold triggers ``on_fallback`` once) and a health window the updater
+reads during probation, and it feeds live inputs to a shadow candidate when asked.
+"""
+
+from __future__ import annotations
+
+import _thread
+import itertools
+import logging
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge.bundle import Slot
+from edge.contract import Manifest, ModelRef
+from edge.errors import BackendError, EdgekitError, InputError
+from edge.runtime import Prediction, Predictor, Preparer, runtime_loaded
+
+log = logging.getLogger(__name__)
+
+
+class InferenceTimeoutError(BackendError):
+    """The model did not answer within the per-inference time limit."""
+
+
+class NoModelError(BackendError):
+    """No model is installed yet; the agent waits for a deploy command."""
+
+
+@dataclass
+class LoadedModel:
+    """A verified slot opened on the variant chosen by its self-test."""
+
+    slot: Slot
+    manifest: Manifest
+    predictor: Predictor
+    runtime: str
+    precision: str
+    selftest_latency_ms: float | None = None
+    # one inference at a time; a waiter gives up at the time limit (see ModelServer.predict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    prepare: Preparer = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.prepare = Preparer(self.manifest)
+
+    @property
+    def direct(self) -> bool:
+        """Whether inputs can be prepared straight into the runtime's input tensor."""
+        return self.predictor.fillable
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    def ref(self) -> ModelRef:
+        return ModelRef(self.name, self.version, self.runtime, self.precision)
+
+    def close(self) -> None:
+        try:
+            self.predictor.close()
+        except Exception:  # closing must never take the agent down
+            log.exception("closing %s failed", self.slot.id)
+
+
+class Observer(Protocol):
+    """Where outcomes go (the agent's telemetry monitor)."""
+
+    def on_input(self, x: np.ndarray) -> None:
+        """A prepared one-sample batch about to run (called while it is still cached)."""
+
+    def on_prediction(
+        self, model: LoadedModel, prediction: Prediction, latency_ms: float, label: Any
+    ) -> None: ...
+
+    def on_error(self, kind: str) -> None: ...
+
+    def on_rejection(self, code: str) -> None: ...
+
+
+@dataclass
+class HealthWindow:
+    """Outcomes of the served model since it was swapped in (read during probation)."""
+
+    started: float = field(default_factory=time.monotonic)
+    inferences: int = 0
+    errors: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    confidence_sum: float = 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_ms, dtype=np.float64)
+        total = self.inferences + self.errors
+        return {
+            "seconds": round(time.monotonic() - self.started, 3),
+            "inferences": self.inferences,
+            "errors": self.errors,
+            "error_rate": self.errors / total if total else 0.0,
+            "p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
+            "confidence_mean": self.confidence_sum / self.inferences if self.inferences else None,
+        }
+
+
+@dataclass
+class ShadowRun:
+    candidate: LoadedModel
+    wanted: int
+    seen: int = 0
+    agreed: int = 0
+    errors: int = 0
+    latency_ms_sum: float = 0.0
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "inputs": self.seen,
+            "wanted": self.wanted,
+            "agreement": round(self.agreed / self.seen, 4) if self.seen else None,
+            "errors": self.errors,
+            "candidate_latency_ms": round(self.latency_ms_sum / self.seen, 4)
+            if self.seen
+            else None,
+        }
+
+
+class _Call:
+    """One submitted call: ``done`` is held until the worker has stored the outcome."""
+
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn: Callable[[], Any] | None = fn
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+_STOP = object()
+
+
+class SerialWorker:
+    """One daemon thread running submitted calls in order (shadow runs, MQTT requests).
+
+    ``busy_since`` tells how long the current call has been running, so an owner can see
+    a stuck worker and replace it (:meth:`hand_over` moves the calls still queued)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.busy_since: float | None = None  # time.monotonic() when the current call began
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], Any]) -> _Call:
+        call = _Call(fn)
+        self._queue.put(call)
+        return call
+
+    def pending(self) -> int:
+        """Calls queued and not started yet."""
+        return self._queue.qsize()
+
+    def busy_for(self) -> float:
+        """Seconds the current call has been running (0.0 when idle)."""
+        since = self.busy_since
+        return time.monotonic() - since if since is not None else 0.0
+
+    @staticmethod
+    def wait(call: _Call, timeout: float) -> Any:
+        """The call's result or its exception; TimeoutError after ``timeout`` seconds."""
+        if not call.done.acquire(True, timeout):
+            raise TimeoutError
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+
+    def hand_over(self, successor: SerialWorker) -> int:
+        """Move the calls still queued here to ``successor`` and stop this worker once its
+        current call returns (if ever); returns how many moved."""
+        moved = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                successor._queue.put(item)
+                moved += 1
+        self.stop()
+        return moved
+
+    def _run(self) -> None:
+        while (call := self._queue.get()) is not _STOP:
+            self.busy_since = time.monotonic()
+            try:
+                call.result = call.fn()
+            except BaseException as exc:
+                call.error = exc
+            self.busy_since = None
+            call.fn = None  # let the input go
+            call.done.release()
+
+
+class _Watchdog:
+    """Interrupts inferences that outlive their deadline.
+
+    Arming a call is a dict insert under an uncontended lock: no thread is woken per
+    inference. The watchdog polls every ``period()`` seconds and asks the runtime of an
+    overdue call to stop (again at each poll until it ends); the lock makes ``disarm`` wait
+    for a cancel in progress, so a late cancel never reaches the next call on the same
+    model."""
+
+    def __init__(self, period: Callable[[], float]) -> None:
+        self._calls: dict[int, list[Any]] = {}  # token -> [deadline, predictor, overdue]
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._period = period
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inference-watchdog", daemon=True)
+        self._thread.start()
+
+    def arm(self, predictor: Predictor, deadline: float) -> int:
+        token = next(self._ids)
+        with self._lock:
+            self._calls[token] = [deadline, predictor, False]
+        return token
+
+    def disarm(self, token: int) -> bool:
+        """Forget the call; True when it was overdue (and cancelled, where possible)."""
+        with self._lock:
+            return bool(self._calls.pop(token)[2])
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def check(self, now: float) -> int:
+        """Ask the runtime of every call overdue at ``now`` to stop; returns how many became
+        overdue now. Asked again at every poll while it runs on: a cancel that landed
+        between two runs of one call (batches run in chunks) is not lost."""
+        newly = 0
+        with self._lock:
+            for entry in self._calls.values():
+                if entry[0] > now:
+                    continue
+                first = not entry[2]
+                entry[2] = True
+                newly += first
+                try:
+                    stopped = entry[1].cancel()
+                except Exception:  # a failing cancel must not end the watchdog
+                    if first:
+                        log.exception("cancelling an overdue inference failed")
+                    stopped = False
+                if first and not stopped:
+                    log.error("an inference is past its time limit and its runtime cannot "
+                              "interrupt it; later calls time out until it returns")  # fmt: skip
+        return newly
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._period()):
+            self.check(time.monotonic())
+
+
+class ModelServer:
+    """Serves the current model; thread-safe."""
+
+    def __init__(
+        self,
+        observer: Observer,
+        *,
+        timeout: float = 5.0,
+        fallback_error_rate: float = 0.5,
+        fallback_window: int = 50,
+        fallback_min_inferences: int = 20,
+        on_fallback: Callable[[LoadedModel, float], None] | None = None,
+    ) -> None:
+        self.observer = observer
+        self.timeout = timeout
+        self.fallback_error_rate = fallback_error_rate
+        self.fallback_min_inferences = fallback_min_inferences
+        self.on_fallback = on_fallback
+        self._lock = threading.Lock()
+        self._model: LoadedModel | None = None
+        self._outcomes: deque[bool] = deque(maxlen=fallback_window)  # True = error
+        self._fallback_fired = False
+        self._window = HealthWindow()
+        self._shadow: ShadowRun | None = None
+        self._shadow_worker: SerialWorker | None = None
+        # polls 4x per limit (at most every 0.25 s): a call is cancelled within 1.25 limits
+        self._watchdog = _Watchdog(lambda: min(0.25, max(0.002, self.timeout / 4)))
+
+    # ------------------------------------------------------------------ model handling
+
+    @property
+    def current(self) -> LoadedModel | None:
+        return self._model
+
+    def swap(self, model: LoadedModel | None) -> LoadedModel | None:
+        """Serve ``model`` from the next request on; returns the previous one (not closed)."""
+        with self._lock:
+            previous, self._model = self._model, model
+            self._outcomes.clear()
+            self._fallback_fired = False
+            self._window = HealthWindow()
+        if model is not None:
+            log.info("serving %s on %s-%s", model.slot.id, model.runtime, model.precision)
+            runtime_loaded(model.runtime)  # the status now lists its devices
+        return previous
+
+    def health(self) -> dict[str, Any]:
+        """Outcomes of the current model since it was swapped in."""
+        with self._lock:
+            return self._window.snapshot()
+
+    def configure(self, **settings: Any) -> None:
+        """Apply changed run-time settings (timeout, fallback thresholds)."""
+        with self._lock:
+            self.timeout = settings.get("timeout", self.timeout)
+            self.fallback_error_rate = settings.get("fallback_error_rate", self.fallback_error_rate)
+            self.fallback_min_inferences = settings.get(
+                "fallback_min_inferences", self.fallback_min_inferences
+            )
+            window = settings.get("fallback_window")
+            if window and window != self._outcomes.maxlen:
+                self._outcomes = deque(self._outcomes, maxlen=window)
+
+    def close(self) -> None:
+        self._watchdog.stop()
+        if self._shadow_worker is not None:
+            self._shadow_worker.stop()
+
+    # ------------------------------------------------------------------ inference
+
+    def predict(self, raw: Any, label: Any = None) -> Prediction:
+        """Validate, run and record one input. Raises InputError for a rejected input,
+        BackendError (InferenceTimeoutError, NoModelError) when the model cannot answer."""
+        model = self._model
+        if model is None:
+            raise NoModelError("no model installed yet")
+        t0 = time.perf_counter()
+        x: np.ndarray | None = None
+        scores: np.ndarray | None = None
+        if model.direct and model.prepare.fits(raw):
+            scores, x = self._run_direct(model, raw)
+        if scores is None:  # the generic path: prepare (or reject), then run
+            x = prepared = self._prepare(model, raw)
+            self._note_input(prepared)
+            scores = self._run_limited(model, lambda: model.predictor.infer_model_domain(prepared))
+        # Plain Python on the (small) score row: right after an inference the CPU caches
+        # are cold and every numpy call costs ~10 us, a list costs next to nothing.
+        row = scores[0].tolist() if scores.ndim == 2 and scores.shape[0] >= 1 else []
+        if not row or not all(map(math.isfinite, row)):
+            self._record_error(model, "bad_output")
+            raise BackendError(f"model returned unusable scores of shape {scores.shape}")
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        index = max(range(len(row)), key=row.__getitem__)  # the first maximum, as argmax
+        labels = model.manifest.labels
+        prediction = Prediction(
+            label=labels[index] if index < len(labels) else str(index),
+            index=index,
+            scores=row,
+            latency_ms=round(latency_ms, 4),
+        )
+        self._record_ok(model, latency_ms, row[index])
+        self.observer.on_prediction(model, prediction, latency_ms, label)
+        shadow = self._shadow
+        if shadow is not None and x is not None and not shadow.done.is_set():
+            shadow_x = x
+            self._shadow_submit(lambda: self._shadow_one(shadow, shadow_x, index))
+        return prediction
+
+    def _note_input(self, x: np.ndarray) -> None:
+        """Tell the observer (input drift); its failure is not the model's, nor the caller's."""
+        try:
+            self.observer.on_input(x)
+        except Exception:
+            log.exception("recording an input failed")
+
+    def _prepare(self, model: LoadedModel, raw: Any) -> np.ndarray:
+        """The model-domain one-sample batch for ``raw``; rejections counted and raised."""
+        try:
+            x = model.prepare(raw)
+        except InputError as exc:
+            self.observer.on_rejection(exc.code)
+            raise
+        except EdgekitError as exc:  # any other refusal of the input is still a rejection
+            self.observer.on_rejection("invalid")
+            raise InputError("invalid", str(exc)) from exc
+        if x.shape[0] != 1:
+            self.observer.on_rejection("shape")
+            raise InputError("shape", f"expected one sample, got a batch of {x.shape[0]}")
+        return x
+
+    def _run_direct(
+        self, model: LoadedModel, raw: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Prepare ``raw`` straight into the runtime's input tensor and run it: the scores,
+        and a copy of the prepared input when a shadow run needs one. (None, None) when a
+        value is outside the fast bounds: the generic path then decides."""
+        kept: list[np.ndarray] = []
+
+        def fill(buffer: np.ndarray) -> bool:
+            if not model.prepare.fill(raw, buffer):
+                return False
+            self._note_input(buffer[None])  # drift, while the input is still cached
+            if self._shadow is not None:
+                kept.append(buffer[None].copy())
+            return True
+
+        scores = self._run_limited(model, lambda: model.predictor.fill_and_infer(fill))
+        return (scores, kept[0] if kept else None) if scores.size else (None, None)
+
+    def _run_limited(self, model: LoadedModel, run: Callable[[], np.ndarray | None]) -> np.ndarray:
+        """The model's scores from ``run`` (on this thread) within the time limit; an empty
+        array when ``run`` declined the input (see :meth:`_run_direct`)."""
+        timeout = self.timeout
+        deadline = time.monotonic() + timeout
+        acquired = model.lock.acquire(True, timeout)
+        if not acquired or time.monotonic() > deadline:  # (or got it only as the limit passed)
+            if acquired:
+                model.lock.release()
+            self._record_error(model, "timeout")
+            raise InferenceTimeoutError(
+                f"the model is still busy with an earlier inference past the {timeout:g} s limit"
+            )
+        failure: Exception | None = None
+        try:
+            token = self._watchdog.arm(model.predictor, deadline)
+            try:
+                scores = run()
+            except Exception as exc:
+                failure = exc
+            finally:
+                overdue = self._watchdog.disarm(token)
+        finally:
+            model.lock.release()
+        if overdue or time.monotonic() > deadline:
+            self._record_error(model, "timeout")
+            raise InferenceTimeoutError(
+                f"inference took longer than the {timeout:g} s limit"
+            ) from failure
+        if failure is not None:
+            self._record_error(model, "runtime")
+            raise BackendError(f"inference failed: {failure}") from failure
+        if scores is None:
+            return np.empty((0,), dtype=np.float32)
+        return np.asarray(scores, dtype=np.float32)
+
+    def _shadow_submit(self, fn: Callable[[], Any]) -> None:
+        """Shadow inferences run on their own thread, after the reply went out."""
+        with self._lock:
+            if self._shadow_worker is None:
+                self._shadow_worker = SerialWorker("shadow")
+            worker = self._shadow_worker
+        worker.submit(fn)
+
+    def _record_ok(self, model: LoadedModel, latency_ms: float, confidence: float) -> None:
+        with self._lock:
+            if model is not self._model:
+                return
+            self._outcomes.append(False)
+            self._window.inferences += 1
+            self._window.latencies_ms.append(latency_ms)
+            self._window.confidence_sum += confidence
+
+    def _record_error(self, model: LoadedModel, kind: str) -> None:
+        self.observer.on_error(kind)
+        fire = False
+        with self._lock:
+            if model is not self._model:
+                return
+            self._outcomes.append(True)
+            self._window.errors += 1
+            n = len(self._outcomes)
+            rate = sum(self._outcomes) / n
+            if (
+                not self._fallback_fired
+                and n >= max(1, self.fallback_min_inferences)
+                and rate > self.fallback_error_rate
+            ):
+                self._fallback_fired = fire = True
+        if fire and self.on_fallback is not None:
+            log.error(
+                "%s error rate %.2f above %.2f", model.slot.id, rate, self.fallback_error_rate
+            )
+            self.on_fallback(model, rate)
+
+    # ------------------------------------------------------------------ shadow
+
+    def shadow(self, candidate: LoadedModel, inputs: int, timeout: float) -> dict[str, Any]:
+        """Run ``candidate`` on the next ``inputs`` live inputs next to the served model;
+        returns agreement (share of equal top-1). Waits at most ``timeout`` seconds."""
+        run = ShadowRun(candidate, inputs)
+        with self._lock:
+            self._shadow = run
+        try:
+            run.done.wait(timeout)
+        finally:
+            run.done.set()  # inputs still queued for it are skipped (see _shadow_one)
+            with self._lock:
+                self._shadow = None
+        return run.report()
+
+    def _shadow_one(self, run: ShadowRun, x: np.ndarray, served_index: int) -> None:
+        if run.done.is_set():
+            return
+        t0 = time.perf_counter()
+        try:
+            with run.candidate.lock:
+                scores = run.candidate.predictor.infer_model_domain(x)
+            agree = int(np.argmax(scores[0])) == served_index
+        except Exception as exc:
+            log.warning("shadow inference failed: %s", exc)
+            run.errors += 1
+            agree = False
+        run.latency_ms_sum += (time.perf_counter() - t0) * 1000.0
+        run.seen += 1
+        run.agreed += int(agree)
+        if run.seen >= run.wanted:
+            run.done.set()
