@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cloud.bench.agent_footprint import footprint_ratios, measure_footprints
+from cloud.bench.golden_inputs import raw_inputs
 from cloud.bench.runner import BenchContext
 from cloud.bench.train_export import (
     digits_subset,
@@ -132,21 +133,6 @@ def digits_bundle(ctx: BenchContext) -> tuple[Path, Path]:
 
 
 # ---------------------------------------------------------------- 1. overhead ratio
-
-
-def raw_inputs(bundle_dir: Path, manifest: Any) -> list[np.ndarray]:
-    """Raw-domain samples (what a caller sends) rebuilt from the golden model-domain set."""
-    from edge.runtime.predictor import load_golden
-
-    x = np.asarray(load_golden(bundle_dir, manifest)["inputs"], dtype=np.float32)
-    pre = manifest.preprocessing or {}
-    if pre.get("kind") == "image":
-        x = (x - np.float32(pre.get("offset", 0.0))) / np.float32(pre.get("scale", 1.0))
-        lo, hi = pre.get("raw_range", (0.0, 255.0))
-        x = np.clip(x, lo, hi)
-    elif pre.get("kind") == "tabular":
-        x = x * np.asarray(pre["std"], np.float32) + np.asarray(pre["mean"], np.float32)
-    return [np.ascontiguousarray(s) for s in x]
 
 
 def measure_overhead(

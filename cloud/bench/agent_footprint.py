@@ -244,7 +244,7 @@ def edge_venv(ctx: BenchContext, bundle: Path, pub: Path) -> tuple[Path | None, 
 
 def measure_footprints(ctx: BenchContext, bundle: Path, pub: Path) -> tuple[dict[str, Any], str]:
     """Footprints from this venv and the edge-only one (when there is one); and a note."""
-    from cloud.bench.agent import raw_inputs
+    from cloud.bench.golden_inputs import raw_inputs
     from edge.bundle import extract_bundle
     from edge.contract import Manifest
 

@@ -11,13 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-BENCHMARKS: dict[str, str] = {
-    "variants": "cloud.bench.variants",
-    "agent": "cloud.bench.agent",
-    "mqtt": "cloud.bench.mqtt_rtt",
-    "ingest": "cloud.bench.ingest",
-    "scale": "cloud.bench.scale",
-}
+from cloud.bench.runner import BENCHMARKS, run_benchmarks
 
 
 def register(sub: Any) -> None:
@@ -39,6 +33,5 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cloud.bench.runner import run_benchmarks
 
     return run_benchmarks(args.out, args.only, quick=args.quick, broker=args.broker)

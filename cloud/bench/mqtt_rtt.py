@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from cloud.bench.golden_inputs import archive_raw_inputs
 from cloud.bench.runner import BenchContext
 from edge import contract
 
@@ -152,7 +153,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     assert ctx.broker is not None
     n = 200 if ctx.quick else 1000
     bundle, key = REPO / "models" / "digits.ekb", REPO / "models" / "dev-signing.pub"
-    golden = _golden_raw_inputs(bundle)
+    golden = [x.tolist() for x in archive_raw_inputs(bundle)]
     payloads = [golden[i % len(golden)] for i in range(n)]
 
     echo_dev = f"bench-echo-{uuid.uuid4().hex[:6]}"
@@ -201,25 +202,3 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             }
         ],
     }
-
-
-def _golden_raw_inputs(bundle: Path) -> list[Any]:
-    """Raw (pre-preprocessing) inputs reconstructed from the bundle's golden set."""
-    import io
-    import tarfile
-
-    from edge.bundle import read_manifest
-
-    manifest = read_manifest(bundle)
-    assert manifest.golden is not None
-    with tarfile.open(bundle) as tar:
-        member = tar.extractfile(manifest.golden.entry.file)
-        assert member is not None
-        golden = np.load(io.BytesIO(member.read()))
-    x = golden["inputs"].astype(np.float64)
-    pre = manifest.preprocessing
-    if pre.get("kind") == "image":
-        x = (x - float(pre.get("offset", 0.0))) / float(pre.get("scale", 1.0))
-    elif pre.get("kind") == "tabular":
-        x = x * np.asarray(pre["std"]) + np.asarray(pre["mean"])
-    return [xi.tolist() for xi in x]

@@ -14,53 +14,27 @@ from __future__ import annotations
 import atexit
 import importlib
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app, g, request
-from sqlalchemy.orm import Session
+from flask import Flask, g, request
 
 from cloud.hub.config import HubConfig
-from cloud.hub.db import Database
+from cloud.hub.context import EXTENSION, Hub
+from cloud.hub.http import api, metrics_bp, register_error_handlers
+from cloud.hub.http.auth import init_auth
+from cloud.hub.rollout import RolloutService
+from cloud.hub.storage import Database
+from cloud.hub.workers import start_workers
 
 log = logging.getLogger(__name__)
 WEB_MODULE = "cloud.hub.web"
-
-
-@dataclass
-class Hub:
-    """Per-app services, reachable from routes via :func:`hub`."""
-
-    config: HubConfig
-    db: Database
-    workers: list[Any] = field(default_factory=list)  # objects with .stop()
-    bridge: Any = None  # MqttBridge when a broker is configured
-    service: Any = None  # RolloutService
-
-    def request_session(self) -> Session:
-        """The request's session, opened lazily and closed at teardown."""
-        if "db_session" not in g:
-            g.db_session = self.db.sessions()
-        return g.db_session
-
-    def stop(self) -> None:
-        for worker in reversed(self.workers):
-            try:
-                worker.stop()
-            except Exception:
-                log.exception("stopping %r failed", worker)
-        self.workers.clear()
-
-
-def hub() -> Hub:
-    return current_app.extensions["edgekit_hub"]
 
 
 def create_app(config: HubConfig | dict[str, Any] | None = None) -> Flask:
     """Build a hub app; migrates the database to the newest schema first."""
     cfg = config if isinstance(config, HubConfig) else HubConfig(**(config or {}))
     cfg.ensure_dirs()
-    app = Flask(__name__, static_folder="static", template_folder="templates")
+    app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.config.update(
         SECRET_KEY=cfg.session_secret(),
         MAX_CONTENT_LENGTH=cfg.max_upload_bytes,
@@ -71,14 +45,8 @@ def create_app(config: HubConfig | dict[str, Any] | None = None) -> Flask:
     )
     database = Database(cfg.database_url())
     database.migrate()
-    from cloud.hub.rollout_service import RolloutService
-
-    state = Hub(config=cfg, db=database)
-    state.service = RolloutService(cfg, database)
-    app.extensions["edgekit_hub"] = state
-
-    from cloud.hub.auth import init_auth
-    from cloud.hub.http_errors import register_error_handlers
+    state = Hub(config=cfg, db=database, service=RolloutService(cfg, database))
+    app.extensions[EXTENSION] = state
 
     register_error_handlers(app)
     init_auth(app)
@@ -103,16 +71,11 @@ def create_app(config: HubConfig | dict[str, Any] | None = None) -> Flask:
         finally:
             s.close()
 
-    from cloud.hub.api import api
-    from cloud.hub.metrics import metrics_bp
-
     app.register_blueprint(api)
     app.register_blueprint(metrics_bp)
     _register_web(app)
 
     if cfg.background:
-        from cloud.hub.workers import start_workers
-
         start_workers(state)
         atexit.register(state.stop)
     return app

@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
 
 def _database(args: argparse.Namespace) -> Any:
     from cloud.hub.config import HubConfig
-    from cloud.hub.db import Database
+    from cloud.hub.storage import Database
 
     cfg = HubConfig(data_dir=args.data_dir, db_url=args.db)
     cfg.ensure_dirs()
@@ -124,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _create_user(args: argparse.Namespace) -> int:
-    from cloud.hub.auth import create_user
+    from cloud.hub.http.auth import create_user
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -138,7 +138,7 @@ def _create_user(args: argparse.Namespace) -> int:
 
 
 def _create_token(args: argparse.Namespace) -> int:
-    from cloud.hub.auth import create_api_token
+    from cloud.hub.http.auth import create_api_token
 
     db = _database(args)
     with db.session() as s:
@@ -149,7 +149,7 @@ def _create_token(args: argparse.Namespace) -> int:
 
 
 def _enroll_token(args: argparse.Namespace) -> int:
-    from cloud.hub.auth import create_enrollment_token
+    from cloud.hub.http.auth import create_enrollment_token
     from edge.contract import DEVICE_ID_RE
 
     tags = [t.strip() for t in args.tags.split(",") if t.strip()]

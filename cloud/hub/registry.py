@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.hub.config import HubConfig
-from cloud.hub.http_errors import ApiError
-from cloud.hub.models import Alias, Deployment, Device, ModelVersion, Rollout
+from cloud.hub.http.errors import ApiError
+from cloud.hub.storage import Alias, Deployment, Device, ModelVersion, Rollout
 from edge.bundle import verify_bundle
 from edge.contract import Manifest
 from edge.errors import BundleError

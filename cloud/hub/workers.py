@@ -12,11 +12,12 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from cloud.hub import leases, telemetry_store
-from cloud.hub.rollout_service import Ticker
+from cloud.hub.ingest import telemetry_store
+from cloud.hub.rollout import Ticker
+from cloud.hub.storage import leases
 
 if TYPE_CHECKING:
-    from cloud.hub.app import Hub
+    from cloud.hub.context import Hub
 
 log = logging.getLogger(__name__)
 SCHEDULER_LEASE = "scheduler"
@@ -25,7 +26,7 @@ SCHEDULER_LEASE = "scheduler"
 def start_workers(hub: Hub) -> None:
     cfg = hub.config
     if cfg.broker_url:
-        from cloud.hub.mqtt_bridge import MqttBridge
+        from cloud.hub.ingest import MqttBridge
 
         hub.bridge = MqttBridge(cfg, hub.db).start()
         hub.workers.append(hub.bridge)

@@ -27,7 +27,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
-from cloud.hub.auth import (
+from cloud.hub.http.auth import (
     Principal,
     create_user,
     current_principal,
@@ -36,9 +36,9 @@ from cloud.hub.auth import (
     role_at_least,
     verify_login,
 )
-from cloud.hub.http_errors import ApiError
-from cloud.hub.models import ROLES, ModelVersion, User
+from cloud.hub.http.errors import ApiError
 from cloud.hub.registry import bundle_path
+from cloud.hub.storage import ROLES, ModelVersion, User
 from cloud.hub.web.bundle_files import read_bundle_image
 from cloud.hub.web.markdown import render as render_markdown
 from edge.errors import ConfigError
@@ -55,7 +55,7 @@ NAV = (("overview", "Overview"), ("models", "Models"), ("rollouts", "Rollouts"))
 
 
 def _hub() -> Any:
-    from cloud.hub.app import hub
+    from cloud.hub.context import hub
 
     return hub()
 

@@ -12,8 +12,8 @@ import pytest
 
 from cloud.bundle import ArtifactSource, GoldenSet, build_bundle
 from cloud.hub.app import create_app
-from cloud.hub.auth import create_api_token
 from cloud.hub.config import HubConfig
+from cloud.hub.http.auth import create_api_token
 from cloud.keys import generate_keypair
 from edge.contract import TensorSpec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cloud.hub.rollout import DeviceObservation, Kpis, Order, StepReport
+from cloud.hub.rollout.core.machine import DeviceObservation, Kpis, Order, StepReport
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cloud.hub.config import HubConfig
-from cloud.hub.mqtt_bridge import MqttBridge
+from cloud.hub.ingest import MqttBridge
 from cloud.keys import generate_keypair
 from tests.cloud.hub import helpers
 
@@ -53,7 +53,7 @@ def test_auth_is_required_and_roles_are_enforced(
 
 
 def test_session_login_needs_csrf_and_then_works(app: Any, client: Any) -> None:
-    from cloud.hub.auth import create_user
+    from cloud.hub.http.auth import create_user
 
     with app.extensions["edgekit_hub"].db.session() as s:
         create_user(s, "ann", "correct horse", "operator")
@@ -124,7 +124,7 @@ def test_bad_uploads_are_refused(
 
 def test_upload_without_trusted_key_is_refused(tmp_path: Path, make_bundle: Any) -> None:
     from cloud.hub.app import create_app
-    from cloud.hub.auth import create_api_token
+    from cloud.hub.http.auth import create_api_token
 
     app = create_app(HubConfig(data_dir=tmp_path / "h", background=False))
     with app.extensions["edgekit_hub"].db.session() as s:
@@ -177,7 +177,7 @@ def test_aliases(client: Any, tokens: Any, make_bundle: Any) -> None:
 def test_enrollment_gives_a_device_token_that_downloads_bundles(
     app: Any, client: Any, tokens: Any, make_bundle: Any
 ) -> None:
-    from cloud.hub.auth import create_enrollment_token
+    from cloud.hub.http.auth import create_enrollment_token
 
     upload(client, tokens["operator"], make_bundle(1))
     with app.extensions["edgekit_hub"].db.session() as s:
@@ -348,7 +348,8 @@ def test_unknown_rollouts_and_actions(client: Any, tokens: Any) -> None:
 
 
 def test_openapi_and_metrics(app: Any, client: Any) -> None:
-    from cloud.hub.rollout_spec import GATE_METRICS, ROLLOUT_FIELDS
+    from cloud.hub.rollout import GATE_METRICS
+    from cloud.hub.rollout.core.spec import ROLLOUT_FIELDS
 
     doc = client.get("/api/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1") and "/rollouts/{id}/rollback" in doc["paths"]
@@ -375,7 +376,7 @@ def test_relative_data_dir_still_serves_bundles(
     """`edgekit hub serve --data-dir hub-data` (the default is relative) must find its
     bundles: Flask would resolve a relative path against the package, not the cwd."""
     from cloud.hub.app import create_app
-    from cloud.hub.auth import create_api_token
+    from cloud.hub.http.auth import create_api_token
 
     monkeypatch.chdir(tmp_path)
     config = HubConfig(

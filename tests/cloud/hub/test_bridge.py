@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.hub.app import create_app
 from cloud.hub.config import HubConfig
-from cloud.hub.models import Device, EventRow, TelemetryRaw
+from cloud.hub.storage import Device, EventRow, TelemetryRaw
 from edge.contract import Command
 from tests.cloud.hub import helpers
 from tests.waiting import wait_for
@@ -192,7 +192,7 @@ def test_rollout_commands_reach_devices_over_mqtt(
     and reports commit; the rollout completes from those reports."""
     app, hub = make_hub(tmp_path, keys)
     client = app.test_client()
-    from cloud.hub.auth import create_api_token
+    from cloud.hub.http.auth import create_api_token
 
     with hub.db.session() as s:
         h = {"Authorization": f"Bearer {create_api_token(s, 'operator')}"}

@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.hub.app import create_app
 from cloud.hub.config import HubConfig
-from cloud.hub.models import Device, EventRow, TelemetryRaw
+from cloud.hub.storage import Device, EventRow, TelemetryRaw
 from edge.contract import Command
 from edge.errors import ConfigError
 from tests.cloud.hub import helpers

@@ -11,9 +11,9 @@ import pytest
 
 from cloud.hub.app import create_app
 from cloud.hub.config import HubConfig
-from cloud.hub.device_reports import Report, newer
-from cloud.hub.models import Device, TelemetryRaw
-from cloud.hub.mqtt_bridge import MqttBridge
+from cloud.hub.ingest import MqttBridge
+from cloud.hub.ingest.device_reports import Report, newer
+from cloud.hub.storage import Device, TelemetryRaw
 from edge.contract import Event, ModelRef, Status, Telemetry, encode_json, topic
 from tests.cloud.hub.pg_schema import throwaway_schema
 

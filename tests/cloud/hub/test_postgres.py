@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from cloud.hub.app import create_app
-from cloud.hub.auth import create_api_token
 from cloud.hub.config import HubConfig
-from cloud.hub.db import Database, normalize_url
+from cloud.hub.http.auth import create_api_token
+from cloud.hub.storage import Database
+from cloud.hub.storage.db import normalize_url
 from tests.cloud.hub import helpers
 from tests.cloud.hub.pg_schema import PG, throwaway_schema
 from tests.cloud.hub.test_api import feed
@@ -94,8 +95,8 @@ def test_api_on_postgres(pg_url: str, tmp_path: Path, keys: Any, make_bundle: An
 def test_minute_aggregates_merge_across_batches_on_postgres(pg_url: str) -> None:
     """The minute upsert (ON CONFLICT ... DO UPDATE computed by the database) on
     PostgreSQL: sums, NULL-aware maximum, mean weighted by samples, NULL not diluting."""
-    from cloud.hub.models import TelemetryMinute
-    from cloud.hub.telemetry_store import write_batch
+    from cloud.hub.ingest.telemetry_store import write_batch
+    from cloud.hub.storage import TelemetryMinute
     from tests.cloud.hub.test_telemetry_store import MINUTE, tel
 
     db = Database(pg_url)

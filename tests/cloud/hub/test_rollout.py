@@ -6,14 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.hub.rollout import (
+from cloud.hub.rollout import RolloutError
+from cloud.hub.rollout.core.machine import (
     Order,
     RolloutState,
     act,
     advance,
     new_rollout,
 )
-from cloud.hub.rollout_spec import RolloutError, RolloutSpec
+from cloud.hub.rollout.core.spec import RolloutSpec
 from tests.cloud.hub.fleet import SimDevice, deliver, observations
 
 
@@ -174,7 +175,7 @@ def test_commit_needs_the_device_to_report_the_version() -> None:
     r = started(spec(waves=[100]))
     r, orders = advance(r, observations(fleet), 1.0)
     # The device says "committed" but still reports v1 (status not updated yet).
-    from cloud.hub.rollout import StepReport
+    from cloud.hub.rollout.core.machine import StepReport
 
     fleet[0].step = StepReport("committed", orders[0].command_id, 2)
     r, _ = advance(r, observations(fleet), 2.0)
@@ -379,7 +380,7 @@ def test_latency_gate_fails_only_when_both_increases_exceed(
     floor=st.floats(0, 100, allow_nan=False),
 )
 def test_latency_gate_property(base: float, cand: float, rel: float, floor: float) -> None:
-    from cloud.hub.rollout_spec import Gate
+    from cloud.hub.rollout.core.spec import Gate
 
     g = Gate("p95_latency_ms", rel, floor)
     both = cand > base * (1 + rel) and cand - base > floor

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cloud.hub.rollout import act, advance, new_rollout
-from cloud.hub.rollout_spec import RolloutSpec
-from cloud.hub.rollout_store import observe, save_state
+from cloud.hub.rollout.core.machine import act, advance, new_rollout
+from cloud.hub.rollout.core.spec import RolloutSpec
+from cloud.hub.rollout.store import observe, save_state
 from tests.cloud.hub import helpers
 from tests.cloud.hub.test_api import feed
 
@@ -45,7 +45,7 @@ def test_observe_marks_devices_with_another_rollouts_command_in_flight(app: Any)
     hub = app.extensions["edgekit_hub"]
     old = new_rollout("r-old", spec(), now)
     old, _ = act(old, "start", now)
-    from cloud.hub.rollout_state import DeploymentState
+    from cloud.hub.rollout.core.state import DeploymentState
 
     for dev, status in (("a", "reverting"), ("b", "reverted")):
         old.deployments[dev] = DeploymentState(dev, 0, status, True, "digits", 1)

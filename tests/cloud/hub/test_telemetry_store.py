@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from cloud.hub.app import create_app
-from cloud.hub.batch_writer import DEDUP_WINDOW, SeenWindow, ingest_message, parse_message
 from cloud.hub.config import HubConfig
-from cloud.hub.models import Device, TelemetryMinute, TelemetryRaw
-from cloud.hub.mqtt_bridge import MqttBridge
-from cloud.hub.telemetry_fields import Sample, TelemetryIn, parse_telemetry
-from cloud.hub.telemetry_store import mark_stale_offline, staleness_window, write_batch
+from cloud.hub.ingest import MqttBridge
+from cloud.hub.ingest.batch_writer import DEDUP_WINDOW, SeenWindow, ingest_message, parse_message
+from cloud.hub.ingest.telemetry_fields import Sample, TelemetryIn, parse_telemetry
+from cloud.hub.ingest.telemetry_store import mark_stale_offline, staleness_window, write_batch
+from cloud.hub.storage import Device, TelemetryMinute, TelemetryRaw
 from edge.contract import Telemetry
 from edge.errors import ConfigError, ContractError
 from tests.cloud.hub import helpers

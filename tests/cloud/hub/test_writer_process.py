@@ -1,4 +1,4 @@
-"""cloud/hub/writer_process.py: batches stored by a child process, counters returned, a
+"""cloud/hub/ingest/writer_process.py: batches stored by a child process, counters returned, a
 dead child replaced with its batch re-sent, the child stopped with the bridge."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from cloud.hub.config import HubConfig
-from cloud.hub.models import TelemetryRaw
-from cloud.hub.mqtt_bridge import MqttBridge
+from cloud.hub.ingest import MqttBridge
+from cloud.hub.storage import TelemetryRaw
 from tests.cloud.hub import helpers
 from tests.waiting import wait_for
 

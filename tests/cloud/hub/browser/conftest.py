@@ -61,7 +61,7 @@ def start_server(app: Any) -> tuple[str, Any, threading.Thread]:
 
 def make_hub(tmp: Path, **config: Any) -> tuple[HubServer, Any]:
     from cloud.hub.app import create_app
-    from cloud.hub.auth import create_user
+    from cloud.hub.http.auth import create_user
     from cloud.keys import generate_keypair
 
     private_key, public_key = generate_keypair(tmp / "keys")

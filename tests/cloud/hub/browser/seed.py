@@ -6,8 +6,8 @@ import math
 import time
 from typing import Any
 
-from cloud.hub.models import Device, EventRow
-from cloud.hub.telemetry_store import write_batch
+from cloud.hub.ingest.telemetry_store import write_batch
+from cloud.hub.storage import Device, EventRow
 from edge.contract import ModelRef, Telemetry
 
 FLEET = (

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from cloud.hub.models import Device, ModelVersion
-from cloud.hub.telemetry_store import write_batch
+from cloud.hub.ingest.telemetry_store import write_batch
+from cloud.hub.storage import Device, ModelVersion
 from tests.cloud.hub.browser.bundles import make_bundle
 from tests.cloud.hub.browser.conftest import PASSWORD, HubServer, login, shot, wait_until
 from tests.cloud.hub.browser.seed import seed_fleet, telemetry

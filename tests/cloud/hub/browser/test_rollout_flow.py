@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cloud.hub.auth import create_enrollment_token
+from cloud.hub.http.auth import create_enrollment_token
 from tests.cloud.hub.browser.bundles import make_bundle
 from tests.cloud.hub.browser.conftest import HubServer, login, make_hub, shot, wait_until
 

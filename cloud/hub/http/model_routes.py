@@ -1,5 +1,4 @@
-"""The REST API blueprint (``/api/v1``): models and aliases here; devices, enrollment and
-telemetry in api_devices.py; rollouts in api_rollouts.py. Shapes: docs/hub-api.md."""
+"""Routes for models and aliases (under ``/api/v1``). Shapes: docs/hub-api.md."""
 
 from __future__ import annotations
 
@@ -7,36 +6,18 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from cloud.hub.app import hub
-from cloud.hub.auth import current_principal, require
-from cloud.hub.http_errors import ApiError
-from cloud.hub.models import Alias, ModelVersion
+from cloud.hub.context import db, hub
+from cloud.hub.http.auth import require
+from cloud.hub.http.common import actor, json_body
+from cloud.hub.http.errors import ApiError
+from cloud.hub.http.openapi import document
+from cloud.hub.http.shapes import model_detail_json, model_json
 from cloud.hub.registry import bundle_path, delete_version, deletion_blockers, store_upload
-from cloud.hub.views import model_detail_json, model_json
+from cloud.hub.storage import Alias, ModelVersion
 
-api = Blueprint("api", __name__, url_prefix="/api/v1")
+bp = Blueprint("models", __name__)
 ALIAS_NAMES = ("stable", "candidate")
-
-
-def db() -> Session:
-    return hub().request_session()
-
-
-def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a 400 that says what is wrong."""
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "bad_json", "send a JSON object with Content-Type: application/json")
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "the body must be a JSON object")
-    return data
-
-
-def actor() -> str | None:
-    p = current_principal(db())
-    return p.name if p else None
 
 
 def get_model(name: str, version: str | int) -> ModelVersion:
@@ -71,7 +52,7 @@ def _aliases(name: str) -> dict[int, list[str]]:
     return out
 
 
-@api.get("/models")
+@bp.get("/models")
 @require("viewer")
 def list_models() -> Any:
     rows = db().scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version))
@@ -84,7 +65,7 @@ def list_models() -> Any:
     return jsonify(out)
 
 
-@api.post("/models")
+@bp.post("/models")
 @require("operator")
 def upload_model() -> Any:
     f = request.files.get("bundle")
@@ -95,14 +76,14 @@ def upload_model() -> Any:
     return jsonify({"name": row.name, "version": row.version, "sha256": row.sha256}), 201
 
 
-@api.get("/models/<name>/<version>")
+@bp.get("/models/<name>/<version>")
 @require("viewer")
 def show_model(name: str, version: str) -> Any:
     m = get_model(name, version)
     return jsonify(model_detail_json(m, _aliases(name).get(m.version)))
 
 
-@api.get("/models/<name>/<version>/bundle")
+@bp.get("/models/<name>/<version>/bundle")
 @require("viewer", allow_device=True)
 def download_bundle(name: str, version: str) -> Any:
     m = get_model(name, version)
@@ -122,7 +103,7 @@ def download_bundle(name: str, version: str) -> Any:
     return resp
 
 
-@api.delete("/models/<name>/<version>")
+@bp.delete("/models/<name>/<version>")
 @require("admin")
 def delete_model(name: str, version: str) -> Any:
     m = get_model(name, version)
@@ -134,14 +115,14 @@ def delete_model(name: str, version: str) -> Any:
     return "", 204
 
 
-@api.get("/models/<name>/aliases")
+@bp.get("/models/<name>/aliases")
 @require("viewer")
 def get_aliases(name: str) -> Any:
     rows = db().scalars(select(Alias).where(Alias.name == name).order_by(Alias.alias))
     return jsonify({a.alias: a.version for a in rows})
 
 
-@api.put("/models/<name>/aliases/<alias>")
+@bp.put("/models/<name>/aliases/<alias>")
 @require("operator")
 def put_alias(name: str, alias: str) -> Any:
     import time
@@ -161,12 +142,6 @@ def put_alias(name: str, alias: str) -> Any:
     return jsonify({"name": name, "alias": alias, "version": version})
 
 
-@api.get("/openapi.json")
+@bp.get("/openapi.json")
 def openapi() -> Any:
-    from cloud.hub.openapi import document
-
     return jsonify(document())
-
-
-# Route modules attach to ``api``; imported last because they import ``api`` from here.
-from cloud.hub import api_devices, api_rollouts  # noqa: E402,F401

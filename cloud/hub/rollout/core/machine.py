@@ -19,9 +19,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from cloud.hub.rollout_actions import act, rollback_orders
-from cloud.hub.rollout_spec import Gate, RolloutError, RolloutSpec
-from cloud.hub.rollout_state import (
+from cloud.hub.rollout.core.actions import act, rollback_orders
+from cloud.hub.rollout.core.spec import Gate, RolloutError, RolloutSpec
+from cloud.hub.rollout.core.state import (
     ACTIONS,
     FAIL_STEPS,
     STATES,

@@ -11,8 +11,8 @@ import uuid
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from cloud.hub.db import Database
-from cloud.hub.models import Lease
+from cloud.hub.storage.db import Database
+from cloud.hub.storage.tables import Lease
 
 WORKER_ID = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 

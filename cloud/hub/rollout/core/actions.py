@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 
-from cloud.hub.rollout_spec import RolloutError
-from cloud.hub.rollout_state import (
+from cloud.hub.rollout.core.spec import RolloutError
+from cloud.hub.rollout.core.state import (
     AuditRecord,
     DeviceObservation,
     Order,

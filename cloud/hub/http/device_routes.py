@@ -6,13 +6,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import jsonify, request
+from flask import Blueprint, jsonify, request
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
 
-from cloud.hub import telemetry_store
-from cloud.hub.api import api, db, get_model, json_body
-from cloud.hub.auth import (
+from cloud.hub.context import db
+from cloud.hub.http.auth import (
     current_principal,
     hash_token,
     login_session,
@@ -21,10 +20,15 @@ from cloud.hub.auth import (
     require,
     verify_login,
 )
-from cloud.hub.http_errors import ApiError
-from cloud.hub.models import Device, EnrollmentToken, EventRow
-from cloud.hub.views import device_detail_json, device_json, event_json
+from cloud.hub.http.common import json_body
+from cloud.hub.http.errors import ApiError
+from cloud.hub.http.model_routes import get_model
+from cloud.hub.http.shapes import device_detail_json, device_json, event_json
+from cloud.hub.ingest import telemetry_store
+from cloud.hub.storage import Device, EnrollmentToken, EventRow
 from edge.contract import DEVICE_ID_RE
+
+bp = Blueprint("devices", __name__)
 
 MAX_TAGS = 32
 MAX_POINTS = 10_000
@@ -81,7 +85,7 @@ LIST_COLUMNS = [
 ]  # fmt: skip
 
 
-@api.get("/devices")
+@bp.get("/devices")
 @require("viewer")
 def list_devices() -> Any:
     # only the listed columns, as rows: no ORM objects, and no capabilities JSON to decode
@@ -102,13 +106,13 @@ def list_devices() -> Any:
     return jsonify(out)
 
 
-@api.get("/devices/<device_id>")
+@bp.get("/devices/<device_id>")
 @require("viewer")
 def show_device(device_id: str) -> Any:
     return jsonify(device_detail_json(_device(device_id)))
 
 
-@api.patch("/devices/<device_id>")
+@bp.patch("/devices/<device_id>")
 @require("operator")
 def patch_device(device_id: str) -> Any:
     d = _device(device_id)
@@ -122,7 +126,7 @@ def patch_device(device_id: str) -> Any:
     return jsonify(device_detail_json(d))
 
 
-@api.post("/enroll")
+@bp.post("/enroll")
 def enroll() -> Any:
     """Exchange a one-time enrollment token for this device's own credentials."""
     body = json_body()
@@ -150,7 +154,7 @@ def enroll() -> Any:
     return jsonify({"device": device_id, "token": credential, "tags": device.tags})
 
 
-@api.get("/devices/<device_id>/telemetry")
+@bp.get("/devices/<device_id>/telemetry")
 @require("viewer")
 def device_telemetry(device_id: str) -> Any:
     _device(device_id)
@@ -168,7 +172,7 @@ def device_telemetry(device_id: str) -> Any:
     return jsonify({"device": device_id, "resolution": resolution, "points": points})
 
 
-@api.get("/models/<name>/<version>/telemetry")
+@bp.get("/models/<name>/<version>/telemetry")
 @require("viewer")
 def model_telemetry(name: str, version: str) -> Any:
     m = get_model(name, version)
@@ -183,7 +187,7 @@ def model_telemetry(name: str, version: str) -> Any:
     return jsonify({"name": m.name, "version": m.version, "summary": summary, "points": points})
 
 
-@api.get("/devices/<device_id>/events")
+@bp.get("/devices/<device_id>/events")
 @require("viewer")
 def device_events(device_id: str) -> Any:
     _device(device_id)
@@ -199,14 +203,14 @@ def device_events(device_id: str) -> Any:
 # --------------------------------------------------------------------------- session
 
 
-@api.get("/session")
+@bp.get("/session")
 def whoami() -> Any:
     p = current_principal(db())
     user = None if p is None else {"name": p.name, "role": p.role, "kind": p.kind}
     return jsonify({"user": user, "csrf_token": generate_csrf()})
 
 
-@api.post("/session")
+@bp.post("/session")
 def login() -> Any:
     body = request.get_json(silent=True) if request.is_json else request.form.to_dict()
     if not isinstance(body, dict):
@@ -222,7 +226,7 @@ def login() -> Any:
                     "csrf_token": generate_csrf()})  # fmt: skip
 
 
-@api.delete("/session")
+@bp.delete("/session")
 def logout() -> Any:
     logout_session()
     return "", 204

@@ -19,11 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.hub.config import HubConfig
-from cloud.hub.db import Database
-from cloud.hub.models import ModelVersion, Rollout
-from cloud.hub.rollout import Order, RolloutState, act, advance, new_rollout
-from cloud.hub.rollout_spec import RolloutError, RolloutSpec
-from cloud.hub.rollout_store import ACTIVE, observe, save_state, to_state
+from cloud.hub.rollout.core.machine import Order, RolloutState, act, advance, new_rollout
+from cloud.hub.rollout.core.spec import RolloutError, RolloutSpec
+from cloud.hub.rollout.store import ACTIVE, observe, save_state, to_state
+from cloud.hub.storage import Database, ModelVersion, Rollout
 from edge.contract import Command
 
 log = logging.getLogger(__name__)

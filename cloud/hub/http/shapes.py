@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud.hub.models import Device, EventRow, ModelVersion
-from cloud.hub.rollout import RolloutState, wave_progress
+from cloud.hub.rollout.core.machine import RolloutState, wave_progress
+from cloud.hub.storage import Device, EventRow, ModelVersion
 
 
 def device_json(d: Device | Any) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from typing import Any
 from flask import Blueprint, Response
 from sqlalchemy import select
 
-from cloud.hub.app import hub
-from cloud.hub.models import Device, Rollout
+from cloud.hub.context import hub
+from cloud.hub.storage import Device, Rollout
 
 metrics_bp = Blueprint("metrics", __name__)
 

@@ -29,12 +29,12 @@ from typing import Any
 
 from cloud.hub.config import HubConfig
 
-log = logging.getLogger("cloud.hub.mqtt_bridge")
+log = logging.getLogger("cloud.hub.ingest.bridge")
 STOP_TIMEOUT_S = 10.0
 
 
 class WriterProcess:
-    """A :class:`cloud.hub.batch_writer.BatchWriter` in a child process."""
+    """A :class:`cloud.hub.ingest.batch_writer.BatchWriter` in a child process."""
 
     def __init__(self, config: HubConfig) -> None:
         self.config = config
@@ -113,8 +113,8 @@ class WriterProcess:
 
 def serve(conn: Connection, config: HubConfig) -> None:
     """The child's loop: a batch in, the changed counters out; ``None`` or EOF ends it."""
-    from cloud.hub.batch_writer import BatchWriter
-    from cloud.hub.db import Database
+    from cloud.hub.ingest.batch_writer import BatchWriter
+    from cloud.hub.storage import Database
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the hub, which stops us
     logging.basicConfig(

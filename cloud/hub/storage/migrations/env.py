@@ -9,8 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from cloud.hub.db import normalize_url
-from cloud.hub.models import Base
+from cloud.hub.storage.db import normalize_url
+from cloud.hub.storage.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

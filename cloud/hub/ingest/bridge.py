@@ -4,9 +4,9 @@ commands. Paho's network thread only enqueues; a writer thread parses and stores
 logged and counted, never kills either loop; a failing batch is retried message by message
 so one poisoned row loses nothing else.
 
-Parsing and storing is :class:`cloud.hub.batch_writer.BatchWriter`'s job, run on the writer
+Parsing and storing is :class:`cloud.hub.ingest.batch_writer.BatchWriter`'s job, run on the writer
 thread here or, with ``bridge_writer = "process"`` (``edgekit hub serve``'s default), in a
-process of its own (:mod:`cloud.hub.writer_process`) so the two do not share a GIL.
+process of its own (:mod:`cloud.hub.ingest.writer_process`) so the two do not share a GIL.
 
 Several hub workers: telemetry and events use the MQTT 5 shared subscription
 ``$share/edgekit-hub/...`` (the broker gives each message to one worker). Retained
@@ -36,10 +36,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud.hub import leases
-from cloud.hub.batch_writer import BatchWriter
 from cloud.hub.config import HubConfig
-from cloud.hub.db import Database
+from cloud.hub.ingest.batch_writer import BatchWriter
+from cloud.hub.storage import Database, leases
 from edge.contract import (
     CMD,
     EVENTS,
@@ -95,7 +94,7 @@ class MqttBridge:
         self._wake = threading.Event()
         self._sink: Sink
         if config.bridge_writer == "process":
-            from cloud.hub.writer_process import WriterProcess
+            from cloud.hub.ingest.writer_process import WriterProcess
 
             self._sink = WriterProcess(config)
         else:

@@ -84,7 +84,7 @@ class Device(Base):
     kpis_seq: Mapped[int | None] = mapped_column(Integer)  # that set ``kpis`` (device time)
     # The device's run (``boot``) and the seq of its latest applied status (None: no status
     # yet); ``model_*`` say which report (device clock ``ts``, its topic's ``seq``, ``status``
-    # or ``telemetry``) last set the model fields — see cloud/hub/device_reports.py.
+    # or ``telemetry``) last set the model fields — see cloud/hub/ingest/device_reports.py.
     boot: Mapped[str | None] = mapped_column(String(64))
     seq: Mapped[int | None] = mapped_column(Integer)
     model_ts: Mapped[float | None] = mapped_column(Float)

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from cloud.hub.http_errors import ApiError
-from cloud.hub.models import ROLES, ApiToken, Device, EnrollmentToken, User
+from cloud.hub.http.errors import ApiError
+from cloud.hub.storage import ROLES, ApiToken, Device, EnrollmentToken, User
 from edge.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -156,7 +156,7 @@ def require(role: str, *, allow_device: bool = False) -> Callable[[F], F]:
     def deco(fn: F) -> F:
         @wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from cloud.hub.app import hub
+            from cloud.hub.context import hub
 
             session_ = hub().request_session()
             principal = current_principal(session_)

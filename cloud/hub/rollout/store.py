@@ -13,16 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud.hub.models import (
-    AuditEntry,
-    Deployment,
-    Device,
-    EventRow,
-    Rollout,
-    RolloutWave,
-    TelemetryMinute,
-)
-from cloud.hub.rollout import (
+from cloud.hub.rollout.core.machine import (
     AuditRecord,
     DeploymentState,
     DeviceObservation,
@@ -31,7 +22,16 @@ from cloud.hub.rollout import (
     StepReport,
     WaveState,
 )
-from cloud.hub.rollout_spec import RolloutSpec, Wave
+from cloud.hub.rollout.core.spec import RolloutSpec, Wave
+from cloud.hub.storage import (
+    AuditEntry,
+    Deployment,
+    Device,
+    EventRow,
+    Rollout,
+    RolloutWave,
+    TelemetryMinute,
+)
 
 DEPLOY_KINDS = ("deploy", "rollback")
 ACTIVE = ("running", "paused", "rolled_back")  # rollouts the ticker still advances

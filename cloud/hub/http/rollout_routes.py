@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify, request
+from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from cloud.hub.api import actor, api, db, json_body
-from cloud.hub.app import hub
-from cloud.hub.auth import require
-from cloud.hub.http_errors import ApiError
-from cloud.hub.models import Device, Rollout
-from cloud.hub.rollout import ACTIONS, RolloutState
-from cloud.hub.rollout_spec import RolloutError
-from cloud.hub.rollout_store import to_state
-from cloud.hub.views import rollout_json
+from cloud.hub.context import db, hub
+from cloud.hub.http.auth import require
+from cloud.hub.http.common import actor, json_body
+from cloud.hub.http.errors import ApiError
+from cloud.hub.http.shapes import rollout_json
+from cloud.hub.rollout import RolloutError, to_state
+from cloud.hub.rollout.core.machine import ACTIONS, RolloutState
+from cloud.hub.storage import Device, Rollout
+
+bp = Blueprint("rollouts", __name__)
 
 ROUTE_ACTIONS = ("pause", "resume", "abort", "rollback", "retry", "approve")
 
@@ -31,7 +32,7 @@ def _rollout_error(exc: RolloutError) -> ApiError:
     )
 
 
-@api.post("/rollouts")
+@bp.post("/rollouts")
 @require("operator")
 def create_rollout() -> Any:
     body = json_body()
@@ -44,7 +45,7 @@ def create_rollout() -> Any:
     return jsonify({"id": r.id, "state": r.state}), 201
 
 
-@api.get("/rollouts")
+@bp.get("/rollouts")
 @require("viewer")
 def list_rollouts() -> Any:
     q = select(Rollout).order_by(Rollout.created.desc())
@@ -58,7 +59,7 @@ def list_rollouts() -> Any:
     return jsonify(out)
 
 
-@api.get("/rollouts/<rid>")
+@bp.get("/rollouts/<rid>")
 @require("viewer")
 def show_rollout(rid: str) -> Any:
     row = db().get(Rollout, rid)
@@ -68,7 +69,7 @@ def show_rollout(rid: str) -> Any:
     return jsonify(rollout_json(r, _target_size(r)))
 
 
-@api.post("/rollouts/<rid>/<action>")
+@bp.post("/rollouts/<rid>/<action>")
 @require("operator")
 def rollout_action(rid: str, action: str) -> Any:
     if action not in ROUTE_ACTIONS or action not in ACTIONS:

@@ -1,7 +1,7 @@
 """The bridge's writer: parse, de-duplicate and store batches of raw MQTT messages.
 
-Used in the hub process (a thread of :class:`cloud.hub.mqtt_bridge.MqttBridge`) or in a
-process of its own (:mod:`cloud.hub.writer_process`). A bad message is logged and counted,
+Used in the hub process (a thread of :class:`cloud.hub.ingest.bridge.MqttBridge`) or in a
+process of its own (:mod:`cloud.hub.ingest.writer_process`). A bad message is logged and counted,
 never raised; a failing batch is retried message by message so one poisoned row loses
 nothing else.
 """
@@ -14,10 +14,10 @@ from collections import Counter, deque
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from cloud.hub import device_reports, telemetry_store
 from cloud.hub.config import HubConfig
-from cloud.hub.db import Database
-from cloud.hub.telemetry_fields import TelemetryIn, parse_telemetry
+from cloud.hub.ingest import device_reports, telemetry_store
+from cloud.hub.ingest.telemetry_fields import TelemetryIn, parse_telemetry
+from cloud.hub.storage import Database
 from edge.contract import (
     EVENTS,
     STATUS,
@@ -30,7 +30,7 @@ from edge.contract import (
 )
 from edge.errors import ContractError
 
-log = logging.getLogger("cloud.hub.mqtt_bridge")
+log = logging.getLogger("cloud.hub.ingest.bridge")
 DEDUP_WINDOW = 512
 
 Parsed = Status | Telemetry | Event

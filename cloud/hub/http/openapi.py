@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud.hub.rollout_spec import GATE_METRICS
+from cloud.hub.rollout import GATE_METRICS
 from edge import __version__
 
 ERROR = {

@@ -16,9 +16,9 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from cloud.hub import bulk_sql, device_reports
-from cloud.hub.models import Device, TelemetryMinute, TelemetryRaw
-from cloud.hub.telemetry_fields import Sample, TelemetryLike, staleness_window
+from cloud.hub.ingest import device_reports
+from cloud.hub.ingest.telemetry_fields import Sample, TelemetryLike, staleness_window
+from cloud.hub.storage import Device, TelemetryMinute, TelemetryRaw, bulk_sql
 from edge.contract import encode_json
 
 __all__ = ["Sample", "compact", "mark_stale_offline", "staleness_window", "write_batch"]

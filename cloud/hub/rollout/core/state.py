@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud.hub.rollout_spec import RolloutSpec, Wave
+from cloud.hub.rollout.core.spec import RolloutSpec, Wave
 
 STATES = ("draft", "running", "paused", "completed", "aborted", "rolled_back")
 TERMINAL = ("completed", "aborted", "rolled_back")

@@ -30,9 +30,8 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
-from cloud.hub import bulk_sql
-from cloud.hub.models import Device, EventRow
-from cloud.hub.telemetry_fields import Sample, TelemetryLike, device_kpis, staleness_window
+from cloud.hub.ingest.telemetry_fields import Sample, TelemetryLike, device_kpis, staleness_window
+from cloud.hub.storage import Device, EventRow, bulk_sql
 from edge.contract import STATUS, TELEMETRY, Event, Status
 
 DEVICE_TABLE = cast(Table, Device.__table__)
