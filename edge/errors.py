@@ -12,11 +12,20 @@
     ├── DataError              a dataset that cannot be used for training
     ├── InputError             an inference input that does not fit the model (has ``code``)
     ├── BackendError           a runtime that is missing or fails to load / run a model
-    │   └── RuntimeMissingError  the runtime's package is not installed
+    │   ├── RuntimeMissingError  the runtime's package is not installed
+    │   ├── InferenceTimeoutError  no answer within the per-inference time limit
+    │   └── NoModelError       no model installed yet
     ├── SelfTestError          a model variant that disagrees with its golden set
     ├── InstallError           a deploy step that failed (has ``step``)
     ├── TransportError         the broker cannot be reached or refused us
-    └── StorageError           a local file (outbox, state) that cannot be written or read
+    ├── EnrollError            the hub refused the enrollment or could not be reached
+    ├── StorageError           a local file (outbox, model store state) unusable
+    └── (cloud side, in cloud/errors.py)
+        ├── RolloutError       a rollout request or action that is not valid (``conflict``)
+        ├── ApiError           a hub HTTP request refused (``status``, ``code``)
+        ├── UploadError        the hub refused a bundle upload or could not be reached
+        ├── NoVariantError     export: no variant survived, nothing to ship
+        └── DemoError          a demo step that did not behave as the story says
 
 Foreign errors are translated at the boundary with ``raise ... from exc``.
 """
@@ -84,6 +93,14 @@ class RuntimeMissingError(BackendError):
     """The runtime's Python package is not installed on this device."""
 
 
+class InferenceTimeoutError(BackendError):
+    """The model did not answer within the per-inference time limit."""
+
+
+class NoModelError(BackendError):
+    """No model is installed yet; the agent waits for a deploy command."""
+
+
 class SelfTestError(EdgekitError):
     """A model variant whose outputs on the golden set are outside tolerance."""
 
@@ -101,4 +118,8 @@ class TransportError(EdgekitError):
 
 
 class StorageError(EdgekitError):
-    """A local file the agent keeps (outbox segments, state) that cannot be written or read."""
+    """A local file the agent keeps (outbox segments, model store state) that is unusable."""
+
+
+class EnrollError(EdgekitError):
+    """The hub refused the enrollment or could not be reached."""

@@ -21,11 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from cloud.demo.broker import free_port, wait_for_port
-from edge.errors import ConfigError, EdgekitError
-
-
-class DemoError(EdgekitError):
-    """A demo step that did not behave as the story says."""
+from cloud.errors import DemoError
+from edge.errors import ConfigError
 
 
 def edgekit(*args: str, stdin: str | None = None, timeout: float = 600) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from cloud.errors import NoVariantError
 from cloud.export import golden as golden_set
 from cloud.export import parse_targets
 from cloud.export.build import BuildContext, build_variants
@@ -40,14 +41,10 @@ from cloud.export.quiet import captured
 from cloud.export.run import TrainingRun, load_run
 from cloud.export.variants import Variant
 from edge.contract import Manifest, TensorSpec
-from edge.errors import ConfigError, EdgekitError
+from edge.errors import ConfigError
 
 REPORT_SCHEMA = "edgekit.export-report/1"
 Progress = Callable[[str], None]
-
-
-class NoVariantError(EdgekitError):
-    """Every variant failed or was left out by the gate: there is nothing to ship."""
 
 
 def stderr_progress(message: str) -> None:

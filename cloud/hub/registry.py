@@ -19,8 +19,8 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud.errors import ApiError
 from cloud.hub.config import HubConfig
-from cloud.hub.http.errors import ApiError
 from cloud.hub.storage import Alias, Deployment, Device, ModelVersion, Rollout
 from edge.bundle import verify_bundle
 from edge.contract import Manifest

@@ -10,13 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ConfigError, EdgekitError
+from cloud.errors import UploadError
+from edge.errors import ConfigError
 
 CHUNK = 1 << 20
-
-
-class UploadError(EdgekitError):
-    """The hub refused the bundle or could not be reached."""
 
 
 def upload_bundle(bundle: Path, hub_url: str, token: str, timeout: float = 300.0) -> dict[str, Any]:

@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.durable import write_atomic
-from edge.errors import ConfigError, EdgekitError
+from edge.errors import ConfigError, EnrollError
 
 CREDENTIALS = "credentials.json"
-
-
-class EnrollError(EdgekitError):
-    """The hub refused the enrollment or could not be reached."""
 
 
 def load_credentials(data_dir: Path) -> dict[str, Any] | None:

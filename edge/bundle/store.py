@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.durable import fsync_dir, write_atomic
-from edge.errors import EdgekitError
+from edge.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ STATE_FILE = "state.json"
 SLOT_FILE = "slot.json"
 BUNDLE_DIR = "bundle"
 STAGING_PREFIX = ".staging-"
-
-
-class StoreError(EdgekitError):
-    """The model store on disk is unusable (unreadable state, missing slot)."""
 
 
 def slot_id(name: str, version: int) -> str:
@@ -86,17 +82,17 @@ class StoreState:
     @staticmethod
     def from_dict(obj: Any) -> StoreState:
         if not isinstance(obj, dict):
-            raise StoreError("state.json must hold a JSON object")
+            raise StorageError("state.json must hold a JSON object")
         history = obj.get("history") or []
         install = obj.get("install")
         if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
-            raise StoreError("state.json: 'history' must be a list of slot ids")
+            raise StorageError("state.json: 'history' must be a list of slot ids")
         if install is not None and not isinstance(install, dict):
-            raise StoreError("state.json: 'install' must be an object or null")
+            raise StorageError("state.json: 'install' must be an object or null")
         active, lkg = obj.get("active"), obj.get("last_known_good")
         for key, value in (("active", active), ("last_known_good", lkg)):
             if value is not None and not isinstance(value, str):
-                raise StoreError(f"state.json: {key!r} must be a slot id or null")
+                raise StorageError(f"state.json: {key!r} must be a slot id or null")
         return StoreState(active=active, last_known_good=lkg, history=history, install=install)
 
 
@@ -121,7 +117,7 @@ class ModelStore:
             return StoreState()
         try:
             return StoreState.from_dict(json.loads(path.read_bytes()))
-        except (OSError, ValueError, StoreError) as exc:
+        except (OSError, ValueError, StorageError) as exc:
             # Never brick: keep the broken file for a human and start from the slots.
             broken = path.with_name(f"state.broken-{int(time.time())}.json")
             with contextlib.suppress(OSError):
@@ -199,14 +195,14 @@ class ModelStore:
         An existing slot of the same id is replaced unless it is active or last known good.
         """
         if not (staging / BUNDLE_DIR).is_dir():
-            raise StoreError(f"{staging} holds no extracted bundle")
+            raise StorageError(f"{staging} holds no extracted bundle")
         meta = {**meta, "name": name, "version": version, "added_at": time.time()}
         write_atomic(staging / SLOT_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
         target = self.slot_path(name, version)
         with self._lock:
             if target.exists():
                 if target.name in (self._state.active, self._state.last_known_good):
-                    raise StoreError(f"{target.name} is in use and cannot be replaced")
+                    raise StorageError(f"{target.name} is in use and cannot be replaced")
                 self._remove_dir(target)
             os.replace(staging, target)
             fsync_dir(self.root)
@@ -320,7 +316,7 @@ class ModelStore:
         """Delete a slot that failed verification at start (never the one in use)."""
         with self._lock:
             if slot.id in (self._state.active, self._state.last_known_good):
-                raise StoreError(f"{slot.id} is in use and cannot be removed")
+                raise StorageError(f"{slot.id} is in use and cannot be removed")
             self._state.history = [h for h in self._state.history if h != slot.id]
             self._write_state()
             self._remove_dir(slot.path)

@@ -41,18 +41,10 @@ import numpy as np
 
 from edge.bundle import Slot
 from edge.contract import Manifest, ModelRef
-from edge.errors import BackendError, EdgekitError, InputError
+from edge.errors import BackendError, EdgekitError, InferenceTimeoutError, InputError, NoModelError
 from edge.runtime import Prediction, Predictor, Preparer, runtime_loaded
 
 log = logging.getLogger(__name__)
-
-
-class InferenceTimeoutError(BackendError):
-    """The model did not answer within the per-inference time limit."""
-
-
-class NoModelError(BackendError):
-    """No model is installed yet; the agent waits for a deploy command."""
 
 
 @dataclass

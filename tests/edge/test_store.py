@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle.store import ModelStore, Slot, StoreError, write_atomic
+from edge.bundle.store import ModelStore, Slot, StorageError, write_atomic
 
 
 def sid(slot: Slot | None) -> str | None:
@@ -102,12 +102,12 @@ def test_in_use_slot_cannot_be_replaced_or_forgotten(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
     v1 = add(store, 1)
     store.commit(v1)
-    with pytest.raises(StoreError):
+    with pytest.raises(StorageError):
         add(store, 1)
-    with pytest.raises(StoreError):
+    with pytest.raises(StorageError):
         store.forget(v1)
     staging = store.new_staging()
-    with pytest.raises(StoreError, match="no extracted bundle"):
+    with pytest.raises(StorageError, match="no extracted bundle"):
         store.add_slot(staging, "digits", 3, {})
 
 

@@ -6,8 +6,9 @@ Route modules define their own blueprints and never import this package back.
 
 from flask import Blueprint
 
+from cloud.errors import ApiError
 from cloud.hub.http import device_routes, model_routes, rollout_routes
-from cloud.hub.http.errors import ApiError, register_error_handlers
+from cloud.hub.http.errors import register_error_handlers
 from cloud.hub.http.metrics import metrics_bp
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from cloud.hub.http.errors import ApiError
+from cloud.errors import ApiError
 from cloud.hub.storage import ROLES, ApiToken, Device, EnrollmentToken, User
 from edge.errors import ConfigError
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import request
 
+from cloud.errors import ApiError
 from cloud.hub.context import db
 from cloud.hub.http.auth import current_principal
-from cloud.hub.http.errors import ApiError
 
 
 def json_body() -> dict[str, Any]:

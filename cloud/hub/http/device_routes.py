@@ -10,6 +10,7 @@ from flask import Blueprint, jsonify, request
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
 
+from cloud.errors import ApiError
 from cloud.hub.context import db
 from cloud.hub.http.auth import (
     current_principal,
@@ -21,7 +22,6 @@ from cloud.hub.http.auth import (
     verify_login,
 )
 from cloud.hub.http.common import json_body
-from cloud.hub.http.errors import ApiError
 from cloud.hub.http.model_routes import get_model
 from cloud.hub.http.shapes import device_detail_json, device_json, event_json
 from cloud.hub.ingest import telemetry_store

@@ -13,19 +13,10 @@ from flask import Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from cloud.errors import ApiError
 from edge.errors import ContractError, EdgekitError
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    """Raised by routes; ``code`` is a short stable word clients can branch on."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:

@@ -7,10 +7,10 @@ from typing import Any
 from flask import Blueprint, jsonify, request, send_file
 from sqlalchemy import select
 
+from cloud.errors import ApiError
 from cloud.hub.context import db, hub
 from cloud.hub.http.auth import require
 from cloud.hub.http.common import actor, json_body
-from cloud.hub.http.errors import ApiError
 from cloud.hub.http.openapi import document
 from cloud.hub.http.shapes import model_detail_json, model_json
 from cloud.hub.registry import bundle_path, delete_version, deletion_blockers, store_upload

@@ -7,10 +7,10 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
+from cloud.errors import ApiError
 from cloud.hub.context import db, hub
 from cloud.hub.http.auth import require
 from cloud.hub.http.common import actor, json_body
-from cloud.hub.http.errors import ApiError
 from cloud.hub.http.shapes import rollout_json
 from cloud.hub.rollout import RolloutError, to_state
 from cloud.hub.rollout.core.machine import ACTIONS, RolloutState

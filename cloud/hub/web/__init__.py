@@ -27,6 +27,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
+from cloud.errors import ApiError
 from cloud.hub.http.auth import (
     Principal,
     create_user,
@@ -36,7 +37,6 @@ from cloud.hub.http.auth import (
     role_at_least,
     verify_login,
 )
-from cloud.hub.http.errors import ApiError
 from cloud.hub.registry import bundle_path
 from cloud.hub.storage import ROLES, ModelVersion, User
 from cloud.hub.web.bundle_files import read_bundle_image

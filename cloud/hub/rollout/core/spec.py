@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.errors import EdgekitError
+from cloud.errors import RolloutError
 
 ERROR_ACTIONS = ("pause", "rollback")
 # metric -> (comparison, default tolerance). "max_abs": cand <= base + tol;
@@ -44,14 +44,6 @@ _GATE_KEYS = {
     "accuracy": ("tolerance", "min_inferences"),
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-
-
-class RolloutError(EdgekitError):
-    """A rollout request or action that is not valid (bad spec, wrong state)."""
-
-    def __init__(self, message: str, *, conflict: bool = False) -> None:
-        super().__init__(message)
-        self.conflict = conflict  # True: valid request, but not in the current state
 
 
 @dataclass(frozen=True)
