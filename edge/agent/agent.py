@@ -103,11 +103,13 @@ class Agent:
             self.predict,
             self.reporter.count_malformed,
             response_qos=cfg.infer_response_qos,
+            max_pending=cfg.max_queued_requests,
         )
         self._commands: OrderedDict[str, float] = OrderedDict()
         self.replay: ReplaySource | None = None
         self.http: LocalHttpApi | None = None
         self.started = False
+        self._configure(cfg)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -236,20 +238,34 @@ class Agent:
             uptime = round(time.monotonic() - self.monitor.started, 3)
             self.emit("info", None, "pong", detail={"uptime_s": uptime}, **ctx)
 
+    def _configure(self, cfg: AgentConfig) -> None:
+        """Hand every component the settings it reads at run time: the one place config is
+        applied, at start and by ``config`` commands, so an accepted key always takes effect.
+        (The telemetry interval is read through a callable on each tick.)"""
+        self.cfg = cfg
+        self.server.configure(
+            timeout=cfg.inference_timeout,
+            fallback_error_rate=cfg.fallback_error_rate,
+            fallback_window=cfg.fallback_window,
+            fallback_min_inferences=cfg.fallback_min_inferences,
+        )
+        self.installer.policy = cfg.install_policy()
+        self.inference.max_pending = cfg.max_queued_requests
+        if self.store.keep != cfg.keep_versions:
+            self.store.keep = max(1, cfg.keep_versions)
+            if self.started:
+                self.store.prune()
+        if self.replay is not None:
+            self.replay.set_rate(cfg.replay_rate)
+
     def _apply_config(self, cmd: Command, ctx: dict[str, Any]) -> None:
         bad = sorted(set(cmd.config) - RUNTIME_KEYS)
         try:
             if bad:
                 raise ConfigError(f"keys {', '.join(bad)} cannot be changed remotely")
-            self.cfg = self.cfg.replace(**cmd.config)
+            cfg = self.cfg.replace(**cmd.config)
         except ConfigError as exc:
             self.emit("error", None, f"config refused: {exc}", detail={"reason": str(exc)}, **ctx)
             return
-        self.server.configure(
-            timeout=self.cfg.inference_timeout,
-            fallback_error_rate=self.cfg.fallback_error_rate,
-            fallback_window=self.cfg.fallback_window,
-            fallback_min_inferences=self.cfg.fallback_min_inferences,
-        )
-        self.installer.policy = self.cfg.install_policy()
+        self._configure(cfg)
         self.emit("info", None, "config applied", detail={"config": cmd.config}, **ctx)

@@ -32,7 +32,6 @@ from edge.serving import InferenceTimeoutError, ModelServer, NoModelError, Seria
 
 log = logging.getLogger("edgekit.agent")
 STUCK_GRACE_S = 1.0
-MAX_PENDING = 1000
 MAX_PENDING_BYTES = 32 * 1024 * 1024  # payloads waiting: up to 1 MiB each
 
 
@@ -59,8 +58,9 @@ class MqttInference:
         server: ModelServer,
         predict: Callable[[Any, Any], Prediction],
         on_malformed: Callable[[str], None],
+        *,
+        max_pending: int,
         response_qos: int = 0,
-        max_pending: int = MAX_PENDING,
     ) -> None:
         self.device = device
         # QoS 0 by default: a reply is only useful while the requester waits, and a QoS 1

@@ -161,7 +161,6 @@ class ReplaySource:
 
     def run(self, sink: Callable[[Any, Any], Any], limit: int | None = None) -> int:
         """Feed samples until the end (or ``limit``, or :meth:`stop`); returns how many."""
-        period = 1.0 / self.rate
         next_at = time.monotonic()
         for sample in self:
             if self._stop.is_set() or (limit is not None and self.sent >= limit):
@@ -175,13 +174,19 @@ class ReplaySource:
                 self.errors += 1
                 log.exception("replay sink failed")
             self.sent += 1
-            next_at += period
+            next_at += 1.0 / self.rate  # read each time: a config command may change it
             delay = next_at - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
             else:
                 next_at = time.monotonic()  # behind schedule: do not burst to catch up
         return self.sent
+
+    def set_rate(self, rate: float) -> None:
+        """Change the pace of a running replay (the ``replay_rate`` config key)."""
+        if rate <= 0:
+            raise ConfigError(f"replay_rate: must be greater than 0, got {rate}")
+        self.rate = rate
 
     def start(self, sink: Callable[[Any, Any], Any]) -> None:
         self._thread = threading.Thread(target=self.run, args=(sink,), name="replay", daemon=True)

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -490,3 +490,71 @@ def test_input_error_is_edgekit_error(rig: Rig) -> None:
     with pytest.raises(InputError) as err:
         agent.predict({"a": 1})
     assert err.value.code
+
+
+# A new value for every key a ``config`` command may change, and where the agent's
+# components read it. The probe reads the component, never ``agent.cfg``: a key that is
+# accepted but never reaches its component fails here.
+REMOTE_KEY_PROBES: dict[str, tuple[Any, Callable[[Agent], Any]]] = {
+    "telemetry_interval": (42.0, lambda a: a.reporter.telemetry_interval()),
+    "pin_runtime": ("onnxruntime", lambda a: a.installer.policy.pin_runtime),
+    "pin_precision": ("int8", lambda a: a.installer.policy.pin_precision),
+    "keep_versions": (1, lambda a: a.store.keep),
+    "inference_timeout": (1.5, lambda a: a.server.timeout),
+    "fallback_error_rate": (0.9, lambda a: a.server.fallback_error_rate),
+    "fallback_window": (77, lambda a: a.server._outcomes.maxlen),
+    "fallback_min_inferences": (33, lambda a: a.server.fallback_min_inferences),
+    "selftest_time_budget": (0.7, lambda a: a.installer.policy.selftest_time_budget),
+    "shadow_inputs": (9, lambda a: a.installer.policy.shadow_inputs),
+    "shadow_timeout": (11.0, lambda a: a.installer.policy.shadow_timeout),
+    "shadow_min_agreement": (0.5, lambda a: a.installer.policy.shadow_min_agreement),
+    "probation_seconds": (7.0, lambda a: a.installer.policy.probation_seconds),
+    "probation_min_inferences": (5, lambda a: a.installer.policy.probation_min_inferences),
+    "probation_max_error_rate": (0.2, lambda a: a.installer.policy.probation_max_error_rate),
+    "probation_max_latency_ratio": (
+        4.0,
+        lambda a: a.installer.policy.probation_max_latency_ratio,
+    ),
+    "probation_max_confidence_drop": (
+        0.3,
+        lambda a: a.installer.policy.probation_max_confidence_drop,
+    ),
+    "probation_min_latency_increase_ms": (
+        12.0,
+        lambda a: a.installer.policy.probation_min_latency_increase_ms,
+    ),
+    "replay_rate": (2.5, lambda a: a.replay.rate if a.replay else None),
+}
+
+
+def test_every_remote_key_has_a_probe() -> None:
+    assert set(REMOTE_KEY_PROBES) == set(config.RUNTIME_KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(REMOTE_KEY_PROBES))
+def test_every_remote_key_reaches_its_component(rig: Rig, tmp_path: Path, key: str) -> None:
+    replay = tmp_path / "replay.csv"
+    replay.write_text("a\n1\n")
+    agent = rig.start(replay=str(replay), replay_rate="1000", replay_loop="false")
+    value, probe = REMOTE_KEY_PROBES[key]
+    assert probe(agent) != value, "pick a probe value that differs from the default"
+    cid = rig.command("config", config={key: value})
+    wait_for(lambda: [e for e in rig.events() if e["command"] == cid])
+    assert probe(agent) == value
+
+
+def test_keep_versions_prunes_the_store_at_once(rig: Rig) -> None:
+    agent = rig.start(bundle=str(rig.kit["v1"]), keep_versions="3")
+    rig.deploy(rig.kit["v2"], 2)
+    rig.wait_event("committed", command=None)
+    wait_for(lambda: len(agent.store.slots()) == 2)
+    cid = rig.command("config", config={"keep_versions": 1})
+    wait_for(lambda: [e for e in rig.events() if e["command"] == cid])
+    kept = {s.id for s in agent.store.slots()}
+    # the active model and the last known good one are never pruned
+    assert kept == {sid(agent.store.active()), sid(agent.store.last_known_good())} - {None}
+
+
+def test_max_queued_requests_reaches_mqtt_inference(rig: Rig) -> None:
+    agent = rig.start(max_queued_requests="7")
+    assert agent.inference.max_pending == 7

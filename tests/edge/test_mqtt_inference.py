@@ -31,6 +31,7 @@ class Rig:
         self.malformed: list[str] = []
         self.rejected: list[str] = []
         self.outcomes.on_rejection = self.rejected.append  # type: ignore[method-assign,assignment]
+        kw.setdefault("max_pending", 256)
         self.inference = MqttInference(
             DEV, self.transport, self.server, self.server.predict, self.malformed.append, **kw
         )
