@@ -24,7 +24,12 @@ def register(subparsers: Any) -> None:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--db", help="database URL (default: SQLite in --data-dir)")
-        sp.add_argument("--data-dir", type=Path, default=Path("hub-data"), help="hub data dir")
+        sp.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="hub data dir (default: the per-user ~/.local/share/edgekit/hub)",
+        )
 
     s = sub.add_parser("serve", help="run the hub (waitress)")
     common(s)
@@ -76,10 +81,10 @@ def register(subparsers: Any) -> None:
 
 
 def _database(args: argparse.Namespace) -> Any:
-    from cloud.hub.config import HubConfig
+    from cloud.hub.config import HubConfig, default_data_dir
     from cloud.hub.storage import Database
 
-    cfg = HubConfig(data_dir=args.data_dir, db_url=args.db)
+    cfg = HubConfig(data_dir=args.data_dir or default_data_dir(), db_url=args.db)
     cfg.ensure_dirs()
     db = Database(cfg.database_url())
     db.migrate()
@@ -90,7 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
     import waitress
 
     from cloud.hub.app import create_app
-    from cloud.hub.config import HubConfig
+    from cloud.hub.config import HubConfig, default_data_dir
 
     if args.trusted_key is not None and not args.trusted_key.is_file():
         raise ConfigError(f"trusted key {args.trusted_key} does not exist")
@@ -105,7 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{port}"
     cfg = HubConfig(
-        data_dir=args.data_dir,
+        data_dir=args.data_dir or default_data_dir(),
         db_url=args.db,
         broker_url=args.broker,
         trusted_key=args.trusted_key,
@@ -116,6 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(cfg)
     print(f"edgekit hub listening on {url}", flush=True)
     print(f"port {port}", flush=True)
+    print(f"data dir {cfg.data_dir}", flush=True)
     try:
         waitress.serve(app, sockets=[sock], threads=args.threads, ident="edgekit-hub")
     finally:

@@ -8,17 +8,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from edge.errors import ConfigError
 
 ENV_PREFIX = "EDGEKIT_HUB_"
 MQTT_VERSIONS = ("auto", "5", "3.1.1")
 
 
+def default_data_dir() -> Path:
+    """The per-user data dir (``$XDG_DATA_HOME/edgekit/hub``, usually
+    ``~/.local/share/edgekit/hub``): a hub started without ``--data-dir`` must not write
+    into whatever folder it happened to be started from."""
+    return platformdirs.user_data_path("edgekit") / "hub"
+
+
 @dataclass
 class HubConfig:
     """Everything ``create_app`` needs. Unset ``db_url`` means SQLite in ``data_dir``."""
 
-    data_dir: Path = field(default_factory=lambda: Path("hub-data"))
+    data_dir: Path = field(default_factory=default_data_dir)
     db_url: str | None = None
     broker_url: str | None = None  # None: no MQTT bridge (API only)
     trusted_key: Path | None = None  # Ed25519 public key PEM; uploads need it

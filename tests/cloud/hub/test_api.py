@@ -373,7 +373,7 @@ def test_unknown_routes_and_methods_are_json_4xx(client: Any, tokens: Any) -> No
 def test_relative_data_dir_still_serves_bundles(
     tmp_path: Path, keys: Any, make_bundle: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`edgekit hub serve --data-dir hub-data` (the default is relative) must find its
+    """`edgekit hub serve --data-dir hub-data` (a relative dir) must find its
     bundles: Flask would resolve a relative path against the package, not the cwd."""
     from cloud.hub.app import create_app
     from cloud.hub.http.auth import create_api_token

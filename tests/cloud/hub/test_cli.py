@@ -65,6 +65,7 @@ def served(tmp_path: Path, keys: Any) -> Iterator[tuple[str, Path]]:
     assert proc.stdout is not None
     url = proc.stdout.readline().split()[-1]
     assert proc.stdout.readline().startswith("port ")
+    assert proc.stdout.readline().strip() == f"data dir {tmp_path.resolve()}"
     try:
         yield url, tmp_path
     finally:
@@ -117,3 +118,17 @@ def test_serve_refuses_a_busy_port(tmp_path: Path) -> None:
     finally:
         s.close()
     assert res.returncode == 1 and "cannot listen" in res.stderr
+
+
+def test_default_data_dir_is_per_user_not_the_working_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloud.hub.config import HubConfig
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    cfg = HubConfig()
+    assert cfg.data_dir == (tmp_path / "xdg" / "edgekit" / "hub").resolve()
+    assert main(["hub", "create-token", "--role", "viewer"]) == 0
+    assert (tmp_path / "xdg" / "edgekit" / "hub" / "hub.db").is_file()
+    assert not (tmp_path / "hub-data").exists()
