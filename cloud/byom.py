@@ -195,7 +195,7 @@ def _latency(backend: base.Backend, x: np.ndarray) -> dict[str, float]:
     }
 
 
-def create_bundle(
+def create_bundle(  # noqa: C901 - one linear build: read, check, golden set, measure, sign
     *,
     models: list[Path],
     name: str,

@@ -45,7 +45,9 @@ def _read_rows(path: Path) -> list[list[str]]:
     return rows
 
 
-def load_csv(path: Path, label_column: str = "label") -> Dataset:
+def load_csv(  # noqa: C901 - one flat validation pass; each check names its own error
+    path: Path, label_column: str = "label"
+) -> Dataset:
     """Load a CSV whose header names the columns; every column but the label is a feature.
 
     Empty cells, ``nan`` and ``inf`` are kept as non-finite values for validation to count,

@@ -315,7 +315,7 @@ def _validated(values: dict[str, Any]) -> AgentConfig:
     return cfg
 
 
-def _check(cfg: AgentConfig) -> None:
+def _check(cfg: AgentConfig) -> None:  # noqa: C901 - one flat check per key, in table order
     try:
         validate_device_id(cfg.device_id)
     except ContractError as exc:

@@ -24,6 +24,7 @@ from edge.errors import InstallError
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
+RETRY_BASE_S = 0.25  # back-off before retry n: 2**n times this (tests shorten it)
 ATTEMPTS = 5
 Progress = Callable[[int, int | None], None]
 
@@ -72,7 +73,7 @@ def download(
         except _Retry as exc:
             last_error = str(exc)
             log.warning("download attempt %d of %s failed: %s", attempt, url, exc)
-            time.sleep(min(2.0**attempt * 0.25, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(2.0**attempt * RETRY_BASE_S, max(0.0, deadline - time.monotonic())))
     if time.monotonic() >= deadline:
         raise InstallError("downloading", f"download did not finish within {timeout:g} s")
     raise InstallError("downloading", f"download failed after {ATTEMPTS} attempts: {last_error}")
@@ -82,7 +83,7 @@ class _Retry(Exception):
     """A transient failure: try again from the bytes we have."""
 
 
-def _fetch(
+def _fetch(  # noqa: C901 - one HTTP exchange: each status and limit is checked in order
     url: str,
     part: Path,
     token: str | None,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import need_service
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -62,7 +64,7 @@ class PrivateBroker:
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed")
+        need_service(False, "mosquitto is not installed")
     broker = PrivateBroker(tmp_path, free_port())
     broker.start()
     try:

@@ -238,6 +238,7 @@ def test_a_running_inference_can_be_cancelled_from_another_thread(
     assert backend.infer(x).shape == (1, 10)
 
 
+@pytest.mark.slow  # builds TensorFlow models
 def test_runtimes_that_cannot_interrupt_a_run_say_so(
     tiny: tiny_models.TinyModels, tmp_path: Path
 ) -> None:
@@ -253,6 +254,7 @@ def test_runtimes_that_cannot_interrupt_a_run_say_so(
             assert backend.cancel() is can
 
 
+@pytest.mark.slow  # builds TensorFlow models
 def test_litert_fills_its_input_in_place(tiny: tiny_models.TinyModels) -> None:
     backend = _loaded(tiny, "litert-fp32")
     x = np.random.default_rng(0).normal(size=(1, *tiny.specs["litert-fp32"][0][0].shape[1:]))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge.bundle import extract_bundle
+from edge.contract import Manifest
 from edge.errors import SelfTestError
 from edge.runtime import self_test
 
@@ -19,23 +20,23 @@ pytestmark = pytest.mark.skipif(not BUNDLE.exists(), reason="models/digits.ekb n
 
 
 @pytest.fixture(scope="module")
-def extracted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+def extracted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
     dest = tmp_path_factory.mktemp("selftest") / "bundle"
     return dest, extract_bundle(BUNDLE, dest, PUB)
 
 
-def test_unpinned_tests_every_variant(extracted: tuple[Path, object]) -> None:
+def test_unpinned_tests_every_variant(extracted: tuple[Path, Manifest]) -> None:
     dest, manifest = extracted
-    report = self_test(dest, manifest, time_budget=0.3)  # type: ignore[arg-type]
+    report = self_test(dest, manifest, time_budget=0.3)
     statuses = {v.target: v.status for v in report.variants}
-    assert len(statuses) == len(manifest.artifacts)  # type: ignore[attr-defined]
+    assert len(statuses) == len(manifest.artifacts)
     assert "skipped" not in statuses.values()
     assert report.chosen is not None and statuses[report.chosen.target] == "ok"
 
 
-def test_pin_skips_other_runtimes_without_loading_them(extracted: tuple[Path, object]) -> None:
+def test_pin_skips_other_runtimes_without_loading_them(extracted: tuple[Path, Manifest]) -> None:
     dest, manifest = extracted
-    report = self_test(dest, manifest, pin_runtime="litert", time_budget=0.2)  # type: ignore[arg-type]
+    report = self_test(dest, manifest, pin_runtime="litert", time_budget=0.2)
     for v in report.variants:
         if v.runtime == "litert":
             assert v.status == "ok" and v.latency_ms is not None
@@ -46,14 +47,14 @@ def test_pin_skips_other_runtimes_without_loading_them(extracted: tuple[Path, ob
         dest,
         manifest,
         pin_runtime="litert",
-        pin_precision="int8",  # type: ignore[arg-type]
+        pin_precision="int8",
         time_budget=0.2,
     )
     assert report.chosen is not None and report.chosen.target == "litert-int8"
     assert [v.target for v in report.variants if v.status == "ok"] == ["litert-int8"]
 
 
-def test_pinned_device_never_imports_other_runtimes(extracted: tuple[Path, object]) -> None:
+def test_pinned_device_never_imports_other_runtimes(extracted: tuple[Path, Manifest]) -> None:
     dest, _ = extracted
     code = (
         "import json, sys\n"
@@ -73,7 +74,7 @@ def test_pinned_device_never_imports_other_runtimes(extracted: tuple[Path, objec
     assert got["chosen"].startswith("litert-")
 
 
-def test_pin_to_a_missing_target_says_so(extracted: tuple[Path, object]) -> None:
+def test_pin_to_a_missing_target_says_so(extracted: tuple[Path, Manifest]) -> None:
     dest, manifest = extracted
     with pytest.raises(SelfTestError, match="pinned variant litert-fp16 is not in the bundle"):
-        self_test(dest, manifest, pin_runtime="litert", pin_precision="fp16", time_budget=0.1)  # type: ignore[arg-type]
+        self_test(dest, manifest, pin_runtime="litert", pin_precision="fp16", time_budget=0.1)

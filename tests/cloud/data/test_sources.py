@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,33 +19,35 @@ def test_digits_is_an_8x8_grayscale_image_set() -> None:
     assert ds.x.min() == 0 and ds.x.max() == 16
 
 
-def test_csv_with_string_labels_keeps_names_and_feature_order(write_csv) -> None:
+def test_csv_with_string_labels_keeps_names_and_feature_order(
+    write_csv: Callable[..., Path],
+) -> None:
     path = write_csv("b,label,a\n1,cat,2\n3,dog,4\n5.5,cat,6\n")
     ds = load_dataset(str(path))
     assert ds.kind == "tabular"
     assert ds.feature_names == ["b", "a"]
     assert ds.labels == ["cat", "dog"]
     assert ds.y.tolist() == [0, 1, 0]
-    np.testing.assert_allclose(ds.x, [[1, 2], [3, 4], [5.5, 6]])
+    np.testing.assert_allclose(ds.x, [[1.0, 2.0], [3.0, 4.0], [5.5, 6.0]])
 
 
-def test_csv_integer_labels_sort_numerically(write_csv) -> None:
+def test_csv_integer_labels_sort_numerically(write_csv: Callable[..., Path]) -> None:
     ds = load_dataset(str(write_csv("x,label\n1,10\n2,2\n3,2.0\n")))
     assert ds.labels == ["2", "10"]
     assert ds.y.tolist() == [1, 0, 0]
 
 
-def test_csv_custom_label_column_and_semicolons(write_csv) -> None:
+def test_csv_custom_label_column_and_semicolons(write_csv: Callable[..., Path]) -> None:
     ds = load_dataset(str(write_csv("f1;kind\n1;a\n2;b\n")), label_column="kind")
     assert ds.feature_names == ["f1"] and ds.labels == ["a", "b"]
 
 
-def test_csv_missing_label_column_names_the_columns(write_csv) -> None:
+def test_csv_missing_label_column_names_the_columns(write_csv: Callable[..., Path]) -> None:
     with pytest.raises(DataError, match=r"no label column 'label'.*'a', 'b', 'kind'"):
         load_dataset(str(write_csv("a,b,kind\n1,2,x\n")))
 
 
-def test_csv_non_numeric_feature_is_named(write_csv) -> None:
+def test_csv_non_numeric_feature_is_named(write_csv: Callable[..., Path]) -> None:
     with pytest.raises(DataError, match=r"non-numeric feature columns: colour \(line 3: 'red'\)"):
         load_dataset(str(write_csv("size,colour,label\n1,2,a\n2,red,b\n")))
 
@@ -60,7 +63,9 @@ def test_csv_non_numeric_feature_is_named(write_csv) -> None:
         ("a,label\n1,\n2,y\n", "empty label"),
     ],
 )
-def test_csv_malformed_files_are_refused(write_csv, text: str, message: str) -> None:
+def test_csv_malformed_files_are_refused(
+    write_csv: Callable[..., Path], text: str, message: str
+) -> None:
     with pytest.raises(DataError, match=message):
         load_dataset(str(write_csv(text)))
 
@@ -121,7 +126,7 @@ def test_unknown_dataset_and_file_type(tmp_path: Path) -> None:
         load_dataset(str(tmp_path / "d.txt"))
 
 
-def test_image_folder_rgb_resized_and_labelled(image_folder) -> None:
+def test_image_folder_rgb_resized_and_labelled(image_folder: Callable[..., Path]) -> None:
     ds = load_dataset(str(image_folder(per_class=4)), image_size=16)
     assert ds.x.shape == (8, 16, 16, 3)
     assert ds.labels == ["cat", "dog"] and ds.y.tolist() == [0] * 4 + [1] * 4
@@ -129,12 +134,12 @@ def test_image_folder_rgb_resized_and_labelled(image_folder) -> None:
     assert ds.skipped == []
 
 
-def test_image_folder_grayscale_gets_one_channel(image_folder) -> None:
+def test_image_folder_grayscale_gets_one_channel(image_folder: Callable[..., Path]) -> None:
     ds = load_dataset(str(image_folder(mode="L")), image_size=8)
     assert ds.x.shape == (10, 8, 8, 1) and ds.color == "grayscale"
 
 
-def test_image_folder_skips_and_counts_unreadable(image_folder) -> None:
+def test_image_folder_skips_and_counts_unreadable(image_folder: Callable[..., Path]) -> None:
     root = image_folder(per_class=10)
     (root / "cat" / "broken.png").write_bytes(b"\x89PNG garbage")
     (root / "notes.txt").write_text("ignored: not in a class folder")
@@ -144,7 +149,7 @@ def test_image_folder_skips_and_counts_unreadable(image_folder) -> None:
     assert ds.skipped == ["cat/broken.png"]
 
 
-def test_image_folder_refuses_too_many_unreadable(image_folder) -> None:
+def test_image_folder_refuses_too_many_unreadable(image_folder: Callable[..., Path]) -> None:
     root = image_folder(per_class=3)
     for i in range(2):
         (root / "dog" / f"bad{i}.jpg").write_bytes(b"nope")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("amqtt")
-
 
 @pytest.mark.slow
 @pytest.mark.integration
 def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
+    # Checked here, not at import, so collecting the unit tier never loads TensorFlow.
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("amqtt")
     summary = tmp_path / "summary.json"
     proc = subprocess.run(
         [

@@ -7,7 +7,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-import pytest
+from tests.services import need_service
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -24,7 +24,7 @@ def throwaway_schema(prefix: str) -> Iterator[str]:
             "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
         )
     except psycopg.OperationalError:
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+        need_service(False, "no PostgreSQL on 127.0.0.1:5432")
     conn.execute(f"CREATE SCHEMA {schema}")
     try:
         yield f"{PG}?options=-csearch_path%3D{schema}"

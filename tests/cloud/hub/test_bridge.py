@@ -18,6 +18,7 @@ from cloud.hub.config import HubConfig
 from cloud.hub.storage import Device, EventRow, TelemetryRaw
 from edge.contract import Command
 from tests.cloud.hub import helpers
+from tests.services import need_service
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def publisher() -> Iterator[mqtt.Client]:
     try:
         c.connect("127.0.0.1", 1883)
     except OSError:
-        pytest.skip("no Mosquitto on 127.0.0.1:1883")
+        need_service(False, "no Mosquitto on 127.0.0.1:1883")
     c.loop_start()
     yield c
     c.loop_stop()

@@ -25,6 +25,7 @@ from cloud.hub.storage import Device, EventRow, TelemetryRaw
 from edge.contract import Command
 from edge.errors import ConfigError
 from tests.cloud.hub import helpers
+from tests.services import need_service
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,7 @@ def broker(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
         probe.connect("127.0.0.1", 1883)
         probe.disconnect()
     except OSError:
-        pytest.skip("no Mosquitto on 127.0.0.1:1883")
+        need_service(False, "no Mosquitto on 127.0.0.1:1883")
     version = request.param.removeprefix("mosquitto-")
     yield MOSQUITTO, version, "5" if version == "auto" else "3.1.1"
 

@@ -599,7 +599,9 @@ def scenarios(draw: st.DrawFn) -> tuple[RolloutSpec, list[SimDevice], list[int]]
 
 @settings(max_examples=150, deadline=None)
 @given(scenarios())
-def test_properties_of_any_run(scenario: tuple[RolloutSpec, list[SimDevice], list[int]]) -> None:
+def test_properties_of_any_run(  # noqa: C901 - one simulated run, invariants checked per step
+    scenario: tuple[RolloutSpec, list[SimDevice], list[int]],
+) -> None:
     s, fleet, joins = scenario
     r = started(s)
     deploys: dict[tuple[str, int], int] = {}

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 from typing import Any
 
 import pytest
 
 from cloud.hub.config import HubConfig
 from cloud.hub.ingest import MqttBridge
+from cloud.hub.ingest.bridge import Sink
 from cloud.hub.storage import TelemetryRaw
 from tests.cloud.hub import helpers
 from tests.waiting import wait_for
@@ -29,7 +31,7 @@ def bridge(app: Any) -> Any:
     )
     b = MqttBridge(cfg, hub.db)
     yield b
-    b._sink.close()  # type: ignore[attr-defined]
+    b._sink.close()
 
 
 def test_a_child_process_stores_batches_and_reports_its_counters(app: Any, bridge: Any) -> None:
@@ -75,12 +77,15 @@ def test_the_writer_thread_survives_a_failing_batch(app: Any) -> None:
     real = b._sink
     calls: list[int] = []
 
-    class Flaky:
-        def flush(self, raw: Any) -> Any:
+    class Flaky(Sink):
+        def flush(self, raw: list[tuple[str, bytes]]) -> Counter[str]:
             calls.append(len(raw))
             if len(calls) == 1:
                 raise RuntimeError("a bug in the writer")
             return real.flush(raw)
+
+        def close(self) -> None:
+            real.close()
 
     b._sink = Flaky()
     b._writer.start()

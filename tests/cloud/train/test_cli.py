@@ -1,4 +1,5 @@
-"""The CLI error path: exit code 1, one ``error:`` line, no traceback (real subprocess)."""
+"""The CLI error path: exit code 1, one ``error:`` line, no traceback. Most cases run
+``main()`` in-process (the unit tier stays fast); one runs a real subprocess."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from edge.cli import main
 
 
 def _train(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,14 +35,23 @@ def _train(*args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_bad_input_gives_one_line_error(
-    tmp_path: Path, content: str, extra: list[str], expected: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: str,
+    extra: list[str],
+    expected: str,
 ) -> None:
     csv = tmp_path / "d.csv"
     csv.write_text(content)
-    proc = _train(str(csv), "--out", str(tmp_path / "run"), "--quiet", *extra)
-    assert proc.returncode in (1, 2)  # 2 = argparse usage error
-    assert "Traceback" not in proc.stderr
-    err_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:") or "error:" in ln]
+    code: int | str | None
+    try:
+        code = main(["train", str(csv), "--out", str(tmp_path / "run"), "--quiet", *extra])
+    except SystemExit as exc:  # argparse usage errors exit 2
+        code = exc.code
+    assert code in (1, 2)  # 2 = argparse usage error
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    err_lines = [ln for ln in stderr.splitlines() if ln.startswith("error:") or "error:" in ln]
     assert len(err_lines) == 1 and expected in err_lines[0]
     assert not (tmp_path / "run" / "run.json").exists()
 

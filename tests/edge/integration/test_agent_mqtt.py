@@ -26,6 +26,7 @@ from tests.edge.agent_helpers import FileServer
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 from tests.edge.brokers import MOSQUITTO, PrivateBroker, free_port
 from tests.edge.bundle_factory import raw_digit
+from tests.services import need_service
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,7 +46,7 @@ def broker_up(port: int = 1883) -> bool:
 @pytest.fixture(autouse=True)
 def _need_mosquitto() -> None:
     if not broker_up():
-        pytest.skip("no Mosquitto on 127.0.0.1:1883")
+        need_service(False, "no Mosquitto on 127.0.0.1:1883")
 
 
 class Client:
@@ -222,7 +223,7 @@ def test_outage_every_telemetry_seq_arrives(
     tmp_path: Path, kit: dict[str, Path], device: str
 ) -> None:
     if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto binary not installed")
+        need_service(False, "mosquitto binary not installed")
     broker = PersistentBroker(tmp_path, free_port())
     broker.start()
     replay = tmp_path / "replay.npz"

@@ -22,6 +22,7 @@ from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit
 from tests.edge.brokers import MOSQUITTO, PrivateBroker, free_port
 from tests.edge.bundle_factory import raw_digit
 from tests.edge.integration.test_agent_mqtt import AgentProcess
+from tests.services import need_service
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -59,9 +60,9 @@ def set_password(path: Path, user: str, password: str, *, create: bool = False) 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[AuthBroker]:
     if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed")
+        need_service(False, "mosquitto is not installed")
     if MOSQUITTO_PASSWD is None:
-        pytest.skip("mosquitto_passwd is not installed (needed for a password file)")
+        need_service(False, "mosquitto_passwd is not installed (needed for a password file)")
     b = AuthBroker(tmp_path)
     b.start()
     try:

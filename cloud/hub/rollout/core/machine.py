@@ -250,7 +250,7 @@ def _gate_reason(gate: Gate, cand: float, base: float, served: int | None) -> st
 # --------------------------------------------------------------------------- advancing
 
 
-def advance(
+def advance(  # noqa: C901 - one tick read top to bottom; the order of checks is the rule
     rollout: RolloutState, observations: Mapping[str, DeviceObservation], now: float
 ) -> tuple[RolloutState, list[Order]]:
     """One tick: fold reports in, check thresholds and gates, order the next devices."""

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.services import in_ci
+
 CHROMIUM = Path(os.environ.get("EDGEKIT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -31,10 +33,10 @@ PASSWORD = "correct-horse-1"
 USERS = {"ada": "admin", "olga": "operator", "vic": "viewer"}
 
 if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)",
-        allow_module_level=True,
-    )
+    _why = f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
+    if in_ci():
+        pytest.fail(f"{_why}: CI must provide it (see .ci/run)", pytrace=False)
+    pytest.skip(_why, allow_module_level=True)
 
 
 @dataclass
@@ -105,7 +107,7 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.on("dialog", lambda dialog: dialog.accept())
-    pg.js_errors = errors  # type: ignore[attr-defined]
+    pg.js_errors = errors
     try:
         yield pg
     finally:

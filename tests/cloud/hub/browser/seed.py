@@ -10,8 +10,10 @@ from cloud.hub.ingest.telemetry_store import write_batch
 from cloud.hub.storage import Device, EventRow
 from edge.contract import ModelRef, Telemetry
 
-FLEET = (
-    # id, tags, enrolled, online, model version or None, capabilities
+# id, tags, enrolled, online, model version or None, capabilities
+DeviceSeed = tuple[str, list[str], bool, bool, int | None, dict[str, Any]]
+
+FLEET: tuple[DeviceSeed, ...] = (
     ("cam-1", ["lab", "floor-1"], True, True, 1, {"runtimes": ["onnxruntime"], "cpu": "x86_64"}),
     ("cam-2", ["lab"], True, True, 1, {"runtimes": ["onnxruntime"], "cpu": "aarch64"}),
     ("gate-7", ["floor-2"], True, False, 2, {"runtimes": ["litert"]}),

@@ -19,6 +19,7 @@ import pytest
 from cloud.hub.http.auth import create_enrollment_token
 from tests.cloud.hub.browser.bundles import make_bundle
 from tests.cloud.hub.browser.conftest import HubServer, login, make_hub, shot, wait_until
+from tests.services import need_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -34,7 +35,7 @@ def free_port() -> int:
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[str]:
     if not Path(MOSQUITTO).exists():
-        pytest.skip("needs mosquitto")
+        need_service(False, "needs mosquitto")
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
