@@ -19,11 +19,12 @@ import numpy as np
 
 from cloud.bundle import DEFAULT_TOLERANCE, ArtifactSource, GoldenSet, build_bundle
 from edge import __version__
-from edge.contract import TensorSpec
+from edge.contract import RUNTIMES, TensorSpec
 from edge.errors import BackendError, ConfigError, EdgekitError
+from edge.runtime import runtime_info
 from edge.runtime.backends import base
 
-SUFFIX_RUNTIME = {".tflite": "litert", ".onnx": "onnxruntime", ".xml": "openvino"}
+SUFFIX_RUNTIME = {runtime_info(r).suffix: r for r in RUNTIMES}
 LATENCY_RUNS = 30
 N_RANDOM_GOLDEN = 8
 

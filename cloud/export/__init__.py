@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from edge.contract import PRECISIONS, RUNTIMES
 from edge.errors import ConfigError
+from edge.runtime import runtime_info
 
 TARGETS: tuple[str, ...] = tuple(f"{r}-{p}" for r in RUNTIMES for p in PRECISIONS)
-MODEL_SUFFIX = {"litert": ".tflite", "onnxruntime": ".onnx", "openvino": ".xml"}
+MODEL_SUFFIX = {runtime: runtime_info(runtime).suffix for runtime in RUNTIMES}
 
 
 def parse_targets(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:

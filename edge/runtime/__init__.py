@@ -3,7 +3,7 @@
 Nothing here knows about MQTT or installs; a bundle directory and a manifest are enough.
 """
 
-from edge.runtime.backends.base import Backend, create
+from edge.runtime.backends.base import Backend, RuntimeInfo, create, runtime_info
 from edge.runtime.device import describe_device, runtime_loaded
 from edge.runtime.golden import Tolerance, compare, load_golden, run_golden
 from edge.runtime.inputs import IMAGE_SUFFIXES, ImageBytes, Preparer, load_input_file, prepare
@@ -17,6 +17,7 @@ __all__ = [
     "Prediction",
     "Predictor",
     "Preparer",
+    "RuntimeInfo",
     "SelfTestReport",
     "Tolerance",
     "compare",
@@ -26,6 +27,7 @@ __all__ = [
     "load_input_file",
     "prepare",
     "run_golden",
+    "runtime_info",
     "runtime_loaded",
     "self_test",
 ]

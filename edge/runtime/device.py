@@ -28,18 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import RuntimeMissingError
-from edge.runtime.backends.base import BACKEND_MODULES
+from edge.runtime.backends.base import BACKEND_MODULES, runtime_info
 
-# Per runtime: (importable top-level module, distribution names), in preference order;
-# the same lookup order as the backends use.
+# Per runtime: (importable top-level module, distribution names), in preference order,
+# as each backend module declares them.
 RUNTIME_PACKAGES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "litert": (
-        ("ai_edge_litert", ("ai-edge-litert",)),
-        ("tflite_runtime", ("tflite-runtime",)),
-        ("tensorflow", ("tensorflow", "tensorflow-cpu")),
-    ),
-    "onnxruntime": (("onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")),),
-    "openvino": (("openvino", ("openvino",)),),
+    runtime: runtime_info(runtime).packages for runtime in BACKEND_MODULES
 }
 
 # Flags that change which kernels a runtime can use (x86 SIMD / VNNI / AMX, Arm NEON / dot).

@@ -280,3 +280,22 @@ def test_litert_fills_its_input_in_place(tiny: tiny_models.TinyModels) -> None:
     kept.clear()
     assert np.allclose(backend.fill_and_infer(fill), expected)  # type: ignore[attr-defined]
     assert not _loaded(tiny, "litert-int8").fillable  # type: ignore[attr-defined]
+
+
+def test_each_runtime_declares_its_facts_once_in_its_backend_module() -> None:
+    from cloud.byom import SUFFIX_RUNTIME
+    from cloud.export import MODEL_SUFFIX
+    from edge.contract import RUNTIMES
+    from edge.runtime import runtime_info
+    from edge.runtime.device import RUNTIME_PACKAGES
+
+    infos = {r: runtime_info(r) for r in RUNTIMES}
+    assert all(info.name == r for r, info in infos.items())
+    assert len({info.suffix for info in infos.values()}) == len(RUNTIMES)
+    assert MODEL_SUFFIX == {r: info.suffix for r, info in infos.items()}
+    assert SUFFIX_RUNTIME == {info.suffix: r for r, info in infos.items()}
+    assert RUNTIME_PACKAGES == {r: info.packages for r, info in infos.items()}
+    assert "pip install ai-edge-litert" in infos["litert"].install_hint
+    assert "edgekit[openvino]" in infos["openvino"].install_hint
+    with pytest.raises(BackendError, match="unknown runtime"):
+        runtime_info("tensorrt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,11 +21,36 @@ from edge.errors import BackendError, RuntimeMissingError
 
 log = logging.getLogger(__name__)
 
-BACKEND_MODULES = {
-    "litert": "edge.runtime.backends.litert",
-    "onnxruntime": "edge.runtime.backends.onnxruntime",
-    "openvino": "edge.runtime.backends.openvino",
-}
+# The backend module of each runtime the contract names: edge/runtime/backends/<runtime>.py.
+BACKEND_MODULES = {runtime: f"{__package__}.{runtime}" for runtime in RUNTIMES}
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What edgekit knows about a runtime, declared once, as ``INFO`` in its backend module.
+
+    ``packages``: (importable module, its pip distributions) in the order the backend tries
+    them; the first distribution is the one to install. ``extra``: edgekit's pip extra.
+    """
+
+    name: str
+    title: str
+    suffix: str
+    packages: tuple[tuple[str, tuple[str, ...]], ...]
+    extra: str
+
+    @property
+    def install_hint(self) -> str:
+        pip_name = self.packages[0][1][0]
+        return f"install it with: pip install {pip_name}  (or: pip install 'edgekit[{self.extra}]')"
+
+
+def runtime_info(runtime: str) -> RuntimeInfo:
+    """The runtime's declared facts (imports only its backend module, never the runtime)."""
+    if runtime not in BACKEND_MODULES:
+        raise BackendError(f"unknown runtime {runtime!r} (one of {', '.join(RUNTIMES)})")
+    info: RuntimeInfo = importlib.import_module(BACKEND_MODULES[runtime]).INFO
+    return info
 
 
 class Backend(Protocol):

@@ -21,10 +21,21 @@ import numpy as np
 
 from edge.contract import Artifact
 from edge.errors import BackendError, RuntimeMissingError
+from edge.runtime.backends.base import RuntimeInfo
 from edge.runtime.backends.quant import check_batch, dequantize, quantize, run_batch
 
 RUNTIME = "litert"
-INSTALL_HINT = "install it with: pip install ai-edge-litert  (or: pip install 'edgekit[edge]')"
+INFO = RuntimeInfo(
+    name=RUNTIME,
+    title="LiteRT",
+    suffix=".tflite",
+    packages=(
+        ("ai_edge_litert", ("ai-edge-litert",)),
+        ("tflite_runtime", ("tflite-runtime",)),
+        ("tensorflow", ("tensorflow", "tensorflow-cpu")),
+    ),
+    extra="edge",
+)
 _CANDIDATES = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
     ("tflite_runtime.interpreter", "tflite-runtime"),
@@ -50,7 +61,7 @@ def _interpreter_class() -> tuple[Any, str, str]:
             ver = "unknown"
         return cls, package, ver
     detail = f" ({'; '.join(errors)})" if errors else ""
-    raise RuntimeMissingError(f"LiteRT is not installed{detail}; {INSTALL_HINT}")
+    raise RuntimeMissingError(f"LiteRT is not installed{detail}; {INFO.install_hint}")
 
 
 def probe() -> dict[str, Any]:

@@ -15,10 +15,17 @@ import numpy as np
 
 from edge.contract import Artifact
 from edge.errors import BackendError, RuntimeMissingError
+from edge.runtime.backends.base import RuntimeInfo
 from edge.runtime.backends.quant import artifact_quant, check_batch, dequantize, quantize, run_batch
 
 RUNTIME = "onnxruntime"
-INSTALL_HINT = "install it with: pip install onnxruntime  (or: pip install 'edgekit[onnx]')"
+INFO = RuntimeInfo(
+    name=RUNTIME,
+    title="ONNX Runtime",
+    suffix=".onnx",
+    packages=(("onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")),),
+    extra="onnx",
+)
 _ORT_TYPES = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
@@ -34,7 +41,7 @@ def _ort() -> Any:
     try:
         return importlib.import_module("onnxruntime")
     except ImportError as exc:
-        raise RuntimeMissingError(f"ONNX Runtime is not installed; {INSTALL_HINT}") from exc
+        raise RuntimeMissingError(f"ONNX Runtime is not installed; {INFO.install_hint}") from exc
 
 
 def probe() -> dict[str, Any]:

@@ -18,18 +18,25 @@ import numpy as np
 
 from edge.contract import Artifact
 from edge.errors import BackendError, RuntimeMissingError
+from edge.runtime.backends.base import RuntimeInfo
 from edge.runtime.backends.quant import artifact_quant, check_batch, dequantize, quantize, run_batch
 
 RUNTIME = "openvino"
 DEVICE = "CPU"
-INSTALL_HINT = "install it with: pip install openvino  (or: pip install 'edgekit[openvino]')"
+INFO = RuntimeInfo(
+    name=RUNTIME,
+    title="OpenVINO",
+    suffix=".xml",
+    packages=(("openvino", ("openvino",)),),
+    extra="openvino",
+)
 
 
 def _ov() -> Any:
     try:
         return importlib.import_module("openvino")
     except ImportError as exc:
-        raise RuntimeMissingError(f"OpenVINO is not installed; {INSTALL_HINT}") from exc
+        raise RuntimeMissingError(f"OpenVINO is not installed; {INFO.install_hint}") from exc
 
 
 def _version(ov: Any) -> str:
