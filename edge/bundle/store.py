@@ -207,7 +207,8 @@ class ModelStore:
             os.replace(staging, target)
             fsync_dir(self.root)
         slot = self.get(target.name)
-        assert slot is not None
+        if slot is None:
+            raise StorageError(f"{target.name} was moved into place but cannot be read back")
         return slot
 
     def update_meta(self, slot: Slot, **changes: Any) -> Slot:

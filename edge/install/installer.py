@@ -20,7 +20,7 @@ from edge.bundle import ModelStore, Slot, read_manifest
 from edge.contract import Command
 from edge.errors import EdgekitError, InstallError
 from edge.install.policy import Policy
-from edge.install.recovery import open_slot, open_verified, recover
+from edge.install.recovery import open_verified, recover, self_test_and_open
 from edge.install.steps import (
     Emit,
     check_command,
@@ -30,7 +30,6 @@ from edge.install.steps import (
     judge_probation,
     latency_baseline,
     pause_for_tests,
-    run_self_test,
     verify,
 )
 from edge.serving import LoadedModel, ModelServer
@@ -180,22 +179,23 @@ class Installer:
             step = "self_test"
             self.store.journal_step(step, slot=f"{manifest.name}-{manifest.version}")
             self._pause(ctx, step)
-            report = run_self_test(staging / "bundle", manifest, self.policy)
-            assert report.chosen is not None
-            meta: dict[str, Any] = {
-                "variant": report.chosen.to_dict(),
-                "selftest": report.to_dict(),
-                "source": "local" if local else "download",
-            }
-            slot = self.store.add_slot(staging, manifest.name, manifest.version, meta)
+            source = "local" if local else "download"
+            candidate = self_test_and_open(
+                staging / "bundle",
+                manifest,
+                self.policy,
+                lambda meta: self.store.add_slot(
+                    staging, manifest.name, manifest.version, {**meta, "source": source}
+                ),
+            )
+            slot, meta = candidate.slot, candidate.slot.meta
             self.emit(
                 "deploy",
                 step,
-                f"self-test passed; chose {report.chosen.target}",
+                f"self-test passed; chose {candidate.runtime}-{candidate.precision}",
                 detail=meta,
                 **ctx,
             )
-            candidate = open_slot(slot, manifest, report.chosen.runtime, report.chosen.precision)
             if probation and self.policy.shadow_inputs > 0 and self.server.current is not None:
                 step = "shadow"
                 self.store.journal_step(step)
@@ -364,13 +364,13 @@ class Installer:
             path, self.store, self.policy, sha256=cmd.sha256, name=cmd.name,
             version=cmd.version, rollback=True,
         )  # fmt: skip
-        report = run_self_test(staging / "bundle", manifest, self.policy)
-        assert report.chosen is not None
-        meta = {"variant": report.chosen.to_dict(), "selftest": report.to_dict()}
-        slot = self.store.add_slot(staging, manifest.name, manifest.version, meta)
-        self._serve_rolled_back(
-            open_slot(slot, manifest, report.chosen.runtime, report.chosen.precision), ctx
+        model = self_test_and_open(
+            staging / "bundle",
+            manifest,
+            self.policy,
+            lambda meta: self.store.add_slot(staging, manifest.name, manifest.version, meta),
         )
+        self._serve_rolled_back(model, ctx)
 
     def _serve_rolled_back(self, model: LoadedModel, ctx: dict[str, Any]) -> None:
         """Commit and serve the target of a commanded rollback (no probation)."""

@@ -15,14 +15,17 @@ active one no longer verifies.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edge.bundle import ModelStore, Slot
 from edge.contract import Manifest
-from edge.errors import EdgekitError
+from edge.errors import EdgekitError, InstallError
 from edge.install.policy import Policy
-from edge.install.steps import PRE_ACTIVATION, Emit, recheck_slot, run_self_test
-from edge.runtime import Predictor, Tolerance, compare, load_golden, run_golden
+from edge.install.states import OnCrash, on_crash
+from edge.install.steps import Emit, recheck_slot, run_self_test
+from edge.runtime import Predictor, golden_check
 from edge.serving import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -47,21 +50,27 @@ def open_verified(slot: Slot, store: ModelStore, policy: Policy) -> LoadedModel:
         model: LoadedModel | None = None
         try:
             model = open_slot(slot, manifest, runtime, precision)
-            golden = load_golden(slot.bundle_dir, manifest)
-            scores = run_golden(model.predictor, golden["inputs"])
-            mae, top1 = compare(scores, golden["outputs"])
-            if Tolerance.of(manifest).allows(mae, top1):
-                return model
-            log.warning("%s on %s-%s is outside tolerance now; testing again",
-                        slot.id, runtime, precision)  # fmt: skip
+            golden_check(model.predictor, per_sample=True)
+            return model
         except EdgekitError as exc:
             log.warning("%s on %s-%s: %s; testing again", slot.id, runtime, precision, exc)
         if model is not None:
             model.close()
-    report = run_self_test(slot.bundle_dir, manifest, policy)
-    assert report.chosen is not None
+    return self_test_and_open(
+        slot.bundle_dir, manifest, policy, lambda meta: store.update_meta(slot, **meta)
+    )
+
+
+def self_test_and_open(
+    bundle_dir: Path, manifest: Manifest, policy: Policy, save: Callable[..., Slot]
+) -> LoadedModel:
+    """The ``self_test`` step, the one place it happens: test every variant, record the
+    chosen one in the slot through ``save(meta)`` (which returns the slot), open it."""
+    report = run_self_test(bundle_dir, manifest, policy)
     chosen = report.chosen
-    slot = store.update_meta(slot, variant=chosen.to_dict(), selftest=report.to_dict())
+    if chosen is None:
+        raise InstallError("self_test", "no variant passed its self-test")
+    slot = save({"variant": chosen.to_dict(), "selftest": report.to_dict()})
     return open_slot(slot, manifest, chosen.runtime, chosen.precision)
 
 
@@ -72,7 +81,7 @@ def recover(store: ModelStore, policy: Policy, emit: Emit) -> LoadedModel | None
         step = journal.get("step") or "downloading"
         ctx = {k: journal.get(k) for k in ("command", "rollout", "version")}
         reason = f"agent restarted during {step}"
-        if step in PRE_ACTIVATION:
+        if on_crash(step) is OnCrash.DISCARD:
             detail: dict[str, Any] = {"failed_step": step, "reason": reason}
             emit("deploy", "failed", f"install interrupted: {reason}", detail=detail, **ctx)
         else:

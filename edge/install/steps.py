@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 PAUSE_ENV = "EDGEKIT_TEST_PAUSE_AT"  # test hook: sleep at this step so a test can SIGKILL
 PAUSE_SECONDS_ENV = "EDGEKIT_TEST_PAUSE_SECONDS"
-PRE_ACTIVATION = ("downloading", "verifying", "self_test", "shadow")
 
 Emit = Callable[..., None]  # emit(kind, step, message, *, command, rollout, version, detail)
 
@@ -74,7 +73,8 @@ def fetch(
     cmd: Command, downloads: Path, policy: Policy, token: str | None, progress: Any = None
 ) -> Path:
     """Download the command's bundle (resuming a previous partial download of it)."""
-    assert cmd.url and cmd.sha256
+    if not cmd.url or not cmd.sha256:
+        raise InstallError("downloading", "the deploy command names no url or sha256")
     downloads.mkdir(parents=True, exist_ok=True)
     dest = downloads / f"{cmd.sha256.lower()[:64]}.ekb"
     if dest.exists() and sha256_file(dest) == cmd.sha256.lower():

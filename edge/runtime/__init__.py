@@ -5,7 +5,7 @@ Nothing here knows about MQTT or installs; a bundle directory and a manifest are
 
 from edge.runtime.backends.base import Backend, RuntimeInfo, create, runtime_info
 from edge.runtime.device import describe_device, runtime_loaded
-from edge.runtime.golden import Tolerance, compare, load_golden, run_golden
+from edge.runtime.golden import Tolerance, compare, golden_check, load_golden, run_golden
 from edge.runtime.inputs import IMAGE_SUFFIXES, ImageBytes, Preparer, load_input_file, prepare
 from edge.runtime.predictor import Prediction, Predictor
 from edge.runtime.selftest import SelfTestReport, self_test
@@ -23,6 +23,7 @@ __all__ = [
     "compare",
     "create",
     "describe_device",
+    "golden_check",
     "load_golden",
     "load_input_file",
     "prepare",

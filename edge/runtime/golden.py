@@ -99,18 +99,23 @@ def run_golden(predictor: Predictor, x: np.ndarray) -> np.ndarray:
 
 
 def golden_check(
-    predictor: Predictor, golden: dict[str, np.ndarray] | None = None
+    predictor: Predictor,
+    golden: dict[str, np.ndarray] | None = None,
+    *,
+    per_sample: bool = False,
 ) -> dict[str, float]:
     """Run the golden set on the predictor's variant; SelfTestError if outside tolerance.
 
     Returns the measured ``mean_abs_error`` and ``top1_agreement`` (and the tolerance's
     limits), so callers can report them. The set runs as one batch (fast, for the fleet
-    simulator); the agent's self-test runs it sample by sample with :func:`run_golden`.
+    simulator); ``per_sample`` runs it one sample at a time, as the self-test does, for
+    models whose batch dimension is fixed at 1.
     """
     manifest = predictor.manifest
     arrays = golden if golden is not None else load_golden(predictor.bundle_dir, manifest)
     expected = np.asarray(arrays["outputs"], dtype=np.float32)
-    got = predictor.infer_model_domain(np.asarray(arrays["inputs"], dtype=np.float32))
+    x = np.asarray(arrays["inputs"], dtype=np.float32)
+    got = run_golden(predictor, x) if per_sample else predictor.infer_model_domain(x)
     target = predictor.artifact.target
     try:
         mae, agree = compare(got, expected)

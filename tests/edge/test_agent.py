@@ -20,6 +20,7 @@ from edge import contract as c
 from edge.agent import Agent, config
 from edge.bundle import Slot
 from edge.errors import InputError
+from edge.install.states import STEPS
 from edge.messaging import MemoryBroker, MemoryTransport
 from edge.serving import InferenceTimeoutError
 from tests.edge.agent_helpers import FileServer
@@ -290,7 +291,8 @@ def test_deploy_every_step_with_shadow(rig: Rig) -> None:
         stop = True
         t.join()
     assert done["command"] == cid and done["rollout"] == "r1" and done["version"] == 2
-    assert steps_of(rig.events(), cid) == [
+    # the agent walks the deploy table's steps, in the table's order
+    assert steps_of(rig.events(), cid) == [step.name for step in STEPS] == [
         "downloading", "verifying", "self_test", "shadow", "activating", "probation", "committed",
     ]  # fmt: skip
     shadow = next(e for e in rig.events() if e["step"] == "shadow")
