@@ -12,7 +12,7 @@ import pytest
 from cloud.hub.registry import _metrics
 from edge.bundle import read_manifest
 
-BUNDLE = Path(__file__).resolve().parents[3] / "models" / "digits.ekb"
+BUNDLE = Path(__file__).resolve().parents[4] / "models" / "digits.ekb"
 
 
 @pytest.mark.skipif(not BUNDLE.exists(), reason="models/digits.ekb not built")

@@ -292,9 +292,9 @@ def test_each_runtime_declares_its_facts_once_in_its_backend_module() -> None:
     infos = {r: runtime_info(r) for r in RUNTIMES}
     assert all(info.name == r for r, info in infos.items())
     assert len({info.suffix for info in infos.values()}) == len(RUNTIMES)
-    assert MODEL_SUFFIX == {r: info.suffix for r, info in infos.items()}
-    assert SUFFIX_RUNTIME == {info.suffix: r for r, info in infos.items()}
-    assert RUNTIME_PACKAGES == {r: info.packages for r, info in infos.items()}
+    assert {r: info.suffix for r, info in infos.items()} == MODEL_SUFFIX
+    assert {info.suffix: r for r, info in infos.items()} == SUFFIX_RUNTIME
+    assert {r: info.packages for r, info in infos.items()} == RUNTIME_PACKAGES
     assert "pip install ai-edge-litert" in infos["litert"].install_hint
     assert "edgekit[openvino]" in infos["openvino"].install_hint
     with pytest.raises(BackendError, match="unknown runtime"):

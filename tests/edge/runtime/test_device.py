@@ -11,7 +11,7 @@ import pytest
 
 from edge.runtime import device
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_describing_the_device_imports_no_runtime() -> None:

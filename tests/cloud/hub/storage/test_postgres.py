@@ -15,8 +15,8 @@ from cloud.hub.http.auth import create_api_token
 from cloud.hub.storage import Database
 from cloud.hub.storage.db import normalize_url
 from tests.cloud.hub import helpers
+from tests.cloud.hub.http.test_api import feed
 from tests.cloud.hub.pg_schema import PG, throwaway_schema
-from tests.cloud.hub.test_api import feed
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +97,7 @@ def test_minute_aggregates_merge_across_batches_on_postgres(pg_url: str) -> None
     PostgreSQL: sums, NULL-aware maximum, mean weighted by samples, NULL not diluting."""
     from cloud.hub.ingest.telemetry_store import write_batch
     from cloud.hub.storage import TelemetryMinute
-    from tests.cloud.hub.test_telemetry_store import MINUTE, tel
+    from tests.cloud.hub.ingest.test_telemetry_store import MINUTE, tel
 
     db = Database(pg_url)
     db.migrate()

@@ -20,7 +20,7 @@ from edge.agent import Agent, config
 from edge.messaging import MemoryBroker, MemoryTransport
 from tests.waiting import wait_for
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[3] / "models"
 DEV = "ref-1"
 SAMPLES = 20
 

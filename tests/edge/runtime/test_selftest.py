@@ -14,7 +14,7 @@ from edge.contract import Manifest
 from edge.errors import SelfTestError
 from edge.runtime import self_test
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[3] / "models"
 BUNDLE, PUB = MODELS / "digits.ekb", MODELS / "dev-signing.pub"
 pytestmark = pytest.mark.skipif(not BUNDLE.exists(), reason="models/digits.ekb not built")
 

@@ -222,7 +222,7 @@ while True:
 
 @pytest.mark.slow
 def test_sigkill_mid_write_leaves_a_clean_prefix(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     for round_ in range(3):
         proc = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, env=env

@@ -18,10 +18,10 @@ from edge import contract as c
 from edge.cli.telemetry import FleetView, run_tail
 from edge.messaging import MemoryBroker, MemoryTransport, MqttSettings, MqttTransport
 from edge.serving import Monitor
-from tests.edge.test_monitor import LABELS, one_hot
+from tests.edge.serving.test_monitor import LABELS, one_hot
 
 MODEL = c.ModelRef(name="digits", version=3, runtime="onnxruntime", precision="fp32")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def telemetry(device: str, seq: int, boot: str = "b1") -> bytes:

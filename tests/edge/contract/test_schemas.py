@@ -13,11 +13,11 @@ import pytest
 
 from edge import contract as c
 from edge.serving import Monitor
-from tests.edge.test_monitor import LABELS, METRIC_KEYS, make_reference, one_hot
+from tests.edge.serving.test_monitor import LABELS, METRIC_KEYS, make_reference, one_hot
 
 jsonschema = pytest.importorskip("jsonschema")
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[3] / "docs" / "schemas"
 
 
 def validator(name: str) -> Any:
