@@ -46,8 +46,8 @@ from edge.errors import ConfigError
 bp = Blueprint(
     "web",
     __name__,
-    template_folder="../templates",
-    static_folder="../static",
+    template_folder="templates",
+    static_folder="static",
     static_url_path="/assets",
 )
 
