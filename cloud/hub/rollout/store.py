@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cloud.hub.rollout.core import RolloutSpec, Wave
 from cloud.hub.rollout.core.machine import (
     AuditRecord,
     DeploymentState,
@@ -22,7 +23,6 @@ from cloud.hub.rollout.core.machine import (
     StepReport,
     WaveState,
 )
-from cloud.hub.rollout.core.spec import RolloutSpec, Wave
 from cloud.hub.storage import (
     AuditEntry,
     Deployment,

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.hub.rollout import RolloutError
+from cloud.hub.rollout.core import RolloutSpec
 from cloud.hub.rollout.core.machine import (
     Order,
     RolloutState,
@@ -14,7 +15,6 @@ from cloud.hub.rollout.core.machine import (
     advance,
     new_rollout,
 )
-from cloud.hub.rollout.core.spec import RolloutSpec
 from tests.cloud.hub.fleet import SimDevice, deliver, observations
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from cloud.hub.rollout.core import RolloutSpec
 from cloud.hub.rollout.core.machine import act, advance, new_rollout
-from cloud.hub.rollout.core.spec import RolloutSpec
 from cloud.hub.rollout.store import observe, save_state
 from tests.cloud.hub import helpers
 from tests.cloud.hub.http.test_api import feed
