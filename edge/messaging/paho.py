@@ -131,6 +131,8 @@ class MqttTransport:
         self._subs: list[tuple[str, Handler, int]] = []
         self._listeners: list[ConnectListener] = []
         self._connected = threading.Event()
+        self._unacked_subs: set[int] = set()  # SUBSCRIBE message ids the broker has not acked
+        self._subs_acked = threading.Condition()
         self._closed = False
         self._started = False
         self.last_error: str | None = None
@@ -163,6 +165,7 @@ class MqttTransport:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_connect_fail = self._on_connect_fail
 
     # -- Transport API -------------------------------------------------------------------
@@ -194,13 +197,35 @@ class MqttTransport:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once connected and the broker has acknowledged (SUBACK) every subscription
+        sent so far: from then on nothing published to those filters can be missed."""
+        end = time.monotonic() + timeout
+        if not self._connected.wait(timeout):
+            return False
+        with self._subs_acked:
+            return self._subs_acked.wait_for(
+                lambda: not self._unacked_subs, max(0.0, end - time.monotonic())
+            )
+
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
         check_filter(topic_filter)
         check_qos(qos)
         with self._lock:
             self._subs.append((topic_filter, handler, qos))
         if self.connected:
-            self._client.subscribe(topic_filter, qos)
+            self._send_subscribe(topic_filter, qos)
+
+    def _send_subscribe(self, topic_filter: str, qos: int) -> None:
+        with self._subs_acked:
+            rc, mid = self._client.subscribe(topic_filter, qos)
+            if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
+                self._unacked_subs.add(mid)
+
+    def _on_subscribe(self, _client: paho.Client, _userdata: Any, mid: int, *_rest: Any) -> None:
+        with self._subs_acked:
+            self._unacked_subs.discard(mid)
+            self._subs_acked.notify_all()
 
     def unsubscribe(self, topic_filter: str) -> None:
         with self._lock:
@@ -264,8 +289,10 @@ class MqttTransport:
             filters: dict[str, int] = {}
             for f, _h, q in self._subs:
                 filters[f] = max(q, filters.get(f, 0))
+        with self._subs_acked:
+            self._unacked_subs.clear()  # a new session: earlier SUBACKs will never come
         for f, q in filters.items():
-            client.subscribe(f, q)
+            self._send_subscribe(f, q)
         self.last_error = None
         self._stats.add("connects")
         self._connected.set()

@@ -317,8 +317,7 @@ def test_mqtt_graceful_close_sends_final_not_will() -> None:
     agent = mqtt()
     agent.connect(Will(status, b"will", retain=False))
     try:
-        assert watcher.wait_connected(5) and agent.wait_connected(5)
-        time.sleep(0.2)
+        assert watcher.wait_subscribed(5) and agent.wait_connected(5)
         agent.close(graceful=True, final=Will(status, b"goodbye", retain=False))
         assert inbox.wait_for(lambda items: len(items) >= 1)
         time.sleep(0.5)
@@ -336,8 +335,7 @@ def test_mqtt_oversize_incoming_dropped_and_loop_survives() -> None:
     sub.connect()
     pub.connect()
     try:
-        assert sub.wait_connected(5) and pub.wait_connected(5)
-        time.sleep(0.2)
+        assert sub.wait_subscribed(5) and pub.wait_connected(5)
         assert pub.publish_and_wait(f"{base}/big", b"x" * 200_000)
         assert pub.publish_and_wait(f"{base}/small", b"ok")
         assert inbox.wait_for(lambda items: len(items) == 1)
@@ -358,8 +356,7 @@ def test_mqtt_v5_round_trip() -> None:
     t.subscribe(f"{base}/#", inbox)
     t.connect()
     try:
-        assert t.wait_connected(5)
-        time.sleep(0.2)
+        assert t.wait_subscribed(5)
         assert t.publish_and_wait(f"{base}/v5", b"five")
         assert inbox.wait_for(lambda items: items == [(f"{base}/v5", b"five")])
     finally:
@@ -495,8 +492,7 @@ def test_mqtts_with_ca_and_client_certificate(tmp_path: Path) -> None:
     try:
         good.connect()
         no_client_cert.connect()
-        assert good.wait_connected(10)
-        time.sleep(0.2)
+        assert good.wait_subscribed(10)
         assert good.publish_and_wait("tls/x", b"secret")
         assert inbox.wait_for(lambda items: items == [("tls/x", b"secret")])
         assert not no_client_cert.wait_connected(1.5)  # the broker demands a certificate
@@ -524,3 +520,21 @@ def test_refused_credentials_are_reported_not_fatal(tmp_path: Path) -> None:
     finally:
         t.close()
         broker.stop()
+
+
+@pytest.mark.integration
+def test_wait_subscribed_waits_for_the_brokers_suback() -> None:
+    base = unique()
+    t = mqtt()
+    t.connect()
+    try:
+        assert t.wait_connected(5)
+        assert t.wait_subscribed(5)  # nothing subscribed yet: nothing to wait for
+        inbox = Inbox()
+        t.subscribe(f"{base}/#", inbox)
+        assert t.wait_subscribed(5) and not t._unacked_subs
+        assert t.publish_and_wait(f"{base}/x", b"1")
+        assert inbox.wait_for(lambda items: items == [(f"{base}/x", b"1")])
+    finally:
+        t.close()
+    assert not mqtt().wait_subscribed(0.2)  # never connected

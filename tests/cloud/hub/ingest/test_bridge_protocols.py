@@ -118,7 +118,8 @@ def test_bridge_ingests_and_publishes_on_either_protocol(
         # retained status published before the hub started
         d = wait_for(lambda: _device(hub, dev))
         assert d.online and d.model_version == 2
-        time.sleep(0.3)  # lease mode subscribes after the election
+        # lease mode subscribes after the election: wait for the broker's SUBACK
+        assert hub.bridge.subscribed.wait(10)
         for seq in range(3, 13):
             pub.publish(*helpers.telemetry(dev, seq, version=2), qos=1)
         pub.publish(*helpers.telemetry(dev, 3, version=2), qos=1)  # duplicate
