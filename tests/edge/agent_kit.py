@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge.bundle_factory import make_bundle
+from tests.bundles import make_bundle
 
 
 @pytest.fixture(scope="session", name="kit")

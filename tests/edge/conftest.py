@@ -12,7 +12,7 @@ def digits_manifest(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
     """The manifest of a small signed ONNX digits bundle (for serving-level tests)."""
     from cloud.keys import generate_keypair
     from edge.bundle import read_manifest
-    from tests.edge.bundle_factory import make_bundle
+    from tests.bundles import make_bundle
 
     root = tmp_path_factory.mktemp("serving")
     priv, _pub = generate_keypair(root / "keys")

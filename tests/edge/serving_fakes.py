@@ -11,7 +11,7 @@ import numpy as np
 from edge.bundle import Slot
 from edge.contract import Manifest
 from edge.serving import LoadedModel
-from tests.edge.bundle_factory import raw_digit
+from tests.bundles import raw_digit
 
 
 class BlockingPredictor:

@@ -10,45 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cloud.bundle import ArtifactSource, GoldenSet, build_bundle
 from cloud.hub.app import create_app
 from cloud.hub.config import HubConfig
 from cloud.hub.http.auth import create_api_token
 from cloud.keys import generate_keypair
-from edge.contract import TensorSpec
+from tests.bundles import make_bundle as make_onnx_bundle
 
 LABELS = [str(i) for i in range(10)]
-
-
-def tiny_onnx(path: Path, seed: int) -> np.ndarray:
-    """A real linear-softmax classifier on 8x8x1 inputs; returns its weights."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=(64, 10)).astype(np.float32)
-    b = np.zeros(10, np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["input"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "w"], ["logits0"]),
-            helper.make_node("Add", ["logits0", "b"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["scores"], axis=-1),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 8, 1])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 10])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return w
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="session")
@@ -63,32 +31,18 @@ def make_bundle(
     out_dir = tmp_path_factory.mktemp("bundles")
 
     def make(version: int, name: str = "digits", private_key: Path | None = None) -> Path:
-        work = out_dir / f"{name}-{version}-src"
-        work.mkdir(exist_ok=True)
-        model = work / "model.onnx"
-        w = tiny_onnx(model, seed=version)
-        x = np.random.default_rng(0).uniform(0, 1, (16, 8, 8, 1)).astype(np.float32)
-        spec_in = TensorSpec("input", [1, 8, 8, 1], "float32")
-        spec_out = TensorSpec("scores", [1, 10], "float32")
-        out = out_dir / f"{name}-{version}-{(private_key or keys[0]).parent.name}.ekb"
-        build_bundle(
-            out,
-            name=name,
+        key = private_key or keys[0]
+        return make_onnx_bundle(
+            out_dir / f"{name}-{version}-{key.parent.name}.ekb",
+            key,
             version=version,
-            labels=LABELS,
-            inputs=[spec_in],
-            outputs=[spec_out],
-            preprocessing={"kind": "image", "height": 8, "width": 8, "channels": 1,
-                           "color": "grayscale", "layout": "NHWC", "raw_range": [0, 16],
-                           "scale": 1 / 16, "offset": 0, "invert": False},
-            artifacts=[ArtifactSource(model, "onnxruntime", "fp32", {"accuracy": 0.9},
-                                      [spec_in], [spec_out])],
-            private_key=private_key or keys[0],
-            golden=GoldenSet(x, _softmax(x.reshape(16, 64) @ w)),
+            name=name,
+            seed=version,
+            golden_x=np.random.default_rng(0).uniform(0, 1, (16, 8, 8, 1)).astype(np.float32),
+            metrics={"accuracy": 0.9},
             files={"model_card.md": f"# {name} v{version}\n".encode()},
             lineage={"metrics": {"test_accuracy": 0.9}},
-        )  # fmt: skip
-        return out
+        )
 
     return make
 

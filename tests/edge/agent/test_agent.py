@@ -23,9 +23,9 @@ from edge.errors import InputError
 from edge.install.states import STEPS
 from edge.messaging import MemoryBroker, MemoryTransport
 from edge.serving import InferenceTimeoutError
+from tests.bundles import raw_digit
 from tests.edge.agent_helpers import FileServer
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
-from tests.edge.bundle_factory import raw_digit
 from tests.waiting import wait_for
 
 DEV = "dev-1"

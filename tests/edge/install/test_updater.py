@@ -23,8 +23,8 @@ from edge.install.steps import (
     run_self_test,
     verify,
 )
+from tests.bundles import make_bundle
 from tests.edge.agent_helpers import FileServer
-from tests.edge.bundle_factory import make_bundle
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

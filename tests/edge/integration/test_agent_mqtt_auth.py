@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from edge import contract as c
+from tests.bundles import raw_digit
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 from tests.edge.brokers import MOSQUITTO, PrivateBroker, free_port
-from tests.edge.bundle_factory import raw_digit
 from tests.edge.integration.test_agent_mqtt import AgentProcess
 from tests.services import need_service
 from tests.waiting import wait_for

@@ -210,7 +210,7 @@ def test_a_running_inference_can_be_cancelled_from_another_thread(
     the next one runs normally (a late cancel does not poison it)."""
     import threading
 
-    from tests.edge.bundle_factory import make_onnx
+    from tests.bundles import make_onnx
 
     if not base.available()[runtime]["available"]:
         pytest.skip(f"{runtime} is not installed here")
@@ -243,7 +243,7 @@ def test_runtimes_that_cannot_interrupt_a_run_say_so(
     tiny: tiny_models.TinyModels, tmp_path: Path
 ) -> None:
     """LiteRT never can; OpenVINO not on one thread (it checks between parallel tasks)."""
-    from tests.edge.bundle_factory import make_onnx
+    from tests.bundles import make_onnx
 
     assert _loaded(tiny, "litert-fp32").cancel() is False
     if base.available()["openvino"]["available"]:

@@ -1,4 +1,4 @@
-"""Real, signed test bundles without TensorFlow: a tiny ONNX softmax classifier for 8x8 digits.
+"""The bundles the browser tests upload: tests.bundles' tiny ONNX digits classifier.
 
 The model is a genuine ONNX graph (Flatten -> MatMul -> Add -> Softmax) that ONNX Runtime
 runs, with a golden set computed by ONNX Runtime itself, so agents can install it for real.
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cloud.bundle import ArtifactSource, GoldenSet, build_bundle
-from edge.contract import TensorSpec
+from tests.bundles import make_bundle as make_onnx_bundle
+from tests.bundles import make_onnx
 
 LABELS = [str(i) for i in range(10)]
 PREPROCESSING = {
@@ -23,33 +23,6 @@ PREPROCESSING = {
     "layout": "NHWC", "raw_range": [0, 16], "scale": 1 / 16, "offset": 0, "invert": False,
 }  # fmt: skip
 XSS_MARKER = "<script>window.__cardXss = 1</script>"
-
-
-def _onnx_model(path: Path, seed: int) -> None:
-    import onnx
-    from onnx import TensorProto, helper
-
-    rng = np.random.default_rng(seed)
-    w = rng.normal(0, 0.5, (64, 10)).astype(np.float32)
-    b = rng.normal(0, 0.1, (10,)).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["input"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "w"], ["logits0"]),
-            helper.make_node("Add", ["logits0", "b"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
-        ],
-        "digits_linear",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 8, 8, 1])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 10])],
-        [
-            helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.flatten()),
-            helper.make_tensor("b", TensorProto.FLOAT, b.shape, b),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
 
 
 def _chart_png() -> bytes:
@@ -63,17 +36,10 @@ def _chart_png() -> bytes:
 
 def make_bundle(out: Path, private_key: Path, version: int, name: str = "digits") -> Path:
     """Write a signed ``name`` bundle of ``version`` to ``out`` and return the path."""
-    import onnxruntime as ort
-
-    work = out.parent / f".{out.stem}-work"
-    work.mkdir(parents=True, exist_ok=True)
-    model_path = work / "model.onnx"
-    _onnx_model(model_path, seed=version)
     rng = np.random.default_rng(100 + version)
     x = (rng.integers(0, 17, (16, 8, 8, 1)) / 16.0).astype(np.float32)
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    scores = sess.run(None, {"input": x})[0]
-    size = model_path.stat().st_size
+    # the same deterministic graph make_onnx_bundle builds, to report its real size
+    size = make_onnx(out.parent / f".{out.stem}-size.onnx", seed=version).stat().st_size
     variants = [
         {"target": "onnxruntime-fp32", "runtime": "onnxruntime", "precision": "fp32",
          "included": True, "reason": "", "accuracy": 0.91 + version / 100, "agreement": 1.0,
@@ -90,28 +56,15 @@ def make_bundle(out: Path, private_key: Path, version: int, name: str = "digits"
         "![accuracy chart](charts/accuracy.png)\n\n"
         "[bad link](javascript:alert(1)) <img src=x onerror=alert(1)>\n"
     )
-    spec_in = TensorSpec("input", [1, 8, 8, 1], "float32")
-    spec_out = TensorSpec("scores", [1, 10], "float32")
-    build_bundle(
+    return make_onnx_bundle(
         out,
-        name=name,
+        private_key,
         version=version,
-        labels=LABELS,
-        inputs=[spec_in],
-        outputs=[spec_out],
-        preprocessing=PREPROCESSING,
-        artifacts=[
-            ArtifactSource(
-                model_path,
-                "onnxruntime",
-                "fp32",
-                metrics={"accuracy": variants[0]["accuracy"], "latency_ms": 0.05, "size": size},
-                inputs=[spec_in],
-                outputs=[spec_out],
-            )
-        ],
-        private_key=private_key,
-        golden=GoldenSet(x, scores, np.argmax(scores, axis=1)),
+        name=name,
+        seed=version,
+        golden_x=x,
+        golden_labels=True,
+        metrics={"accuracy": variants[0]["accuracy"], "latency_ms": 0.05},
         files={
             "model_card.md": card.encode(),
             "charts/accuracy.png": _chart_png(),
@@ -119,4 +72,3 @@ def make_bundle(out: Path, private_key: Path, version: int, name: str = "digits"
         },
         lineage={"metrics": {"test_accuracy": variants[0]["accuracy"], "val_accuracy": 0.9}},
     )
-    return out

@@ -1,4 +1,6 @@
-"""Real, signed test bundles without TensorFlow: tiny ONNX graphs built with onnx.helper.
+"""The one factory of real, signed test bundles without TensorFlow: tiny ONNX graphs built
+with onnx.helper, golden outputs computed by ONNX Runtime itself, so agents install them
+for real. The edge, hub and browser tests all build their bundles here.
 
 ``kind``:
 * ``linear``: softmax(flatten(x) @ W + b), a working 8x8 digits-shaped classifier;
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,8 +106,19 @@ def make_bundle(
     kind: str = "linear",
     bad_golden: bool = False,
     seed: int = 0,
+    golden_x: np.ndarray | None = None,
+    metrics: dict[str, Any] | None = None,
+    files: dict[str, bytes] | None = None,
+    lineage: dict[str, Any] | None = None,
+    golden_labels: bool = False,
 ) -> Path:
-    """A signed .ekb at ``out`` holding one onnxruntime-fp32 variant of ``kind``."""
+    """A signed .ekb at ``out`` holding one onnxruntime-fp32 variant of ``kind``.
+
+    ``golden_x``: the golden inputs (default :func:`golden_inputs`); ``metrics``: the
+    variant's measured metrics; ``files`` and ``lineage``: extra members and provenance
+    (a model card, charts, a report), as an export would add them; ``golden_labels``: store
+    the float model's own answers as the golden labels.
+    """
     import onnxruntime as ort
 
     from cloud.bundle import ArtifactSource, GoldenSet, build_bundle
@@ -113,21 +127,25 @@ def make_bundle(
     work = out.parent / f".{out.stem}-work"
     work.mkdir(parents=True, exist_ok=True)
     model = make_onnx(work / "model.onnx", kind, seed)
-    x = golden_inputs(2 if kind == "slow" else 16)
+    x = golden_x if golden_x is not None else golden_inputs(2 if kind == "slow" else 16)
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     y = np.concatenate([sess.run(None, {"input": x[i : i + 1]})[0] for i in range(len(x))])
     if bad_golden:
         y = np.roll(y, 3, axis=1)
+    spec_in = TensorSpec("input", [1, 8, 8, 1], "float32")
+    spec_out = TensorSpec("scores", [1, 10], "float32")
     build_bundle(
         out,
         name=name,
         version=version,
         labels=DIGITS_LABELS,
-        inputs=[TensorSpec("input", [1, 8, 8, 1], "float32")],
-        outputs=[TensorSpec("scores", [1, 10], "float32")],
+        inputs=[spec_in],
+        outputs=[spec_out],
         preprocessing=DIGITS_PREPROCESSING,
-        artifacts=[ArtifactSource(model, "onnxruntime", "fp32")],
+        artifacts=[ArtifactSource(model, "onnxruntime", "fp32", metrics or {})],
         private_key=key,
-        golden=GoldenSet(x, y),
+        golden=GoldenSet(x, y, np.argmax(y, axis=1) if golden_labels else None),
+        files=files,
+        lineage=lineage,
     )
     return out
