@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -182,6 +183,19 @@ class Event:
 CMD_KINDS = ("deploy", "rollback", "config", "ping")
 
 
+SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _sha256(value: str | None) -> str | None:
+    """A digest as 64 lower-case hex characters. The agent names files after it, so anything
+    else (``../../x``) is refused here, before it can become part of a path."""
+    if value is None:
+        return None
+    if not SHA256_RE.fullmatch(value):
+        raise ContractError("cmd: 'sha256' must be 64 hexadecimal characters")
+    return value.lower()
+
+
 @dataclass(frozen=True)
 class Command:
     """Sent to ``cmd``. A deploy names the bundle by URL with its sha256; it expires."""
@@ -216,7 +230,7 @@ class Command:
             name=_opt(obj, "name", str, "cmd"),
             version=_opt(obj, "version", int, "cmd"),
             url=_opt(obj, "url", str, "cmd"),
-            sha256=_opt(obj, "sha256", str, "cmd"),
+            sha256=_sha256(_opt(obj, "sha256", str, "cmd")),
             size=_opt(obj, "size", int, "cmd"),
             rollout=_opt(obj, "rollout", str, "cmd"),
             expires=_opt(obj, "expires", (int, float), "cmd"),

@@ -560,3 +560,18 @@ def test_keep_versions_prunes_the_store_at_once(rig: Rig) -> None:
 def test_max_queued_requests_reaches_mqtt_inference(rig: Rig) -> None:
     agent = rig.start(max_queued_requests="7")
     assert agent.inference.max_pending == 7
+
+
+def test_a_deploy_whose_sha256_is_a_path_writes_nothing_outside(rig: Rig, tmp_path: Path) -> None:
+    agent = rig.start(bundle=str(rig.kit["v1"]))
+    before = sorted(p for p in tmp_path.rglob("*"))
+    url = rig.files.add(rig.kit["v2"])
+    cid = rig.command("deploy", name="digits", version=2, url=url,
+                      sha256="../../../escaped", expires=time.time() + 60)  # fmt: skip
+    err = wait_for(lambda: [e for e in rig.events() if e["kind"] == "error"])
+    assert "64 hexadecimal" in err[0]["message"]
+    assert not any(e["command"] == cid and e["step"] == "downloading" for e in rig.events())
+    created = sorted(p for p in tmp_path.rglob("*"))
+    assert [p for p in created if p not in before and "escaped" in p.name] == []
+    assert not (tmp_path.parent / "escaped.ekb").exists()
+    assert sid(agent.store.active()) == "digits-1"

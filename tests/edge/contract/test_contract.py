@@ -172,3 +172,19 @@ def test_manifest_refuses_bad_artifact() -> None:
     d["artifacts"][0]["sha256"] = "XYZ"
     with pytest.raises(ManifestError, match="sha256"):
         c.Manifest.parse(d)
+
+
+@pytest.mark.parametrize(
+    "digest", ["../../somewhere/x", "0" * 63, "0" * 65, "g" * 64, "0" * 63 + "/", ""]
+)
+def test_a_command_sha256_that_could_become_a_path_is_refused(digest: str) -> None:
+    obj = {"schema": c.SCHEMA_CMD, "id": "d1", "kind": "deploy", "ts": 1.0,
+           "url": "http://hub/b.ekb", "sha256": digest, "version": 2}  # fmt: skip
+    with pytest.raises(ContractError, match="64 hexadecimal"):
+        c.Command.parse(obj)
+
+
+def test_a_command_sha256_is_normalised_to_lower_case() -> None:
+    obj = {"schema": c.SCHEMA_CMD, "id": "d1", "kind": "deploy", "ts": 1.0,
+           "url": "http://hub/b.ekb", "sha256": "AB" * 32, "version": 2}  # fmt: skip
+    assert c.Command.parse(obj).sha256 == "ab" * 32
