@@ -13,7 +13,7 @@ from edge.errors import InstallError
 
 @dataclass(frozen=True, kw_only=True)
 class InstallSettings:
-    """The keys that govern installs, shared by AgentConfig and edge.install.steps.Policy
+    """The keys that govern installs, shared by AgentConfig and :class:`Policy`
     (which adds the loaded trusted key), so a default is written down only once."""
 
     pin_runtime: str | None = None
