@@ -70,13 +70,9 @@ class Agent:
         self.transport = transport if transport is not None else mqtt_transport(cfg)
         self.outbox = Outbox(cfg.data_dir / "outbox", cfg.outbox_max_bytes, cfg.outbox_max_messages)
         self.store = ModelStore(cfg.models_dir, cfg.keep_versions)
+        # run-time settings (time limit, fallback thresholds) are applied by _configure()
         self.server = ModelServer(
-            self,
-            timeout=cfg.inference_timeout,
-            fallback_error_rate=cfg.fallback_error_rate,
-            fallback_window=cfg.fallback_window,
-            fallback_min_inferences=cfg.fallback_min_inferences,
-            on_fallback=lambda model, rate: self.installer.request_fallback(model, rate),
+            self, on_fallback=lambda model, rate: self.installer.request_fallback(model, rate)
         )
         self.reporter = Reporter(
             self.device,
