@@ -14,10 +14,11 @@ def in_ci() -> bool:
     )
 
 
-def need_service(ok: bool, what: str) -> None:
-    """Skip (on a laptop) or fail (in CI) when a service or tool a test needs is missing."""
+def need_service(ok: bool, what: str, *, module_level: bool = False) -> None:
+    """Skip (on a laptop) or fail (in CI) when a service or tool a test needs is missing;
+    ``module_level`` for a check at import time of a test module or conftest."""
     if ok:
         return
     if in_ci():
         pytest.fail(f"{what}: CI must provide it (see .ci/run)", pytrace=False)
-    pytest.skip(what)
+    pytest.skip(what, allow_module_level=module_level)

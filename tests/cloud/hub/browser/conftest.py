@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import in_ci
+from tests.services import need_service
 
 CHROMIUM = Path(os.environ.get("EDGEKIT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -32,11 +32,11 @@ SCREENSHOTS = Path(__file__).resolve().parents[4] / "test-artifacts" / "screensh
 PASSWORD = "correct-horse-1"
 USERS = {"ada": "admin", "olga": "operator", "vic": "viewer"}
 
-if not CHROMIUM.exists():
-    _why = f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
-    if in_ci():
-        pytest.fail(f"{_why}: CI must provide it (see .ci/run)", pytrace=False)
-    pytest.skip(_why, allow_module_level=True)
+need_service(
+    CHROMIUM.exists(),
+    f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)",
+    module_level=True,
+)
 
 
 @dataclass
