@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from edge.contract.topics import (
     SCHEMA_TELEMETRY,
     validate_device_id,
 )
+from edge.contract.wire import canonical_json
 from edge.contract.wire import check_schema as _check_schema
 from edge.contract.wire import opt as _opt
 from edge.contract.wire import req as _req
@@ -180,10 +182,10 @@ class Event:
         )
 
 
-CMD_KINDS = ("deploy", "rollback", "config", "ping")
-
-
+CMD_KINDS = ("deploy", "rollback", "config", "keys", "ping")
+NONCE_RE = re.compile(r"[0-9A-Za-z_-]{16,64}")
 SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+MAX_SIZE = 1 << 40  # a declared bundle size beyond 1 TiB is nonsense, not a big model
 
 
 def _sha256(value: str | None) -> str | None:
@@ -196,26 +198,64 @@ def _sha256(value: str | None) -> str | None:
     return value.lower()
 
 
+def _nonce(value: str | None) -> str | None:
+    if value is not None and not NONCE_RE.fullmatch(value):
+        raise ContractError("cmd: 'nonce' must be 16-64 letters, digits, '-' or '_'")
+    return value
+
+
+def _keys(value: dict[str, Any] | None) -> dict[str, list[str]]:
+    """``{"add": [PEM, ...], "revoke": [key id, ...]}`` of a ``keys`` command."""
+    out: dict[str, list[str]] = {}
+    for name, item in (value or {}).items():
+        if name not in ("add", "revoke"):
+            raise ContractError(f"cmd: 'keys' has unknown field {name!r} (add, revoke)")
+        if not isinstance(item, list) or not all(isinstance(x, str) for x in item):
+            raise ContractError(f"cmd: 'keys.{name}' must be a list of strings")
+        if len(item) > 32:
+            raise ContractError(f"cmd: 'keys.{name}' lists more than 32 keys")
+        out[name] = list(item)
+    return out
+
+
 @dataclass(frozen=True)
 class Command:
-    """Sent to ``cmd``. A deploy names the bundle by URL with its sha256; it expires."""
+    """Sent to ``cmd``. A deploy names the bundle by URL with its sha256 and size.
+
+    Every command names its target ``device``, ``expires`` and carries a random ``nonce``;
+    the hub signs it (``sig``: base64 Ed25519 over :meth:`signing_bytes`, by the key
+    ``key_id``), so an agent can refuse forged, redirected, expired and replayed commands.
+    """
 
     id: str
     kind: str
     ts: float
+    expires: float  # unix seconds; an expired command is refused
+    device: str | None = None  # the device it is meant for; signed, so it cannot be moved
+    nonce: str | None = None  # random, once per command: the agent refuses a replay
     name: str | None = None  # model name (deploy, rollback)
     version: int | None = None  # model version (deploy, rollback)
     url: str | None = None  # bundle download URL (deploy); hub URLs need the device token
     sha256: str | None = None
-    size: int | None = None
+    size: int | None = None  # exact bundle size in bytes (deploy); more is never read
     rollout: str | None = None
-    expires: float | None = None  # unix seconds; an expired command is refused
     config: dict[str, Any] = field(default_factory=dict)  # kind == "config"
+    keys: dict[str, list[str]] = field(default_factory=dict)  # kind == "keys"
+    key_id: str | None = None
+    sig: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["schema"] = SCHEMA_CMD
+        for name in ("key_id", "sig"):
+            if d[name] is None:
+                del d[name]
         return d
+
+    @staticmethod
+    def signing_bytes(obj: dict[str, Any]) -> bytes:
+        """What the signature covers: the whole payload but ``sig``, as canonical JSON."""
+        return canonical_json({k: v for k, v in obj.items() if k != "sig"})
 
     @staticmethod
     def parse(obj: dict[str, Any]) -> Command:
@@ -223,24 +263,43 @@ class Command:
         kind = _req(obj, "kind", str, "cmd")
         if kind not in CMD_KINDS:
             raise ContractError(f"cmd: unknown kind {kind!r} (one of {', '.join(CMD_KINDS)})")
+        device = _opt(obj, "device", str, "cmd")
         cmd = Command(
             id=_req(obj, "id", str, "cmd"),
             kind=kind,
-            ts=float(_req(obj, "ts", (int, float), "cmd")),
+            ts=_finite(_req(obj, "ts", (int, float), "cmd"), "ts"),
+            expires=_finite(_req(obj, "expires", (int, float), "cmd"), "expires"),
+            device=None if device is None else validate_device_id(device),
+            nonce=_nonce(_opt(obj, "nonce", str, "cmd")),
             name=_opt(obj, "name", str, "cmd"),
             version=_opt(obj, "version", int, "cmd"),
             url=_opt(obj, "url", str, "cmd"),
             sha256=_sha256(_opt(obj, "sha256", str, "cmd")),
             size=_opt(obj, "size", int, "cmd"),
             rollout=_opt(obj, "rollout", str, "cmd"),
-            expires=_opt(obj, "expires", (int, float), "cmd"),
             config=_opt(obj, "config", dict, "cmd") or {},
+            keys=_keys(_opt(obj, "keys", dict, "cmd")),
+            key_id=_opt(obj, "key_id", str, "cmd"),
+            sig=_opt(obj, "sig", str, "cmd"),
         )
-        if kind == "deploy" and (cmd.url is None or cmd.sha256 is None or cmd.version is None):
-            raise ContractError("cmd: a deploy needs 'url', 'sha256' and 'version'")
+        if kind == "deploy" and (
+            cmd.url is None or cmd.sha256 is None or cmd.version is None or cmd.size is None
+        ):
+            raise ContractError("cmd: a deploy needs 'url', 'sha256', 'size' and 'version'")
+        if cmd.size is not None and not 0 < cmd.size <= MAX_SIZE:
+            raise ContractError(f"cmd: 'size' must be between 1 and {MAX_SIZE} bytes")
         if kind == "rollback" and cmd.version is None:
             raise ContractError("cmd: a rollback needs 'version'")
+        if kind == "keys" and not cmd.keys:
+            raise ContractError("cmd: a keys command needs 'keys' with 'add' or 'revoke'")
         return cmd
+
+
+def _finite(value: float, name: str) -> float:
+    out = float(value)
+    if not math.isfinite(out) or abs(out) > 1e12:
+        raise ContractError(f"cmd: {name!r} must be a unix time in seconds")
+    return out
 
 
 @dataclass(frozen=True)

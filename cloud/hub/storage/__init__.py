@@ -10,12 +10,15 @@ from cloud.hub.storage.tables import (
     Device,
     EnrollmentToken,
     EventRow,
+    HubSecret,
+    LoginFailure,
     ModelVersion,
     Rollout,
     RolloutWave,
     TelemetryMinute,
     TelemetryRaw,
     User,
+    WebSession,
 )
 
 __all__ = [
@@ -28,10 +31,13 @@ __all__ = [
     "Device",
     "EnrollmentToken",
     "EventRow",
+    "HubSecret",
+    "LoginFailure",
     "ModelVersion",
     "Rollout",
     "RolloutWave",
     "TelemetryMinute",
     "TelemetryRaw",
     "User",
+    "WebSession",
 ]

@@ -48,6 +48,39 @@ class ApiToken(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created: Mapped[float] = mapped_column(Float)
     last_used: Mapped[float | None] = mapped_column(Float)
+    revoked: Mapped[float | None] = mapped_column(Float)  # when; a revoked token is refused
+
+
+class WebSession(Base):
+    """A logged-in browser session; the cookie holds the id, only its sha256 is stored, so
+    logout and a password change end the session on the server, not only in the browser."""
+
+    __tablename__ = "web_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+
+
+class LoginFailure(Base):
+    """Failed logins per ``user:NAME`` and ``addr:IP`` key, for throttling (shared by every
+    hub process through the database)."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    first: Mapped[float] = mapped_column(Float)
+    locked_until: Mapped[float | None] = mapped_column(Float)
+
+
+class HubSecret(Base):
+    """Secrets the hub itself must read back (its broker password, its command signing key);
+    kept in the database so every hub process of one fleet shares them."""
+
+    __tablename__ = "hub_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created: Mapped[float] = mapped_column(Float)
 
 
 class EnrollmentToken(Base):
@@ -61,6 +94,8 @@ class EnrollmentToken(Base):
     expires: Mapped[float | None] = mapped_column(Float)
     used_at: Mapped[float | None] = mapped_column(Float)
     used_by: Mapped[str | None] = mapped_column(String(128))
+    # may this token take over a device id that is already enrolled (an admin's decision)
+    rebind: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Device(Base):
@@ -90,6 +125,10 @@ class Device(Base):
     model_ts: Mapped[float | None] = mapped_column(Float)
     model_seq: Mapped[int | None] = mapped_column(Integer)
     model_src: Mapped[str | None] = mapped_column(String(16))
+    revoked: Mapped[float | None] = mapped_column(Float)  # when its credentials were cut
+    # the device's broker password as Mosquitto dynamic security stores it (PBKDF2-SHA512:
+    # base64 ``salt`` and ``password``, ``iterations``); never the password itself
+    mqtt_secret: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ModelVersion(Base):
