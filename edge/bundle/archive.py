@@ -28,12 +28,21 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from edge.bundle.keyring import Keyring
 from edge.bundle.signing import PublicKeyLike, verify_manifest
 from edge.contract import MANIFEST_NAME, FileEntry, Manifest
 from edge.durable import fsync_dir
 from edge.errors import BundleError, IntegrityError, ManifestError, UnsafeArchiveError, VersionError
 
 CHUNK = 1 << 20
+Trust = PublicKeyLike | Keyring  # one key, or a device's keyring (several, some revoked)
+
+
+def check_signature(manifest: Manifest, trust: Trust) -> str:
+    """The signer's key id, checked against one key or against a keyring."""
+    if isinstance(trust, Keyring):
+        return trust.verify(manifest)
+    return verify_manifest(manifest, trust)
 
 
 @dataclass(frozen=True)
@@ -274,7 +283,7 @@ def _scan(
 
 def verify_bundle(
     path: str | Path,
-    public_key: PublicKeyLike | None,
+    public_key: Trust | None,
     limits: BundleLimits = DEFAULT_LIMITS,
 ) -> Manifest:
     """Verify a bundle file: archive safety, every sha256 and size, and the signature.
@@ -284,7 +293,7 @@ def verify_bundle(
     """
     manifest, members = _scan(Path(path), limits, None)
     if public_key is not None:
-        verify_manifest(manifest, public_key)
+        check_signature(manifest, public_key)
     _check_entries(manifest, members)
     return manifest
 
@@ -292,7 +301,7 @@ def verify_bundle(
 def extract_bundle(
     path: str | Path,
     dest: str | Path,
-    public_key: PublicKeyLike | None,
+    public_key: Trust | None,
     limits: BundleLimits = DEFAULT_LIMITS,
     *,
     replace: bool = False,
@@ -311,7 +320,7 @@ def extract_bundle(
     try:
         manifest, members = _scan(Path(path), limits, tmp)
         if public_key is not None:
-            verify_manifest(manifest, public_key)
+            check_signature(manifest, public_key)
         _check_entries(manifest, members)
         fsync_dir(tmp)
         if dest.exists():
@@ -340,12 +349,12 @@ def load_manifest_dir(bundle_dir: str | Path) -> Manifest:
     return parse_manifest_bytes(data)
 
 
-def verify_directory(bundle_dir: str | Path, public_key: PublicKeyLike | None) -> Manifest:
+def verify_directory(bundle_dir: str | Path, public_key: Trust | None) -> Manifest:
     """Re-verify an extracted bundle (after a restart): signature, files, no links, no extras."""
     root = Path(bundle_dir)
     manifest = load_manifest_dir(root)
     if public_key is not None:
-        verify_manifest(manifest, public_key)
+        check_signature(manifest, public_key)
     members: dict[str, MemberInfo] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for d in dirnames:

@@ -2,7 +2,7 @@
 
 Layout under ``DATA_DIR/models``::
 
-    state.json            {"active", "last_known_good", "history", "install"}
+    state.json            {"active", "last_known_good", "history", "committed", "install"}
     <name>-<version>/      slot.json (our notes on it) and bundle/ (the verified, extracted
                            bundle, untouched so it can be re-verified at every start)
     .staging-<token>/      a slot being assembled; never referenced by state.json
@@ -13,6 +13,11 @@ half of each. ``install`` is the journal of an install in progress: if the agent
 finds one, the install was interrupted and :meth:`ModelStore.recover` reports it.
 A slot becomes visible only by renaming a complete staging directory, so a slot directory
 without slot.json is debris from a crash and is removed on start.
+
+``committed`` remembers, per model name, every version this device ever committed and the
+sha256 of its bundle, even after the slot is pruned: the downgrade rule (a deploy must be
+newer than every committed version of its name, whatever model is active now) and the
+rollback rule (only to a version committed before, and only to that very bundle) read it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ STATE_FILE = "state.json"
 SLOT_FILE = "slot.json"
 BUNDLE_DIR = "bundle"
 STAGING_PREFIX = ".staging-"
+MAX_COMMITTED_PER_NAME = 256  # the newest versions per name are remembered
 
 
 def slot_id(name: str, version: int) -> str:
@@ -70,6 +76,8 @@ class StoreState:
     last_known_good: str | None = None
     history: list[str] = field(default_factory=list)  # committed slots, oldest first
     install: dict[str, Any] | None = None  # journal of the install in progress
+    # model name -> {str(version): bundle sha256 or None}: every version ever committed
+    committed: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +85,7 @@ class StoreState:
             "last_known_good": self.last_known_good,
             "history": list(self.history),
             "install": self.install,
+            "committed": {name: dict(v) for name, v in self.committed.items()},
         }
 
     @staticmethod
@@ -93,7 +102,18 @@ class StoreState:
         for key, value in (("active", active), ("last_known_good", lkg)):
             if value is not None and not isinstance(value, str):
                 raise StorageError(f"state.json: {key!r} must be a slot id or null")
-        return StoreState(active=active, last_known_good=lkg, history=history, install=install)
+        committed = obj.get("committed")
+        committed = {} if committed is None else committed
+        if not isinstance(committed, dict) or not all(
+            isinstance(v, dict)
+            and all(k.isdigit() and (d is None or isinstance(d, str)) for k, d in v.items())
+            for v in committed.values()
+        ):
+            raise StorageError("state.json: 'committed' must map names to {version: sha256}")
+        return StoreState(
+            active=active, last_known_good=lkg, history=history, install=install,
+            committed={str(n): dict(v) for n, v in committed.items()},
+        )  # fmt: skip
 
 
 class ModelStore:
@@ -116,7 +136,11 @@ class ModelStore:
         if not path.exists():
             return StoreState()
         try:
-            return StoreState.from_dict(json.loads(path.read_bytes()))
+            obj = json.loads(path.read_bytes())
+            state = StoreState.from_dict(obj)
+            if isinstance(obj, dict) and "committed" not in obj:  # written by an older agent
+                state.committed = self._committed_of(state.history)
+            return state
         except (OSError, ValueError, StorageError) as exc:
             # Never brick: keep the broken file for a human and start from the slots.
             broken = path.with_name(f"state.broken-{int(time.time())}.json")
@@ -129,7 +153,20 @@ class ModelStore:
         slots = sorted(self.slots(), key=lambda s: (s.meta.get("committed_at") or 0, s.version))
         committed = [s.id for s in slots if s.meta.get("committed_at")]
         lkg = committed[-1] if committed else None
-        return StoreState(active=lkg, last_known_good=lkg, history=committed)
+        return StoreState(
+            active=lkg,
+            last_known_good=lkg,
+            history=committed,
+            committed=self._committed_of(committed),
+        )
+
+    def _committed_of(self, sids: list[str]) -> dict[str, dict[str, str | None]]:
+        out: dict[str, dict[str, str | None]] = {}
+        for sid in sids:
+            slot = self.get(sid)
+            if slot is not None:
+                out.setdefault(slot.name, {})[str(slot.version)] = slot.meta.get("bundle_sha256")
+        return out
 
     def _write_state(self) -> None:
         data = json.dumps(self._state.to_dict(), indent=2, sort_keys=True).encode()
@@ -177,6 +214,16 @@ class ModelStore:
     def active(self) -> Slot | None:
         with self._lock:
             return self.get(self._state.active)
+
+    def committed_versions(self, name: str) -> dict[int, str | None]:
+        """Every version of ``name`` this device committed, with its bundle's sha256."""
+        with self._lock:
+            return {int(v): d for v, d in self._state.committed.get(name, {}).items()}
+
+    def highest_committed(self, name: str) -> int | None:
+        """The newest version of ``name`` ever committed here (the downgrade floor)."""
+        versions = self.committed_versions(name)
+        return max(versions) if versions else None
 
     def last_known_good(self) -> Slot | None:
         with self._lock:
@@ -231,6 +278,12 @@ class ModelStore:
             self._state.active = slot.id
             self._state.last_known_good = slot.id
             self._state.history = [h for h in self._state.history if h != slot.id] + [slot.id]
+            versions = self._state.committed.setdefault(slot.name, {})
+            versions[str(slot.version)] = slot.meta.get("bundle_sha256") or versions.get(
+                str(slot.version)
+            )
+            for old in sorted(versions, key=int)[:-MAX_COMMITTED_PER_NAME]:
+                del versions[old]
             self._state.install = None
             self._write_state()
         self.prune()

@@ -2,22 +2,37 @@
 
 Bytes go to ``<dest>.part``; an interrupted download (network error, agent killed) is
 continued from where it stopped with an HTTP ``Range`` request, so a flaky link or a
-restart never starts a large bundle over. The total size and the total time are bounded;
-a server that ignores ``Range`` (200 instead of 206) simply sends everything again.
+restart never starts a large bundle over. A server that ignores ``Range`` (200 instead
+of 206) simply sends everything again.
+
+What a hostile server cannot do (TUF's "endless data" and "slow retrieval" attacks):
+
+* send more than the declared ``size``: at most ``size`` bytes are ever read (plus one, to
+  notice a longer body), and a ``Content-Length`` or ``Content-Range`` that disagrees
+  with it is refused before the body is read;
+* hold the download past its deadline: a watchdog shuts the socket down at the deadline
+  whatever the connection is doing (connecting, headers, body, one byte at a time), and
+  every receive is also bounded by the time left;
+* leave files behind: a refused download deletes its ``.part`` file;
+* redirect it elsewhere: redirects are not followed (the origin was checked, see
+  edge/install/origins.py, and the connection goes to exactly the host and port checked).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import logging
 import os
+import re
+import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import SplitResult, urlsplit
 
 from edge.errors import InstallError
 
@@ -26,7 +41,9 @@ log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 RETRY_BASE_S = 0.25  # back-off before retry n: 2**n times this (tests shorten it)
 ATTEMPTS = 5
+MAX_RECV_WAIT_S = 30.0  # no byte for this long: the connection is dead, try again
 Progress = Callable[[int, int | None], None]
+CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 def sha256_file(path: Path) -> str:
@@ -44,35 +61,55 @@ def download(
     max_bytes: int,
     timeout: float,
     token: str | None = None,
-    expected_size: int | None = None,
+    expected_size: int | None,
     progress: Progress | None = None,
 ) -> Path:
-    """Fetch ``url`` into ``dest`` (via ``dest.part``) and return ``dest``.
+    """Fetch exactly ``expected_size`` bytes of ``url`` into ``dest`` (via ``dest.part``).
 
-    Raises InstallError(step="downloading") with a one-line reason. The caller checks the
-    sha256; a file that fails it must be deleted by the caller so it is not resumed.
+    Raises InstallError(step="downloading") with a one-line reason, after deleting the
+    ``.part`` file. The caller checks the sha256 (and deletes a file that fails it).
     """
-    scheme = urlparse(url).scheme
-    if scheme not in ("http", "https"):
-        raise InstallError("downloading", f"refusing to download from a {scheme or 'bad'} URL")
-    if expected_size is not None and expected_size > max_bytes:
-        raise InstallError(
-            "downloading", f"bundle of {expected_size} bytes exceeds the {max_bytes} byte limit"
-        )
     part = dest.with_name(dest.name + ".part")
+    try:
+        return _download(url, dest, part, max_bytes, timeout, token, expected_size, progress)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def _download(
+    url: str,
+    dest: Path,
+    part: Path,
+    max_bytes: int,
+    timeout: float,
+    token: str | None,
+    size: int | None,
+    progress: Progress | None,
+) -> Path:
+    target = urlsplit(url)
+    if target.scheme not in ("http", "https") or not target.hostname:
+        raise InstallError("downloading", f"refusing to download from {url!r}: not http(s)")
+    if size is None or size <= 0:
+        raise InstallError("downloading", "no declared size: refusing an unbounded download")
+    if size > max_bytes:
+        raise InstallError(
+            "downloading", f"bundle of {size} bytes exceeds the {max_bytes} byte limit"
+        )
     deadline = time.monotonic() + timeout
     last_error = "no attempt made"
     for attempt in range(1, ATTEMPTS + 1):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline - time.monotonic() <= 0:
             break
         try:
-            if _fetch(url, part, token, max_bytes, deadline, expected_size, progress):
-                os.replace(part, dest)
-                return dest
+            _fetch(target, part, token, size, deadline, progress)
+            os.replace(part, dest)
+            return dest
         except _Retry as exc:
             last_error = str(exc)
             log.warning("download attempt %d of %s failed: %s", attempt, url, exc)
+            if time.monotonic() >= deadline:
+                break
             time.sleep(min(2.0**attempt * RETRY_BASE_S, max(0.0, deadline - time.monotonic())))
     if time.monotonic() >= deadline:
         raise InstallError("downloading", f"download did not finish within {timeout:g} s")
@@ -83,79 +120,158 @@ class _Retry(Exception):
     """A transient failure: try again from the bytes we have."""
 
 
-def _fetch(  # noqa: C901 - one HTTP exchange: each status and limit is checked in order
-    url: str,
+class _Deadline:
+    """Shuts the connection's socket down when the deadline passes, so no read (of the
+    status line, a header, or a body that trickles in a byte at a time) outlives it."""
+
+    def __init__(self, conn: http.client.HTTPConnection, deadline: float) -> None:
+        self.conn = conn
+        self.fired = threading.Event()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired.set()
+        sock = self.conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        self._timer.start()
+        try:
+            yield
+        finally:
+            self._timer.cancel()
+            self.conn.close()
+
+
+def _connection(target: SplitResult, deadline: float) -> http.client.HTTPConnection:
+    wait = max(0.05, min(MAX_RECV_WAIT_S, deadline - time.monotonic()))
+    host, port = target.hostname or "", target.port
+    if target.scheme == "https":
+        return http.client.HTTPSConnection(
+            host, port, timeout=wait, context=ssl.create_default_context()
+        )
+    return http.client.HTTPConnection(host, port, timeout=wait)
+
+
+def _fetch(
+    target: SplitResult,
     part: Path,
     token: str | None,
-    max_bytes: int,
+    size: int,
     deadline: float,
-    expected_size: int | None,
     progress: Progress | None,
-) -> bool:
+) -> None:
     have = part.stat().st_size if part.exists() else 0
-    if expected_size is not None and have == expected_size:
-        return True
-    if expected_size is not None and have > expected_size:
+    if have > size:
         part.unlink()
         have = 0
-    headers = {"User-Agent": "edgekit-agent"}
+    if have == size:
+        return
+    headers = {"User-Agent": "edgekit-agent", "Accept-Encoding": "identity"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     if have:
-        headers["Range"] = f"bytes={have}-"
-    req = urllib.request.Request(url, headers=headers)
-    socket_timeout = max(1.0, min(30.0, deadline - time.monotonic()))
+        headers["Range"] = f"bytes={have}-{size - 1}"
+    path = target.path or "/"
+    if target.query:
+        path += "?" + target.query
+    conn = _connection(target, deadline)
+    watchdog = _Deadline(conn, deadline)
     try:
-        resp = urllib.request.urlopen(req, timeout=socket_timeout)  # scheme checked above
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # our part is at least as big as the file: start over
-            part.unlink(missing_ok=True)
-            raise _Retry("server refused the resume range; starting over") from None
-        if exc.code in (401, 403):
-            raise InstallError("downloading", f"bundle download refused: HTTP {exc.code}") from None
-        if exc.code == 404:
-            raise InstallError("downloading", f"bundle not found: HTTP 404 for {url}") from None
-        if 400 <= exc.code < 500:
-            raise InstallError("downloading", f"bundle download failed: HTTP {exc.code}") from None
-        raise _Retry(f"HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise _Retry(f"cannot reach {urlparse(url).netloc}: {reason}") from None
-    with contextlib.closing(resp):
-        if resp.status == 206 and have:
-            mode = "ab"
-        else:
-            mode, have = "wb", 0  # full body: the server ignored Range
-        length = resp.headers.get("Content-Length")
-        total = have + int(length) if length and length.isdigit() else expected_size
-        if total is not None and total > max_bytes:
+        with watchdog.armed():
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            start = _check_response(resp, have, size)  # 0: the whole file again ("wb")
+            _receive(resp, conn, part, start, size, deadline, progress)
+    except (http.client.HTTPException, OSError) as exc:
+        if watchdog.fired.is_set() or time.monotonic() >= deadline:
+            raise _Retry("time limit reached") from None
+        got = part.stat().st_size if part.exists() else 0
+        raise _Retry(f"connection to {target.netloc} failed after {got} bytes: {exc}") from None
+    if watchdog.fired.is_set():
+        raise _Retry("time limit reached")
+
+
+def _check_response(resp: http.client.HTTPResponse, have: int, size: int) -> int:
+    """The offset the body starts at; InstallError (final) or _Retry (transient) otherwise."""
+    status = resp.status
+    if status == 416 and have:
+        raise _Retry("server refused the resume range; starting over")
+    if status in (401, 403):
+        raise InstallError("downloading", f"bundle download refused: HTTP {status}")
+    if status == 404:
+        raise InstallError("downloading", "bundle not found: HTTP 404")
+    if 300 <= status < 400:
+        raise InstallError("downloading", f"bundle URL redirects (HTTP {status}); not followed")
+    if 400 <= status < 500:
+        raise InstallError("downloading", f"bundle download failed: HTTP {status}")
+    if status >= 500:
+        raise _Retry(f"HTTP {status}")
+    if status not in (200, 206):
+        raise InstallError("downloading", f"unexpected HTTP {status} for a bundle download")
+    start = 0
+    if status == 206:
+        match = CONTENT_RANGE_RE.fullmatch(resp.headers.get("Content-Range", "").strip())
+        if match is None or int(match.group(1)) != have:
             raise InstallError(
-                "downloading", f"bundle of {total} bytes exceeds the {max_bytes} byte limit"
+                "downloading", "server answered the resume with a range that was not asked for"
             )
-        got = have
-        try:
-            with part.open(mode) as out:
-                while True:
-                    if time.monotonic() > deadline:
-                        raise _Retry("time limit reached")
-                    chunk = resp.read(CHUNK)
-                    if not chunk:
-                        break
-                    got += len(chunk)
-                    if got > max_bytes:
-                        raise InstallError(
-                            "downloading", f"bundle exceeds the {max_bytes} byte limit"
-                        )
-                    out.write(chunk)
-                    if progress is not None:
-                        progress(got, total)
-                out.flush()
-                os.fsync(out.fileno())
-        except InstallError:
-            part.unlink(missing_ok=True)
-            raise
-        except OSError as exc:
-            raise _Retry(f"connection lost after {got} bytes: {exc}") from None
-    if total is not None and got < total:
-        raise _Retry(f"connection closed after {got} of {total} bytes")
-    return True
+        if match.group(3) != "*" and int(match.group(3)) != size:
+            raise InstallError(
+                "downloading",
+                f"server says the bundle is {match.group(3)} bytes, the command says {size}",
+            )
+        start = have
+    _check_length(resp.headers.get("Content-Length"), start, size)
+    return start
+
+
+def _check_length(length: str | None, start: int, size: int) -> None:
+    """A body length the server announces must end exactly at the declared size."""
+    if length is not None and (not length.strip().isdigit() or start + int(length) != size):
+        raise InstallError(
+            "downloading",
+            f"Content-Length {length.strip()} disagrees with the declared size {size}"
+            + (f" (resuming at {start})" if start else ""),
+        )
+
+
+def _receive(
+    resp: http.client.HTTPResponse,
+    conn: http.client.HTTPConnection,
+    part: Path,
+    start: int,
+    size: int,
+    deadline: float,
+    progress: Progress | None,
+) -> None:
+    """Append the body to ``part``: never more than ``size`` bytes in all, and a body that
+    goes on past them is refused."""
+    got = start
+    with part.open("ab" if start else "wb") as out:
+        while got < size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Retry("time limit reached")
+            if conn.sock is not None:  # one receive never waits longer than the time left
+                conn.sock.settimeout(max(0.01, min(MAX_RECV_WAIT_S, left)))
+            chunk = resp.read1(min(CHUNK, size - got))
+            if not chunk:
+                break
+            out.write(chunk)
+            got += len(chunk)
+            if progress is not None:
+                progress(got, size)
+        out.flush()
+        os.fsync(out.fileno())
+    if got < size:
+        raise _Retry(f"connection closed after {got} of {size} bytes")
+    if conn.sock is not None:
+        conn.sock.settimeout(max(0.01, min(1.0, deadline - time.monotonic())))
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        if resp.read1(1):  # one more byte than declared: endless data
+            raise InstallError("downloading", f"server sent more than the declared {size} bytes")

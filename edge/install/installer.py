@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -19,17 +20,21 @@ from typing import Any
 from edge.bundle import ModelStore, Slot, read_manifest
 from edge.contract import Command
 from edge.errors import EdgekitError, InstallError
+from edge.install.download import sha256_file
+from edge.install.keys import apply_keys
 from edge.install.policy import Policy
 from edge.install.recovery import open_verified, recover, self_test_and_open
 from edge.install.steps import (
     Emit,
     check_command,
+    clear_downloads,
     confidence_baseline,
     describe_failure,
     fetch,
     judge_probation,
     latency_baseline,
     pause_for_tests,
+    rollback_target,
     verify,
 )
 from edge.serving import LoadedModel, ModelServer
@@ -113,9 +118,10 @@ class Installer:
         """The whole state machine for one deploy command (runs on the install thread)."""
         ctx: dict[str, Any] = {"command": cmd.id, "rollout": cmd.rollout, "version": cmd.version}
         try:
-            check_command(cmd, time.time(), self.store.active())
+            check_command(cmd, time.time(), self.store, self.policy)
         except InstallError as exc:
-            self.emit("deploy", "failed", f"refused: {exc}", detail={"reason": str(exc)}, **ctx)
+            detail = {"failed_step": exc.step, "reason": str(exc)}
+            self.emit("deploy", "failed", f"refused: {exc}", detail=detail, **ctx)
             return
         self.store.begin_install({**ctx, "kind": "deploy", "name": cmd.name, "step": "downloading"})
         self._install(ctx, lambda: self._download(cmd, ctx), cmd.sha256, cmd.name, cmd.version)
@@ -129,15 +135,11 @@ class Installer:
                 "deploy", "failed", f"local bundle unusable: {exc}", detail={"reason": str(exc)}
             )
             return
-        active = self.store.active()
-        if (
-            active is not None
-            and active.name == manifest.name
-            and active.version >= manifest.version
-        ):
-            if active.version > manifest.version:
-                log.warning("local bundle %s-%s is older than the installed %s; not installed",
-                            manifest.name, manifest.version, active.id)  # fmt: skip
+        newest = self.store.highest_committed(manifest.name)
+        if newest is not None and newest >= manifest.version:
+            if newest > manifest.version:
+                log.warning("local bundle %s-%s is older than the committed %s-%s; not installed",
+                            manifest.name, manifest.version, manifest.name, newest)  # fmt: skip
             return
         ctx: dict[str, Any] = {"command": None, "rollout": None, "version": manifest.version}
         self.store.begin_install({**ctx, "kind": "provision", "step": "verifying"})
@@ -166,8 +168,10 @@ class Installer:
         candidate: LoadedModel | None = None
         previous: LoadedModel | None = None
         activated = False
+        staging: Path | None = None
         try:
             bundle_file = obtain()
+            digest = sha256 or sha256_file(bundle_file)
             step = "verifying"
             self.store.journal_step(step)
             self._pause(ctx, step)
@@ -185,9 +189,10 @@ class Installer:
                 manifest,
                 self.policy,
                 lambda meta: self.store.add_slot(
-                    staging, manifest.name, manifest.version, {**meta, "source": source}
+                    staging, manifest.name, manifest.version,
+                    {**meta, "source": source, "bundle_sha256": digest},
                 ),
-            )
+            )  # fmt: skip
             slot, meta = candidate.slot, candidate.slot.meta
             self.emit(
                 "deploy",
@@ -240,6 +245,8 @@ class Installer:
             else:
                 if candidate is not None:
                     candidate.close()
+                if staging is not None:  # a self-test that failed leaves its staging dir
+                    shutil.rmtree(staging, ignore_errors=True)
                 detail = {"failed_step": failed_step, "reason": reason}
                 self.emit(
                     "deploy", "failed", f"{failed_step} failed: {reason}", detail=detail, **ctx
@@ -247,6 +254,8 @@ class Installer:
                 self.store.end_install()
                 self.store.prune()
         finally:
+            if not local:  # extracted into a slot, or refused: the download is not needed
+                clear_downloads(self.downloads)
             self.on_change()
 
     @staticmethod
@@ -332,45 +341,49 @@ class Installer:
         """A commanded rollback to an older version kept in the store (or downloaded)."""
         ctx: dict[str, Any] = {"command": cmd.id, "rollout": cmd.rollout, "version": cmd.version}
         try:
-            check_command(cmd, time.time(), self.store.active())
-            active = self.store.active()
-            name = cmd.name or (active.name if active else None)
-            target = self.store.find(name, int(cmd.version or 0)) if name else None
+            check_command(cmd, time.time(), self.store, self.policy)
+            name, target = rollback_target(cmd, self.store)
             if target is None:
-                if cmd.url is None or cmd.sha256 is None:
-                    raise InstallError(
-                        "verifying", f"version {cmd.version} is not in the store and no url given"
-                    )
-                self._rollback_download(cmd, ctx)
+                self._rollback_download(cmd, name, ctx)
                 return
-            if active is not None and target.version >= active.version:
-                raise InstallError(
-                    "verifying", f"version {target.version} is not older than {active.version}"
-                )
             model = self.open_verified(target)
         except Exception as exc:
             step, reason = describe_failure(exc)
             self.store.end_install()  # a failed rollback download must not look interrupted
             self.store.prune()
+            clear_downloads(self.downloads)
             detail = {"failed_step": step, "reason": reason}
             self.emit("rollback", "failed", f"rollback refused: {reason}", detail=detail, **ctx)
             return
         self._serve_rolled_back(model, ctx)
 
-    def _rollback_download(self, cmd: Command, ctx: dict[str, Any]) -> None:
+    def _rollback_download(self, cmd: Command, name: str, ctx: dict[str, Any]) -> None:
+        """Download a version committed before (rollback_target checked the sha256)."""
         self.store.begin_install({**ctx, "kind": "rollback", "step": "downloading"})
         path = self._download(cmd, ctx)
         staging, manifest = verify(
-            path, self.store, self.policy, sha256=cmd.sha256, name=cmd.name,
+            path, self.store, self.policy, sha256=cmd.sha256, name=name,
             version=cmd.version, rollback=True,
         )  # fmt: skip
-        model = self_test_and_open(
-            staging / "bundle",
-            manifest,
-            self.policy,
-            lambda meta: self.store.add_slot(staging, manifest.name, manifest.version, meta),
-        )
+        try:
+            model = self_test_and_open(
+                staging / "bundle",
+                manifest,
+                self.policy,
+                lambda meta: self.store.add_slot(
+                    staging, manifest.name, manifest.version,
+                    {**meta, "source": "download", "bundle_sha256": cmd.sha256},
+                ),
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already if it became a slot
+            clear_downloads(self.downloads)
         self._serve_rolled_back(model, ctx)
+
+    def apply_keys(self, cmd: Command) -> None:
+        """A signed ``keys`` command (install thread: installs queued before it finish
+        under the keys they were sent with)."""
+        apply_keys(cmd, self.policy, self.store, self.emit)
 
     def _serve_rolled_back(self, model: LoadedModel, ctx: dict[str, Any]) -> None:
         """Commit and serve the target of a commanded rollback (no probation)."""

@@ -1,4 +1,5 @@
-"""What governs an install: the install keys of the agent's config, and the trust settings.
+"""What governs an install: the install keys of the agent's config, and the trust settings
+(which keys bundles must be signed with, which origins bundles may come from).
 
 Declared here, below the agent, so the install steps never import the agent's config.
 """
@@ -7,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from edge.bundle import PublicKeyLike
+from edge.bundle import Keyring, PublicKeyLike, Trust
 from edge.errors import InstallError
+from edge.install.origins import Origin
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,10 +36,14 @@ class InstallSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class Policy(InstallSettings):
-    """The install settings (from AgentConfig) and the trusted key bundles must carry."""
+    """The install settings (from AgentConfig), the keys bundles must be signed with (one
+    ``trusted_key``, or the device's ``keyring``, which wins when given) and the
+    ``origins`` bundles may be downloaded from (the device token goes nowhere else)."""
 
     trusted_key: PublicKeyLike | None
     allow_unsigned: bool = False
+    keyring: Keyring | None = None
+    origins: tuple[Origin, ...] = ()
 
     @classmethod
     def from_settings(
@@ -46,14 +52,27 @@ class Policy(InstallSettings):
         *,
         trusted_key: PublicKeyLike | None,
         allow_unsigned: bool = False,
+        keyring: Keyring | None = None,
+        origins: tuple[Origin, ...] = (),
     ) -> Policy:
         shared = {f.name: getattr(settings, f.name) for f in fields(InstallSettings)}
-        return cls(trusted_key=trusted_key, allow_unsigned=allow_unsigned, **shared)
+        return cls(
+            trusted_key=trusted_key,
+            allow_unsigned=allow_unsigned,
+            keyring=keyring,
+            origins=origins,
+            **shared,
+        )
 
     @property
-    def key(self) -> PublicKeyLike | None:
-        if self.trusted_key is None and not self.allow_unsigned:
+    def key(self) -> Trust | None:
+        """What bundles are checked against; None only when unsigned ones are allowed."""
+        trust: Trust | None = self.trusted_key
+        if self.keyring is not None:
+            trust = None if self.keyring.empty else self.keyring
+        if trust is None and not self.allow_unsigned:
             raise InstallError(
-                "verifying", "no trusted key configured (set trusted_key, or allow_unsigned)"
+                "verifying",
+                "no trusted key configured (set trusted_key or trusted_keys, or allow_unsigned)",
             )
-        return self.trusted_key
+        return trust

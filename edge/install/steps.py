@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +37,9 @@ from edge.bundle import (
 from edge.contract import Command, Manifest
 from edge.errors import BundleError, EdgekitError, InstallError, SelfTestError
 from edge.install.download import download, sha256_file
+from edge.install.origins import check_origin
 from edge.install.policy import Policy
-from edge.runtime import SelfTestReport, self_test
+from edge.runtime import SelfTestReport, describe_device, self_test
 
 log = logging.getLogger(__name__)
 
@@ -58,27 +60,95 @@ def pause_for_tests(step: str) -> None:
 # --------------------------------------------------------------------------- steps
 
 
-def check_command(cmd: Command, now: float, active: Slot | None) -> None:
-    """Refuse expired and pointless commands before any byte is downloaded."""
-    if cmd.expires is not None and cmd.expires < now:
+def check_command(cmd: Command, now: float, store: ModelStore, policy: Policy) -> None:
+    """Refuse expired, pointless and downgrading commands before any byte is downloaded.
+
+    A deploy must name its model, come from an allowed origin with a declared size, and be
+    newer than every version of that name this device ever committed, whatever model is
+    active now (so deploying B and then an old A is a downgrade too).
+    """
+    if cmd.expires < now:
         raise InstallError("verifying", f"command expired {now - cmd.expires:.0f} s ago")
-    if cmd.kind == "deploy" and active is not None and cmd.name in (None, active.name):
-        try:
-            check_version(int(cmd.version or 0), active.version)
-        except BundleError as exc:
-            raise InstallError("verifying", str(exc)) from None
+    if cmd.kind != "deploy":
+        return
+    if not cmd.name:
+        raise InstallError("verifying", "the deploy command names no model")
+    check_download(cmd, policy)
+    try:
+        check_version(int(cmd.version or 0), store.highest_committed(cmd.name))
+    except BundleError as exc:
+        raise InstallError("verifying", f"{cmd.name}: {exc} (downgrade refused)") from None
+
+
+def check_download(cmd: Command, policy: Policy) -> None:
+    """A download the command may ask for: url from an allowed origin, sha256 and size."""
+    if not cmd.url or not cmd.sha256 or cmd.size is None:
+        raise InstallError("downloading", "the command names no url, sha256 and size")
+    if cmd.size > policy.download_max_bytes:
+        raise InstallError(
+            "downloading",
+            f"bundle of {cmd.size} bytes exceeds the {policy.download_max_bytes} byte limit",
+        )
+    check_origin(cmd.url, policy.origins)
+
+
+def rollback_target(cmd: Command, store: ModelStore) -> tuple[str, Slot | None]:
+    """``(model name, slot)`` a rollback command may go to; slot None: download it again.
+
+    Only a version of that model this device committed before, older than the active one
+    when it is the same model; a bundle downloaded again must be the one committed then.
+    """
+    active = store.active()
+    name = cmd.name or (active.name if active else None)
+    if name is None:
+        raise InstallError("verifying", "nothing is installed and the rollback names no model")
+    version = int(cmd.version or 0)
+    committed = store.committed_versions(name)
+    if version not in committed:
+        raise InstallError(
+            "verifying",
+            f"{name} version {version} was never committed on this device; "
+            "a rollback goes only to a version it ran before",
+        )
+    if active is not None and active.name == name and version >= active.version:
+        raise InstallError(
+            "verifying", f"rollback to {name} version {version} is not older than "
+            f"the installed version {active.version}",
+        )  # fmt: skip
+    slot = store.find(name, version)
+    if slot is not None:
+        return name, slot
+    if not cmd.url or not cmd.sha256 or cmd.size is None:
+        raise InstallError(
+            "verifying", f"{name}-{version} is no longer stored and the command gives no "
+            "url, sha256 and size to download it again",
+        )  # fmt: skip
+    recorded = committed[version]
+    if recorded is not None and recorded != cmd.sha256:
+        raise InstallError(
+            "verifying", f"sha256 {cmd.sha256[:12]}… is not the bundle committed as "
+            f"{name}-{version} ({recorded[:12]}…)",
+        )  # fmt: skip
+    return name, None
 
 
 def fetch(
     cmd: Command, downloads: Path, policy: Policy, token: str | None, progress: Any = None
 ) -> Path:
-    """Download the command's bundle (resuming a previous partial download of it)."""
-    if not cmd.url or not cmd.sha256:
-        raise InstallError("downloading", "the deploy command names no url or sha256")
+    """Download the command's bundle (resuming a previous partial download of it).
+
+    Only one bundle is ever kept in ``downloads``: anything else there (a refused or
+    abandoned download) is deleted first, so refused commands cannot fill the disk.
+    """
+    check_download(cmd, policy)
+    assert cmd.url is not None and cmd.sha256 is not None  # checked above
     downloads.mkdir(parents=True, exist_ok=True)
-    dest = downloads / f"{cmd.sha256.lower()[:64]}.ekb"
-    if dest.exists() and sha256_file(dest) == cmd.sha256.lower():
-        return dest
+    dest = downloads / f"{cmd.sha256}.ekb"
+    clear_downloads(downloads, keep=(dest.name, dest.name + ".part"))
+    if dest.exists():
+        if dest.stat().st_size == cmd.size and sha256_file(dest) == cmd.sha256:
+            return dest
+        dest.unlink()
     return download(
         cmd.url,
         dest,
@@ -88,6 +158,18 @@ def fetch(
         expected_size=cmd.size,
         progress=progress,
     )
+
+
+def clear_downloads(downloads: Path, keep: tuple[str, ...] = ()) -> None:
+    """Delete everything in ``downloads`` but the names in ``keep``."""
+    if not downloads.is_dir():
+        return
+    for child in downloads.iterdir():
+        if child.name not in keep:
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
 
 def verify(
@@ -100,9 +182,10 @@ def verify(
     version: int | None,
     rollback: bool = False,
 ) -> tuple[Path, Manifest]:
-    """sha256 of the file, then signature, hashes and version; extracts into staging.
-
-    Returns ``(staging dir, manifest)``; the caller turns staging into a slot.
+    """sha256 of the file, then signature, hashes, name, version and device class;
+    extracts into staging. Returns ``(staging dir, manifest)``; the caller turns staging
+    into a slot. A deploy (not ``rollback``, whose target the caller has checked against
+    the committed versions) must be newer than every committed version of its name.
     """
     if sha256 is not None:
         got = sha256_file(bundle_file)
@@ -112,15 +195,15 @@ def verify(
     staging = store.new_staging()
     try:
         manifest = extract_bundle(bundle_file, staging / "bundle", policy.key)
+        if name is not None and manifest.name != name:
+            raise InstallError("verifying", f"bundle is {manifest.name!r}, command says {name!r}")
         if version is not None and manifest.version != version:
             raise InstallError(
                 "verifying", f"bundle is version {manifest.version}, command says {version}"
             )
-        if name is not None and manifest.name != name:
-            raise InstallError("verifying", f"bundle is {manifest.name!r}, command says {name!r}")
-        active = store.active()
-        installed = active.version if active and active.name == manifest.name else None
-        check_version(manifest.version, installed, rollback=rollback)
+        check_device_class(manifest, policy)
+        if not rollback:
+            check_version(manifest.version, store.highest_committed(manifest.name))
     except BundleError as exc:
         _discard(staging)
         raise InstallError("verifying", str(exc)) from exc
@@ -128,6 +211,28 @@ def verify(
         _discard(staging)
         raise
     return staging, manifest
+
+
+def check_device_class(manifest: Manifest, policy: Policy) -> None:
+    """Refuse a bundle none of whose variants this device may run (its runtimes and pins):
+    software for another class of device, refused before anything is loaded."""
+    runtimes = describe_device()["runtimes"]
+    available = sorted(r for r, info in runtimes.items() if info.get("available"))
+    usable = [
+        a
+        for a in manifest.artifacts
+        if a.runtime in available
+        and policy.pin_runtime in (None, a.runtime)
+        and policy.pin_precision in (None, a.precision)
+    ]
+    if not usable:
+        offered = ", ".join(f"{a.runtime}-{a.precision}" for a in manifest.artifacts)
+        pins = "/".join(p for p in (policy.pin_runtime, policy.pin_precision) if p)
+        raise InstallError(
+            "verifying",
+            f"bundle is for another device class: it offers {offered}; this device runs "
+            f"{', '.join(available) or 'no runtime'}" + (f" pinned to {pins}" if pins else ""),
+        )
 
 
 def run_self_test(bundle_dir: Path, manifest: Manifest, policy: Policy) -> SelfTestReport:
@@ -263,8 +368,6 @@ def recheck_slot(slot: Slot, policy: Policy) -> Manifest:
 
 
 def _discard(staging: Path) -> None:
-    import shutil
-
     shutil.rmtree(staging, ignore_errors=True)
 
 

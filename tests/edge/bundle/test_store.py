@@ -117,3 +117,37 @@ def test_write_atomic_replaces(tmp_path: Path) -> None:
     write_atomic(target, b"2")
     assert target.read_bytes() == b"2"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_committed_versions_outlive_pruning_and_model_changes(tmp_path: Path) -> None:
+    """The downgrade floor and the rollback targets: every version committed per name,
+    with its bundle's sha256, even after the slot is pruned or another model is active."""
+    store = ModelStore(tmp_path / "models", keep=1)
+    for version in (1, 2):
+        slot = add(store, version)
+        store.commit(store.update_meta(slot, bundle_sha256=f"{version}" * 64))
+    store.commit(add(store, 1, name="other"))
+    assert store.find("digits", 1) is None  # pruned
+    assert store.committed_versions("digits") == {1: "1" * 64, 2: "2" * 64}
+    assert store.highest_committed("digits") == 2 and store.highest_committed("none") is None
+    again = ModelStore(tmp_path / "models")  # persisted in state.json
+    assert again.committed_versions("other") == {1: None}
+    assert again.highest_committed("digits") == 2
+
+
+def test_committed_versions_of_an_older_state_file(tmp_path: Path) -> None:
+    """A state.json from an agent before ``committed`` existed: taken from its history."""
+    store = ModelStore(tmp_path / "models")
+    store.commit(add(store, 3))
+    state = json.loads((tmp_path / "models" / "state.json").read_text())
+    del state["committed"]
+    (tmp_path / "models" / "state.json").write_text(json.dumps(state))
+    assert ModelStore(tmp_path / "models").highest_committed("digits") == 3
+
+
+@pytest.mark.parametrize("committed", [[], {"digits": {"x": None}}, {"digits": {"1": 5}}])
+def test_malformed_committed_is_refused(tmp_path: Path, committed: object) -> None:
+    from edge.bundle.store import StoreState
+
+    with pytest.raises(StorageError, match="committed"):
+        StoreState.from_dict({"history": [], "committed": committed})

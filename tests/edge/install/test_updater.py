@@ -14,7 +14,7 @@ import pytest
 from edge.bundle import ModelStore
 from edge.contract import Command
 from edge.errors import InstallError
-from edge.install import Policy, download
+from edge.install import Policy, allowed_origins, download
 from edge.install.steps import (
     check_command,
     confidence_baseline,
@@ -64,7 +64,10 @@ def sha(path: Path) -> str:
 
 def test_download_with_token(kit: dict[str, Path], server: FileServer, tmp_path: Path) -> None:
     url = server.add(kit["v1"])
-    out = download(url, tmp_path / "b.ekb", max_bytes=10**8, timeout=30, token="tok")
+    size = kit["v1"].stat().st_size
+    out = download(
+        url, tmp_path / "b.ekb", max_bytes=10**8, timeout=30, token="tok", expected_size=size
+    )
     assert sha(out) == sha(kit["v1"])
     assert server.requests[0]["auth"] == "Bearer tok"
     assert not (tmp_path / "b.ekb.part").exists()
@@ -78,7 +81,9 @@ def test_download_resumes_with_range(
     url = server.add(kit["v1"])
     size = kit["v1"].stat().st_size
     server.cut_after = size // 3  # every response breaks off after a third
-    out = download(url, tmp_path / "b.ekb", max_bytes=10**8, timeout=30, token="tok")
+    out = download(
+        url, tmp_path / "b.ekb", max_bytes=10**8, timeout=30, token="tok", expected_size=size
+    )
     assert sha(out) == sha(kit["v1"])
     ranges = [r["range"] for r in server.requests]
     assert ranges[0] is None and all(r and r.startswith("bytes=") for r in ranges[1:])
@@ -90,22 +95,24 @@ def test_download_continues_a_part_file(
     url = server.add(kit["v1"])
     data = kit["v1"].read_bytes()
     (tmp_path / "b.ekb.part").write_bytes(data[:100])  # left by a killed agent
-    out = download(url, tmp_path / "b.ekb", max_bytes=10**8, timeout=30, token="tok")
+    out = download(
+        url, tmp_path / "b.ekb", max_bytes=10**8, timeout=30, token="tok", expected_size=len(data)
+    )
     assert out.read_bytes() == data
-    assert server.requests[0]["range"] == "bytes=100-"
+    assert server.requests[0]["range"] == f"bytes=100-{len(data) - 1}"
 
 
 @pytest.mark.parametrize(("token", "match"), [("wrong", "HTTP 401"), ("tok", "HTTP 404")])
 def test_download_refusals(server: FileServer, tmp_path: Path, token: str, match: str) -> None:
     url = f"http://127.0.0.1:{server.port}/bundles/none.ekb"
     with pytest.raises(InstallError, match=match):
-        download(url, tmp_path / "x.ekb", max_bytes=10**8, timeout=10, token=token)
+        download(url, tmp_path / "x.ekb", max_bytes=10**8, timeout=10, token=token, expected_size=9)
 
 
 def test_download_bounded_size(kit: dict[str, Path], server: FileServer, tmp_path: Path) -> None:
     url = server.add(kit["v1"])
-    with pytest.raises(InstallError, match="byte limit"):
-        download(url, tmp_path / "b.ekb", max_bytes=100, timeout=10, token="tok")
+    with pytest.raises(InstallError, match="unbounded"):
+        download(url, tmp_path / "b.ekb", max_bytes=100, timeout=10, expected_size=None)
     with pytest.raises(InstallError, match="byte limit"):
         download(
             url, tmp_path / "b.ekb", max_bytes=10**8, timeout=10, token="tok", expected_size=10**9
@@ -114,8 +121,8 @@ def test_download_bounded_size(kit: dict[str, Path], server: FileServer, tmp_pat
 
 
 def test_download_refuses_other_schemes(tmp_path: Path) -> None:
-    with pytest.raises(InstallError, match="file URL"):
-        download("file:///etc/passwd", tmp_path / "x", max_bytes=10, timeout=1)
+    with pytest.raises(InstallError, match="not http"):
+        download("file:///etc/passwd", tmp_path / "x", max_bytes=10, timeout=1, expected_size=5)
 
 
 def test_download_unreachable_times_out(tmp_path: Path) -> None:
@@ -123,7 +130,8 @@ def test_download_unreachable_times_out(tmp_path: Path) -> None:
 
     t0 = time.monotonic()
     with pytest.raises(InstallError, match="download"):
-        download(f"http://127.0.0.1:{free_port()}/x", tmp_path / "x", max_bytes=10, timeout=0.5)
+        download(f"http://127.0.0.1:{free_port()}/x", tmp_path / "x", max_bytes=10, timeout=0.5,
+                 expected_size=5)  # fmt: skip
     assert time.monotonic() - t0 < 10
 
 
@@ -182,20 +190,32 @@ def test_unsigned_allowed_only_when_configured(kit: dict[str, Path], tmp_path: P
 # ----------------------------------------------------------------------------- commands
 
 
-def test_check_command_expired_and_older() -> None:
+def test_check_command_expired_older_and_across_names(kit: dict[str, Path], tmp_path: Path) -> None:
     now = time.time()
-    cmd = Command(id="c", kind="deploy", ts=now, name="digits", version=5, url="http://x",
-                  sha256="0" * 64, expires=now - 10)  # fmt: skip
-    with pytest.raises(InstallError, match="expired"):
-        check_command(cmd, now, None)
-    from edge.bundle import Slot
+    origin = "http://hub.example:8080"
+    pol = Policy(trusted_key=None, origins=allowed_origins([origin]))
+    store = ModelStore(tmp_path / "models")
 
-    active = Slot("digits", 5, Path("/x"), {})
-    fresh = Command(id="c", kind="deploy", ts=now, name="digits", version=5, url="http://x",
-                    sha256="0" * 64, expires=now + 60)  # fmt: skip
+    def deploy(name: str | None, version: int, **kw: Any) -> Command:
+        fields: dict[str, Any] = {"url": f"{origin}/b", "sha256": "0" * 64, "size": 10,
+                                  "expires": now + 60, **kw}  # fmt: skip
+        return Command(id="c", kind="deploy", ts=now, name=name, version=version, **fields)
+
+    with pytest.raises(InstallError, match="expired"):
+        check_command(deploy("digits", 5, expires=now - 10), now, store, pol)
+    with pytest.raises(InstallError, match="names no model"):
+        check_command(deploy(None, 5), now, store, pol)
+    with pytest.raises(InstallError, match="not the hub's"):
+        check_command(deploy("digits", 5, url="http://evil.example:8080/b"), now, store, pol)
+    with pytest.raises(InstallError, match="byte limit"):
+        check_command(deploy("digits", 5, size=10**12), now, store, pol)
+    staging, m = verify(kit["v2"], store, policy(kit), sha256=None, name=None, version=None)
+    store.commit(store.add_slot(staging, m.name, m.version, {"bundle_sha256": sha(kit["v2"])}))
     with pytest.raises(InstallError, match="not newer"):
-        check_command(fresh, now, active)
-    check_command(fresh, now, Slot("other", 9, Path("/x"), {}))  # another model: allowed
+        check_command(deploy("digits", 2), now, store, pol)
+    check_command(deploy("digits", 3), now, store, pol)
+    check_command(deploy("other", 1), now, store, pol)  # another model: its own versions
+    assert store.committed_versions("digits") == {2: sha(kit["v2"])}
 
 
 # ----------------------------------------------------------------------------- self-test
