@@ -28,6 +28,12 @@ def register(sub: Any) -> None:
     p.add_argument("--hub", default=None, help="hub URL, checked at start")
     p.add_argument("--token", default=None, help="hub API or device token for downloads")
     p.add_argument("--trusted-key", required=True, help="public key bundles must be signed with")
+    p.add_argument(
+        "--command-key",
+        default=None,
+        help="public key (PEM) the hub signs commands with (enrollment's command_key): devices "
+        "then refuse unsigned, forged and replayed commands as real agents do",
+    )
     p.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     p.add_argument("--prefix", default="sim", help="device ids are PREFIX-00001, ...")
     p.add_argument("--tags", default="sim", help="comma-separated tags reported by devices")
@@ -55,6 +61,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if not os.path.exists(args.trusted_key):
         raise ConfigError(f"--trusted-key {args.trusted_key}: no such file")
+    if args.command_key is not None and not os.path.exists(args.command_key):
+        raise ConfigError(f"--command-key {args.command_key}: no such file")
     if args.hub:
         try:
             req = urllib.request.Request(args.hub.rstrip("/") + "/metrics")
@@ -75,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
             probation_s=args.probation,
             runtime=args.runtime,
             tags=tags,
+            command_key=args.command_key,
         )
         proc = ctx.Process(target=run_process, args=(spec, args.duration), daemon=False)
         proc.start()

@@ -7,6 +7,10 @@ check the command's sha256, verify the signature against the trusted key, enforc
 version rule, run the golden set on a real runtime, activate, stay on probation, commit —
 each step published as an ``edgekit.event/1``. Models are shared per process by bundle
 sha256 (``ModelCache``) so a thousand devices do not load a thousand interpreters.
+
+Given the hub's command key, a device checks every command like the agent does
+(:class:`edge.agent.commands.CommandGuard`: signature, device, expiry, nonce; nonces kept in
+memory) and answers a refused one with an error event naming the reason.
 """
 
 from __future__ import annotations
@@ -18,14 +22,16 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge import __version__, contract
+from edge.agent import CommandGuard, CommandRefused
 from edge.bundle import check_version, entry_path, extract_bundle
 from edge.contract import Command, Event, ModelRef, Status, Telemetry
 from edge.errors import BundleError, EdgekitError, InstallError, SelfTestError
@@ -128,8 +134,11 @@ class SimDevice:
         probation_s: float = 2.0,
         inferences_per_tick: int = 5,
         tags: list[str] | None = None,
+        command_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> None:
         self.id = contract.validate_device_id(device_id)
+        # without keys, commands are taken as they come (the simulator measures the hub)
+        self.guard = CommandGuard(self.id, command_keys, None) if command_keys else None
         self.client = client
         self.cache = cache
         self.token = token
@@ -227,11 +236,17 @@ class SimDevice:
     def on_message(self, topic: str, payload: bytes, run_async: Callable[..., Any]) -> None:
         kind = topic.rsplit("/", 2)[-1] if not topic.endswith(contract.INFER_REQ) else "infer"
         try:
-            obj = contract.decode_json(payload)
-            if kind == "infer":
-                self._infer(obj)
-                return
-            cmd = Command.parse(obj)
+            if kind != "infer" and self.guard is not None:
+                cmd = self.guard.check(payload)
+            else:
+                obj = contract.decode_json(payload)
+                if kind == "infer":
+                    self._infer(obj)
+                    return
+                cmd = Command.parse(obj)
+        except CommandRefused as exc:
+            self._refused(exc)
+            return
         except EdgekitError as exc:
             log.info("%s: dropped bad message on %s: %s", self.id, topic, exc)
             return
@@ -239,6 +254,17 @@ class SimDevice:
             self.event("info", "pong", cmd)
         elif cmd.kind in ("deploy", "rollback"):
             run_async(self.install, cmd)
+
+    def _refused(self, exc: CommandRefused) -> None:
+        """The agent's answer to a refused command: one error event naming the reason."""
+        log.info("%s: refused command %s: %s", self.id, exc.command_id, exc.message)
+        detail = {"reason": exc.reason, "message": exc.message}
+        self.publish(
+            contract.EVENTS,
+            Event(device=self.id, ts=time.time(), seq=self.next_seq(), kind="error",
+                  message=f"command refused: {exc.message}", command=exc.command_id,
+                  detail=detail, boot=self.boot).to_dict(),
+        )  # fmt: skip
 
     def _infer(self, obj: dict[str, Any]) -> None:
         from edge.contract import InferRequest, InferResponse

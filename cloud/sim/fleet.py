@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 from cloud.sim.device import ModelCache, SimDevice
 from edge import contract
+from edge.agent import trusted_keys
 
 log = logging.getLogger("edgekit.sim")
 
@@ -43,6 +44,7 @@ class FleetSpec:
     install_workers: int = 4
     connect_rate: float = 200.0  # new connections per second, so a broker is not stormed
     tags: list[str] = field(default_factory=list)
+    command_key: str | None = None  # the hub's command key (PEM): devices then check commands
 
 
 class Fleet:
@@ -58,6 +60,7 @@ class Fleet:
             raise ValueError(f"simulator broker must be mqtt://HOST:PORT, got {spec.broker!r}")
         self.host, self.port = u.hostname, u.port or 1883
         self.cache = ModelCache(cache_dir, Path(spec.trusted_key), spec.runtime)
+        self.command_keys = trusted_keys([Path(spec.command_key)]) if spec.command_key else None
         self.pool = ThreadPoolExecutor(spec.install_workers, thread_name_prefix="sim-install")
         self.selector = selectors.DefaultSelector()
         self.devices: dict[str, SimDevice] = {}
@@ -76,6 +79,7 @@ class Fleet:
             self.spec.token,
             probation_s=self.spec.probation_s,
             tags=self.spec.tags,
+            command_keys=self.command_keys,
         )
         client.will_set(
             contract.topic(device_id, contract.STATUS), dev.will_payload(), qos=1, retain=True

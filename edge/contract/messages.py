@@ -296,7 +296,10 @@ class Command:
 
 
 def _finite(value: float, name: str) -> float:
-    out = float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # an integer beyond any float (10**400)
+        out = math.inf
     if not math.isfinite(out) or abs(out) > 1e12:
         raise ContractError(f"cmd: {name!r} must be a unix time in seconds")
     return out

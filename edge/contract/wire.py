@@ -18,6 +18,8 @@ def decode_json(payload: bytes | str, *, limit: int = MAX_PAYLOAD_BYTES) -> dict
         obj = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ContractError(f"payload is not JSON: {exc}") from exc
+    except RecursionError:  # "[[[[..." thousands deep: a parser stack bomb, not data
+        raise ContractError("payload is JSON nested too deep") from None
     if not isinstance(obj, dict):
         raise ContractError(f"payload must be a JSON object, got {type(obj).__name__}")
     return obj

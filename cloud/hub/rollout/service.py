@@ -3,7 +3,9 @@
 A background ticker calls ``tick()`` about once a second; API actions call ``create`` and
 ``act``. Rows are locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite serialises
 writers) so a ticker and a request never interleave on one rollout. Orders become
-``edge.contract.Command``s published QoS 1 on ``edgekit/v1/<device>/cmd``.
+``edge.contract.Command``s published QoS 1 on ``edgekit/v1/<device>/cmd``, each naming its
+device, with a fresh nonce and an expiry, signed with the hub's command key
+(:mod:`cloud.hub.commands`) so agents can refuse forged, redirected and replayed ones.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud.hub import commands
 from cloud.hub.config import HubConfig
 from cloud.hub.rollout.core.machine import Order, RolloutState, act, advance, new_rollout
 from cloud.hub.rollout.core.spec import RolloutError, RolloutSpec
@@ -35,7 +38,17 @@ class RolloutService:
         self.db = database
         self.publisher: Publisher | None = None
         self._lock = threading.Lock()
+        self._key_ready = False
         self.ticks = 0
+
+    def _ensure_command_key(self) -> None:
+        """Create the command key (if this database has none yet) in a session of its own,
+        before a rollout's transaction: creating it commits, which must not happen halfway
+        through a locked rollout update."""
+        if not self._key_ready:
+            with self.db.session() as s:
+                commands.command_key(s)
+            self._key_ready = True
 
     # ------------------------------------------------------------------ commands
     def _command(self, s: Session, order: Order, now: float) -> Command:
@@ -46,18 +59,21 @@ class RolloutService:
         )
         base = (self.config.public_url or "http://127.0.0.1").rstrip("/")
         url = f"{base}/api/v1/models/{order.name}/{order.version}/bundle" if m else None
-        return Command(
+        cmd = Command(
             id=order.command_id,
             kind=order.kind,
             ts=now,
+            device=order.device,
+            nonce=commands.new_nonce(),
             name=order.name,
             version=order.version,
             url=url,
             sha256=m.sha256 if m else None,
             size=m.size if m else None,
             rollout=order.rollout,
-            expires=now + self.config.command_ttl_s,
+            expires=now + min(self.config.command_ttl_s, commands.MAX_TTL_S),
         )
+        return commands.sign(s, cmd)
 
     def _publish(self, s: Session, orders: list[Order], now: float) -> None:
         for order in orders:
@@ -77,6 +93,7 @@ class RolloutService:
         if not isinstance(start, bool):
             raise RolloutError("'start' must be true or false")
         now = time.time()
+        self._ensure_command_key()
         with self._lock, self.db.session() as s:
             exists = s.scalar(
                 select(ModelVersion.id).where(
@@ -103,6 +120,7 @@ class RolloutService:
 
     def act(self, rid: str, action: str, actor: str | None) -> RolloutState:
         now = time.time()
+        self._ensure_command_key()
         with self._lock, self.db.session() as s:
             row = s.scalar(select(Rollout).where(Rollout.id == rid).with_for_update())
             if row is None:
@@ -122,6 +140,7 @@ class RolloutService:
         """Advance every active rollout once; returns how many orders went out."""
         now = time.time() if now is None else now
         sent = 0
+        self._ensure_command_key()
         with self._lock, self.db.session() as s:
             ids = s.scalars(select(Rollout.id).where(Rollout.state.in_(ACTIVE))).all()
             for rid in ids:

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from cloud.sim.cli import plan
 from cloud.sim.fleet import Fleet, FleetSpec
 from edge import contract
 from edge.errors import ConfigError
+from tests.commands import OTHER_KEY, command, write_hub_key
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 
@@ -82,7 +84,7 @@ class Collector:
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.skipif(not BUNDLE.exists(), reason="models/digits.ekb not built")
-def test_fleet_connects_installs_and_reports(bundle_server: str) -> None:
+def test_fleet_connects_installs_and_reports(bundle_server: str, tmp_path: Path) -> None:
     prefix = f"t{uuid.uuid4().hex[:6]}-"
     ids = [f"{prefix}{i}" for i in range(40)]
     col = Collector(prefix)
@@ -92,6 +94,7 @@ def test_fleet_connects_installs_and_reports(bundle_server: str) -> None:
         trusted_key=str(PUBKEY),
         telemetry_interval=1.0,
         probation_s=0.2,
+        command_key=str(write_hub_key(tmp_path)),
     )
     fleet = Fleet(spec, Path(REPO / ".pytest_cache" / f"sim-{prefix}"))
     t = threading.Thread(target=fleet.run, kwargs={"duration": 30}, daemon=True)
@@ -108,37 +111,27 @@ def test_fleet_connects_installs_and_reports(bundle_server: str) -> None:
         from edge.bundle import read_manifest
 
         version = read_manifest(BUNDLE).version
+        size = BUNDLE.stat().st_size
+        fields: dict[str, Any] = {"name": "digits", "version": version, "url": bundle_server,
+                                  "size": size}  # fmt: skip
         for i, dev in enumerate(ids[:10]):
-            cmd = contract.Command(
-                id=f"c{i}",
-                kind="deploy",
-                ts=time.time(),
-                name="digits",
-                version=version,
-                url=bundle_server,
-                sha256=sha,
-                expires=time.time() + 60,
-            )
+            cmd = command("deploy", dev, id=f"c{i}", sha256=sha, **fields)
             pub.publish(
-                contract.topic(dev, contract.CMD), contract.encode_json(cmd.to_dict()), qos=1
+                contract.topic(dev, contract.CMD), json.dumps(cmd).encode(), qos=1
             ).wait_for_publish(5)
-        bad = contract.Command(
-            id="bad",
-            kind="deploy",
-            ts=time.time(),
-            version=version,
-            url=bundle_server,
-            sha256="0" * 64,
-        )
+        bad = command("deploy", ids[10], id="bad", sha256="0" * 64, **fields)
         pub.publish(
-            contract.topic(ids[10], contract.CMD), contract.encode_json(bad.to_dict()), qos=1
+            contract.topic(ids[10], contract.CMD), json.dumps(bad).encode(), qos=1
         ).wait_for_publish(5)
         pub.publish(contract.topic(ids[11], contract.CMD), b"not json", qos=1)
+        forged = command("deploy", ids[12], id="forged", key=OTHER_KEY, sha256=sha, **fields)
+        pub.publish(contract.topic(ids[12], contract.CMD), json.dumps(forged).encode(), qos=1)
         deadline = time.monotonic() + 20
         while True:
             committed = {e["device"] for e in col.of("events") if e.get("step") == "committed"}
             failed = {e["device"] for e in col.of("events") if e.get("step") == "failed"}
-            if committed >= set(ids[:10]) and ids[10] in failed:
+            answered = {e["device"] for e in col.of("events")}
+            if committed >= set(ids[:10]) and ids[10] in failed and ids[12] in answered:
                 break
             assert time.monotonic() < deadline, f"committed {len(committed)}/10, failed {failed}"
             time.sleep(0.2)
@@ -155,6 +148,9 @@ def test_fleet_connects_installs_and_reports(bundle_server: str) -> None:
             e for e in col.of("events") if e["device"] == ids[10] and e["step"] == "failed"
         )
         assert "sha256" in json.dumps(reason)
+        refused = next(e for e in col.of("events") if e["device"] == ids[12])
+        assert refused["command"] == "forged" and refused["detail"]["reason"] == "unknown_key"
+        assert not [e for e in col.of("events") if e["device"] == ids[12] and e.get("step")]
         deadline = time.monotonic() + 10
         while not any(t.get("device") == ids[0] and t.get("model") for t in col.of("telemetry")):
             assert time.monotonic() < deadline, "no telemetry with a model"

@@ -77,8 +77,10 @@ def test_command_rules() -> None:
         "id": "c1",
         "kind": "deploy",
         "ts": 1,
+        "expires": 2,
         "url": "http://x/b",
         "sha256": "0" * 64,
+        "size": 10,
         "version": 2,
     }
     assert c.Command.parse(ok).version == 2
@@ -178,13 +180,13 @@ def test_manifest_refuses_bad_artifact() -> None:
     "digest", ["../../somewhere/x", "0" * 63, "0" * 65, "g" * 64, "0" * 63 + "/", ""]
 )
 def test_a_command_sha256_that_could_become_a_path_is_refused(digest: str) -> None:
-    obj = {"schema": c.SCHEMA_CMD, "id": "d1", "kind": "deploy", "ts": 1.0,
-           "url": "http://hub/b.ekb", "sha256": digest, "version": 2}  # fmt: skip
+    obj = {"schema": c.SCHEMA_CMD, "id": "d1", "kind": "deploy", "ts": 1.0, "expires": 2.0,
+           "url": "http://hub/b.ekb", "sha256": digest, "size": 10, "version": 2}  # fmt: skip
     with pytest.raises(ContractError, match="64 hexadecimal"):
         c.Command.parse(obj)
 
 
 def test_a_command_sha256_is_normalised_to_lower_case() -> None:
-    obj = {"schema": c.SCHEMA_CMD, "id": "d1", "kind": "deploy", "ts": 1.0,
-           "url": "http://hub/b.ekb", "sha256": "AB" * 32, "version": 2}  # fmt: skip
+    obj = {"schema": c.SCHEMA_CMD, "id": "d1", "kind": "deploy", "ts": 1.0, "expires": 2.0,
+           "url": "http://hub/b.ekb", "sha256": "AB" * 32, "size": 10, "version": 2}  # fmt: skip
     assert c.Command.parse(obj).sha256 == "ab" * 32

@@ -13,6 +13,7 @@ import pytest
 
 from edge import contract as c
 from edge.serving import Monitor
+from tests.commands import command
 from tests.edge.serving.test_monitor import LABELS, METRIC_KEYS, make_reference, one_hot
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -128,6 +129,8 @@ def test_commands() -> None:
         id="cmd-1",
         kind="deploy",
         ts=5.0,
+        device="cam-1",
+        nonce="n" * 24,
         name="digits",
         version=4,
         url="http://hub/api/v1/models/digits/4/bundle",
@@ -135,13 +138,25 @@ def test_commands() -> None:
         size=1234,
         rollout="r1",
         expires=99.0,
+        key_id="0123456789abcdef",
+        sig="c2ln",
     )
     assert_valid("cmd", deploy.to_dict())
-    assert_valid("cmd", c.Command(id="c2", kind="rollback", ts=1.0, version=2).to_dict())
-    assert_valid("cmd", c.Command(id="c3", kind="ping", ts=1.0).to_dict())
+    assert_valid("cmd", command("deploy", "cam-1", name="digits", version=4, url="http://h/b",
+                                sha256="a" * 64, size=10))  # fmt: skip
+    assert_valid("cmd", c.Command(id="c2", kind="rollback", ts=1.0, expires=9, version=2).to_dict())
+    assert_valid("cmd", c.Command(id="c3", kind="ping", ts=1.0, expires=9).to_dict())
+    assert_valid("cmd", command("keys", "cam-1", keys={"add": ["PEM"], "revoke": ["k1"]}))
     assert_invalid("cmd", {**deploy.to_dict(), "url": None})
+    assert_invalid("cmd", {**deploy.to_dict(), "size": None})
     assert_invalid("cmd", {**deploy.to_dict(), "sha256": "xyz"})
-    assert_invalid("cmd", {"schema": "edgekit.cmd/1", "id": "c", "kind": "rollback", "ts": 1.0})
+    assert_invalid("cmd", {**deploy.to_dict(), "nonce": "short"})
+    assert_invalid("cmd", {**deploy.to_dict(), "device": "../x"})
+    assert_invalid("cmd", {k: v for k, v in deploy.to_dict().items() if k != "expires"})
+    assert_invalid("cmd", command("keys", "cam-1"))
+    assert_invalid(
+        "cmd", {"schema": "edgekit.cmd/1", "id": "c", "kind": "rollback", "ts": 1.0, "expires": 2}
+    )
     # what the schema accepts, the contract parser accepts too
     assert c.Command.parse(wire(deploy.to_dict())) == deploy
 

@@ -1,0 +1,47 @@
+"""What a hub's ``config`` command may change, and how far.
+
+Only run-time tuning keys (nothing that moves files or credentials, so a compromised hub
+account cannot point the agent somewhere else), and each numeric one only within a range,
+so a remote setting can tune a device but never flood the network (``telemetry_interval
+0.001``) or switch its checks off for days. Local settings (file, environment, flags) are
+not capped: the operator at the device decides those.
+"""
+
+from __future__ import annotations
+
+DAY = 24 * 3600.0
+
+# key -> (lowest, highest) a config command may set; None: a name checked against its list
+REMOTE_LIMITS: dict[str, tuple[float, float] | None] = {
+    "telemetry_interval": (1.0, DAY),
+    "pin_runtime": None,
+    "pin_precision": None,
+    "keep_versions": (1, 20),
+    "inference_timeout": (0.01, 300.0),
+    "fallback_error_rate": (0.0, 1.0),
+    "fallback_window": (1, 100_000),
+    "fallback_min_inferences": (0, 100_000),
+    "selftest_time_budget": (0.01, 600.0),
+    "shadow_inputs": (0, 100_000),
+    "shadow_timeout": (1.0, DAY),
+    "shadow_min_agreement": (0.0, 1.0),
+    "probation_seconds": (0.0, 7 * DAY),
+    "probation_min_inferences": (0, 1_000_000),
+    "probation_max_error_rate": (0.0, 1.0),
+    "probation_max_latency_ratio": (1.0, 1000.0),
+    "probation_max_confidence_drop": (0.0, 1.0),
+    "probation_min_latency_increase_ms": (0.0, 60_000.0),
+    "replay_rate": (0.01, 1000.0),
+}
+RUNTIME_KEYS = frozenset(REMOTE_LIMITS)
+
+
+def out_of_range(key: str, value: object) -> str | None:
+    """Why ``value`` (already parsed and validated) may not be set remotely, or None."""
+    limits = REMOTE_LIMITS.get(key)
+    if limits is None or not isinstance(value, (int, float)):
+        return None
+    lo, hi = limits
+    if lo <= value <= hi:
+        return None
+    return f"{key}: {value} is outside {lo:g}..{hi:g}, the range a remote config may set"
