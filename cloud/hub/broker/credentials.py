@@ -18,6 +18,10 @@ from typing import Any
 from edge.contract import CMD, EVENTS, INFER_REQ, INFER_RES, STATUS, TELEMETRY, topic, topic_filter
 
 HUB_USERNAME = "edgekit-hub"
+HUB_ROLE = "edgekit-hub"
+DEVICE_ROLE_PREFIX = "edgekit-device-"  # one role per device: 2.0's dynsec has no %u patterns
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+CONTROL_RESPONSE = CONTROL_TOPIC + "/response"
 SALT_BYTES = 12  # what Mosquitto 2.0's dynamic security expects (SALT_LEN)
 HASH_BYTES = 64
 ITERATIONS = 101  # Mosquitto's default; the passwords are 256-bit random, not words
@@ -62,18 +66,37 @@ def device_acls(device: str) -> list[Acl]:
     own = [("publishClientSend", topic(device, leaf)) for leaf in (STATUS, TELEMETRY, EVENTS)]
     own.append(("publishClientSend", topic(device, INFER_RES)))
     own += [("subscribePattern", topic(device, leaf)) for leaf in (CMD, INFER_REQ)]
+    own += [("unsubscribePattern", topic(device, leaf)) for leaf in (CMD, INFER_REQ)]
     own += [("publishClientReceive", topic(device, leaf)) for leaf in (CMD, INFER_REQ)]
     return own
 
 
+def device_role(device: str) -> str:
+    return DEVICE_ROLE_PREFIX + device
+
+
 def hub_acls() -> list[Acl]:
     """The hub reads every device's reports and writes every device's commands (and may ask
-    devices for inferences); nothing else."""
+    devices for inferences), clears a revoked device's retained status, and drives the
+    broker's accounts over dynamic security's control topic (enrollment and revocation apply
+    at once); nothing else."""
     acls: list[Acl] = []
     for leaf in (STATUS, TELEMETRY, EVENTS, INFER_RES):
-        acls.append(("subscribePattern", topic_filter(leaf)))
-        acls.append(("subscribePattern", f"$share/+/{topic_filter(leaf)}"))
+        for pattern in (topic_filter(leaf), f"$share/+/{topic_filter(leaf)}"):
+            acls.append(("subscribePattern", pattern))
+            acls.append(("unsubscribePattern", pattern))  # lease mode hands consuming over
         acls.append(("publishClientReceive", topic_filter(leaf)))
     for leaf in (CMD, INFER_REQ):
         acls.append(("publishClientSend", topic_filter(leaf)))
+    # to clear a revoked device's retained status (the broker kicks it without its will)
+    acls.append(("publishClientSend", topic_filter(STATUS)))
+    acls.append(("publishClientSend", CONTROL_TOPIC))
+    acls.append(("subscribePattern", CONTROL_RESPONSE))
+    acls.append(("publishClientReceive", CONTROL_RESPONSE))
     return acls
+
+
+def role_acls(acls: list[Acl]) -> list[dict[str, Any]]:
+    """``acls`` as dynamic security's JSON (file and control commands) holds them; every
+    entry says ``allow`` because the plugin's default for a listed entry is deny."""
+    return [{"acltype": kind, "topic": t, "priority": 0, "allow": True} for kind, t in acls]

@@ -18,6 +18,12 @@ lease consumes telemetry and events. See docs/hub.md.
 Protocol: ``mqtt_version = "auto"`` connects with MQTT 5 and, when the broker answers
 "unsupported protocol version" (MQTT 3.1.1-only brokers such as the demo's amqtt),
 reconnects with 3.1.1 in lease mode — 3.1.1 has no shared subscriptions.
+
+Login: :class:`cloud.hub.broker.BrokerSettings` (the configured account, else the hub's
+account from ``edgekit hub broker-config``; TLS with ``mqtts://`` or a CA file). Connecting
+anonymously works but is logged as a warning. On every connect to a broker it manages, the
+hub reconciles the broker's accounts with the database (revoked devices are deleted there),
+on a thread of its own: the control client waits for answers paho's loop would deliver.
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ import time
 import uuid
 from collections import Counter, deque
 from typing import Any, Protocol
-from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -36,6 +41,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.exc import SQLAlchemyError
 
+from cloud.hub.broker import (
+    BrokerSettings,
+    DynsecControl,
+    DynsecError,
+    parse_broker_url,
+    reconcile,
+    remember_broker_url,
+)
 from cloud.hub.config import HubConfig
 from cloud.hub.ingest.batch_writer import BatchWriter
 from cloud.hub.storage import Database, leases
@@ -68,12 +81,7 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def parse_broker_url(url: str) -> tuple[str, int, bool]:
-    u = urlparse(url)
-    if u.scheme not in ("mqtt", "mqtts", "tcp") or not u.hostname:
-        raise ConfigError(f"broker URL {url!r} must look like mqtt://HOST:PORT or mqtts://...")
-    tls = u.scheme == "mqtts"
-    return u.hostname, u.port or (8883 if tls else 1883), tls
+__all__ = ["MqttBridge", "parse_broker_url"]
 
 
 class MqttBridge:
@@ -82,7 +90,9 @@ class MqttBridge:
             raise ConfigError("the MQTT bridge needs a broker URL")
         self.config = config
         self.db = database
-        self.host, self.port, self.tls = parse_broker_url(config.broker_url)
+        self.settings = BrokerSettings.resolve(config, database)
+        self.host, self.port, self.tls = self.settings.host, self.settings.port, self.settings.tls
+        self.reconciled = threading.Event()  # set after each reconcile of broker accounts
         self.counters: Counter[str] = Counter()
         self.protocol = "3.1.1" if config.mqtt_version == "3.1.1" else "5"
         # resolved to shared|lease on the first SUBACK (or at once without MQTT 5)
@@ -121,8 +131,7 @@ class MqttBridge:
             client_id=f"edgekit-hub-{uuid.uuid4().hex[:10]}",
             protocol=PROTOCOLS[protocol],
         )
-        if self.tls:
-            client.tls_set()
+        self.settings.apply(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -132,6 +141,12 @@ class MqttBridge:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> MqttBridge:
+        if self.settings.username is None:
+            log.warning(
+                "the hub connects to broker %s:%s anonymously: anyone who reaches the broker "
+                "can forge device reports and commands (see `edgekit hub broker-config`)",
+                self.host, self.port,
+            )  # fmt: skip
         self._writer.start()
         if self.mode == "lease":
             self._start_lease()
@@ -173,6 +188,20 @@ class MqttBridge:
         elif self.consuming:
             self._subscribe_direct()
         self.connected.set()
+        if self.settings.managed:
+            threading.Thread(target=self._reconcile, name="hub-dynsec-reconcile").start()
+
+    def _reconcile(self) -> None:
+        """Delete the broker accounts of devices revoked while the hub could not reach it."""
+        try:
+            with DynsecControl(self.settings) as control, self.db.session() as s:
+                reconcile(s, control)
+                assert self.config.broker_url is not None
+                remember_broker_url(s, self.config.broker_url)
+        except (DynsecError, SQLAlchemyError) as exc:
+            log.error("could not reconcile the broker's accounts: %s", exc)
+        finally:
+            self.reconciled.set()
 
     def _downgrade(self) -> None:
         """Replace the MQTT 5 client with a 3.1.1 one; without shared subscriptions one

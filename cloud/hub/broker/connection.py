@@ -1,0 +1,106 @@
+"""How the hub reaches and logs in to its broker: one place for the URL, the account and the
+TLS options, shared by the MQTT bridge and the dynamic-security control client.
+
+The account is the configured one (``mqtt_username``/``mqtt_password``) or, when none is
+configured, the hub's own account that ``edgekit hub broker-config`` created in the database
+(hub secret ``mqtt_hub_password``, user :data:`HUB_USERNAME`). The hub manages the broker's
+accounts only with that account and only when broker-config wrote a dynamic-security
+configuration from this database (hub secret ``mqtt_broker_dynsec``).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+from cloud.hub.broker.credentials import HUB_USERNAME
+from cloud.hub.config import HubConfig
+from cloud.hub.storage import Database, secrets
+from edge.errors import ConfigError
+
+log = logging.getLogger(__name__)
+HUB_PASSWORD_SECRET = "mqtt_hub_password"
+# set by broker-config: the broker runs our dynamic-security file. Not implied by the hub
+# account alone: the demo's embedded broker checks the same account without the plugin.
+MANAGED_MARKER = "mqtt_broker_dynsec"
+
+
+def parse_broker_url(url: str) -> tuple[str, int, bool]:
+    """``(host, port, tls)`` of ``mqtt://HOST:PORT`` (1883) or ``mqtts://HOST:PORT`` (8883)."""
+    u = urlparse(url)
+    if u.scheme not in ("mqtt", "mqtts", "tcp") or not u.hostname:
+        raise ConfigError(f"broker URL {url!r} must look like mqtt://HOST:PORT or mqtts://...")
+    try:
+        port = u.port
+    except ValueError:
+        raise ConfigError(f"broker URL {url!r} has a bad port") from None
+    tls = u.scheme == "mqtts"
+    return u.hostname, port or (8883 if tls else 1883), tls
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the broker is and how the hub logs in; ``managed`` when the hub logs in with
+    the account the generated broker configuration gave it (and so drives dynsec)."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False
+    managed: bool = False
+
+    @staticmethod
+    def resolve(config: HubConfig, database: Database) -> BrokerSettings:
+        """The settings for ``config``'s broker, with the hub account from the database when
+        the config names no user."""
+        if config.broker_url is None:
+            raise ConfigError("no broker URL is configured")
+        host, port, tls = parse_broker_url(config.broker_url)
+        username, password = config.mqtt_username, config.mqtt_password
+        managed = False
+        if username is None:
+            with database.session() as s:
+                stored = secrets.get(s, HUB_PASSWORD_SECRET)
+                marked = secrets.get(s, MANAGED_MARKER) is not None
+            if stored is not None:
+                username, password, managed = HUB_USERNAME, stored, marked
+        elif username == HUB_USERNAME:
+            with database.session() as s:
+                ours = password is not None and password == secrets.get(s, HUB_PASSWORD_SECRET)
+                managed = ours and secrets.get(s, MANAGED_MARKER) is not None
+        tls = tls or config.mqtt_ca_file is not None
+        return BrokerSettings(
+            host, port, tls, username, password, config.mqtt_ca_file,
+            config.mqtt_cert_file, config.mqtt_key_file, config.mqtt_tls_insecure, managed,
+        )  # fmt: skip
+
+    def apply(self, client: mqtt.Client) -> None:
+        """Set the login and TLS options on a paho client (before it connects)."""
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            try:
+                client.tls_set(
+                    ca_certs=str(self.ca_file) if self.ca_file else None,
+                    certfile=str(self.cert_file) if self.cert_file else None,
+                    keyfile=str(self.key_file) if self.key_file else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"MQTT TLS files cannot be used: {exc}") from exc
+            if self.tls_insecure:
+                client.tls_insecure_set(True)
+
+    def describe(self) -> str:
+        who = self.username or "anonymous"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port} as {who}"
