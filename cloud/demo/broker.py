@@ -3,6 +3,10 @@
 It runs in its own process so a slow Python broker never competes with the hub's GIL, and
 so the demo can stop it like any other service. Production fleets use Mosquitto, EMQX or
 HiveMQ; amqtt is for trying edgekit out with nothing installed.
+
+Given the hub's database (``db_url``) it runs with authentication on: anonymous clients are
+refused, devices and the hub log in with their own accounts and use only their own topics
+(:mod:`cloud.demo.broker_auth`). Without one it is anonymous, with a warning.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from edge.errors import ConfigError
 
@@ -38,19 +44,29 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-def broker_config(host: str, port: int) -> dict[str, object]:
+def broker_config(host: str, port: int, db_url: str | None = None) -> dict[str, object]:
+    plugins: dict[str, object]
+    if db_url is None:
+        plugins = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+    else:
+        plugins = {
+            "cloud.demo.broker_auth.DatabaseAuthPlugin": {"db_url": db_url},
+            "cloud.demo.broker_auth.AclTopicPlugin": {"db_url": db_url},
+        }
     return {
         "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
-        "plugins": {
-            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-        },
+        "plugins": plugins,
     }
 
 
-async def _serve(host: str, port: int) -> None:
+async def _serve(host: str, port: int, db_url: str | None) -> None:
+    import logging
+
     from amqtt.broker import Broker
 
-    broker = Broker(broker_config(host, port))
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("amqtt").setLevel(logging.ERROR)  # one line per refused client is ours
+    broker = Broker(broker_config(host, port, db_url))
     await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,9 +79,17 @@ async def _serve(host: str, port: int) -> None:
 class EmbeddedBroker:
     """Start amqtt on a free loopback port in a child process; stop it on exit."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        db_url: str | None = None,
+        log_path: Path | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.db_url = db_url  # None: anonymous
+        self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,9 +106,18 @@ class EmbeddedBroker:
             ) from exc
         cmd = [sys.executable, "-m", "cloud.demo.broker", "--host", self.host]
         cmd += ["--port", str(self.port)]
-        self._proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
+        if self.db_url is not None:
+            cmd += ["--db", self.db_url]
+        out: IO[bytes] | int = subprocess.DEVNULL
+        if self.log_path is not None:
+            out = open(self.log_path, "ab")  # noqa: SIM115 - the child holds it
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            if not isinstance(out, int):
+                out.close()
         if not wait_for_port(self.host, self.port, timeout):
             self.stop()
             raise ConfigError(f"the embedded broker did not start on {self.host}:{self.port}")
@@ -116,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the embedded amqtt broker.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--db", help="hub database URL: authentication on (else anonymous)")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.host, args.port))
+    asyncio.run(_serve(args.host, args.port, args.db))
     return 0
 
 

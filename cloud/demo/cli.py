@@ -1,8 +1,10 @@
 """`edgekit demo`: train, sign, ship and watch a fleet, on embedded defaults.
 
-Without --broker an embedded amqtt broker is started on a free port; the hub uses SQLite
-in the work directory; a fresh signing key is generated. With --exit-when-done the demo
-stops after the story and exits 0 only if every step behaved as described.
+Without --broker an embedded amqtt broker is started on a free port with authentication
+on (the hub and every agent log in with their own accounts, checked against the hub's
+database); the hub uses SQLite in the work directory; a fresh signing key is generated.
+With --exit-when-done the demo stops after the story and exits 0 only if every step
+behaved as described.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 def register(sub: Any) -> None:
@@ -60,20 +63,30 @@ def _run(args: argparse.Namespace) -> int:
         shutil.rmtree(args.workdir)
     args.workdir.mkdir(parents=True)
     with contextlib.ExitStack() as stack:
+        workdir = args.workdir.resolve()
+        db_url = f"sqlite:///{workdir / 'hub' / 'hub.db'}"
         if args.broker:
             broker = require_broker_url(args.broker)
+            if urlsplit(broker).username is None:
+                print(
+                    f"warning: {broker} is used without credentials: the hub and the agents "
+                    "connect anonymously, and anyone who reaches that broker can forge "
+                    "device reports and commands (see docs/hub.md, `edgekit hub broker-config`)"
+                )
         else:
-            broker = stack.enter_context(EmbeddedBroker()).url
-            print(f"embedded MQTT broker (amqtt) on {broker}")
+            embedded = EmbeddedBroker(db_url=db_url, log_path=workdir / "broker.log")
+            broker = stack.enter_context(embedded).url
+            print(f"embedded MQTT broker (amqtt) on {broker}, authentication on")
         opts = DemoOptions(
             workdir=args.workdir.resolve(),
             broker=broker,
             devices=args.devices,
             shifted=max(1, args.devices // 3),
             soak=args.soak,
+            broker_auth=not args.broker,
         )
         _private, public, bundles = build_models(opts)
-        fleet = Fleet(opts.workdir, broker, public)
+        fleet = Fleet(opts.workdir, broker, public, db_url=db_url, broker_auth=not args.broker)
         stack.callback(fleet.stop)
         try:
             result = run_story(opts, fleet, bundles)

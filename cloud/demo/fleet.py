@@ -66,13 +66,14 @@ class Process:
         self.log.close()
 
 
-def spawn(name: str, args: list[str], log_path: Path) -> Process:
+def spawn(name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Process:
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the Process
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env=None if env is None else {**os.environ, **env},
     )
     return Process(name, proc, log)
 
@@ -133,16 +134,17 @@ class Fleet:
     root: Path
     broker: str
     public_key: Path
+    db_url: str = ""
+    broker_auth: bool = False  # the embedded broker: the hub logs in with its demo account
     processes: list[Process] = field(default_factory=list)
     hub_url: str = ""
-    db_url: str = ""
     password: str = ""
     api: HubClient | None = None
 
     def start_hub(self) -> HubClient:
         data = self.root / "hub"
         data.mkdir(parents=True, exist_ok=True)
-        self.db_url = f"sqlite:///{data / 'hub.db'}"
+        self.db_url = self.db_url or f"sqlite:///{data / 'hub.db'}"
         common = ["--db", self.db_url, "--data-dir", str(data)]
         self.password = uuid.uuid4().hex[:12]
         edgekit(
@@ -158,6 +160,7 @@ class Fleet:
         token = last_line(
             edgekit("hub", "create-token", "--role", "admin", "--name", "demo", *common)
         )
+        env = self._hub_login() if self.broker_auth else None
         port = free_port()
         self.hub_url = f"http://127.0.0.1:{port}"
         self.processes.append(
@@ -175,14 +178,34 @@ class Fleet:
                     str(self.public_key),
                     "--public-url",
                     self.hub_url,
+                    # amqtt speaks 3.1.1 only and misreads an MQTT 5 CONNECT that carries a
+                    # login (no CONNACK comes back), so the hub's auto-downgrade never starts
+                    *(["--mqtt-version", "3.1.1"] if self.broker_auth else []),
                 ],
                 self.root / "hub.log",
+                env,
             )
         )
         if not wait_for_port("127.0.0.1", port, 60):
             raise DemoError(f"the hub did not start; see {self.root / 'hub.log'}")
         self.api = HubClient(self.hub_url, token)
         return self.api
+
+    def _hub_login(self) -> dict[str, str]:
+        """The hub's account on the embedded broker, created in the database the broker
+        reads, handed to ``hub serve`` in its environment (never on a command line)."""
+        from cloud.demo.broker_auth import DEMO_HUB_SECRET, DEMO_HUB_USERNAME
+        from cloud.hub.broker import new_password
+        from cloud.hub.storage import Database, secrets
+
+        db = Database(self.db_url)
+        try:
+            with db.session() as s:
+                password = secrets.get_or_create(s, DEMO_HUB_SECRET, new_password)
+        finally:
+            db.dispose()
+        return {"EDGEKIT_HUB_MQTT_USERNAME": DEMO_HUB_USERNAME,
+                "EDGEKIT_HUB_MQTT_PASSWORD": password}  # fmt: skip
 
     def start_agent(self, device: str, tags: list[str], replay: Path, **opts: Any) -> None:
         common = ["--db", self.db_url, "--data-dir", str(self.root / "hub")]
@@ -231,6 +254,40 @@ def wait_until(what: str, predicate: Any, timeout: float, interval: float = 0.5)
             return value
         time.sleep(interval)
     raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def broker_login(url: str, username: str | None, password: str | None, timeout: float = 10) -> str:
+    """Log in to the broker once (MQTT 3.1.1) and return its CONNACK reason ("Success", or
+    why it refused), to show the demo's broker really checks accounts."""
+    import threading
+    from urllib.parse import urlsplit
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    parts = urlsplit(url)
+    answered, reason = threading.Event(), ["no answer"]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    if username is not None:
+        client.username_pw_set(username, password)
+
+    def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        reason[0] = str(rc)
+        answered.set()
+
+    client.on_connect = on_connect
+    client.reconnect_delay_set(3600, 3600)
+    try:
+        client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=10)
+    except OSError as exc:
+        return f"cannot connect: {exc}"
+    client.loop_start()
+    try:
+        answered.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return reason[0]
 
 
 def require_broker_url(url: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.demo.data import make_bad_dataset, make_streams
-from cloud.demo.fleet import DemoError, Fleet, HubClient, wait_until
+from cloud.demo.fleet import DemoError, Fleet, HubClient, broker_login, wait_until
 from edge.cli import main as edgekit_main
 
 
@@ -33,6 +33,7 @@ class DemoOptions:
     replay_rate: float = 10.0
     telemetry_interval: float = 2.0
     probation: float = 6.0
+    broker_auth: bool = False  # the embedded broker checks every login
 
 
 @dataclass
@@ -212,6 +213,8 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path]) -> DemoResul
         return sum(1 for d in devs if d["online"]) >= opts.devices
 
     wait_until("every agent to report online", all_online, timeout=90)
+    if opts.broker_auth:
+        check_broker_auth(res, opts.broker, names[0])
 
     say("3. upload the bundles (the hub checks each signature)")
     for b in bundles:
@@ -285,6 +288,20 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path]) -> DemoResul
         f"alerts: {', '.join(res.drift_alerts) or 'none'}; shifted: {', '.join(sorted(shifted))}",
     )
     return res
+
+
+def check_broker_auth(res: DemoResult, broker: str, device: str) -> None:
+    """Every agent is online, so each logged in with its own account; a wrong password
+    for one of them, and no login at all, must be refused."""
+    say("2.1 the broker checks every login")
+    wrong = broker_login(broker, device, "not-the-password")
+    anonymous = broker_login(broker, None, None)
+    res.check(
+        "the broker refuses a wrong password and anonymous clients",
+        wrong != "Success" and anonymous != "Success",
+        f"{device} with a wrong password: {wrong}; anonymous: {anonymous}; the hub and "
+        f"{device} logged in with their own accounts",
+    )
 
 
 def _drifting(api: HubClient) -> set[str]:

@@ -124,6 +124,7 @@ class MqttTransport:
     def __init__(self, settings: MqttSettings) -> None:
         self.settings = settings.validate()
         self.host, self.port, tls = settings.endpoint()
+        self.endpoint_tls = tls
         self.client_id = settings.client_id or f"edgekit-{uuid.uuid4().hex[:12]}"
         self.v5 = settings.protocol == "5"
         self._stats = TransportStats()
@@ -306,11 +307,44 @@ class MqttTransport:
             self._stats.add("disconnects")
             level = logging.DEBUG if self._closed else logging.WARNING
             log.log(level, "MQTT disconnected from %s: %s", self.settings.url, reason)
+        elif self.endpoint_tls and not self._closed:  # closed before CONNACK: e.g. no cert
+            why = self._tls_failure() or f"the broker closed the connection: {reason}"
+            if self.last_error != why:
+                log.warning("MQTT %s: %s", self.settings.url, why)
+            self.last_error = why
         self._connected.clear()
 
     def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
+        why = self._tls_failure() if self.endpoint_tls else None
+        if why is not None:  # a broker we do not trust (or that does not trust us)
+            if self.last_error != why:
+                log.warning("MQTT %s: %s", self.settings.url, why)
+            self.last_error = why
+            return
         self.last_error = f"cannot reach {self.settings.url}"
         log.debug("MQTT connect to %s failed; retrying", self.settings.url)
+
+    def _tls_failure(self) -> str | None:
+        """Why a TLS handshake with the broker fails, or None: paho reports only that the
+        connection failed, so one handshake of our own names the reason (certificate)."""
+        import socket
+
+        s = self.settings
+        try:
+            ctx = ssl.create_default_context(cafile=s.ca_file)
+            if s.cert_file:
+                ctx.load_cert_chain(s.cert_file, s.key_file)
+            ctx.check_hostname = not s.tls_insecure
+            raw = socket.create_connection((self.host, self.port), timeout=2)
+            with raw, ctx.wrap_socket(raw, server_hostname=self.host) as tls:
+                tls.recv(1)  # TLS 1.3 refuses a client certificate after the handshake
+        except ssl.SSLCertVerificationError as exc:
+            return f"TLS: the broker's certificate is not trusted ({exc.verify_message})"
+        except ssl.SSLError as exc:
+            return f"TLS handshake failed: {exc.reason or exc}"
+        except OSError:
+            return None
+        return None
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         if len(msg.payload) > self.settings.max_payload:

@@ -116,7 +116,11 @@ class BatchWriter:
                 self.counters["cleared"] += 1  # a retained status being cleared, not data
                 continue
             try:
-                msg = ingest_message(topic_name, payload)
+                msg, clamped = device_reports.check_clock(
+                    ingest_message(topic_name, payload), time.time()
+                )
+                if clamped:  # a device clock far ahead: stored at arrival time instead
+                    self.counters["clock_clamped"] += 1
             except ContractError as exc:
                 self.counters["rejected"] += 1
                 log.warning("dropped message on %s: %s", topic_name[:200], exc)

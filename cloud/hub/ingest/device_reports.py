@@ -21,20 +21,59 @@ connection was opened, so it is not compared by time for its own run: it flips `
 off when it belongs to the announced run, and a will of another run only when it is newer
 than the report that set the model (an old run's will arriving after a restart is ignored).
 Events never change these fields.
+
+**Device clocks are not trusted far** (``check_clock``, applied to every message before it
+is stored): a ``ts`` more than :data:`MAX_CLOCK_SKEW_S` ahead of the hub's clock is replaced
+by the arrival time, so no report can claim a future that later reports never reach, and a
+``seq`` outside 64 bits is refused. Within one run and topic a ``seq`` more than
+:data:`MAX_SEQ_STEP` ahead of the last one is believed only when its clock moved forward
+too, and such a jump is overtaken by the next report whose clock is later: one message
+with a huge ``seq`` cannot freeze a device's KPIs for longer than the skew allowance.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
-from cloud.hub.ingest.telemetry_fields import Sample, TelemetryLike, device_kpis, staleness_window
+from cloud.hub.ingest.telemetry_fields import (
+    Sample,
+    TelemetryIn,
+    TelemetryLike,
+    device_kpis,
+    staleness_window,
+)
 from cloud.hub.storage import Device, EventRow, bulk_sql
 from edge.contract import STATUS, TELEMETRY, Event, Status
+from edge.errors import ContractError
 
 DEVICE_TABLE = cast(Table, Device.__table__)
+MAX_CLOCK_SKEW_S = 60.0  # how far ahead of the hub a device clock may run and be believed
+MAX_SEQ_STEP = 100_000  # a larger jump within one run needs a later clock to be believed
+SEQ_MIN, SEQ_MAX = -(2**63), 2**63 - 1  # what the BIGINT columns hold
+
+Reported = Status | Event | TelemetryIn
+
+
+def check_clock(msg: Reported, now: float) -> tuple[Reported, bool]:
+    """``msg`` with a ``ts`` the hub can order by, and whether it had to be clamped: a
+    clock beyond ``now + MAX_CLOCK_SKEW_S`` becomes ``now``. ContractError (the message is
+    dropped and counted) for a ``ts`` before 1970 or not finite, or a ``seq`` beyond 64 bits."""
+    ts, seq = msg.ts, msg.seq
+    if not math.isfinite(ts) or ts < 0:
+        raise ContractError(f"{msg.device}: ts {ts!r} is not a time after 1970")
+    if not SEQ_MIN <= seq <= SEQ_MAX:
+        raise ContractError(f"{msg.device}: seq {seq} does not fit in 64 bits")
+    if ts <= now + MAX_CLOCK_SKEW_S:
+        return msg, False
+    if isinstance(msg, (Status, Event)):
+        return dataclasses.replace(msg, ts=now), True
+    msg.ts = now  # TelemetryIn: the hub's own mutable record of one message
+    return msg, True
 
 
 class Report(NamedTuple):
@@ -58,6 +97,8 @@ def newer(msg: Report, last: Report | None, run_boot: str | None, announced: boo
         return True
     if msg.boot is not None and msg.boot == last.boot:
         if msg.kind == last.kind and msg.seq is not None and last.seq is not None:
+            if abs(msg.seq - last.seq) > MAX_SEQ_STEP:  # a jump: believed with the clock
+                return msg.ts > last.ts
             return msg.seq > last.seq
         return msg.ts > last.ts or (msg.ts == last.ts and msg.kind == STATUS)
     if msg.kind == STATUS or (msg.boot is not None and msg.boot == run_boot):

@@ -50,3 +50,6 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert len(doc["devices"]) == 6 and {d["version"] for d in doc["devices"]} == {2}
     assert doc["drift_alerts"], "the shifted devices must raise drift alerts"
     assert "fleet page: http://127.0.0.1:" in proc.stdout
+    auth = [c for c in doc["checks"] if c["check"].startswith("the broker refuses")]
+    assert auth and auth[0]["ok"], "the embedded broker must run with authentication on"
+    assert "not authorized" in auth[0]["detail"].lower(), auth
