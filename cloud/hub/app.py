@@ -7,6 +7,8 @@ one-off CLI commands get a quiet app.
 
 For WSGI servers: ``waitress-serve --call cloud.hub.app:app_from_env`` or
 ``gunicorn 'cloud.hub.app:app_from_env()'`` (settings from ``EDGEKIT_HUB_*`` variables).
+Set ``EDGEKIT_HUB_PUBLIC_URL`` there: the hub never takes its own address from a request's
+``Host`` header (a forged one would decide where devices fetch bundles from).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import atexit
 import importlib
 import logging
+import os
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, g
 
 from cloud.hub.config import HubConfig
 from cloud.hub.context import EXTENSION, Hub
-from cloud.hub.http import api, metrics_bp, register_error_handlers
+from cloud.hub.http import api, hardening, metrics_bp, register_error_handlers
 from cloud.hub.http.auth import init_auth
 from cloud.hub.rollout import RolloutService
 from cloud.hub.storage import Database
@@ -34,6 +37,7 @@ def create_app(config: HubConfig | dict[str, Any] | None = None) -> Flask:
     """Build a hub app; migrates the database to the newest schema first."""
     cfg = config if isinstance(config, HubConfig) else HubConfig(**(config or {}))
     cfg.ensure_dirs()
+    _private_dir(cfg)
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.config.update(
         SECRET_KEY=cfg.session_secret(),
@@ -49,14 +53,13 @@ def create_app(config: HubConfig | dict[str, Any] | None = None) -> Flask:
     app.extensions[EXTENSION] = state
 
     register_error_handlers(app)
+    hardening.install(app, max_body=cfg.max_body_bytes, max_upload=cfg.max_upload_bytes)
     init_auth(app)
-
-    @app.before_request
-    def _learn_public_url() -> None:
-        # Deploy commands carry absolute bundle URLs; without --public-url use the first
-        # address a client reached us on.
-        if cfg.public_url is None:
-            cfg.public_url = request.host_url.rstrip("/")
+    if cfg.public_url is None and cfg.broker_url is not None:
+        log.warning(
+            "no public URL configured (--public-url / EDGEKIT_HUB_PUBLIC_URL): deploy "
+            "commands will name http://127.0.0.1 as the bundle server"
+        )
 
     @app.teardown_appcontext
     def _close_session(exc: BaseException | None) -> None:
@@ -79,6 +82,17 @@ def create_app(config: HubConfig | dict[str, Any] | None = None) -> Flask:
         start_workers(state)
         atexit.register(state.stop)
     return app
+
+
+def _private_dir(cfg: HubConfig) -> None:
+    """The data dir holds the database, bundles and the session key: no one else may read
+    it (best effort on a directory the hub does not own)."""
+    try:
+        mode = cfg.data_dir.stat().st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(cfg.data_dir, mode & 0o700)
+    except OSError as exc:
+        log.warning("cannot make %s private: %s", cfg.data_dir, exc)
 
 
 def _register_web(app: Flask) -> None:

@@ -50,9 +50,18 @@ class HubConfig:
     mqtt_consumer: str = "auto"  # auto | shared | lease
     mqtt_share_group: str = "edgekit-hub"  # hubs of one fleet share this group name
     mqtt_version: str = "auto"  # auto (5, else 3.1.1) | 5 | 3.1.1
+    # The hub's broker login. Unset: the hub account `edgekit hub broker-config` made in the
+    # database, else anonymous (with a warning). TLS: mqtts:// or a CA file turns it on.
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    mqtt_tls_insecure: bool = False  # skip the server name check (tests, never production)
     deploy_timeout_s: float = 900.0
     command_ttl_s: float = 3600.0
     max_upload_bytes: int = 512 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024  # any request body but an upload (JSON, forms)
     testing: bool = False
 
     def __post_init__(self) -> None:
@@ -61,6 +70,7 @@ class HubConfig:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         if self.trusted_key is not None:
             self.trusted_key = Path(self.trusted_key)
+        self._check_mqtt_login()
         if self.mqtt_consumer not in ("auto", "shared", "lease"):
             raise ConfigError("mqtt_consumer must be auto, shared or lease")
         if self.mqtt_version not in MQTT_VERSIONS:
@@ -80,6 +90,21 @@ class HubConfig:
             raise ConfigError("bridge_batch_size must be at least 1")
         if self.bridge_writer not in ("thread", "process"):
             raise ConfigError("bridge_writer must be thread or process")
+
+    def _check_mqtt_login(self) -> None:
+        for name in ("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file"):
+            value = getattr(self, name)
+            if value is not None:
+                path = Path(value).expanduser()
+                if not path.is_file():
+                    raise ConfigError(f"{name}: {path} does not exist")
+                setattr(self, name, path)
+        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
+            raise ConfigError("mqtt_cert_file and mqtt_key_file: give both or neither")
+        if self.mqtt_password is not None and self.mqtt_username is None:
+            raise ConfigError("mqtt_password needs mqtt_username")
+        if isinstance(self.mqtt_tls_insecure, str):
+            self.mqtt_tls_insecure = self.mqtt_tls_insecure.strip().lower() in ("1", "true", "yes")
 
     @property
     def bundle_dir(self) -> Path:
@@ -114,6 +139,13 @@ class HubConfig:
         """Build from ``EDGEKIT_HUB_*`` variables (for ``waitress-serve``/gunicorn factories)."""
         env: dict[str, Any] = {}
         for key in ("data_dir", "db_url", "broker_url", "trusted_key", "public_url", "secret_key"):
+            value = os.environ.get(ENV_PREFIX + key.upper())
+            if value:
+                env[key] = value
+        for key in (
+            "mqtt_username", "mqtt_password", "mqtt_ca_file", "mqtt_cert_file",
+            "mqtt_key_file", "mqtt_tls_insecure",
+        ):  # fmt: skip
             value = os.environ.get(ENV_PREFIX + key.upper())
             if value:
                 env[key] = value

@@ -13,19 +13,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge import contract as c
-from edge.agent.config import RUNTIME_KEYS, AgentConfig
-from edge.agent.enrollment import load_credentials
+from edge.agent.commands import CommandGuard, CommandRefused, trusted_keys
+from edge.agent.config import AgentConfig
+from edge.agent.enrollment import load_credentials, mqtt_login
 from edge.agent.mqtt_inference import MqttInference
 from edge.agent.reporting import Reporter
 from edge.bundle import ModelStore
 from edge.contract import Command, Status
-from edge.errors import ConfigError, ContractError
+from edge.errors import ConfigError
 from edge.install import Installer
 from edge.messaging import Outbox, Transport
 from edge.runtime import Prediction
@@ -37,18 +37,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edgekit.agent")
 
-MAX_REMEMBERED_COMMANDS = 256
 
+def mqtt_transport(cfg: AgentConfig, credentials: dict[str, Any] | None = None) -> Transport:
+    """The real MQTT transport for ``cfg`` (paho is imported only here); without a username
+    in the config (or the broker URL) it logs in with the account enrollment stored."""
+    from urllib.parse import urlparse
 
-def mqtt_transport(cfg: AgentConfig) -> Transport:
-    """The real MQTT transport for ``cfg`` (paho is imported only here)."""
     from edge.messaging import MqttSettings, MqttTransport
 
+    username, password = cfg.username, cfg.password
+    if username is None and urlparse(cfg.broker).username is None:
+        username, password = mqtt_login(None, password, credentials)
     settings = MqttSettings(
         url=cfg.broker,
         client_id=f"edgekit-agent-{cfg.device_id}",
-        username=cfg.username,
-        password=cfg.password,
+        username=username,
+        password=password,
         ca_file=str(cfg.ca_file) if cfg.ca_file else None,
         cert_file=str(cfg.cert_file) if cfg.cert_file else None,
         key_file=str(cfg.key_file) if cfg.key_file else None,
@@ -56,6 +60,16 @@ def mqtt_transport(cfg: AgentConfig) -> Transport:
         keepalive=cfg.keepalive,
     )
     return MqttTransport(settings.validate())
+
+
+def anonymous_login(cfg: AgentConfig, credentials: dict[str, Any] | None) -> bool:
+    """True when the agent would connect to its broker with no account at all: no username
+    in the config or URL, none from enrollment, and no client certificate."""
+    from urllib.parse import urlparse
+
+    if cfg.username is not None or urlparse(cfg.broker).username is not None:
+        return False
+    return mqtt_login(None, None, credentials)[0] is None and cfg.cert_file is None
 
 
 class Agent:
@@ -67,7 +81,9 @@ class Agent:
         self.boot = uuid.uuid4().hex[:12]
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.credentials = load_credentials(cfg.data_dir)
-        self.transport = transport if transport is not None else mqtt_transport(cfg)
+        self.transport = (
+            transport if transport is not None else mqtt_transport(cfg, self.credentials)
+        )
         self.outbox = Outbox(cfg.data_dir / "outbox", cfg.outbox_max_bytes, cfg.outbox_max_messages)
         self.store = ModelStore(cfg.models_dir, cfg.keep_versions)
         # run-time settings (time limit, fallback thresholds) are applied by _configure()
@@ -86,7 +102,7 @@ class Agent:
         self.installer = Installer(
             self.store,
             self.server,
-            cfg.install_policy(),
+            cfg.install_policy(self.credentials),
             self.reporter.emit,
             cfg.data_dir / "downloads",
             token=lambda: (self.credentials or {}).get("token"),
@@ -101,7 +117,12 @@ class Agent:
             response_qos=cfg.infer_response_qos,
             max_pending=cfg.max_queued_requests,
         )
-        self._commands: OrderedDict[str, float] = OrderedDict()
+        self.commands = CommandGuard(
+            self.device,
+            trusted_keys(cfg.command_keys, (self.credentials or {}).get("command_key")),
+            cfg.data_dir,
+            allow_unsigned=cfg.allow_unsigned_commands,
+        )
         self.replay: ReplaySource | None = None
         self.http: LocalHttpApi | None = None
         self.started = False
@@ -113,6 +134,20 @@ class Agent:
         """Recover, provision, connect and start every thread. Returns once serving."""
         from edge.runtime import describe_device
 
+        if self.cfg.allow_unsigned_commands:
+            log.warning(
+                "allow_unsigned_commands is on: anyone who can publish to %s may command "
+                "this device (development only)",
+                c.topic(self.device, c.CMD),
+            )
+        elif not self.commands.keys:
+            log.warning("no command key (enroll, or set command_keys): every command is refused")
+        if connect and anonymous_login(self.cfg, self.credentials):
+            log.warning(
+                "connecting to broker %s anonymously: anyone who reaches it can read this "
+                "device's commands and publish as it (enroll, or set username/password)",
+                self.cfg.broker,
+            )
         self.reporter.capabilities = describe_device()
         model = self.installer.recover()
         self.server.swap(model)
@@ -203,30 +238,32 @@ class Agent:
     # ------------------------------------------------------------------ commands
 
     def _on_cmd(self, _topic: str, payload: bytes) -> None:
+        """Every command passes :class:`CommandGuard` first; a refused one only yields an
+        event naming the reason (step None: a forged refusal never moves a rollout)."""
         try:
-            cmd = Command.parse(c.decode_json(payload))
-        except ContractError as exc:
-            self.emit("error", None, f"bad command: {exc}", detail={"reason": str(exc)})
+            cmd = self.commands.check(payload)
+        except CommandRefused as exc:
+            log.warning("command %s refused (%s): %s", exc.command_id, exc.reason, exc.message)
+            self.emit(
+                "error",
+                None,
+                f"command refused: {exc.message}",
+                command=exc.command_id,
+                detail={"reason": exc.reason, "message": exc.message},
+            )
             return
-        if cmd.id in self._commands:
-            log.info("command %s seen before; ignored", cmd.id)
-            return
-        self._commands[cmd.id] = time.time()
-        while len(self._commands) > MAX_REMEMBERED_COMMANDS:
-            self._commands.popitem(last=False)
         self.handle_command(cmd)
 
     def handle_command(self, cmd: Command) -> None:
-        """Deploys and rollbacks go to the install thread; config and ping run now."""
+        """Deploys and rollbacks go to the install thread; config and ping run now.
+        ``cmd`` has passed :class:`CommandGuard` (signature, device, expiry, nonce)."""
         ctx: dict[str, Any] = {"command": cmd.id, "rollout": cmd.rollout, "version": cmd.version}
         if cmd.kind == "deploy":
             self.installer.submit(lambda: self.installer.deploy(cmd))
         elif cmd.kind == "rollback":
             self.installer.submit(lambda: self.installer.rollback(cmd))
-        elif cmd.expires is not None and cmd.expires < time.time():
-            self.emit(
-                "error", None, f"{cmd.kind} command expired", detail={"reason": "expired"}, **ctx
-            )
+        elif cmd.kind == "keys":  # bundle signing keys: in order with queued installs
+            self.installer.submit(lambda: self.installer.apply_keys(cmd))
         elif cmd.kind == "config":
             self._apply_config(cmd, ctx)
         elif cmd.kind == "ping":
@@ -245,7 +282,7 @@ class Agent:
             fallback_window=cfg.fallback_window,
             fallback_min_inferences=cfg.fallback_min_inferences,
         )
-        self.installer.policy = cfg.install_policy()
+        self.installer.policy = cfg.install_policy(self.credentials)
         self.inference.max_pending = cfg.max_queued_requests
         if self.store.keep != cfg.keep_versions:
             self.store.keep = max(1, cfg.keep_versions)
@@ -255,11 +292,8 @@ class Agent:
             self.replay.set_rate(cfg.replay_rate)
 
     def _apply_config(self, cmd: Command, ctx: dict[str, Any]) -> None:
-        bad = sorted(set(cmd.config) - RUNTIME_KEYS)
         try:
-            if bad:
-                raise ConfigError(f"keys {', '.join(bad)} cannot be changed remotely")
-            cfg = self.cfg.replace(**cmd.config)
+            cfg = self.cfg.replace_remote(cmd.config)
         except ConfigError as exc:
             self.emit("error", None, f"config refused: {exc}", detail={"reason": str(exc)}, **ctx)
             return

@@ -9,6 +9,7 @@ bad setting fails at start-up with a one-line ConfigError naming the key, never 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -17,10 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from edge.agent.remote_config import RUNTIME_KEYS, out_of_range
+from edge.bundle import KEYRING_FILE, Keyring
 from edge.contract import PRECISIONS, RUNTIMES, validate_device_id
-from edge.errors import ConfigError, ContractError
-from edge.install import InstallSettings, Policy
+from edge.errors import ConfigError, ContractError, InstallError
+from edge.install import InstallSettings, Policy, allowed_origins, origin_of
 
+log = logging.getLogger(__name__)
 ENV_PREFIX = "EDGEKIT_"
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -36,7 +40,11 @@ class AgentConfig(InstallSettings):
     broker: str = "mqtt://127.0.0.1:1883"
     bundle: Path | None = None
     trusted_key: Path | None = None
+    trusted_keys: tuple[Path, ...] = ()
+    download_origins: tuple[str, ...] = ()
     allow_unsigned: bool = False
+    command_keys: tuple[Path, ...] = ()
+    allow_unsigned_commands: bool = False
     hub: str | None = None
     enroll_token: str | None = None
     username: str | None = None
@@ -61,10 +69,25 @@ class AgentConfig(InstallSettings):
     outbox_max_bytes: int = 64 * 1024 * 1024
     outbox_max_messages: int = 100_000
 
-    def install_policy(self) -> Policy:
-        """The installer's policy: the install keys plus the trust settings."""
+    def install_policy(self, credentials: Mapping[str, Any] | None = None) -> Policy:
+        """The installer's policy: the install keys plus the trust settings. Bundles are
+        checked against the keyring (``trusted_key``, ``trusted_keys`` and what signed
+        ``keys`` commands changed, in DATA_DIR/keyring.json); downloads may go only to
+        ``download_origins`` and the ``hub`` the ``credentials`` were enrolled with."""
+        configured = [p for p in (self.trusted_key, *self.trusted_keys) if p is not None]
+        hub = (credentials or {}).get("hub")
+        hub = hub if isinstance(hub, str) else None
+        try:
+            origins = allowed_origins([*self.download_origins, hub])
+        except InstallError as exc:  # a hand-edited credentials file: never the token's way out
+            log.error("credentials hub %r ignored: %s", hub, exc)
+            origins = allowed_origins(self.download_origins)
         return Policy.from_settings(
-            self, trusted_key=self.trusted_key, allow_unsigned=self.allow_unsigned
+            self,
+            trusted_key=self.trusted_key,
+            allow_unsigned=self.allow_unsigned,
+            keyring=Keyring(configured, self.data_dir / KEYRING_FILE),
+            origins=origins,
         )
 
     @property
@@ -80,6 +103,19 @@ class AgentConfig(InstallSettings):
             merged[key] = FIELDS[key].parse(value, key)
         return _validated(merged)
 
+    def replace_remote(self, changes: Mapping[str, Any]) -> AgentConfig:
+        """:meth:`replace` for a ``config`` command: only :data:`RUNTIME_KEYS`, each within
+        its range (edge/agent/remote_config.py)."""
+        bad = sorted(set(changes) - RUNTIME_KEYS)
+        if bad:
+            raise ConfigError(f"keys {', '.join(bad)} cannot be changed remotely")
+        cfg = self.replace(**changes)
+        for key in changes:
+            why = out_of_range(key, getattr(cfg, key))
+            if why is not None:
+                raise ConfigError(why)
+        return cfg
+
     def redacted(self) -> dict[str, Any]:
         """The settings as plain JSON values, secrets hidden, for status and logs."""
         out: dict[str, Any] = {}
@@ -87,36 +123,13 @@ class AgentConfig(InstallSettings):
             value = getattr(self, f.name)
             if f.name in SECRET_KEYS and value is not None:
                 value = "***"
+            if isinstance(value, tuple):
+                value = [str(v) for v in value]
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
 
 
 SECRET_KEYS = frozenset({"password", "enroll_token"})
-# Keys a remote ``config`` command may change at run time (nothing that moves files or
-# credentials, so a compromised hub account cannot point the agent somewhere else).
-RUNTIME_KEYS = frozenset(
-    {
-        "telemetry_interval",
-        "pin_runtime",
-        "pin_precision",
-        "keep_versions",
-        "inference_timeout",
-        "fallback_error_rate",
-        "fallback_window",
-        "fallback_min_inferences",
-        "selftest_time_budget",
-        "shadow_inputs",
-        "shadow_timeout",
-        "shadow_min_agreement",
-        "probation_seconds",
-        "probation_min_inferences",
-        "probation_max_error_rate",
-        "probation_max_latency_ratio",
-        "probation_max_confidence_drop",
-        "probation_min_latency_increase_ms",
-        "replay_rate",
-    }
-)
 
 
 # --------------------------------------------------------------------------- value parsers
@@ -155,6 +168,28 @@ def _float(value: Any, key: str) -> float:
     if out != out or out in (float("inf"), float("-inf")):
         raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     return out
+
+
+def _paths(value: Any, key: str) -> tuple[Path, ...]:
+    """A list of paths: a TOML array, or one comma-separated string (flag, environment)."""
+    if isinstance(value, (str, Path)):
+        items: list[Any] = [v for v in str(value).split(",") if v.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(f"{key}: expected a list of paths, got {value!r}")
+    return tuple(_path(v.strip() if isinstance(v, str) else v, key) for v in items)
+
+
+def _urls(value: Any, key: str) -> tuple[str, ...]:
+    """A list of URLs: a TOML array, or one comma-separated string (flag, environment)."""
+    if isinstance(value, str):
+        items: list[Any] = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(f"{key}: expected a list of URLs, got {value!r}")
+    return tuple(_str(v, key) for v in items)
 
 
 def _bool(value: Any, key: str) -> bool:
@@ -198,7 +233,19 @@ FIELDS: dict[str, Field] = {
     "broker": _f(_str, "MQTT broker URL, mqtt://HOST:PORT or mqtts://HOST:PORT"),
     "bundle": _o(_path, "install this local bundle at start (offline provisioning)"),
     "trusted_key": _o(_path, "Ed25519 public key (PEM) bundles must be signed with"),
+    "trusted_keys": _f(
+        _paths, "more Ed25519 public keys (PEM, comma-separated) bundles may be signed with"
+    ),
+    "download_origins": _f(
+        _urls,
+        "origins (comma-separated http(s)://HOST:PORT) bundles may be downloaded from, "
+        "besides the enrolled hub; the device token is sent to no other",
+    ),
     "allow_unsigned": _f(_bool, "accept bundles without a trusted key (development only)"),
+    "command_keys": _f(_paths, "public keys (PEM, comma-separated) commands must be signed with"),
+    "allow_unsigned_commands": _f(
+        _bool, "act on unsigned commands (development only; anyone on the broker can command)"
+    ),
     "hub": _o(_str, "hub URL, e.g. http://hub:8080 (enrollment)"),
     "enroll_token": _o(_str, "one-time enrollment token from the hub"),
     "username": _o(_str, "MQTT username"),
@@ -349,6 +396,17 @@ def _check(cfg: AgentConfig) -> None:  # noqa: C901 - one flat check per key, in
         path = getattr(cfg, key)
         if path is not None and not path.exists():
             raise ConfigError(f"{key}: {path} does not exist")
+    for path in cfg.command_keys:
+        if not path.is_file():
+            raise ConfigError(f"command_keys: {path} is not a file")
+    for path in cfg.trusted_keys:
+        if not path.is_file():
+            raise ConfigError(f"trusted_keys: {path} is not a file")
+    for allowed in cfg.download_origins:
+        try:
+            origin_of(allowed, "download origin")
+        except InstallError as exc:
+            raise ConfigError(f"download_origins: {exc}") from None
     positive = (
         "telemetry_interval",
         "replay_rate",

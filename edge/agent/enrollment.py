@@ -1,8 +1,11 @@
 """Enrollment: trade a one-time hub token for per-device credentials, kept on disk.
 
 ``POST <hub>/api/v1/enroll`` with ``{"token", "device"}`` answers
-``{"device", "token", "tags"}``; the device token is stored in ``DATA_DIR/credentials.json``
-(mode 0600) and sent as ``Authorization: Bearer`` on bundle downloads.
+``{"device", "token", "tags", "command_key"}``; the device token (and the PEM public key
+the hub signs commands with) is stored in ``DATA_DIR/credentials.json``
+(mode 0600) and sent as ``Authorization: Bearer`` on bundle downloads. The response's
+``mqtt`` (``{"username", "password"}``: the device's own broker account) is stored there too;
+the agent logs in with it when its config names no MQTT username (see :func:`mqtt_login`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,29 @@ def load_credentials(data_dir: Path) -> dict[str, Any] | None:
         raise ConfigError(f"{path} is unreadable ({exc}); delete it and enroll again") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("token"), str):
         raise ConfigError(f"{path} has no device token; delete it and enroll again")
+    if "mqtt" in obj and _mqtt_pair(obj["mqtt"]) is None:
+        raise ConfigError(f"{path} has a malformed 'mqtt' account; delete it and enroll again")
     return obj
+
+
+def _mqtt_pair(value: Any) -> tuple[str, str] | None:
+    if not isinstance(value, dict):
+        return None
+    user, password = value.get("username"), value.get("password")
+    if not isinstance(user, str) or not user or not isinstance(password, str) or not password:
+        return None
+    return user, password
+
+
+def mqtt_login(
+    username: str | None, password: str | None, credentials: dict[str, Any] | None
+) -> tuple[str | None, str | None]:
+    """The MQTT login to use: the configured one when it names a user, else the account the
+    hub gave at enrollment, else none (anonymous)."""
+    if username is not None:
+        return username, password
+    pair = _mqtt_pair((credentials or {}).get("mqtt"))
+    return pair if pair is not None else (None, password)
 
 
 def save_credentials(data_dir: Path, creds: dict[str, Any]) -> Path:
@@ -64,6 +89,12 @@ def enroll(
     if not isinstance(obj, dict) or not isinstance(obj.get("token"), str):
         raise EnrollError("hub answered enrollment without a device token")
     creds = {"device": device, "token": obj["token"], "tags": obj.get("tags") or [], "hub": hub}
+    if isinstance(obj.get("command_key"), str):  # the hub's command key, trusted from now on
+        creds["command_key"] = obj["command_key"]
+    if obj.get("mqtt") is not None:
+        if _mqtt_pair(obj["mqtt"]) is None:
+            raise EnrollError("hub answered enrollment with a malformed 'mqtt' account")
+        creds["mqtt"] = {"username": obj["mqtt"]["username"], "password": obj["mqtt"]["password"]}
     save_credentials(data_dir, creds)
     return creds
 

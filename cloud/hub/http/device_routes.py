@@ -11,7 +11,9 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
 
 from cloud.errors import ApiError
-from cloud.hub.context import db
+from cloud.hub.broker import DynsecError, control_for, issue_account, revoke
+from cloud.hub.commands import command_public_pem
+from cloud.hub.context import db, hub
 from cloud.hub.http.auth import (
     current_principal,
     hash_token,
@@ -32,6 +34,7 @@ bp = Blueprint("devices", __name__)
 
 MAX_TAGS = 32
 MAX_POINTS = 10_000
+MAX_TS = 1e10  # unix seconds (year 2286): a query bound beyond is a client error
 
 
 def _device(device_id: str) -> Device:
@@ -60,8 +63,8 @@ def _float_arg(name: str, default: float | None) -> float | None:
         value = float(raw)
     except ValueError:
         raise ApiError(400, "invalid", f"'{name}' must be unix seconds") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ApiError(400, "invalid", f"'{name}' must be a finite number")
+    if not 0.0 <= value <= MAX_TS:  # also refuses nan and +-inf
+        raise ApiError(400, "invalid", f"'{name}' must be unix seconds between 0 and {MAX_TS:g}")
     return value
 
 
@@ -141,6 +144,17 @@ def enroll() -> Any:
     )
     if row is None or row.used_at is not None or (row.expires is not None and row.expires < now):
         raise ApiError(401, "bad_token", "enrollment token is unknown, used or expired")
+    existing = db().get(Device, device_id)
+    if existing is not None and existing.enrolled and existing.revoked is None and not row.rebind:
+        # the token stays unused: an admin can issue one with --rebind if the take-over is meant
+        raise ApiError(
+            409, "already_enrolled",
+            f"device {device_id!r} is already enrolled; an admin must create an enrollment "
+            "token with rebind to take it over",
+        )  # fmt: skip
+    # Every check that refuses the enrollment (e.g. re-binding) must come BEFORE this line:
+    # it replaces the id's live broker account (kicking whoever uses it).
+    mqtt_password, mqtt_secret = _broker_account(device_id)
     row.used_at, row.used_by = now, device_id
     device = db().get(Device, device_id)
     if device is None:
@@ -148,10 +162,47 @@ def enroll() -> Any:
         db().add(device)
     credential = new_token("ekd")
     device.token_hash = hash_token(credential)
+    device.mqtt_secret = mqtt_secret
+    device.revoked = None
     device.enrolled = True
     device.tags = list(dict.fromkeys([*(device.tags or []), *row.tags]))
     db().commit()
-    return jsonify({"device": device_id, "token": credential, "tags": device.tags})
+    # the key its commands are signed with: the device trusts it from now on
+    command_key = command_public_pem(db())
+    return jsonify(
+        {
+            "device": device_id,
+            "token": credential,
+            "tags": device.tags,
+            "command_key": command_key,
+            "mqtt": {"username": device_id, "password": mqtt_password},
+        }
+    )
+
+
+def _broker_account(device_id: str) -> tuple[str, dict[str, Any]]:
+    """The device's new broker password and its hash to store, already live on a broker the
+    hub manages. Runs before enrollment changes anything: a broker that cannot take the
+    account fails the enrollment with 503 and the enrollment token stays unused."""
+    try:
+        return issue_account(device_id, control_for(hub().config, hub().db))
+    except DynsecError as exc:
+        db().rollback()
+        raise ApiError(
+            503, "broker_unavailable", f"the broker cannot create the device's account: {exc}"
+        ) from None
+
+
+@bp.post("/devices/<device_id>/revoke")
+@require("admin")
+def revoke_device(device_id: str) -> Any:
+    """Cut the device's token and broker account at once (its connection is kicked)."""
+    _device(device_id)
+    p = current_principal(db())
+    actor = f"{p.kind} {p.name}" if p is not None else "admin"
+    result = revoke(db(), device_id, actor, lambda: control_for(hub().config, hub().db))
+    d = _device(device_id)
+    return jsonify({"device": device_id, "revoked": d.revoked, "broker": result.broker})
 
 
 @bp.get("/devices/<device_id>/telemetry")
@@ -218,6 +269,8 @@ def login() -> Any:
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError(400, "invalid", "send 'username' and 'password'")
+    if not username or len(username) > 64:
+        raise ApiError(400, "invalid", "'username' must be 1-64 characters")
     user = verify_login(db(), username, password)
     if user is None:
         raise ApiError(401, "bad_login", "wrong user name or password")

@@ -14,6 +14,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from cloud.errors import ApiError
+from cloud.hub.http.throttle import Throttled
 from edge.errors import ContractError, EdgekitError
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Any:
         return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(Throttled)
+    def _throttled(exc: Throttled) -> Any:
+        resp, status = error_response(exc.status, exc.code, exc.message)
+        resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp, status
 
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError) -> Any:

@@ -5,27 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from cloud.errors import ApiError
 from cloud.hub.context import db, hub
-from cloud.hub.http.auth import require
+from cloud.hub.http.auth import current_principal, require
 from cloud.hub.http.common import actor, json_body
 from cloud.hub.http.openapi import document
 from cloud.hub.http.shapes import model_detail_json, model_json
 from cloud.hub.registry import bundle_path, delete_version, deletion_blockers, store_upload
-from cloud.hub.storage import Alias, ModelVersion
+from cloud.hub.storage import Alias, Deployment, ModelVersion, Rollout
 
 bp = Blueprint("models", __name__)
 ALIAS_NAMES = ("stable", "candidate")
+MAX_VERSION = 2**31 - 1
 
 
 def get_model(name: str, version: str | int) -> ModelVersion:
+    """A version by number or alias; numbers the database cannot hold are simply unknown."""
     try:
         number = int(version)
     except ValueError:
         number = -1
-    if number < 1:
+    if number > MAX_VERSION:
+        row = None
+    elif number < 1:
         row = _by_alias(name, str(version))
     else:
         row = db().scalar(
@@ -87,6 +91,9 @@ def show_model(name: str, version: str) -> Any:
 @require("viewer", allow_device=True)
 def download_bundle(name: str, version: str) -> Any:
     m = get_model(name, version)
+    principal = current_principal(db())
+    if principal is not None and principal.device_id is not None:
+        _check_deployed(principal.device_id, m)
     path = bundle_path(hub().config, m)
     if not path.is_file():
         raise ApiError(410, "gone", f"the bundle file of {name} v{m.version} is missing")
@@ -101,6 +108,27 @@ def download_bundle(name: str, version: str) -> Any:
     )
     resp.headers["X-Edgekit-Sha256"] = m.sha256
     return resp
+
+
+def _check_deployed(device_id: str, m: ModelVersion) -> None:
+    """A device token fetches only what a rollout sent that device: the rollout's version,
+    or the version the device ran before it (what a rollback order points at)."""
+    ordered = db().scalar(
+        select(Deployment.rollout_id)
+        .join(Rollout, Rollout.id == Deployment.rollout_id)
+        .where(
+            Deployment.device_id == device_id,
+            or_(
+                and_(Rollout.model_name == m.name, Rollout.model_version == m.version),
+                and_(Deployment.from_name == m.name, Deployment.from_version == m.version),
+            ),
+        )
+        .limit(1)
+    )
+    if ordered is None:
+        raise ApiError(
+            403, "forbidden", f"{m.name} v{m.version} was never deployed to device {device_id}"
+        )
 
 
 @bp.delete("/models/<name>/<version>")
@@ -130,8 +158,8 @@ def put_alias(name: str, alias: str) -> Any:
     if alias not in ALIAS_NAMES:
         raise ApiError(400, "bad_alias", f"alias must be one of {', '.join(ALIAS_NAMES)}")
     version = json_body().get("version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ApiError(400, "invalid", "'version' must be an integer")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+        raise ApiError(400, "invalid", f"'version' must be an integer from 1 to {MAX_VERSION}")
     get_model(name, version)
     row = db().get(Alias, (name, alias))
     if row is None:

@@ -58,6 +58,39 @@ ROLLOUT_BODY = {
         "start": {"type": "boolean"},
     },
 }
+STRING = {"type": "string"}
+TS = {"type": "number", "minimum": 0, "maximum": 1e10, "description": "unix seconds"}
+# the query parameters each route reads, with the limits it enforces (a value outside is 400)
+QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("get", "/devices"): {
+        "tag": {"type": "string"}, "model": {"type": "string"}, "version": {"type": "string"},
+    },
+    ("get", "/devices/{device}/telemetry"): {
+        "resolution": {"enum": ["raw", "minute"], "default": "raw"},
+        "since": TS, "until": TS,
+        "limit": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 2000},
+    },
+    ("get", "/devices/{device}/events"): {
+        "since": TS, "limit": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 200},
+    },
+    ("get", "/models/{name}/{version}/telemetry"): {"since": TS, "until": TS},
+    ("get", "/rollouts"): {"state": {"type": "string"}},
+}  # fmt: skip
+PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "id": {"type": "string"},
+    "token_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+    "version": {"type": "string", "description": "a version number or an alias"},
+}
+TOKEN_BODY = {
+    "type": "object", "required": ["role"],
+    "properties": {"role": {"enum": ["viewer", "operator", "admin"]},
+                   "name": {"type": "string", "maxLength": 128}},
+}  # fmt: skip
+PASSWORD_BODY = {
+    "type": "object", "required": ["password"],
+    "properties": {"password": {"type": "string", "minLength": 8, "maxLength": 1024},
+                   "current_password": {"type": "string"}},
+}  # fmt: skip
 # (method, path, summary, role, success status, request body schema or marker)
 ROUTES: list[tuple[str, str, str, str | None, int, Any]] = [
     ("get", "/devices", "List devices (as they report themselves)", "viewer", 200, None),
@@ -96,10 +129,29 @@ ROUTES: list[tuple[str, str, str, str | None, int, Any]] = [
                                        "password": {"type": "string"}}}),
     ("delete", "/session", "Log out", None, 204, None),
     ("get", "/openapi.json", "This document", None, 200, None),
+    ("get", "/tokens", "API tokens (never their secrets)", "admin", 200, None),
+    ("post", "/tokens", "Create an API token (its secret is shown once)", "admin", 201,
+     TOKEN_BODY),
+    ("post", "/tokens/{token_id}/revoke", "Revoke an API token", "admin", 200, None),
+    ("put", "/users/{username}/password", "Set a password (ends the user's sessions)",
+     "admin, or the user with current_password", 200, PASSWORD_BODY),
 ]  # fmt: skip
 
 
-def _operation(summary: str, role: str | None, status: int, body: Any, path: str) -> dict[str, Any]:
+def _parameters(method: str, path: str) -> list[dict[str, Any]]:
+    names = [part.strip("{}") for part in path.split("/") if part.startswith("{")]
+    params = [
+        {"name": n, "in": "path", "required": True, "schema": PATH_PARAMS.get(n, STRING)}
+        for n in names
+    ]
+    for name, schema in QUERY.get((method, path), {}).items():
+        params.append({"name": name, "in": "query", "required": False, "schema": schema})
+    return params
+
+
+def _operation(
+    method: str, summary: str, role: str | None, status: int, body: Any, path: str
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "responses": {
@@ -113,12 +165,9 @@ def _operation(summary: str, role: str | None, status: int, body: Any, path: str
     if role is not None:
         op["security"] = [{"bearer": []}, {"session": []}]
         op["description"] = f"Needs role: {role}."
-    params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+    params = _parameters(method, path)
     if params:
-        op["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in params
-        ]
+        op["parameters"] = params
     if body == "multipart":
         op["requestBody"] = {
             "required": True,
@@ -140,7 +189,7 @@ def _operation(summary: str, role: str | None, status: int, body: Any, path: str
 def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, role, status, body in ROUTES:
-        paths.setdefault(path, {})[method] = _operation(summary, role, status, body, path)
+        paths.setdefault(path, {})[method] = _operation(method, summary, role, status, body, path)
     return {
         "openapi": "3.1.0",
         "info": {"title": "edgekit hub API", "version": __version__},

@@ -191,7 +191,9 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
     busy = busy_devices(db, r.id)
     target = (r.spec.model, r.spec.version)
     out: dict[str, DeviceObservation] = {}
-    for dev in db.scalars(select(Device)):
+    # a revoked device has no token and no broker account: it can neither receive a deploy
+    # nor download the bundle, so it is no rollout's target
+    for dev in db.scalars(select(Device).where(Device.revoked.is_(None))):
         model = (
             (dev.model_name, dev.model_version)
             if dev.model_name is not None and dev.model_version is not None

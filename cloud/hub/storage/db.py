@@ -2,11 +2,15 @@
 
 The schema is owned by Alembic (``cloud/hub/migrations``): ``Database.migrate()`` runs
 ``upgrade head`` programmatically at start-up, so every worker sees the same schema.
+
+A SQLite file holds password hashes and the hub's own secrets: it is created 0600 before
+SQLite opens it (SQLite gives its ``-wal`` and ``-shm`` files the same mode).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +46,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _private_file(database: str | None) -> None:
+    """Create the SQLite file owner-only and take group/other bits off an existing one."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if p.exists() and p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the database file {path}: {exc.strerror}") from exc
+
+
 class Database:
     """One engine plus a session factory; thread-safe, shared by requests and workers."""
 
@@ -58,6 +76,7 @@ class Database:
         except (ArgumentError, ImportError) as exc:
             raise ConfigError(f"bad database URL {url!r}: {exc}") from exc
         if self.is_sqlite:
+            _private_file(self.engine.url.database)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloud.hub.storage import HubSecret
+from cloud.hub.storage.tables import HubSecret
 
 
 def get_or_create(session: Session, name: str, make: Callable[[], str]) -> str:

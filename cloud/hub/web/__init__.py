@@ -37,6 +37,7 @@ from cloud.hub.http.auth import (
     role_at_least,
     verify_login,
 )
+from cloud.hub.http.throttle import Throttled
 from cloud.hub.registry import bundle_path
 from cloud.hub.storage import ROLES, ModelVersion, User
 from cloud.hub.web.bundle_files import read_bundle_image
@@ -113,7 +114,11 @@ def login_submit() -> Any:
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     nxt = request.form.get("next", "")
-    user = verify_login(_hub().request_session(), username, password) if username else None
+    try:
+        user = verify_login(_hub().request_session(), username, password) if username else None
+    except Throttled as exc:  # the form again, with the wait, not the API's JSON
+        page = render_template("login.html", error=exc.message, next=nxt, username=username)
+        return page, 429, {"Retry-After": str(exc.retry_after)}
     if user is None:
         return (
             render_template(

@@ -24,6 +24,7 @@ from edge.install.states import STEPS
 from edge.messaging import MemoryBroker, MemoryTransport
 from edge.serving import InferenceTimeoutError
 from tests.bundles import raw_digit
+from tests.commands import command, write_hub_key
 from tests.edge.agent_helpers import FileServer
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 from tests.waiting import wait_for
@@ -52,11 +53,14 @@ class Rig:
             "probation_seconds": "0.5",
             "selftest_time_budget": "0.2",
             "telemetry_interval": "3600",
+            "command_keys": str(write_hub_key(tmp)),
         }
         self.settings = {**base, **settings}
         self.agent: Agent | None = None
         (tmp / "data").mkdir(exist_ok=True)
-        (tmp / "data" / "credentials.json").write_text('{"token": "dev-token"}')
+        (tmp / "data" / "credentials.json").write_text(
+            json.dumps({"token": "dev-token", "hub": f"http://127.0.0.1:{self.files.port}"})
+        )
 
     def start(self, **overrides: Any) -> Agent:
         cfg = config.load({**self.settings, **overrides}, environ={})
@@ -95,8 +99,9 @@ class Rig:
         return wait_for(find, timeout)
 
     def command(self, kind: str, **fields: Any) -> str:
+        """Publish a command signed by the hub's test key; returns its id."""
         cid = fields.pop("id", f"cmd-{time.monotonic_ns()}")
-        cmd = {"schema": c.SCHEMA_CMD, "id": cid, "kind": kind, "ts": time.time(), **fields}
+        cmd = command(kind, DEV, id=cid, **fields)
         self.client.publish(c.topic(DEV, c.CMD), json.dumps(cmd).encode(), qos=1)
         return cid
 
@@ -309,7 +314,6 @@ def test_deploy_every_step_with_shadow(rig: Rig) -> None:
         ("bad_sha", "sha256 mismatch"),
         ("bad_signature", "signature does not verify"),
         ("older", "not newer"),
-        ("expired", "expired"),
         ("self_test", "outside tolerance"),
     ],
 )
@@ -322,8 +326,6 @@ def test_deploy_refusals(rig: Rig, case: str, match: str) -> None:
         bundle = rig.kit["foreign2"]
     elif case == "older":
         bundle, version = rig.kit["v1"], 1
-    elif case == "expired":
-        extra = {"expires": time.time() - 5}
     elif case == "self_test":
         bundle = rig.kit["bad_golden2"]
     cid = rig.deploy(bundle, version, **extra)
@@ -381,13 +383,18 @@ def test_commanded_rollback_and_unknown_version(rig: Rig) -> None:
     wait_for(lambda: rig.status()["model"]["version"] == 1)
     bad = rig.command("rollback", name="digits", version=7)
     failed = rig.wait_event("failed", kind="rollback")
-    assert failed["command"] == bad and "not in the store" in failed["detail"]["reason"]
+    assert failed["command"] == bad and "never committed" in failed["detail"]["reason"]
 
 
 def test_failed_rollback_download_leaves_no_journal(rig: Rig) -> None:
-    agent = rig.start(bundle=str(rig.kit["v2"]), probation_seconds="0")
-    url = rig.files.add(rig.kit["v1"])
-    cid = rig.command("rollback", name="digits", version=1, url=url, sha256="ab" * 32)
+    # v1 is committed, then pruned by v2 (keep_versions=1): rolling back re-downloads it,
+    # and the mirror serves other bytes than the sha256 the device recorded at commit
+    agent = rig.start(bundle=str(rig.kit["v1"]), probation_seconds="0", keep_versions="1")
+    rig.wait_event("committed", command=rig.deploy(rig.kit["v2"], 2))
+    url = rig.files.add(rig.kit["v3"])
+    v1_sha = hashlib.sha256(rig.kit["v1"].read_bytes()).hexdigest()
+    size = rig.kit["v3"].stat().st_size
+    cid = rig.command("rollback", name="digits", version=1, url=url, sha256=v1_sha, size=size)
     failed = rig.wait_event("failed", kind="rollback", command=cid)
     assert "sha256 mismatch" in failed["detail"]["reason"]
     assert agent.store.state.install is None

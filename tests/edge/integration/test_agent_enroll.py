@@ -124,6 +124,9 @@ def test_enroll_once_with_a_real_hub(
     creds = json.loads(creds_file.read_text())
     assert creds["device"] == "cam-enr-1" and creds["tags"] == TAGS
     assert creds["token"].startswith("ekd") and creds["hub"] == hub.url
+    # the hub's command key comes with the credentials: the agent now trusts it (no warning)
+    assert creds["command_key"].startswith("-----BEGIN PUBLIC KEY-----")
+    assert "every command is refused" not in err
 
     device = hub.get("/api/v1/devices/cam-enr-1", viewer)
     assert device["enrolled"] is True and sorted(device["tags"]) == sorted(TAGS)

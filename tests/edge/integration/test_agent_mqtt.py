@@ -23,6 +23,7 @@ import pytest
 
 from edge import contract as c
 from tests.bundles import raw_digit
+from tests.commands import command, write_hub_key
 from tests.edge.agent_helpers import FileServer
 from tests.edge.agent_kit import kit_fixture  # noqa: F401 - pytest fixture "kit"
 from tests.edge.brokers import MOSQUITTO, PrivateBroker, free_port
@@ -144,7 +145,8 @@ def agent_args(device: str, data: Path, kit: dict[str, Path], *extra: str) -> li
     return [
         "--device-id", device, "--broker", BROKER, "--data-dir", str(data),
         "--trusted-key", str(kit["pub"]), "--telemetry-interval", "1",
-        "--selftest-time-budget", "0.2", *extra,
+        "--selftest-time-budget", "0.2", "--command-keys", str(write_hub_key(kit["pub"].parent)),
+        *extra,
     ]  # fmt: skip
 
 
@@ -275,16 +277,16 @@ def test_sigkill_at_every_install_step(
     url = files.add(kit["v2"])
     extra = ["--bundle", str(kit["v1"]), "--probation-seconds", "30", "--shadow-inputs", "3"]
     extra += ["--replay", str(_replay_file(tmp_path)), "--replay-rate", "20"]
+    extra += ["--download-origins", f"http://127.0.0.1:{files.port}"]
     env = {"EDGEKIT_TEST_PAUSE_AT": step, "EDGEKIT_TEST_PAUSE_SECONDS": "120"}
     agent = AgentProcess(agent_args(device, tmp_path / "data", kit, *extra), env)
     try:
         first = online(client, device)
-        cmd = {
-            "schema": c.SCHEMA_CMD, "id": f"deploy-{step}", "kind": "deploy", "ts": time.time(),
-            "name": "digits", "version": 2, "url": url,
-            "sha256": hashlib.sha256(kit["v2"].read_bytes()).hexdigest(),
-            "rollout": "r-kill", "expires": time.time() + 600,
-        }  # fmt: skip
+        cmd = command(
+            "deploy", device, id=f"deploy-{step}", name="digits", version=2, url=url,
+            sha256=hashlib.sha256(kit["v2"].read_bytes()).hexdigest(),
+            size=kit["v2"].stat().st_size, rollout="r-kill", ttl=600,
+        )  # fmt: skip
         client.publish(c.topic(device, c.CMD), json.dumps(cmd).encode())
         wait_for(lambda: agent.saw(f"pausing 120 s at step {step}"), 60)
         agent.kill()

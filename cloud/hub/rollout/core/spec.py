@@ -44,6 +44,19 @@ _GATE_KEYS = {
     "accuracy": ("tolerance", "min_inferences"),
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# Caps: a spec is stored and re-parsed on every tick, so none of it may be unbounded.
+MAX_INT = 2**31 - 1  # what the database's INTEGER columns hold
+MAX_WAVES = 20
+MAX_TARGET_DEVICES = 10_000
+MAX_TARGET_TAGS = 32
+MAX_COUNT = 1_000_000  # devices in a {"count": n} wave, gate_min_devices
+MAX_INFERENCES = 10**9
+MAX_SOAK_S = 30 * 86400.0
+MAX_TIMEOUT_S = 7 * 86400.0
+# the largest tolerance per gate metric: rates and accuracy are shares (<= 1), drift a PSI,
+# latency relative (10 = +1000 %)
+MAX_TOLERANCE = {"error_rate": 1.0, "accuracy": 1.0, "drift": 10.0, "p95_latency_ms": 10.0}
+MAX_FLOOR_MS = 1e6
 
 
 @dataclass(frozen=True)
@@ -180,16 +193,16 @@ class RolloutSpec:
         model = obj.get("model")
         if not isinstance(model, str) or not _NAME_RE.match(model):
             raise RolloutError("'model' must be a model name")
-        version = _int(obj.get("version"), "version", minimum=1)
+        version = _int(obj.get("version"), "version", minimum=1, maximum=MAX_INT)
         tags, devices, everyone = _target(obj.get("target"))
         waves = _waves(obj.get("waves", [100]))
         floor = _num(
             obj.get("p95_latency_min_increase_ms", DEFAULT_P95_MIN_INCREASE_MS),
-            "p95_latency_min_increase_ms", 0, 1e6,
+            "p95_latency_min_increase_ms", 0, MAX_FLOOR_MS,
         )  # fmt: skip
         min_inferences = _int(
             obj.get("gate_min_inferences", DEFAULT_GATE_MIN_INFERENCES),
-            "gate_min_inferences", minimum=0,
+            "gate_min_inferences", minimum=0, maximum=MAX_INFERENCES,
         )  # fmt: skip
         return RolloutSpec(
             model=model,
@@ -198,24 +211,26 @@ class RolloutSpec:
             devices=devices,
             all_devices=everyone,
             waves=waves,
-            soak_seconds=_num(obj.get("soak_seconds", 0), "soak_seconds", 0, 30 * 86400),
+            soak_seconds=_num(obj.get("soak_seconds", 0), "soak_seconds", 0, MAX_SOAK_S),
             success_threshold=_num(obj.get("success_threshold", 1.0), "success_threshold", 0, 1),
             error_threshold=_num(obj.get("error_threshold", 0.0), "error_threshold", 0, 1),
             error_action=_choice(obj.get("error_action", "pause"), "error_action", ERROR_ACTIONS),
             gates=_gates(obj.get("gates"), floor, min_inferences),
-            gate_min_devices=_int(obj.get("gate_min_devices", 1), "gate_min_devices", minimum=1),
+            gate_min_devices=_int(
+                obj.get("gate_min_devices", 1), "gate_min_devices", minimum=1, maximum=MAX_COUNT
+            ),
             gate_min_inferences=min_inferences,
             p95_latency_min_increase_ms=floor,
             manual_approval=_bool(obj.get("manual_approval", False), "manual_approval"),
             deploy_timeout_s=_num(
-                obj.get("deploy_timeout_s", default_timeout_s), "deploy_timeout_s", 1, 7 * 86400
+                obj.get("deploy_timeout_s", default_timeout_s), "deploy_timeout_s", 1, MAX_TIMEOUT_S
             ),
         )
 
 
-def _int(v: Any, name: str, *, minimum: int) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise RolloutError(f"'{name}' must be an integer >= {minimum}")
+def _int(v: Any, name: str, *, minimum: int, maximum: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not minimum <= v <= maximum:
+        raise RolloutError(f"'{name}' must be an integer from {minimum} to {maximum}")
     return v
 
 
@@ -237,11 +252,13 @@ def _choice(v: Any, name: str, options: tuple[str, ...]) -> str:
     return str(v)
 
 
-def _names(v: Any, name: str) -> tuple[str, ...]:
+def _names(v: Any, name: str, cap: int) -> tuple[str, ...]:
     if v is None:
         return ()
     if not isinstance(v, list) or not all(isinstance(s, str) and _NAME_RE.match(s) for s in v):
         raise RolloutError(f"'target.{name}' must be a list of names")
+    if len(v) > cap:
+        raise RolloutError(f"'target.{name}' may name at most {cap} entries")
     return tuple(dict.fromkeys(v))
 
 
@@ -251,7 +268,8 @@ def _target(v: Any) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
     unknown = sorted(set(v) - {"tags", "devices", "all"})
     if unknown:
         raise RolloutError(f"unknown target field(s): {', '.join(unknown)}")
-    tags, devices = _names(v.get("tags"), "tags"), _names(v.get("devices"), "devices")
+    tags = _names(v.get("tags"), "tags", MAX_TARGET_TAGS)
+    devices = _names(v.get("devices"), "devices", MAX_TARGET_DEVICES)
     everyone = _bool(v.get("all", False), "target.all")
     if not (tags or devices or everyone):
         raise RolloutError("'target' names no devices: give tags, devices or \"all\": true")
@@ -259,12 +277,13 @@ def _target(v: Any) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
 
 
 def _waves(v: Any) -> tuple[Wave, ...]:
-    if not isinstance(v, list) or not v or len(v) > 100:
-        raise RolloutError("'waves' must be a non-empty list (e.g. [10, 50, 100])")
+    if not isinstance(v, list) or not v or len(v) > MAX_WAVES:
+        raise RolloutError(f"'waves' must be a list of 1 to {MAX_WAVES} waves (e.g. [10, 50, 100])")
     waves: list[Wave] = []
     for item in v:
         if isinstance(item, dict) and set(item) == {"count"}:
-            waves.append(Wave("count", float(_int(item["count"], "waves[].count", minimum=1))))
+            n = _int(item["count"], "waves[].count", minimum=1, maximum=MAX_COUNT)
+            waves.append(Wave("count", float(n)))
         elif isinstance(item, dict) and set(item) == {"percent"}:
             waves.append(Wave("percent", _num(item["percent"], "waves[].percent", 0.01, 100)))
         elif isinstance(item, (int, float)) and not isinstance(item, bool):
@@ -298,8 +317,9 @@ def _gate(metric: str, v: Any, default: float, floor: float, min_inferences: int
     """A number (the tolerance, spec-level floor and minimum) or an object with its own."""
     rel = GATE_METRICS[metric][0] == "max_rel"
     own_floor = floor if rel else 0.0
+    cap = MAX_TOLERANCE[metric]
     if not isinstance(v, dict):
-        return Gate(metric, _num(v, f"gates.{metric}", 0, 1e6), own_floor, min_inferences)
+        return Gate(metric, _num(v, f"gates.{metric}", 0, cap), own_floor, min_inferences)
     keys = _GATE_KEYS[metric]
     unknown = sorted(set(v) - set(keys))
     if unknown:
@@ -307,8 +327,13 @@ def _gate(metric: str, v: Any, default: float, floor: float, min_inferences: int
             f"unknown field(s) {', '.join(unknown)} in gates.{metric}: use {', '.join(keys)}"
         )
     tol_key = keys[0]
-    tolerance = _num(v.get(tol_key, default), f"gates.{metric}.{tol_key}", 0, 1e6)
+    tolerance = _num(v.get(tol_key, default), f"gates.{metric}.{tol_key}", 0, cap)
     if rel:
-        own_floor = _num(v.get("min_increase_ms", floor), f"gates.{metric}.min_increase_ms", 0, 1e6)
-    n = _int(v.get("min_inferences", min_inferences), f"gates.{metric}.min_inferences", minimum=0)
+        own_floor = _num(
+            v.get("min_increase_ms", floor), f"gates.{metric}.min_increase_ms", 0, MAX_FLOOR_MS
+        )
+    n = _int(
+        v.get("min_inferences", min_inferences), f"gates.{metric}.min_inferences",
+        minimum=0, maximum=MAX_INFERENCES,
+    )  # fmt: skip
     return Gate(metric, tolerance, own_floor, n)

@@ -140,6 +140,13 @@ def login(page: Any, hub: HubServer, user: str, password: str = PASSWORD) -> Non
     page.wait_for_selector("[data-testid=username]")
 
 
+def wait_js(page: Any, expression: str, timeout: float = 30_000) -> Any:
+    """Poll a JavaScript expression until it is truthy. Playwright's ``wait_for_function``
+    polls by ``eval`` inside the page, which the hub's Content-Security-Policy forbids (as
+    it should); ``page.evaluate`` runs through the DevTools protocol instead."""
+    return wait_until(lambda: page.evaluate(expression), timeout=timeout / 1000.0)
+
+
 def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from cloud.hub.ingest.telemetry_store import write_batch
 from cloud.hub.storage import Device, ModelVersion
 from tests.cloud.hub.browser.bundles import make_bundle
-from tests.cloud.hub.browser.conftest import PASSWORD, HubServer, login, shot, wait_until
+from tests.cloud.hub.browser.conftest import PASSWORD, HubServer, login, shot, wait_js, wait_until
 from tests.cloud.hub.browser.seed import seed_fleet, telemetry
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -183,7 +183,7 @@ def test_upload_bundle_renders_card_safely(
     assert "<script>" in card  # shown as text ...
     assert page.evaluate("window.__cardXss") is None  # ... never run
     assert page.locator("#card script, #card [onerror], #card a[href^=javascript]").count() == 0
-    page.wait_for_function("document.querySelector('#card img').naturalWidth > 0")
+    wait_js(page, "document.querySelector('#card img').naturalWidth > 0")
     assert page.locator("#variants tbody tr").count() == 2
     assert "left out" in page.inner_text("tr[data-variant=litert-int8]")
     page.wait_for_selector("#chart-latency svg rect")
@@ -209,7 +209,7 @@ def test_upload_of_a_bad_bundle_is_refused(
     other, _pub = generate_keypair(tmp_path / "other")
     page.set_input_files("#bundle", str(make_bundle(tmp_path / "d.ekb", other, 1)))
     page.click("#upload-button")
-    page.wait_for_function("document.querySelector('.flash.bad')?.innerText.includes('ignature')")
+    wait_js(page, "document.querySelector('.flash.bad')?.innerText.includes('ignature')")
     assert page.locator("tr[data-model]").count() == 0
 
 
@@ -275,7 +275,7 @@ def test_rollout_form_shows_api_errors(page: Any, seeded: HubServer, tmp_path: P
     page.fill("#waves", "50, 20")  # not increasing
     page.fill("#tags", "lab")
     page.click("#create-button")
-    page.wait_for_function("document.querySelector('#form-error').innerText.length > 0")
+    wait_js(page, "document.querySelector('#form-error').innerText.length > 0")
     assert "increase" in page.inner_text("#form-error")
     assert "/rollouts/" not in page.url
 

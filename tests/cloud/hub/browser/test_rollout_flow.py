@@ -18,7 +18,7 @@ import pytest
 
 from cloud.hub.http.auth import create_enrollment_token
 from tests.cloud.hub.browser.bundles import make_bundle
-from tests.cloud.hub.browser.conftest import HubServer, login, make_hub, shot, wait_until
+from tests.cloud.hub.browser.conftest import HubServer, login, make_hub, shot, wait_js, wait_until
 from tests.services import need_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -107,8 +107,8 @@ def test_rollout_to_real_agents_and_back(
         page.goto(f"{live_hub.url}/?tag=lab")
         for d in AGENTS:
             row = f"document.querySelector('tr[data-device=\"{d}\"]')"
-            page.wait_for_function(f"{row}?.innerText.includes('digits v1')", timeout=60_000)
-        page.wait_for_function("document.querySelectorAll('tr[data-device] .dot.on').length == 2")
+            wait_js(page, f"{row}?.innerText.includes('digits v1')", timeout=60_000)
+        wait_js(page, "document.querySelectorAll('tr[data-device] .dot.on').length == 2")
         assert "unenrolled" not in page.inner_text("#fleet tbody")
         shot(page, "10-flow-fleet-v1")
 
@@ -131,7 +131,8 @@ def test_rollout_to_real_agents_and_back(
 
         page.click("button[data-action=rollback]")
         page.wait_for_selector("#state[data-state=rolled_back]")
-        page.wait_for_function(
+        wait_js(
+            page,
             "[...document.querySelectorAll('#deployments tbody tr')]"
             ".every(r => r.innerText.includes('reverted'))",
             timeout=120_000,

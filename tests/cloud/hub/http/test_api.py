@@ -189,6 +189,11 @@ def test_enrollment_gives_a_device_token_that_downloads_bundles(
     again = client.post("/api/v1/enroll", json={"token": enroll, "device": "cam-8"})
     assert again.status_code == 401 and err(again) == "bad_token"
     dev = {"Authorization": f"Bearer {body['token']}"}
+    resp = client.get("/api/v1/models/digits/1/bundle", headers=dev)
+    assert resp.status_code == 403 and err(resp) == "forbidden"  # not deployed to it yet
+    rollout = {"model": "digits", "version": 1, "target": {"devices": ["cam-7"]}}
+    resp = client.post("/api/v1/rollouts", json=rollout, headers=tokens["operator"])
+    assert resp.status_code == 201
     assert client.get("/api/v1/models/digits/1/bundle", headers=dev).status_code == 200
     assert client.get("/api/v1/devices", headers=dev).status_code == 403
     device = client.get("/api/v1/devices/cam-7", headers=tokens["viewer"]).get_json()

@@ -135,9 +135,9 @@ def test_bridge_ingests_and_publishes_on_either_protocol(
         pub.on_message = lambda _c, _u, m: got.append(Command.parse(json.loads(m.payload)))
         pub.subscribe(f"edgekit/v1/{dev}/cmd", qos=1)
         time.sleep(0.3)
-        cmd = Command(
-            kind="rollback", id=uuid.uuid4().hex, ts=time.time(), name="digits", version=1
-        )
+        now = time.time()
+        cmd = Command(kind="rollback", id=uuid.uuid4().hex, ts=now, expires=now + 60,
+                      device=dev, name="digits", version=1)  # fmt: skip
         hub.bridge.publish_command(dev, cmd)
         assert wait_for(lambda: got)[0].id == cmd.id
 

@@ -81,3 +81,20 @@ def test_a_late_older_report_does_not_change_the_recorded_from_version(app: Any)
     assert (r.deployments["a"].from_name, r.deployments["a"].from_version) == ("digits", 1)
     r, orders = act(r, "rollback", t0 + 22, observations=obs)
     assert [(o.kind, o.version) for o in orders] == [("rollback", 1)]
+
+
+def test_a_revoked_device_is_no_rollouts_target(app: Any) -> None:
+    from cloud.hub.storage import Device
+
+    now = time.time()
+    feed(app, helpers.status("a", version=1), helpers.status("b", version=1))
+    hub = app.extensions["edgekit_hub"]
+    with hub.db.session() as s:
+        dev = s.get(Device, "b")
+        assert dev is not None
+        dev.revoked = now
+        s.commit()
+        r = new_rollout("r-revoked", spec(), now)
+        assert set(observe(s, r)) == {"a"}
+        r, orders = advance(act(r, "start", now)[0], observe(s, r), now)
+        assert [o.device for o in orders] == ["a"]

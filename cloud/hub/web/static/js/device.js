@@ -86,6 +86,15 @@ $("#tags-form").addEventListener("submit", async (ev) => {
     flash(`Tags saved: ${tags.join(", ") || "none"}`);
   } catch (e) { flash(`Could not save tags: ${e.message}`, "bad"); }
 });
+$("#revoke-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  if (!window.confirm(`Revoke ${id}? Its token and broker account stop working now.`)) return;
+  try {
+    const r = await api(`${path}/revoke`, { method: "POST", json: {} });
+    $("#access-state").textContent = `Revoked (broker account: ${r.broker}).`;
+    flash(`${id} revoked`);
+  } catch (e) { flash(`Could not revoke: ${e.message}`, "bad"); }
+});
 applyRole();
 
 poll(async () => {

@@ -19,7 +19,7 @@ function runningOn(m) {
 
 function renderVersions() {
   const rows = state.models.map((m) => h("tr", {
-    class: state.selected === key(m) ? "selected" : "", "data-model": key(m), style: "cursor:pointer",
+    class: state.selected === key(m) ? "selected u-pointer" : "u-pointer", "data-model": key(m),
     onclick: () => select(key(m)),
   },
   h("td", {}, h("a", { href: `#${encodeURIComponent(key(m))}` }, m.name)),

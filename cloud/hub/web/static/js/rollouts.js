@@ -16,8 +16,8 @@ const GATES = {
 export const STATE_CLASS = { running: "info", paused: "warn", completed: "ok", aborted: "bad", rolled_back: "bad", draft: "" };
 
 $("#gates").replaceChildren(...Object.entries(GATES).map(([m, [label, tol, hint]]) =>
-  h("div", { class: "row", style: "align-items:center" },
-    h("label", { class: "check", style: "flex:0 0 130px" }, h("input", { type: "checkbox", checked: true, "data-gate": m }), label),
+  h("div", { class: "row u-center" },
+    h("label", { class: "check u-w130" }, h("input", { type: "checkbox", checked: true, "data-gate": m }), label),
     h("input", { type: "number", step: "any", min: "0", value: tol, "data-tolerance": m, "aria-label": `${label} tolerance`, title: hint }))));
 
 function fillModels() {
