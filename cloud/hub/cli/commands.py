@@ -1,7 +1,7 @@
 """``edgekit hub ...``: serve the hub, manage accounts and tokens, upload bundles.
 
 Token-printing commands print the secret as their LAST line so scripts can take
-``| tail -n1``.
+``| tail -n1``. The identity and trust commands live in :mod:`cloud.hub.cli.security`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,18 @@ import argparse
 import getpass
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from cloud.hub.cli.common import database
+from cloud.hub.cli.security import (
+    broker_config,
+    command_key,
+    push_keys,
+    revoke_device,
+    token_list,
+    token_revoke,
+)
 from edge.errors import ConfigError
 
 ROLES = ("viewer", "operator", "admin")
@@ -69,7 +77,7 @@ def register(subparsers: Any) -> None:
     common(bc)
     bc.add_argument("--out", type=Path, required=True, help="directory to write into")
     bc.add_argument("--plugin", type=Path, help="path of mosquitto_dynamic_security.so")
-    bc.set_defaults(handler=_broker_config)
+    bc.set_defaults(handler=broker_config)
 
     rv = sub.add_parser("revoke-device", help="cut a device's token and broker account now")
     common(rv)
@@ -78,7 +86,7 @@ def register(subparsers: Any) -> None:
         "--broker", help="the managed broker's URL (default: where the hub last reached it; "
         "unreachable, the account goes at a hub's next connect)",
     )  # fmt: skip
-    rv.set_defaults(handler=_revoke_device)
+    rv.set_defaults(handler=revoke_device)
 
     u = sub.add_parser("create-user", help="add a user for the web page")
     common(u)
@@ -106,11 +114,11 @@ def register(subparsers: Any) -> None:
     tk_sub = tk.add_subparsers(dest="token_command", metavar="TOKEN_COMMAND")
     tl = tk_sub.add_parser("list", help="every API token (never its secret)")
     common(tl)
-    tl.set_defaults(handler=_token_list)
+    tl.set_defaults(handler=token_list)
     tr = tk_sub.add_parser("revoke", help="refuse an API token from now on")
     common(tr)
     tr.add_argument("id", type=int, help="the token's id (see `token list`)")
-    tr.set_defaults(handler=_token_revoke)
+    tr.set_defaults(handler=token_revoke)
     tk.set_defaults(handler=lambda _a: (tk.print_help(), 2)[1])
 
     us = sub.add_parser("user", help="manage web page users")
@@ -128,7 +136,7 @@ def register(subparsers: Any) -> None:
     )
     common(ck)
     ck.add_argument("--out", type=Path, default=None, help="write the PEM to this file instead")
-    ck.set_defaults(handler=_command_key)
+    ck.set_defaults(handler=command_key)
 
     up = sub.add_parser("upload", help="upload a bundle to a running hub")
     up.add_argument("bundle", type=Path)
@@ -151,19 +159,8 @@ def register(subparsers: Any) -> None:
     pk.add_argument("--broker", help="broker URL (default: where the hub last reached it)")
     pk.add_argument("--ttl-hours", type=float, default=12.0,
                     help="how long an offline device may still act on it (max 24)")  # fmt: skip
-    pk.set_defaults(handler=_push_keys)
+    pk.set_defaults(handler=push_keys)
     p.set_defaults(handler=lambda _a: (p.print_help(), 2)[1])
-
-
-def _database(args: argparse.Namespace) -> Any:
-    from cloud.hub.config import HubConfig, default_data_dir
-    from cloud.hub.storage import Database
-
-    cfg = HubConfig(data_dir=args.data_dir or default_data_dir(), db_url=args.db)
-    cfg.ensure_dirs()
-    db = Database(cfg.database_url())
-    db.migrate()
-    return db
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -230,46 +227,18 @@ def _mqtt_login(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _broker_config(args: argparse.Namespace) -> int:
-    from cloud.hub.broker import HUB_USERNAME, write_broker_config
-
-    db = _database(args)
-    with db.session() as s:
-        files = write_broker_config(s, args.out, args.plugin)
-    print(f"wrote {files.conf} and {files.dynsec} (hub account {HUB_USERNAME}, "
-          f"{files.devices} device accounts)")  # fmt: skip
-    print(f"add `include_dir {files.conf.parent}` to your Mosquitto configuration, next to "
-          "your listeners; the broker's user must own that directory")  # fmt: skip
-    return 0
-
-
-def _revoke_device(args: argparse.Namespace) -> int:
-    from cloud.hub.broker import control_for, known_broker_url, revoke
-    from cloud.hub.config import HubConfig, default_data_dir
-    from cloud.hub.storage import Device
-
-    db = _database(args)
-    with db.session() as s:
-        if s.get(Device, args.device) is None:
-            raise ConfigError(f"device {args.device!r} is unknown")
-        broker = args.broker or known_broker_url(s)
-        # TLS files and a login other than the hub account come from EDGEKIT_HUB_* variables
-        cfg = HubConfig.from_env(
-            data_dir=args.data_dir or default_data_dir(), db_url=args.db, broker_url=broker
-        )
-        result = revoke(s, args.device, "cli", lambda: control_for(cfg, db))
-    print(f"revoked {result.device}: device token cut, broker account {result.broker}")
-    return 0
+def _read_password(args: argparse.Namespace, what: str) -> str:
+    """One line from stdin with --password-stdin (scripts), else a prompt without echo."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return getpass.getpass(f"{what} for {args.username}: ")
 
 
 def _create_user(args: argparse.Namespace) -> int:
     from cloud.hub.http.auth import create_user
 
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass(f"password for {args.username}: ")
-    db = _database(args)
+    password = _read_password(args, "password")
+    db = database(args)
     with db.session() as s:
         create_user(s, args.username, password, args.role)
     print(f"created user {args.username} ({args.role})")
@@ -279,7 +248,7 @@ def _create_user(args: argparse.Namespace) -> int:
 def _create_token(args: argparse.Namespace) -> int:
     from cloud.hub.http.auth import create_api_token
 
-    db = _database(args)
+    db = database(args)
     with db.session() as s:
         token = create_api_token(s, args.role, args.name)
     print(f"API token with role {args.role} (shown once):")
@@ -297,39 +266,12 @@ def _enroll_token(args: argparse.Namespace) -> int:
         raise ConfigError(f"invalid tag(s): {', '.join(bad)}")
     if args.ttl_hours <= 0:
         raise ConfigError("--ttl-hours must be positive")
-    db = _database(args)
+    db = database(args)
     with db.session() as s:
         token = create_enrollment_token(s, tags, args.ttl_hours * 3600.0, rebind=args.rebind)
     rebind = ", may re-bind an enrolled id" if args.rebind else ""
     print(f"one-time enrollment token (tags: {', '.join(tags) or 'none'}{rebind}):")
     print(token)
-    return 0
-
-
-def _token_list(args: argparse.Namespace) -> int:
-    from cloud.hub.http.auth import list_api_tokens
-
-    def when(ts: float | None) -> str:
-        return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
-
-    db = _database(args)
-    with db.session() as s:
-        rows = list_api_tokens(s)
-    print(f"{'ID':>4}  {'NAME':<24} {'ROLE':<9} {'CREATED':<17} {'LAST USED':<17} REVOKED")
-    for r in rows:
-        print(f"{r['id']:>4}  {r['name'][:24]:<24} {r['role']:<9} {when(r['created']):<17} "
-              f"{when(r['last_used']):<17} {when(r['revoked'])}")  # fmt: skip
-    return 0
-
-
-def _token_revoke(args: argparse.Namespace) -> int:
-    from cloud.hub.http.auth import revoke_api_token
-
-    db = _database(args)
-    with db.session() as s:
-        row = revoke_api_token(s, args.id)  # ConfigError names an unknown id
-        name = row.name or f"token-{row.id}"
-    print(f"revoked API token {args.id} ({name}): it is refused from now on")
     return 0
 
 
@@ -339,11 +281,8 @@ def _user_passwd(args: argparse.Namespace) -> int:
     from cloud.hub.http.auth import set_password
     from cloud.hub.storage import User
 
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass(f"new password for {args.username}: ")
-    db = _database(args)
+    password = _read_password(args, "new password")
+    db = database(args)
     with db.session() as s:
         user = s.scalar(select(User).where(User.username == args.username))
         if user is None:
@@ -353,148 +292,9 @@ def _user_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_key(args: argparse.Namespace) -> int:
-    """Enrolled agents learn this key at enrollment; agents provisioned another way (or
-    enrolled before commands were signed) need it in their ``command_keys``."""
-    from cloud.hub.commands import command_public_pem
-
-    db = _database(args)
-    with db.session() as s:
-        pem = command_public_pem(s)
-    if args.out is None:
-        print(pem, end="")
-        return 0
-    try:
-        args.out.write_text(pem)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {args.out}: {exc.strerror}") from None
-    print(f"command key written to {args.out}")
-    return 0
-
-
 def _upload(args: argparse.Namespace) -> int:
     from cloud.hub.upload import upload_bundle
 
     result = upload_bundle(args.bundle, args.hub, args.token)
     print(f"uploaded {result['name']} v{result['version']}")
     return 0
-
-
-# --------------------------------------------------------------------------- push-keys
-
-
-def _push_keys(args: argparse.Namespace) -> int:
-    """Sign one ``keys`` command per device with the hub's command key and publish them
-    (QoS 1), logging in to the broker as the bridge does."""
-    import re
-
-    from cloud.hub.broker import BrokerSettings, known_broker_url
-    from cloud.hub.config import HubConfig, default_data_dir
-    from edge.bundle import key_id, load_public_key
-
-    added = {}
-    for path in args.add:
-        key = load_public_key(path)  # SignatureError (an EdgekitError) names a bad file
-        added[key_id(key)] = path.read_text()
-    bad = [k for k in args.revoke if not re.fullmatch(r"[0-9a-f]{16}", k)]
-    if bad:
-        raise ConfigError(f"--revoke {bad[0]!r}: a key id is 16 lower-case hex digits")
-    if not added and not args.revoke:
-        raise ConfigError("give --add PUB.pem and/or --revoke KEYID")
-    both = sorted(set(added) & set(args.revoke))
-    if both:
-        raise ConfigError(f"key {both[0]} is both added and revoked")
-    if not 0 < args.ttl_hours <= 24:
-        raise ConfigError("--ttl-hours must be more than 0 and at most 24")
-    keys = {k: v for k, v in (("add", list(added.values())), ("revoke", args.revoke)) if v}
-    db = _database(args)
-    with db.session() as s:
-        devices = _push_targets(s, args.device, args.all)
-        broker = args.broker or known_broker_url(s)
-        if not broker:
-            raise ConfigError("no broker known yet: give --broker mqtt://HOST:PORT")
-        cmds = [_keys_command(s, device, keys, args.ttl_hours * 3600.0) for device in devices]
-    # TLS files and a login other than the hub account come from EDGEKIT_HUB_* variables
-    cfg = HubConfig.from_env(
-        data_dir=args.data_dir or default_data_dir(), db_url=args.db, broker_url=broker
-    )
-    settings = BrokerSettings.resolve(cfg, db)
-    _publish_all(settings, cmds)
-    what = ", ".join([*(f"+{k}" for k in added), *(f"-{k}" for k in args.revoke)])
-    for cmd in cmds:
-        print(f"sent {cmd.id} to {cmd.device}: {what}")
-    return 0
-
-
-def _push_targets(session: Any, devices: list[str] | None, every: bool) -> list[str]:
-    from sqlalchemy import select
-
-    from cloud.hub.storage import Device
-
-    if every:
-        rows = session.scalars(select(Device.id).where(Device.revoked.is_(None))).all()
-        if not rows:
-            raise ConfigError("no enrolled device to send keys to")
-        return sorted(rows)
-    for device in devices or []:
-        row = session.get(Device, device)
-        if row is None:
-            raise ConfigError(f"device {device!r} is unknown")
-        if row.revoked is not None:
-            raise ConfigError(f"device {device!r} is revoked")
-    return list(dict.fromkeys(devices or []))
-
-
-def _keys_command(session: Any, device: str, keys: dict[str, list[str]], ttl: float) -> Any:
-    import uuid
-
-    from cloud.hub import commands
-    from edge.contract import Command
-
-    now = time.time()
-    cmd = Command(id=f"keys-{uuid.uuid4().hex[:12]}", kind="keys", ts=now, expires=now + ttl,
-                  device=device, nonce=commands.new_nonce(), keys=keys)  # fmt: skip
-    Command.parse(cmd.to_dict())  # the contract's own checks (at most 32 keys each, ...)
-    return commands.sign(session, cmd)
-
-
-def _publish_all(settings: Any, cmds: list[Any]) -> None:
-    """Connect, publish every command with QoS 1 and wait for the broker's PUBACKs."""
-    import threading
-    import uuid
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from edge.contract import CMD, encode_json, topic
-
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"edgekit-hub-keys-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv311,
-    )
-    settings.apply(client)
-    connected, codes = threading.Event(), []
-
-    def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        codes.append(rc)
-        connected.set()
-
-    client.on_connect = on_connect
-    try:
-        client.connect(settings.host, settings.port)
-    except OSError as exc:
-        raise ConfigError(f"cannot reach the broker {settings.describe()}: {exc}") from exc
-    client.loop_start()
-    try:
-        if not connected.wait(10) or codes[0].is_failure:
-            why = codes[0] if codes else "no answer"
-            raise ConfigError(f"the broker {settings.describe()} refused the hub: {why}")
-        for cmd in cmds:
-            info = client.publish(topic(cmd.device, CMD), encode_json(cmd.to_dict()), qos=1)
-            info.wait_for_publish(10)
-            if not info.is_published():
-                raise ConfigError(f"the broker did not acknowledge {cmd.id} for {cmd.device}")
-    finally:
-        client.disconnect()
-        client.loop_stop()
