@@ -1,8 +1,12 @@
-"""End to end: the hub and two real agents (subprocesses) on a private Mosquitto, with
-the hub on SQLite and on the machine's PostgreSQL (a throw-away schema).
+"""End to end: the hub and two real agents (subprocesses) on a private Mosquitto that runs
+the configuration ``edgekit hub broker-config`` wrote (anonymous off, one account and ACL
+per device, the hub's own account), with the hub on SQLite and on the machine's PostgreSQL
+(a throw-away schema).
 
-Agents enroll, start on v1, the hub rolls v2 out in two waves (each agent downloads the
-bundle with its device token, self-tests, activates and commits), then rolls it back.
+Agents enroll (and so get their broker account and the hub's command key), start on v1,
+the hub rolls v2 out in two waves with signed commands (each agent downloads the bundle
+from the hub's origin with its device token, self-tests, activates and commits), then rolls
+it back.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import pytest
 
 from tests import waiting
 from tests.cloud.hub.pg_schema import throwaway_schema
-from tests.edge.brokers import PrivateBroker, private_broker  # noqa: F401
+from tests.cloud.hub.broker.conftest import have_mosquitto
+from tests.cloud.hub.broker.managed import ManagedBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLI = [sys.executable, "-m", "edge.cli"]
@@ -54,16 +59,31 @@ def db_args(request: pytest.FixtureRequest) -> Iterator[list[str]]:
 
 
 @pytest.fixture
+def broker(tmp_path: Path, db_args: list[str]) -> Iterator[ManagedBroker]:
+    """Mosquitto running what ``edgekit hub broker-config`` generated from the hub's DB."""
+    have_mosquitto()
+    out = tmp_path / "broker-conf"
+    subprocess.run(
+        [*CLI, "hub", "broker-config", "--data-dir", str(tmp_path / "hub"), *db_args,
+         "--out", str(out)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    managed = ManagedBroker(tmp_path / "mosquitto", out)
+    managed.start()
+    try:
+        yield managed
+    finally:
+        managed.stop()
+
+
+@pytest.fixture
 def hub(
-    tmp_path: Path,
-    keys: Any,
-    db_args: list[str],
-    private_broker: PrivateBroker,  # noqa: F811
+    tmp_path: Path, keys: Any, db_args: list[str], broker: ManagedBroker
 ) -> Iterator[tuple[Api, Any]]:
     data = tmp_path / "hub"
     proc = subprocess.Popen(
         [*CLI, "hub", "serve", "--port", "0", "--data-dir", str(data), *db_args,
-         "--broker", private_broker.url, "--trusted-key", str(keys[1])],
+         "--broker", broker.url, "--trusted-key", str(keys[1])],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -84,9 +104,8 @@ def hub(
 
 
 def test_rollout_and_rollback_with_real_agents(
-    hub: tuple[Api, Any], keys: Any, make_bundle: Any, tmp_path: Path,
-    private_broker: PrivateBroker,  # noqa: F811
-) -> None:  # fmt: skip
+    hub: tuple[Api, Any], keys: Any, make_bundle: Any, tmp_path: Path, broker: ManagedBroker
+) -> None:
     api, enroll_token = hub
     v1, v2 = make_bundle(1), make_bundle(2)
     for path in (v1, v2):
@@ -98,7 +117,7 @@ def test_rollout_and_rollback_with_real_agents(
         token = enroll_token()
         log = (tmp_path / f"{dev}.log").open("w")
         agents.append(subprocess.Popen(
-            [*CLI, "agent", "run", "--device-id", dev, "--broker", private_broker.url,
+            [*CLI, "agent", "run", "--device-id", dev, "--broker", broker.url,
              "--data-dir", str(tmp_path / dev), "--bundle", str(v1),
              "--trusted-key", str(keys[1]), "--hub", api.url, "--enroll-token", token,
              "--telemetry-interval", "1", "--probation-seconds", "1",
@@ -129,6 +148,11 @@ def test_rollout_and_rollback_with_real_agents(
         wait_for(lambda: versions() == {d: 1 for d in AGENTS}, 120, "agents back on v1")
         wait_for(lambda: {d["status"] for d in api("GET", f"/rollouts/{rid}")["deployments"]}
                  == {"reverted"}, 30, "deployments reverted")  # fmt: skip
+        for dev in AGENTS:  # each logged in with its own account and refused no command
+            creds = json.loads((tmp_path / dev / "credentials.json").read_text())
+            assert creds["mqtt"]["username"] == dev and creds["command_key"]
+            log = (tmp_path / f"{dev}.log").read_text()
+            assert "anonymous" not in log and "refused" not in log, log[-2000:]
     finally:
         for p in agents:
             p.terminate()
