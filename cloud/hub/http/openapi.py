@@ -99,6 +99,8 @@ ROUTES: list[tuple[str, str, str, str | None, int, Any]] = [
      {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}}),
     ("get", "/devices/{device}/telemetry", "Telemetry (raw or minute)", "viewer", 200, None),
     ("get", "/devices/{device}/events", "Events, newest first", "viewer", 200, None),
+    ("post", "/devices/{device}/revoke", "Revoke a device's token and broker account", "admin",
+     200, None),
     ("post", "/enroll", "Exchange an enrollment token for device credentials", None, 200,
      {"type": "object", "required": ["token", "device"],
       "properties": {"token": {"type": "string"}, "device": {"type": "string"}}}),

@@ -368,6 +368,27 @@ def test_openapi_and_metrics(app: Any, client: Any) -> None:
     assert 'edgekit_latency_p95_ms{model="digits",version="1"} 2' in text
 
 
+def test_every_api_route_is_in_the_openapi_document(app: Any, client: Any) -> None:
+    import re
+
+    doc = client.get("/api/v1/openapi.json").get_json()
+
+    def shape(path: str) -> str:  # parameter names may differ: compare the path's shape
+        return re.sub(r"\{[^}]+\}", "{}", path)
+
+    documented = {(m, shape(p)) for p, ops in doc["paths"].items() for m in ops}
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/"):
+            continue
+        path = shape(re.sub(r"<[^>]+>", "{}", rule.rule[len("/api/v1") :]))
+        # a variable segment (``<action>``) is documented once per value it takes
+        pattern = re.compile(re.escape(path).replace(r"\{\}", "[^/]+") + "$")
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            assert any(m == method.lower() and pattern.match(p) for m, p in documented), (
+                f"{method} {rule.rule} is not in the OpenAPI document"
+            )
+
+
 def test_unknown_routes_and_methods_are_json_4xx(client: Any, tokens: Any) -> None:
     resp = client.get("/api/v1/nothing", headers=tokens["viewer"])
     assert resp.status_code == 404 and err(resp) == "not_found"
