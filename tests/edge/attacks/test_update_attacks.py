@@ -17,6 +17,9 @@ from edge.bundle import KEYRING_FILE, key_id, load_public_key
 from tests.edge.attacks.conftest import DEV, Lab, sha
 from tests.edge.attacks.repository import flip_byte, repack
 
+# real agents against a real HTTP repository, some with deadlines: the full run (CI) has them
+pytestmark = pytest.mark.slow
+
 
 def kid(pub: Path) -> str:
     return key_id(load_public_key(pub))

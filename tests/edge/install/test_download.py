@@ -63,6 +63,7 @@ def test_content_length_that_disagrees_is_refused(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # waits for its 1.5 s deadline
 @pytest.mark.parametrize("mode", ["trickle", "slowloris"])
 def test_slow_retrieval_ends_at_the_deadline(repo: Repository, tmp_path: Path, mode: str) -> None:
     """1 byte every 0.5 s in the body, or in the status line and headers: cut at 1.5 s."""
