@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from tests import waiting
-from tests.cloud.hub.pg_schema import throwaway_schema
 from tests.cloud.hub.broker.conftest import have_mosquitto
 from tests.cloud.hub.broker.managed import ManagedBroker
+from tests.cloud.hub.pg_schema import throwaway_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLI = [sys.executable, "-m", "edge.cli"]
