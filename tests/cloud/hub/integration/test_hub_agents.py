@@ -151,8 +151,8 @@ def test_rollout_and_rollback_with_real_agents(
         for dev in AGENTS:  # each logged in with its own account and refused no command
             creds = json.loads((tmp_path / dev / "credentials.json").read_text())
             assert creds["mqtt"]["username"] == dev and creds["command_key"]
-            log = (tmp_path / f"{dev}.log").read_text()
-            assert "anonymous" not in log and "refused" not in log, log[-2000:]
+            text = (tmp_path / f"{dev}.log").read_text()
+            assert "anonymous" not in text and "refused" not in text, text[-2000:]
     finally:
         for p in agents:
             p.terminate()
