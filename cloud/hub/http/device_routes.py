@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 from flask_wtf.csrf import generate_csrf
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from cloud.errors import ApiError
 from cloud.hub.broker import DynsecError, control_for, issue_account, revoke
@@ -152,10 +152,21 @@ def enroll() -> Any:
             f"device {device_id!r} is already enrolled; an admin must create an enrollment "
             "token with rebind to take it over",
         )  # fmt: skip
+    # Claim the token in one conditional UPDATE: of two enrollments racing on one token only
+    # one changes the row (PostgreSQL makes the other wait for it, then finds it used).
+    # Uncommitted until the end, so a failure below leaves the token unused.
+    claimed = db().execute(
+        update(EnrollmentToken)
+        .where(EnrollmentToken.id == row.id, EnrollmentToken.used_at.is_(None))
+        .values(used_at=now, used_by=device_id)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        db().rollback()
+        raise ApiError(401, "bad_token", "enrollment token is unknown, used or expired")
     # Every check that refuses the enrollment (e.g. re-binding) must come BEFORE this line:
     # it replaces the id's live broker account (kicking whoever uses it).
     mqtt_password, mqtt_secret = _broker_account(device_id)
-    row.used_at, row.used_by = now, device_id
     device = db().get(Device, device_id)
     if device is None:
         device = Device(id=device_id, tags=[], first_seen=now, capabilities={}, kpis={})

@@ -112,3 +112,45 @@ def test_minute_aggregates_merge_across_batches_on_postgres(pg_url: str) -> None
     assert m.samples == 3 and m.inferences == 110 and m.errors == 3
     assert m.latency_p95 == 7.0 and m.latency_p50 == pytest.approx(3.0)
     assert m.confidence == pytest.approx(0.9) and m.drift == pytest.approx(0.05)
+
+
+def test_one_enrollment_token_enrolls_one_device_under_a_race(
+    pg_url: str, tmp_path: Path, keys: Any
+) -> None:
+    import threading
+
+    from cloud.hub.http.auth import create_enrollment_token
+
+    app = create_app(
+        HubConfig(data_dir=tmp_path / "hub", db_url=pg_url, trusted_key=keys[1],
+                  background=False, testing=True)
+    )  # fmt: skip
+    hub = app.extensions["edgekit_hub"]
+    try:
+        with hub.db.session() as s:
+            token = create_enrollment_token(s, [], 3600.0)
+        start = threading.Barrier(8)
+        codes: list[int] = []
+
+        def enroll(i: int) -> None:
+            client = app.test_client()
+            start.wait()
+            resp = client.post("/api/v1/enroll", json={"token": token, "device": f"race-{i}"})
+            codes.append(resp.status_code)
+
+        threads = [threading.Thread(target=enroll, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(codes) == [200] + [401] * 7, codes
+        with hub.db.session() as s:
+            from sqlalchemy import func, select
+
+            from cloud.hub.storage import Device
+
+            enrolled = s.scalar(select(func.count()).select_from(Device).where(Device.enrolled))
+            assert enrolled == 1
+    finally:
+        hub.stop()
+        hub.db.dispose()
