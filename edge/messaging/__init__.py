@@ -4,7 +4,7 @@ for tests, and the durable outbox that keeps telemetry through outages.
 
 from edge.messaging.memory import MemoryBroker, MemoryTransport, Message
 from edge.messaging.outbox import Outbox
-from edge.messaging.paho import MqttSettings, MqttTransport
+from edge.messaging.paho import MqttSettings, MqttTransport, tls_failure
 from edge.messaging.protocol import PublishResult, Transport, Will, check_filter, topic_matches
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "Transport",
     "Will",
     "check_filter",
+    "tls_failure",
     "topic_matches",
 ]

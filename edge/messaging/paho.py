@@ -325,26 +325,9 @@ class MqttTransport:
         log.debug("MQTT connect to %s failed; retrying", self.settings.url)
 
     def _tls_failure(self) -> str | None:
-        """Why a TLS handshake with the broker fails, or None: paho reports only that the
-        connection failed, so one handshake of our own names the reason (certificate)."""
-        import socket
-
         s = self.settings
-        try:
-            ctx = ssl.create_default_context(cafile=s.ca_file)
-            if s.cert_file:
-                ctx.load_cert_chain(s.cert_file, s.key_file)
-            ctx.check_hostname = not s.tls_insecure
-            raw = socket.create_connection((self.host, self.port), timeout=2)
-            with raw, ctx.wrap_socket(raw, server_hostname=self.host) as tls:
-                tls.recv(1)  # TLS 1.3 refuses a client certificate after the handshake
-        except ssl.SSLCertVerificationError as exc:
-            return f"TLS: the broker's certificate is not trusted ({exc.verify_message})"
-        except ssl.SSLError as exc:
-            return f"TLS handshake failed: {exc.reason or exc}"
-        except OSError:
-            return None
-        return None
+        return tls_failure(self.host, self.port, s.ca_file, s.cert_file, s.key_file,
+                           insecure=s.tls_insecure)  # fmt: skip
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         if len(msg.payload) > self.settings.max_payload:
@@ -394,3 +377,35 @@ class MqttTransport:
         except (RuntimeError, ValueError) as exc:
             log.debug("publish %s not delivered: %s", info.mid, exc)
             return False
+
+
+def tls_failure(
+    host: str,
+    port: int,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    *,
+    insecure: bool = False,
+) -> str | None:
+    """Why a TLS handshake with the broker at ``host:port`` fails, or None when it works
+    (or the broker cannot be reached at all): paho reports only that the connection failed,
+    so one handshake of our own names the reason (an untrusted or mismatched certificate, a
+    client certificate the broker requires)."""
+    import socket
+
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file)
+        if cert_file:
+            ctx.load_cert_chain(cert_file, key_file)
+        ctx.check_hostname = not insecure
+        raw = socket.create_connection((host, port), timeout=2)
+        with raw, ctx.wrap_socket(raw, server_hostname=host) as tls:
+            tls.recv(1)  # TLS 1.3 refuses a client certificate after the handshake
+    except ssl.SSLCertVerificationError as exc:
+        return f"TLS: the broker's certificate is not trusted ({exc.verify_message})"
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed: {exc.reason or exc}"
+    except OSError:
+        return None
+    return None

@@ -122,6 +122,7 @@ class MqttBridge:
         self.subscribed = threading.Event()
         self._client_lock = threading.Lock()  # start/stop vs. the protocol downgrade
         self.connected = threading.Event()
+        self.last_error: str | None = None  # why the last TLS connection attempt failed
         self.holder = f"{leases.WORKER_ID}-bridge-{uuid.uuid4().hex[:6]}"
         self.client = self._make_client(self.protocol)
 
@@ -134,6 +135,7 @@ class MqttBridge:
         self.settings.apply(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(1, 30)
@@ -263,6 +265,24 @@ class MqttBridge:
         log.warning("broker refused shared subscriptions (%s); electing one consumer", codes)
         self.mode = "lease"
         self._start_lease()
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        """Name why a TLS connection fails (paho says only that it failed), once per reason."""
+        if not self.tls:
+            return
+        from edge.messaging import tls_failure
+
+        st = self.settings
+        why = tls_failure(
+            self.host, self.port,
+            str(st.ca_file) if st.ca_file else None,
+            str(st.cert_file) if st.cert_file else None,
+            str(st.key_file) if st.key_file else None,
+            insecure=st.tls_insecure,
+        )  # fmt: skip
+        if why is not None and why != self.last_error:
+            log.error("hub bridge cannot connect to %s:%s: %s", self.host, self.port, why)
+        self.last_error = why
 
     def _on_disconnect(self, *_args: Any) -> None:
         self.connected.clear()

@@ -20,6 +20,7 @@ from edge.agent.config import AgentConfig
 from edge.messaging import MqttTransport
 from tests.edge.brokers import MOSQUITTO, PrivateBroker, free_port
 from tests.services import need_service
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -133,6 +134,8 @@ def test_a_client_trusting_another_ca_is_refused(
                      other.server_cert, other.server_key, ca.clients)).start()  # fmt: skip
     try:
         assert not bridge.wait_connected(3)
+        why = wait_for(lambda: bridge.last_error, 20, "the bridge naming the TLS failure")
+        assert why.startswith("TLS: the broker's certificate is not trusted"), why
     finally:
         bridge.stop()
 
