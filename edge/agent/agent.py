@@ -41,13 +41,9 @@ log = logging.getLogger("edgekit.agent")
 def mqtt_transport(cfg: AgentConfig, credentials: dict[str, Any] | None = None) -> Transport:
     """The real MQTT transport for ``cfg`` (paho is imported only here); without a username
     in the config (or the broker URL) it logs in with the account enrollment stored."""
-    from urllib.parse import urlparse
-
     from edge.messaging import MqttSettings, MqttTransport
 
-    username, password = cfg.username, cfg.password
-    if username is None and urlparse(cfg.broker).username is None:
-        username, password = mqtt_login(None, password, credentials)
+    username, password = broker_login(cfg, credentials)
     settings = MqttSettings(
         url=cfg.broker,
         client_id=f"edgekit-agent-{cfg.device_id}",
@@ -62,14 +58,26 @@ def mqtt_transport(cfg: AgentConfig, credentials: dict[str, Any] | None = None) 
     return MqttTransport(settings.validate())
 
 
+def broker_login(
+    cfg: AgentConfig, credentials: dict[str, Any] | None
+) -> tuple[str | None, str | None]:
+    """The login set on top of the broker URL: the config's, else (when neither the config
+    nor the URL names a user) the account enrollment stored."""
+    from urllib.parse import urlparse
+
+    if cfg.username is not None or urlparse(cfg.broker).username is not None:
+        return cfg.username, cfg.password
+    return mqtt_login(None, cfg.password, credentials)
+
+
 def anonymous_login(cfg: AgentConfig, credentials: dict[str, Any] | None) -> bool:
     """True when the agent would connect to its broker with no account at all: no username
     in the config or URL, none from enrollment, and no client certificate."""
     from urllib.parse import urlparse
 
-    if cfg.username is not None or urlparse(cfg.broker).username is not None:
+    if urlparse(cfg.broker).username is not None or cfg.cert_file is not None:
         return False
-    return mqtt_login(None, None, credentials)[0] is None and cfg.cert_file is None
+    return broker_login(cfg, credentials)[0] is None
 
 
 class Agent:

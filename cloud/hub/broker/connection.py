@@ -84,22 +84,33 @@ class BrokerSettings:
             config.mqtt_cert_file, config.mqtt_key_file, config.mqtt_tls_insecure, managed,
         )  # fmt: skip
 
+    def _tls_files(self) -> tuple[str | None, str | None, str | None]:
+        """CA, client certificate and key as the string paths paho and ssl take."""
+        ca, cert, key = self.ca_file, self.cert_file, self.key_file
+        return (str(ca) if ca else None, str(cert) if cert else None, str(key) if key else None)
+
     def apply(self, client: mqtt.Client) -> None:
         """Set the login and TLS options on a paho client (before it connects)."""
         if self.username is not None:
             client.username_pw_set(self.username, self.password)
         if self.tls:
+            ca, cert, key = self._tls_files()
             try:
-                client.tls_set(
-                    ca_certs=str(self.ca_file) if self.ca_file else None,
-                    certfile=str(self.cert_file) if self.cert_file else None,
-                    keyfile=str(self.key_file) if self.key_file else None,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
+                client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED)
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"MQTT TLS files cannot be used: {exc}") from exc
             if self.tls_insecure:
                 client.tls_insecure_set(True)
+
+    def tls_failure(self) -> str | None:
+        """Why a TLS connection with these settings fails (see edge.messaging.tls_failure),
+        or None: no TLS, it works, or the broker cannot be reached at all."""
+        if not self.tls:
+            return None
+        from edge.messaging import tls_failure
+
+        ca, cert, key = self._tls_files()
+        return tls_failure(self.host, self.port, ca, cert, key, insecure=self.tls_insecure)
 
     def describe(self) -> str:
         who = self.username or "anonymous"

@@ -268,18 +268,7 @@ class MqttBridge:
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
         """Name why a TLS connection fails (paho says only that it failed), once per reason."""
-        if not self.tls:
-            return
-        from edge.messaging import tls_failure
-
-        st = self.settings
-        why = tls_failure(
-            self.host, self.port,
-            str(st.ca_file) if st.ca_file else None,
-            str(st.cert_file) if st.cert_file else None,
-            str(st.key_file) if st.key_file else None,
-            insecure=st.tls_insecure,
-        )  # fmt: skip
+        why = self.settings.tls_failure()
         if why is not None and why != self.last_error:
             log.error("hub bridge cannot connect to %s:%s: %s", self.host, self.port, why)
         self.last_error = why
