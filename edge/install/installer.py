@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.bundle import ModelStore, Slot, read_manifest
-from edge.contract import Command
+from edge.contract import Command, Manifest
 from edge.errors import EdgekitError, InstallError
 from edge.install.download import sha256_file
 from edge.install.keys import apply_keys
@@ -184,15 +184,7 @@ class Installer:
             self.store.journal_step(step, slot=f"{manifest.name}-{manifest.version}")
             self._pause(ctx, step)
             source = "local" if local else "download"
-            candidate = self_test_and_open(
-                staging / "bundle",
-                manifest,
-                self.policy,
-                lambda meta: self.store.add_slot(
-                    staging, manifest.name, manifest.version,
-                    {**meta, "source": source, "bundle_sha256": digest},
-                ),
-            )  # fmt: skip
+            candidate = self._self_test_staged(staging, manifest, source, digest)
             slot, meta = candidate.slot, candidate.slot.meta
             self.emit(
                 "deploy",
@@ -366,19 +358,26 @@ class Installer:
             version=cmd.version, rollback=True,
         )  # fmt: skip
         try:
-            model = self_test_and_open(
-                staging / "bundle",
-                manifest,
-                self.policy,
-                lambda meta: self.store.add_slot(
-                    staging, manifest.name, manifest.version,
-                    {**meta, "source": "download", "bundle_sha256": cmd.sha256},
-                ),
-            )  # fmt: skip
+            model = self._self_test_staged(staging, manifest, "download", cmd.sha256)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already if it became a slot
             clear_downloads(self.downloads)
         self._serve_rolled_back(model, ctx)
+
+    def _self_test_staged(
+        self, staging: Path, manifest: Manifest, source: str, digest: str | None
+    ) -> LoadedModel:
+        """Self-test the verified bundle in ``staging`` and keep it as a slot that records
+        where it came from and its sha256 (the rollback history relies on it)."""
+        return self_test_and_open(
+            staging / "bundle",
+            manifest,
+            self.policy,
+            lambda meta: self.store.add_slot(
+                staging, manifest.name, manifest.version,
+                {**meta, "source": source, "bundle_sha256": digest},
+            ),
+        )  # fmt: skip
 
     def apply_keys(self, cmd: Command) -> None:
         """A signed ``keys`` command (install thread: installs queued before it finish
