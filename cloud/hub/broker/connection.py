@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import ssl
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.hub.broker.credentials import HUB_USERNAME
 from cloud.hub.config import HubConfig
@@ -88,6 +90,18 @@ class BrokerSettings:
         """CA, client certificate and key as the string paths paho and ssl take."""
         ca, cert, key = self.ca_file, self.cert_file, self.key_file
         return (str(ca) if ca else None, str(cert) if cert else None, str(key) if key else None)
+
+    def client(self, name: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> mqtt.Client:
+        """A paho client ``edgekit-hub[-name]-<random>`` with this login and TLS applied
+        (the hub's bridge, its dynamic-security control and ``push-keys`` alike)."""
+        prefix = "edgekit-hub" + (f"-{name}" if name else "")
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{prefix}-{uuid.uuid4().hex[:10]}",
+            protocol=protocol,
+        )
+        self.apply(client)
+        return client
 
     def apply(self, client: mqtt.Client) -> None:
         """Set the login and TLS options on a paho client (before it connects)."""

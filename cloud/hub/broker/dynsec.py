@@ -21,7 +21,6 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud.hub.broker.connection import BrokerSettings
@@ -56,12 +55,7 @@ class DynsecControl:
         self._arrived = threading.Condition(self._lock)
         self._ready = threading.Event()
         self._failure: str | None = None
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"edgekit-hub-dynsec-{uuid.uuid4().hex[:10]}",
-            protocol=mqtt.MQTTv311,
-        )
-        settings.apply(self._client)
+        self._client = settings.client("dynsec")
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

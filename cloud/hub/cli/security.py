@@ -167,19 +167,10 @@ def _keys_command(session: Any, device: str, keys: dict[str, list[str]], ttl: fl
 def _publish_all(settings: Any, cmds: list[Any]) -> None:
     """Connect, publish every command with QoS 1 and wait for the broker's PUBACKs."""
     import threading
-    import uuid
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
 
     from edge.contract import CMD, encode_json, topic
 
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"edgekit-hub-keys-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv311,
-    )
-    settings.apply(client)
+    client = settings.client("keys")
     connected, codes = threading.Event(), []
 
     def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:

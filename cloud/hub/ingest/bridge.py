@@ -36,7 +36,6 @@ from collections import Counter, deque
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.exc import SQLAlchemyError
@@ -127,12 +126,7 @@ class MqttBridge:
         self.client = self._make_client(self.protocol)
 
     def _make_client(self, protocol: str) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"edgekit-hub-{uuid.uuid4().hex[:10]}",
-            protocol=PROTOCOLS[protocol],
-        )
-        self.settings.apply(client)
+        client = self.settings.client("", PROTOCOLS[protocol])
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
