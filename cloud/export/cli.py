@@ -7,9 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from cloud.export import TARGETS
-from cloud.export.gate import DEFAULT_MAX_ACCURACY_DROP as DEFAULT_MAX_DROP
+from cloud.export.gate import (
+    DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_MIN_CLASS_AGREEMENT,
+)
 from cloud.export.golden import DEFAULT_GOLDEN_SIZE
 from cloud.export.quantize import DEFAULT_CALIBRATION_SAMPLES
+from cloud.export.stats import DEFAULT_CONFIDENCE
 
 
 def register(subparsers: Any) -> None:
@@ -20,7 +25,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Export a training run (from `edgekit train`) to LiteRT, ONNX Runtime and "
             "OpenVINO in fp32 and int8, evaluate every variant on the held-out test split "
-            "with its real runtime, leave out variants that lose too much accuracy, and "
+            "with its real runtime, leave out variants that are significantly worse than the "
+            "float model (accuracy, agreement, per-class agreement, with intervals), and "
             "write a signed bundle with a golden self-test set, a model card and report.json."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -56,10 +62,33 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--max-accuracy-drop",
         type=float,
-        default=DEFAULT_MAX_DROP,
+        default=None,
         metavar="POINTS",
-        help="leave out variants whose test accuracy is more than POINTS "
-        "percentage points below the float model's",
+        help="leave out variants whose test accuracy is more than POINTS percentage points "
+        "below the float model's (the estimate, and significantly). Unset: only a drop "
+        f"significantly above {DEFAULT_MAX_ACCURACY_DROP:g} point leaves a variant out",
+    )
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=DEFAULT_MIN_AGREEMENT,
+        metavar="FRACTION",
+        help="leave out variants whose top-1 agreement with the float model, on all "
+        "train/val/test inputs, is significantly below FRACTION",
+    )
+    p.add_argument(
+        "--min-class-agreement",
+        type=float,
+        default=DEFAULT_MIN_CLASS_AGREEMENT,
+        metavar="FRACTION",
+        help="the same for each class (inputs the float model assigns to it)",
+    )
+    p.add_argument(
+        "--gate-confidence",
+        type=float,
+        default=DEFAULT_CONFIDENCE,
+        metavar="LEVEL",
+        help="confidence level of the gate's intervals, in (0.5, 0.9999]",
     )
     p.add_argument(
         "--golden-size",
@@ -76,6 +105,14 @@ def register(subparsers: Any) -> None:
         help="training samples used to calibrate int8 quantisation",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the calibration subset")
+    p.add_argument(
+        "--card-info",
+        type=Path,
+        metavar="FILE",
+        help="model card fields (owners, license, intended and out-of-scope uses, "
+        "limitations, contact, citation) as TOML or JSON; overrides `edgekit train "
+        "--card-info` (see docs/model-card.md)",
+    )
     p.set_defaults(handler=run_export)
 
 
@@ -90,9 +127,13 @@ def run_export(args: argparse.Namespace) -> int:
         key=args.key,
         targets=args.targets.split(","),
         max_accuracy_drop=args.max_accuracy_drop,
+        min_agreement=args.min_agreement,
+        min_class_agreement=args.min_class_agreement,
+        gate_confidence=args.gate_confidence,
         golden_size=args.golden_size,
         calibration_samples=args.calibration_samples,
         seed=args.seed,
+        card_info=args.card_info,
     )
     result = export(opts)
     print(_table(result.report["variants"]))
@@ -112,7 +153,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
     lines = [head]
     for r in rows:
         acc = None if r["accuracy"] is None else 100 * r["accuracy"]
-        agree = None if r["agreement"] is None else 100 * r["agreement"]
+        agreement = r.get("agreement_all", r["agreement"])  # on all inputs, as gated
+        agree = None if agreement is None else 100 * agreement
         size = None if r["size"] is None else r["size"] / 1024
         status = "kept" if r["included"] else f"left out: {r['reason']}"
         lines.append(

@@ -21,6 +21,8 @@ from edge.contract import Artifact, FileEntry
 METRIC_KEYS = (
     "accuracy",
     "agreement",
+    "agreement_all",
+    "agreement_inputs",
     "latency_ms",
     "latency_p95_ms",
     "size",
@@ -48,10 +50,12 @@ class Variant:
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     scores: np.ndarray | None = None  # test-split scores, for the card's disagreement count
+    pred_all: np.ndarray | None = None  # top-1 on every agreement input, test rows first
     backend: dict[str, Any] = field(default_factory=dict)
     candidates: list[dict[str, Any]] = field(default_factory=list)
     included: bool = False
     reason: str = ""
+    gate: dict[str, Any] = field(default_factory=dict)  # the gate's checks and decision
 
     @property
     def runtime(self) -> str:
@@ -102,6 +106,7 @@ class Variant:
             "precision": self.precision,
             "included": self.included,
             "reason": self.reason,
+            "gate": self.gate,
             **{k: self.metrics.get(k) for k in METRIC_KEYS},
             "error": self.error,
             "failed_step": self.failed_step,

@@ -112,6 +112,31 @@ def test_gate_must_be_finite(
     assert rc == 1 and "finite" in err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--min-agreement", "1.5"),
+        ("--min-agreement", "nan"),
+        ("--min-class-agreement", "-0.1"),
+        ("--gate-confidence", "1"),
+        ("--gate-confidence", "0.3"),
+    ],
+)
+def test_gate_flags_are_checked_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+    incomplete_run: Path,
+    tmp_path: Path,
+    keypair: tuple[Path, Path],
+    flag: str,
+    value: str,
+) -> None:
+    args = [*_base(incomplete_run, tmp_path), "--key", str(keypair[0])]
+    rc, err = _run(capsys, *args, flag, value)
+    assert rc == 1
+    assert err.startswith(f"error: {flag} must be a finite number in ")
+    assert "incomplete" not in err  # refused before the run dir is even read
+
+
 def test_bad_name_and_golden_size(
     capsys: pytest.CaptureFixture[str],
     incomplete_run: Path,
@@ -140,3 +165,19 @@ def test_broken_data_npz(
     rc, err = _run(capsys, *_base(run, tmp_path), "--key", str(keypair[0]))
     assert rc == 1
     assert "lacks array(s)" in err and "x_test" in err
+
+
+def test_bad_card_info_fails_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+    incomplete_run: Path,
+    tmp_path: Path,
+    keypair: tuple[Path, Path],
+) -> None:
+    card = tmp_path / "card.toml"
+    card.write_text('owners = ["a"]\nintended_use = ["typo"]\n')
+    args = [*_base(incomplete_run, tmp_path), "--key", str(keypair[0])]
+    rc, err = _run(capsys, *args, "--card-info", str(card))
+    assert rc == 1 and "Traceback" not in err
+    assert "unknown card info key(s) 'intended_use' (did you mean 'intended_uses'?)" in err
+    rc, err = _run(capsys, *args, "--card-info", str(tmp_path / "card.yaml"))
+    assert rc == 1 and "use a .toml or .json file" in err

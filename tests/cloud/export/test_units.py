@@ -11,7 +11,7 @@ import pytest
 
 from cloud.export import TARGETS, model_filename, parse_targets
 from cloud.export.convert import Converted
-from cloud.export.gate import apply_gate
+from cloud.export.gate import FloatAnswers, GateRules, apply_gate
 from cloud.export.golden import deviation, pick_golden, tolerance
 from cloud.export.run import load_run
 from cloud.export.variants import Variant
@@ -29,35 +29,45 @@ def test_targets_default_all_six_in_canonical_order() -> None:
         parse_targets("litert-fp16")
 
 
-def _variant(target: str, accuracy: float | None, tmp_path: Path) -> Variant:
+def _variant(target: str, wrong: int, tmp_path: Path) -> Variant:
+    """A variant that answers ``wrong`` of the 200 rows of ``_answers()`` wrongly."""
     model = tmp_path / f"{target}.bin"
     model.write_bytes(b"x")
     v = Variant(target, converted=Converted(model, [], []))
-    if accuracy is not None:
-        v.metrics["accuracy"] = accuracy
+    pred = np.zeros(200, dtype=np.int64)
+    pred[:wrong] = 1
+    v.scores, v.pred_all = np.eye(2, dtype=np.float32)[pred], pred
     return v
 
 
+def _answers() -> FloatAnswers:
+    """200 test rows, all of class 0; the float model gets 198 right (99.0 %)."""
+    float_pred = np.zeros(200, dtype=np.int64)
+    float_pred[:2] = 1
+    return FloatAnswers(np.zeros(200, dtype=np.int64), float_pred, float_pred, ["a", "b"])
+
+
 def test_gate_leaves_out_large_drops_and_failures(tmp_path: Path) -> None:
-    good = _variant("litert-fp32", 0.990, tmp_path)
-    edge_case = _variant("litert-int8", 0.980, tmp_path)  # exactly 1.0 point: allowed
-    bad = _variant("onnxruntime-int8", 0.975, tmp_path)
+    good = _variant("litert-fp32", 2, tmp_path)
+    edge_case = _variant("litert-int8", 4, tmp_path)  # exactly 1.0 point: allowed
+    bad = _variant("onnxruntime-int8", 5, tmp_path)
     broken = Variant("openvino-int8")
     broken.fail("quantise", RuntimeError("nncf exploded"))
-    passed = apply_gate([good, edge_case, bad, broken], float_accuracy=0.990, max_drop=1.0)
+    loose = GateRules(max_accuracy_drop=1.0, min_agreement=0.0, min_class_agreement=0.0)
+    passed = apply_gate([good, edge_case, bad, broken], _answers(), loose)
     assert passed == [good, edge_case]
     assert bad.included is False and "1.50 points below" in bad.reason
-    assert "gate: at most 1 points" in bad.reason
+    assert "gate: at most 1 point" in bad.reason
     assert broken.reason.startswith("failed during quantise: RuntimeError: nncf exploded")
     assert bad.metrics["accuracy_drop_points"] == pytest.approx(1.5)
 
 
 def test_negative_gate_leaves_out_an_unchanged_variant(tmp_path: Path) -> None:
-    v = _variant("litert-fp32", 0.95, tmp_path)
-    assert apply_gate([v], float_accuracy=0.95, max_drop=-1.0) == []
+    v = _variant("litert-fp32", 2, tmp_path)
+    assert apply_gate([v], _answers(), GateRules(max_accuracy_drop=-1.0)) == []
     assert "0.00 points below" in v.reason
     with pytest.raises(ConfigError):
-        apply_gate([v], 0.95, float("nan"))
+        apply_gate([v], _answers(), GateRules(max_accuracy_drop=float("nan")))
 
 
 def test_golden_pick_covers_every_class_and_is_deterministic() -> None:
