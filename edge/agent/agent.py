@@ -240,6 +240,9 @@ class Agent:
     def on_rejection(self, code: str) -> None:
         self.reporter.monitor.record_rejection(code)
 
+    def on_out_of_range(self, features: list[str]) -> None:
+        self.reporter.monitor.record_out_of_range(features)
+
     def _model_changed(self) -> None:
         self.reporter.model_changed(publish=self.started)
 
@@ -289,9 +292,12 @@ class Agent:
             fallback_error_rate=cfg.fallback_error_rate,
             fallback_window=cfg.fallback_window,
             fallback_min_inferences=cfg.fallback_min_inferences,
+            input_guard=cfg.input_guard,
+            input_guard_margin=cfg.input_guard_margin,
         )
         self.installer.policy = cfg.install_policy(self.credentials)
         self.inference.max_pending = cfg.max_queued_requests
+        self.reporter.set_drift_thresholds(cfg.drift_threshold, cfg.drift_feature_threshold)
         if self.store.keep != cfg.keep_versions:
             self.store.keep = max(1, cfg.keep_versions)
             if self.started:

@@ -23,6 +23,7 @@ from edge.bundle import KEYRING_FILE, Keyring
 from edge.contract import PRECISIONS, RUNTIMES, validate_device_id
 from edge.errors import ConfigError, ContractError, InstallError
 from edge.install import InstallSettings, Policy, allowed_origins, origin_of
+from edge.runtime import DEFAULT_GUARD_MARGIN, DEFAULT_GUARD_MODE, GUARD_MODES
 
 log = logging.getLogger(__name__)
 ENV_PREFIX = "EDGEKIT_"
@@ -66,6 +67,10 @@ class AgentConfig(InstallSettings):
     fallback_error_rate: float = 0.5
     fallback_window: int = 50
     fallback_min_inferences: int = 20
+    drift_threshold: float = 0.2
+    drift_feature_threshold: float = 0.3
+    input_guard: str = DEFAULT_GUARD_MODE
+    input_guard_margin: float = DEFAULT_GUARD_MARGIN
     outbox_max_bytes: int = 64 * 1024 * 1024
     outbox_max_messages: int = 100_000
 
@@ -269,6 +274,10 @@ FIELDS: dict[str, Field] = {
     "fallback_error_rate": _f(_float, "error rate that makes the agent fall back to LKG"),
     "fallback_window": _f(_int, "recent inferences the fallback error rate is computed on"),
     "fallback_min_inferences": _f(_int, "inferences needed before fallback can trigger"),
+    "drift_threshold": _f(_float, "PSI of mean input, class mix or confidence that alerts"),
+    "drift_feature_threshold": _f(
+        _float, "PSI of the worst single feature/channel that alerts (see docs/mqtt-api.md)"
+    ),
     "download_max_bytes": _f(_int, "largest bundle download accepted"),
     "download_timeout": _f(_float, "seconds a bundle download may take in total"),
     "selftest_time_budget": _f(_float, "seconds spent timing the variants that pass"),
@@ -284,6 +293,14 @@ FIELDS: dict[str, Field] = {
     "probation_max_confidence_drop": _f(_float, "drop in mean confidence that fails"),
     "probation_min_latency_increase_ms": _f(
         _float, "p95 latency increase over self-test (ms) also needed to fail"
+    ),
+    "input_guard": _f(
+        _str,
+        "tabular inputs outside the training range: warn (serve and count), "
+        "refuse (InputError range) or off",
+    ),
+    "input_guard_margin": _f(
+        _float, "how far past the training min/max a value may lie, in training spans"
     ),
     "outbox_max_bytes": _f(_int, "disk bytes the outbox may use before dropping oldest"),
     "outbox_max_messages": _f(_int, "messages the outbox may hold before dropping oldest"),
@@ -386,6 +403,10 @@ def _check(cfg: AgentConfig) -> None:  # noqa: C901 - one flat check per key, in
         raise ConfigError(f"mqtt_version: expected 3.1.1 or 5, got {cfg.mqtt_version!r}")
     if cfg.pin_runtime is not None and cfg.pin_runtime not in RUNTIMES:
         raise ConfigError(f"pin_runtime: expected one of {', '.join(RUNTIMES)}")
+    if cfg.input_guard not in GUARD_MODES:
+        raise ConfigError(f"input_guard: expected one of {', '.join(GUARD_MODES)}")
+    if cfg.input_guard_margin < 0:
+        raise ConfigError(f"input_guard_margin: must not be negative, got {cfg.input_guard_margin}")
     if cfg.pin_precision is not None and cfg.pin_precision not in PRECISIONS:
         raise ConfigError(f"pin_precision: expected one of {', '.join(PRECISIONS)}")
     if cfg.http_port is not None and not 0 <= cfg.http_port <= 65535:
@@ -415,6 +436,8 @@ def _check(cfg: AgentConfig) -> None:  # noqa: C901 - one flat check per key, in
         "selftest_time_budget",
         "shadow_timeout",
         "probation_max_latency_ratio",
+        "drift_threshold",
+        "drift_feature_threshold",
     )
     for key in positive:
         if getattr(cfg, key) <= 0:

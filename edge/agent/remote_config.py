@@ -32,6 +32,10 @@ REMOTE_LIMITS: dict[str, tuple[float, float] | None] = {
     "probation_max_confidence_drop": (0.0, 1.0),
     "probation_min_latency_increase_ms": (0.0, 60_000.0),
     "replay_rate": (0.01, 1000.0),
+    "drift_threshold": (0.01, 10.0),
+    "drift_feature_threshold": (0.01, 10.0),
+    "input_guard": None,
+    "input_guard_margin": (0.0, 10.0),
 }
 RUNTIME_KEYS = frozenset(REMOTE_LIMITS)
 

@@ -5,6 +5,9 @@ per topic (status, telemetry, events) from 0 at every start, so a consumer that 
 in one device's telemetry ``seq`` within one ``boot`` knows it lost one. Events and
 telemetry go through the disk-backed outbox (in order, QoS 1, across outages); the status
 is published directly, retained, and re-sent on every reconnect and model change.
+
+A drift alert is said by the device itself when it starts and when it clears: a log
+warning naming the feature (or signal) that crossed, and an ``alert`` / ``info`` event.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from edge import contract as c
 from edge.contract import Event, Status, Telemetry
 from edge.errors import EdgekitError
 from edge.messaging import Outbox, Transport, Will
-from edge.serving import LoadedModel, ModelServer, Monitor
+from edge.serving import (
+    DEFAULT_DRIFT_FEATURE_THRESHOLD,
+    DEFAULT_DRIFT_THRESHOLD,
+    LoadedModel,
+    ModelServer,
+    Monitor,
+)
 
 log = logging.getLogger("edgekit.agent")
 
@@ -53,6 +62,8 @@ class Reporter:
         self.capabilities: dict[str, Any] = {}
         self.monitor = Monitor(["none"])
         self._monitor_model: LoadedModel | None = None
+        self.drift_thresholds = (DEFAULT_DRIFT_THRESHOLD, DEFAULT_DRIFT_FEATURE_THRESHOLD)
+        self._drift_alerting = False
         self._seq = {c.STATUS: 0, c.TELEMETRY: 0, c.EVENTS: 0}
         self._lock = threading.Lock()
         self._malformed = 0
@@ -97,7 +108,7 @@ class Reporter:
         model = self.server.current
         if model is not None and model is not self._monitor_model:
             try:
-                self.monitor = monitor_for(model, self.monitor)
+                self.monitor = monitor_for(model, self.monitor, self.drift_thresholds)
             except Exception as exc:  # a bad reference must not stop serving
                 log.error("monitor for %s: %s", model.slot.id, exc)
             self._monitor_model = model
@@ -150,9 +161,40 @@ class Reporter:
             n, self._malformed = self._malformed, 0
         return n
 
+    def set_drift_thresholds(self, threshold: float, feature_threshold: float) -> None:
+        """Alert thresholds for this and every later monitor (config keys
+        ``drift_threshold`` and ``drift_feature_threshold``)."""
+        self.monitor.set_drift_thresholds(threshold, feature_threshold)
+        self.drift_thresholds = (threshold, feature_threshold)
+
+    def report_drift(self, drift: Any) -> None:
+        """Log and send an event when a drift alert starts or clears, naming what moved."""
+        if not isinstance(drift, dict):
+            return
+        alert = drift.get("alert") is True
+        if alert == self._drift_alerting:
+            return
+        self._drift_alerting = alert
+        keys = ("alert_on", "worst", "features", "input_psi", "output_psi", "confidence_psi")
+        detail = {"drift": {k: drift.get(k) for k in keys}}
+        if alert:
+            message = f"drift alert: {describe_drift(drift)}"
+            log.warning("%s", message)
+            self.emit("alert", None, message, detail=detail)
+        else:
+            worst = drift.get("worst")
+            tail = f" (worst {worst['name']} PSI {worst['psi']:.3f})" if worst else ""
+            message = f"drift alert cleared{tail}"
+            log.warning("%s", message)
+            self.emit("info", None, message, detail=detail)
+
     def publish_telemetry(self) -> None:
         """One telemetry message from the monitor's current interval, through the outbox."""
         metrics = self.monitor.snapshot(outbox=self.outbox.stats())
+        try:
+            self.report_drift(metrics.get("drift"))
+        except Exception:  # saying it must never cost the telemetry itself
+            log.exception("drift alert report failed")
         oversize = self.transport.stats.get("dropped_oversize", 0)
         extra = {"malformed": self._take_malformed(), "oversize": oversize - self._oversize_seen}
         self._oversize_seen = oversize
@@ -186,7 +228,40 @@ class Reporter:
                 log.exception("telemetry failed")
 
 
-def monitor_for(model: LoadedModel, previous: Monitor) -> Monitor:
+def describe_drift(drift: dict[str, Any]) -> str:
+    """One line naming what crossed: the worst feature first, then the other signals."""
+    parts: list[str] = []
+    on = drift.get("alert_on") or []
+    worst = drift.get("worst")
+    granularity = drift.get("granularity") or "feature"
+    if worst and "feature" in on:
+        parts.append(
+            f"{granularity} {worst['name']} PSI {worst['psi']:.3f} > {drift['feature_threshold']}"
+        )
+    labels = {"mean": ("input_psi", "mean input"), "output": ("output_psi", "predicted classes"),
+              "confidence": ("confidence_psi", "confidence")}  # fmt: skip
+    for signal in ("mean", "output", "confidence"):
+        if signal in on:
+            key, label = labels[signal]
+            parts.append(f"{label} PSI {drift[key]:.3f} > {drift['threshold']}")
+    if worst and "feature" not in on:
+        parts.append(f"worst {granularity} {worst['name']} PSI {worst['psi']:.3f}")
+    return "; ".join(parts) or "drift"
+
+
+def output_step(model: LoadedModel) -> float | None:
+    """The quantisation step of the served variant's scores (int8 outputs), else None."""
+    for art in model.manifest.artifacts:
+        if (art.runtime, art.precision) == (model.runtime, model.precision) and art.outputs:
+            return art.outputs[0].scale
+    return None
+
+
+def monitor_for(
+    model: LoadedModel,
+    previous: Monitor,
+    thresholds: tuple[float, float] = (DEFAULT_DRIFT_THRESHOLD, DEFAULT_DRIFT_FEATURE_THRESHOLD),
+) -> Monitor:
     """A monitor for ``model`` (its labels and drift reference), keeping the run totals."""
     from edge.bundle import entry_path
 
@@ -194,7 +269,13 @@ def monitor_for(model: LoadedModel, previous: Monitor) -> Monitor:
     if model.manifest.reference is not None:
         path: Path = entry_path(model.slot.bundle_dir, model.manifest.reference)
         reference = json.loads(path.read_bytes())
-    monitor = Monitor(list(model.manifest.labels), reference)
+    monitor = Monitor(
+        list(model.manifest.labels),
+        reference,
+        thresholds[0],
+        feature_threshold=thresholds[1],
+        output_step=output_step(model),
+    )
     monitor.started = previous.started
     monitor.inferences_total = previous.inferences_total
     monitor.errors_total = previous.errors_total

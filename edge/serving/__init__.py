@@ -3,6 +3,8 @@
 Sits between the runtime (which runs one call) and the agent (which decides what to serve).
 """
 
+from edge.serving.drift_watch import DEFAULT_FEATURE_THRESHOLD as DEFAULT_DRIFT_FEATURE_THRESHOLD
+from edge.serving.drift_watch import DEFAULT_THRESHOLD as DEFAULT_DRIFT_THRESHOLD
 from edge.serving.monitor import Monitor
 from edge.serving.server import (
     InferenceTimeoutError,
@@ -13,6 +15,8 @@ from edge.serving.server import (
 )
 
 __all__ = [
+    "DEFAULT_DRIFT_FEATURE_THRESHOLD",
+    "DEFAULT_DRIFT_THRESHOLD",
     "InferenceTimeoutError",
     "LoadedModel",
     "ModelServer",

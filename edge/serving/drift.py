@@ -5,8 +5,12 @@ the reference shares, both floored at ``EPSILON`` so empty bins stay finite. Sta
 (credit-scoring practice, also used by most ML monitoring tools): below 0.1 no meaningful
 shift, 0.1–0.2 slight shift, above 0.2 significant shift (the default alert threshold).
 
-Because PSI of a finite sample is biased upwards (about ``(k − 1) / n`` for k bins and n
-samples, even without drift), a window needs ``min_samples`` observations before it reports.
+Because PSI of a finite sample is biased upwards (about ``(k − 1) · (1/n + 1/m)`` for k
+bins, n live and m reference samples, even without drift), a window needs ``min_samples``
+observations before it reports; docs/mqtt-api.md gives the measured noise floor.
+
+This module holds the statistics (histograms, PSI, the reference); what crosses a
+threshold and what telemetry says about it is edge/serving/drift_watch.py.
 """
 
 from __future__ import annotations
@@ -43,6 +47,30 @@ def psi(actual: np.ndarray, expected: np.ndarray, eps: float = EPSILON) -> float
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def psi_rows(actual: np.ndarray, expected: np.ndarray, eps: float = EPSILON) -> np.ndarray:
+    """PSI of each row of two count matrices of the same bins (one numpy pass for every
+    feature); NaN where a row of ``actual`` is empty. Bins padded with zeros in both
+    (features with fewer bins) contribute nothing: both shares are floored to ``eps``."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    a_sum = a.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.maximum(a / a_sum, eps)
+        e = np.maximum(e / e.sum(axis=1, keepdims=True), eps)
+        out = np.sum((a - e) * np.log(a / e), axis=1)
+    out[a_sum[:, 0] <= 0] = np.nan
+    return out
+
+
+def dimension_names(inputs_ref: dict[str, Any]) -> list[str]:
+    """The reference's feature/channel names, or ``feature<i>``/``channel<i>`` without them."""
+    names = inputs_ref.get("names")
+    n = len(inputs_ref["histograms"])
+    if isinstance(names, list) and len(names) == n and all(isinstance(x, str) for x in names):
+        return list(names)
+    return [f"{inputs_ref['granularity']}{i}" for i in range(n)]
+
+
 def validate_reference(ref: Any, labels: list[str] | None = None) -> dict[str, Any]:
     """Check a reference.json document (interfaces.md); raise ContractError with the reason."""
     if not isinstance(ref, dict) or ref.get("schema") != REFERENCE_SCHEMA:
@@ -57,6 +85,15 @@ def validate_reference(ref: Any, labels: list[str] | None = None) -> dict[str, A
         raise ContractError("reference: inputs.histograms must be a non-empty list")
     for i, h in enumerate(hists):
         _check_hist(h, f"reference: inputs.histograms[{i}]")
+    names = inputs.get("names")
+    if names is not None and (
+        not isinstance(names, list)
+        or len(names) != len(hists)
+        or not all(isinstance(x, str) and x for x in names)
+    ):
+        raise ContractError("reference: inputs.names must be one non-empty name per histogram")
+    if outputs.get("confidence") is not None:
+        _check_hist(outputs["confidence"], "reference: outputs.confidence")
     mix, ref_labels = outputs.get("class_mix"), outputs.get("labels")
     if not isinstance(ref_labels, list) or not isinstance(mix, list) or len(mix) != len(ref_labels):
         raise ContractError("reference: outputs.labels and outputs.class_mix must match in length")
@@ -195,26 +232,29 @@ class InputDrift:
         if len(self.samples) > self.window:
             self._totals -= self.samples.popleft()
 
+    @property
+    def ready(self) -> bool:
+        """Whether ``min_samples`` inputs were seen (scores before that are noise)."""
+        self.flush()
+        return len(self.samples) >= self.min_samples
+
+    def scores(self) -> np.ndarray:
+        """PSI of every feature/channel over the window (NaN where no value was binned):
+        one vectorised pass, run at snapshot time, never per inference."""
+        self.flush()
+        return psi_rows(self._totals, self.expected)
+
     def score(self) -> float | None:
         """Mean PSI over features/channels, or None before ``min_samples`` inputs."""
-        self.flush()
-        if len(self.samples) < self.min_samples:
+        if not self.ready:
             return None
-        values = [
-            psi(self._totals[j, : self.k[j]], self.expected[j, : self.k[j]])
-            for j in range(self.n_dims)
-            if self._totals[j, : self.k[j]].sum() > 0
-        ]
-        return float(np.mean(values)) if values else None
+        values = self.scores()
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if values.size else None
 
     def per_dimension(self) -> list[float | None]:
         """PSI of each feature/channel (for diagnostics), None where no data yet."""
-        self.flush()
-        out: list[float | None] = []
-        for j in range(self.n_dims):
-            live = self._totals[j, : self.k[j]]
-            out.append(psi(live, self.expected[j, : self.k[j]]) if live.sum() > 0 else None)
-        return out
+        return [None if math.isnan(v) else float(v) for v in self.scores().tolist()]
 
 
 class OutputDrift:
@@ -233,3 +273,48 @@ class OutputDrift:
             return None
         counts = np.bincount(np.fromiter(self.recent, dtype=np.int64), minlength=len(self.expected))
         return psi(counts[: len(self.expected)], self.expected)
+
+
+class ConfidenceDrift:
+    """Top-1 confidence of the last ``window`` predictions against the reference's
+    confidence histogram (``outputs.confidence``, of the float model on validation data).
+
+    Reference bins narrower than ``resolution`` are merged with their upper neighbour:
+    quantile edges of a confident model crowd just below 1.0 (0.99999, 0.9999997, ...),
+    where a quantised or differently-compiled variant of the same model rounds its
+    confidence across several of them without any change in the data. Differences below
+    ``resolution`` (0.01 by default, at least twice the output quantisation step of an
+    int8 variant) are not drift."""
+
+    def __init__(
+        self, confidence_ref: dict[str, Any], window: int, min_samples: int, resolution: float
+    ) -> None:
+        edges = [float(e) for e in confidence_ref["edges"]]
+        counts = [float(c) for c in confidence_ref["counts"]]
+        bins: list[list[float]] = []  # [lower edge, count], built from the top down
+        upper, acc = edges[-1], 0.0
+        for j in range(len(counts) - 1, -1, -1):
+            acc += counts[j]
+            if upper - edges[j] >= resolution:
+                bins.append([edges[j], acc])
+                upper, acc = edges[j], 0.0
+        if not bins:
+            bins.append([edges[0], acc])
+        elif upper > edges[0]:  # a narrow remainder at the bottom joins the lowest bin
+            bins[-1][0] = edges[0]
+            bins[-1][1] += acc
+        self.edges = np.asarray([b[0] for b in reversed(bins)] + [edges[-1]])
+        self.expected = np.asarray([b[1] for b in reversed(bins)])
+        self.recent: deque[float] = deque(maxlen=window)
+        self.min_samples = min_samples
+
+    def add(self, confidence: float) -> None:
+        self.recent.append(confidence)
+
+    def score(self) -> float | None:
+        if len(self.recent) < self.min_samples:
+            return None
+        values = np.fromiter(self.recent, dtype=np.float64)
+        idx = self.edges[1:-1].searchsorted(values, side="right")
+        counts = np.bincount(idx, minlength=len(self.expected))
+        return psi(counts, self.expected)

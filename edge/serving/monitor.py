@@ -11,10 +11,14 @@ A percentile is reported as the geometric middle of the bucket holding the neare
 sample, clamped to the interval's min and max: inside the range its relative error is at
 most ``sqrt(LATENCY_GROWTH) - 1`` (about 4.9 %); see :data:`LATENCY_REL_ERROR`.
 
-Drift (see edge/serving/drift.py): PSI of the last ``window`` inputs per feature/channel (averaged)
-and of the predicted-class mix, each against reference.json; ``alert`` when either exceeds
-``psi_threshold`` (0.2 = significant by standard PSI practice; 0.1-0.2 is a slight shift).
+Drift (edge/serving/drift_watch.py): PSI of the last ``window`` inputs per feature/channel
+(their mean, and the top features by name), of the predicted-class mix and of the top-1
+confidence, each against reference.json; ``alert`` when the mean, output or confidence PSI
+exceeds ``psi_threshold`` (0.2 = significant by standard PSI practice) or the worst feature
+exceeds ``feature_threshold``. Scores are computed at snapshot time, not per inference.
 Live accuracy is over the last ``window`` predictions that came with a true label.
+Input guard (edge/runtime/guard.py): inputs with a feature outside its training range in
+the interval, and the most often flagged features by name (``input_guard``).
 """
 
 from __future__ import annotations
@@ -24,17 +28,25 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from edge.serving.drift import InputDrift, OutputDrift, validate_reference
+from edge.serving.drift import InputDrift
+from edge.serving.drift_watch import (
+    DEFAULT_FEATURE_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    DriftWatch,
+    check_threshold,
+    empty_block,
+)
 
 LATENCY_MIN_MS = 0.01
 LATENCY_MAX_MS = 120_000.0
 LATENCY_GROWTH = 1.1
 LATENCY_REL_ERROR = math.sqrt(LATENCY_GROWTH) - 1
+MAX_GUARD_FEATURES = 10  # features named per telemetry interval in input_guard
 
 
 def latency_edges(
@@ -121,29 +133,33 @@ class Monitor:
         self,
         labels: list[str],
         reference: dict[str, Any] | None = None,
-        psi_threshold: float = 0.2,
+        psi_threshold: float = DEFAULT_THRESHOLD,
         latency_buckets: np.ndarray | None = None,
         *,
         window: int = 1000,
         min_drift_samples: int = 200,
+        feature_threshold: float = DEFAULT_FEATURE_THRESHOLD,
+        output_step: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not labels:
             raise ValueError("Monitor needs the model's labels")
         self.labels = list(labels)
-        self.psi_threshold = psi_threshold
+        self.psi_threshold = check_threshold(psi_threshold, "psi_threshold")
+        self.feature_threshold = check_threshold(feature_threshold, "feature_threshold")
         self.window = window
         self._clock = clock
         self._lock = threading.Lock()
         self._latency = LatencyHistogram(latency_buckets)
+        self._drift: DriftWatch | None = None
         self._input_drift: InputDrift | None = None
-        self._output_drift: OutputDrift | None = None
         if reference is not None:
-            validate_reference(reference, self.labels)
-            self._input_drift = InputDrift(reference["inputs"], window, min_drift_samples)
-            self._output_drift = OutputDrift(
-                reference["outputs"]["class_mix"], window, min_drift_samples
-            )
+            self._drift = DriftWatch(
+                reference, self.labels, window, min_drift_samples,
+                threshold=self.psi_threshold, feature_threshold=self.feature_threshold,
+                output_step=output_step,
+            )  # fmt: skip
+            self._input_drift = self._drift.inputs
         self._correct: deque[bool] = deque(maxlen=window)
         self._recent: deque[tuple[bool, float]] = deque(maxlen=max(window, 10_000))
         self._probe = _process_probe()
@@ -175,9 +191,9 @@ class Monitor:
     def record_input(self, model_input: np.ndarray) -> None:
         """A model-domain input about to be run (input drift). Serving calls this right
         after preparing it, while it is still in the CPU caches."""
-        if self._input_drift is not None:
+        if self._drift is not None:
             with self._lock:
-                self._input_drift.add(model_input)
+                self._drift.add_input(model_input)
 
     def record_scores(
         self, latency_ms: float, row: list[float], pred: int, true_label: str | int | None = None
@@ -197,8 +213,8 @@ class Monitor:
             self._confidence_sum += float(row[pred])
             self._class_counts[pred] += 1
             self._recent.append((True, ms))
-            if self._output_drift is not None:
-                self._output_drift.add(pred)
+            if self._drift is not None:
+                self._drift.add_prediction(pred, float(row[pred]))
             truth = self._label_of(true_label)
             if truth is not None:
                 self._correct.append(truth == self.labels[pred])
@@ -214,6 +230,15 @@ class Monitor:
         """An input refused before inference (InputError.code); not a model error."""
         with self._lock:
             self._rejected[code] = self._rejected.get(code, 0) + 1
+
+    def record_out_of_range(self, features: Sequence[str]) -> None:
+        """An input with ``features`` outside their training range (edge/runtime/guard.py),
+        served (guard ``warn``) or refused (``refuse``, also a ``range`` rejection)."""
+        with self._lock:
+            self._out_of_range += 1
+            counts = self._guard_features
+            for name in features:
+                counts[name] = counts.get(name, 0) + 1
 
     # -- queries -------------------------------------------------------------------------
 
@@ -234,13 +259,25 @@ class Monitor:
             values = [ms for ok, ms in list(self._recent)[-window:] if ok]
         return float(np.percentile(values, q)) if values else None
 
+    def set_drift_thresholds(self, threshold: float, feature_threshold: float) -> None:
+        """New alert thresholds (a ``config`` command); ValueError for a bad one."""
+        threshold = check_threshold(threshold, "psi_threshold")
+        feature_threshold = check_threshold(feature_threshold, "feature_threshold")
+        with self._lock:
+            self.psi_threshold, self.feature_threshold = threshold, feature_threshold
+            if self._drift is not None:
+                self._drift.set_thresholds(threshold, feature_threshold)
+
     def drift_detail(self) -> dict[str, Any]:
-        """Per-feature/channel PSI (diagnostics; telemetry carries the averages)."""
+        """PSI of every feature/channel by name (diagnostics; telemetry carries the top
+        ones)."""
+        drift = self._drift
         with self._lock:
             return {
-                "granularity": self._input_drift.granularity if self._input_drift else None,
-                "input_psi": self._input_drift.per_dimension() if self._input_drift else [],
-                "input_mismatches": self._input_drift.mismatches if self._input_drift else 0,
+                "granularity": drift.inputs.granularity if drift else None,
+                "names": list(drift.names) if drift else [],
+                "input_psi": drift.inputs.per_dimension() if drift else [],
+                "input_mismatches": drift.inputs.mismatches if drift else 0,
             }
 
     def snapshot(
@@ -253,9 +290,11 @@ class Monitor:
         with self._lock:
             interval = max(now - self._interval_start, 1e-9)
             n, errs = self._inferences, sum(self._errors.values())
-            input_psi = self._input_drift.score() if self._input_drift else None
-            output_psi = self._output_drift.score() if self._output_drift else None
-            scores = [v for v in (input_psi, output_psi) if v is not None]
+            drift = (
+                self._drift.block()
+                if self._drift is not None
+                else empty_block(self.psi_threshold, self.feature_threshold)
+            )
             metrics: dict[str, Any] = {
                 "interval_s": round(interval, 3),
                 "uptime_s": round(now - self.started, 3),
@@ -264,6 +303,7 @@ class Monitor:
                 "errors": dict(self._errors),
                 "error_rate": errs / (n + errs) if n + errs else 0.0,
                 "rejected_inputs": dict(self._rejected),
+                "input_guard": self._guard_block(),
                 "latency_ms": self._latency.summary(),
                 "throughput_per_s": n / interval,
                 "confidence_mean": self._confidence_sum / n if n else None,
@@ -273,12 +313,7 @@ class Monitor:
                 }
                 if n
                 else {},
-                "drift": {
-                    "input_psi": input_psi,
-                    "output_psi": output_psi,
-                    "threshold": self.psi_threshold,
-                    "alert": any(v > self.psi_threshold for v in scores),
-                },
+                "drift": drift,
                 "accuracy": {
                     "value": sum(self._correct) / len(self._correct),
                     "n": len(self._correct),
@@ -304,9 +339,21 @@ class Monitor:
         self._inferences = 0
         self._errors: dict[str, int] = {}
         self._rejected: dict[str, int] = {}
+        self._out_of_range = 0
+        self._guard_features: dict[str, int] = {}  # keys: the model's feature names
         self._latency.reset()
         self._confidence_sum = 0.0
         self._class_counts = [0] * len(self.labels)
+
+    def _guard_block(self) -> dict[str, Any]:
+        """The interval's ``input_guard`` telemetry: inputs out of range, and the
+        ``MAX_GUARD_FEATURES`` most often flagged features by name (bounded size)."""
+        ranked = sorted(self._guard_features.items(), key=lambda kv: (-kv[1], kv[0]))
+        return {
+            "out_of_range": self._out_of_range,
+            "features": dict(ranked[:MAX_GUARD_FEATURES]),
+            "more_features": max(0, len(ranked) - MAX_GUARD_FEATURES),
+        }
 
     def _label_of(self, true_label: str | int | None) -> str | None:
         if true_label is None or isinstance(true_label, bool):

@@ -26,7 +26,7 @@ from cloud.hub.http.auth import (
 from cloud.hub.http.common import json_body
 from cloud.hub.http.model_routes import get_model
 from cloud.hub.http.shapes import device_detail_json, device_json, event_json
-from cloud.hub.ingest import telemetry_store
+from cloud.hub.ingest import drift_store, telemetry_store
 from cloud.hub.storage import Device, EnrollmentToken, EventRow
 from edge.contract import DEVICE_ID_RE
 
@@ -35,6 +35,7 @@ bp = Blueprint("devices", __name__)
 MAX_TAGS = 32
 MAX_POINTS = 10_000
 MAX_TS = 1e10  # unix seconds (year 2286): a query bound beyond is a client error
+DRIFT_KINDS = ("feature", "channel", "mean", "output", "confidence")
 
 
 def _device(device_id: str) -> Device:
@@ -109,10 +110,29 @@ def list_devices() -> Any:
     return jsonify(out)
 
 
+def _detail(d: Device) -> dict[str, Any]:
+    """One device with what it reports drifting (feature, PSI, since when)."""
+    return {**device_detail_json(d), "drift": drift_store.device_drift(db(), d.id)}
+
+
 @bp.get("/devices/<device_id>")
 @require("viewer")
 def show_device(device_id: str) -> Any:
-    return jsonify(device_detail_json(_device(device_id)))
+    return jsonify(_detail(_device(device_id)))
+
+
+@bp.get("/drift")
+@require("viewer")
+def fleet_drift() -> Any:
+    """Every drifting feature/signal of the fleet by device; ``?name=`` one feature,
+    ``?kind=`` one kind (feature, channel, mean, output, confidence)."""
+    name, kind = request.args.get("name"), request.args.get("kind")
+    if name is not None and not 1 <= len(name) <= 128:
+        raise ApiError(400, "invalid", "'name' must be 1-128 characters")
+    if kind is not None and kind not in DRIFT_KINDS:
+        raise ApiError(400, "invalid", f"'kind' must be one of {', '.join(DRIFT_KINDS)}")
+    limit = _int_arg("limit", 1000, 1, MAX_POINTS)
+    return jsonify(drift_store.fleet_drift(db(), name, kind, limit))
 
 
 @bp.patch("/devices/<device_id>")
@@ -126,7 +146,7 @@ def patch_device(device_id: str) -> Any:
     if "tags" in body:
         d.tags = _tags(body["tags"])
     db().commit()
-    return jsonify(device_detail_json(d))
+    return jsonify(_detail(d))
 
 
 @bp.post("/enroll")

@@ -74,6 +74,11 @@ QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "since": TS, "limit": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 200},
     },
     ("get", "/models/{name}/{version}/telemetry"): {"since": TS, "until": TS},
+    ("get", "/drift"): {
+        "name": {"type": "string", "minLength": 1, "maxLength": 128},
+        "kind": {"enum": ["feature", "channel", "mean", "output", "confidence"]},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1000},
+    },
     ("get", "/rollouts"): {"state": {"type": "string"}},
 }  # fmt: skip
 PATH_PARAMS: dict[str, dict[str, Any]] = {
@@ -94,7 +99,10 @@ PASSWORD_BODY = {
 # (method, path, summary, role, success status, request body schema or marker)
 ROUTES: list[tuple[str, str, str, str | None, int, Any]] = [
     ("get", "/devices", "List devices (as they report themselves)", "viewer", 200, None),
-    ("get", "/devices/{device}", "One device with capabilities", "viewer", 200, None),
+    ("get", "/devices/{device}", "One device with capabilities and what drifts", "viewer", 200,
+     None),
+    ("get", "/drift", "Drifting features of the fleet: which feature, since when, which device",
+     "viewer", 200, None),
     ("patch", "/devices/{device}", "Edit a device's tags", "operator", 200,
      {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}}),
     ("get", "/devices/{device}/telemetry", "Telemetry (raw or minute)", "viewer", 200, None),

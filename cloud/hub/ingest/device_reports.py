@@ -40,6 +40,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
+from cloud.hub.ingest import drift_store
 from cloud.hub.ingest.telemetry_fields import (
     Sample,
     TelemetryIn,
@@ -193,7 +194,8 @@ def refresh_from_telemetry(
 ) -> None:
     """Apply one batch's telemetry to device rows, in device time: the newest KPIs, the
     model the device reports (when newer than the report that set it), ``last_seen``, and
-    rows for devices first heard of through telemetry — two bulk UPDATEs per batch.
+    rows for devices first heard of through telemetry — two bulk UPDATEs per batch — and,
+    from the same newest telemetry, the drifting features (drift_store.py).
 
     A device marked offline only because it went silent is online again once it sends:
     an offline device whose last message is older than its staleness window, by telemetry
@@ -209,6 +211,7 @@ def refresh_from_telemetry(
     kpi_rows: list[tuple[Any, ...]] = []
     seen_rows: list[tuple[Any, ...]] = []
     model_rows: list[tuple[Any, ...]] = []
+    best: list[tuple[TelemetryLike, Sample] | None] = []  # per device: what sets its KPIs
     for device_id, items in per_device.items():
         row = known.get(device_id)
         run_boot = row.boot if row is not None else None
@@ -227,6 +230,7 @@ def refresh_from_telemetry(
                 kpi_last, kpi_best = rep, (t, s)
             if newer(rep, model_last, run_boot, announced):
                 model_last, model_best = rep, t
+        best.append(kpi_best)
         if row is None:
             t0 = model_best or items[-1][0]
             k = kpi_best[0] if kpi_best is not None else None
@@ -272,6 +276,7 @@ def refresh_from_telemetry(
     bulk_sql.executemany(db, bulk_sql.update_sql(d.name, seen_cols, "id = ?"), seen_rows)
     where = f"id = ? AND {bulk_sql.null_safe_equal(db, 'model_ts')}"
     bulk_sql.executemany(db, bulk_sql.update_sql(d.name, _MODEL_UPDATE, where), model_rows)
+    drift_store.apply(db, [b[0] for b in best if b is not None])
 
 
 def _model_values(t: TelemetryLike, row: Any) -> dict[str, Any]:

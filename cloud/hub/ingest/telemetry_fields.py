@@ -87,6 +87,84 @@ class Sample(NamedTuple):
         return Sample(inferences, errors, rate, p50, p95, throughput, confidence, psi, acc)
 
 
+MAX_DRIFT_FEATURES = 5  # agents send the top 5; more is read as the first 5
+MAX_NAME = 128  # characters of a feature name kept (the column's size)
+DRIFT_SIGNALS = ("mean", "feature", "output", "confidence")
+
+
+class DriftSignal(NamedTuple):
+    """One signal over its threshold in a telemetry drift block: a feature or channel by
+    name, or ``mean`` / ``output`` / ``confidence`` (named as their kind)."""
+
+    kind: str  # feature | channel | mean | output | confidence
+    name: str
+    psi: float
+    threshold: float
+
+
+class DriftReading(NamedTuple):
+    """What one telemetry message says about drift: whether it alerts, and what crossed."""
+
+    alert: bool
+    signals: tuple[DriftSignal, ...]
+
+
+def _psi(v: Any) -> float | None:
+    n = _num(v)
+    return n if n is not None and n >= 0 else None
+
+
+def _feature(v: Any) -> tuple[str, float] | None:
+    """``{"name": str, "psi": number}`` as a tuple, else None (malformed entries are skipped)."""
+    if type(v) is not dict:
+        return None
+    name, psi = v.get("name"), _psi(v.get("psi"))
+    if type(name) is not str or not name or psi is None:
+        return None
+    return name[:MAX_NAME], psi
+
+
+def drift_reading(metrics: dict[str, Any]) -> DriftReading | None:
+    """The drift block of a telemetry payload, read defensively: None when it is missing or
+    its ``alert`` is not a boolean (the stored state is then left alone); malformed
+    features, thresholds and scores are skipped, lists are read up to their first 5."""
+    d = metrics.get("drift")
+    if type(d) is not dict or type(d.get("alert")) is not bool:
+        return None
+    if not d["alert"]:
+        return DriftReading(False, ())
+    signals: dict[tuple[str, str], DriftSignal] = {}
+    limit, feature_limit = _psi(d.get("threshold")), _psi(d.get("feature_threshold"))
+    kind = "channel" if d.get("granularity") == "channel" else "feature"
+    features = d.get("features")
+    if type(features) is list and feature_limit is not None:
+        for entry in features[:MAX_DRIFT_FEATURES]:
+            f = _feature(entry)
+            if f is not None and f[1] > feature_limit:
+                signals.setdefault((kind, f[0]), DriftSignal(kind, f[0], f[1], feature_limit))
+    if limit is not None:
+        for key, signal in (("input_psi", "mean"), ("output_psi", "output"),
+                            ("confidence_psi", "confidence")):  # fmt: skip
+            v = _psi(d.get(key))
+            if v is not None and v > limit:
+                signals[(signal, signal)] = DriftSignal(signal, signal, v, limit)
+    return DriftReading(True, tuple(signals.values()))
+
+
+def drift_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``drift_worst`` ({name, psi} or None) and ``drift_alert_on`` for the KPI summary."""
+    d = metrics.get("drift")
+    if type(d) is not dict:
+        return {"drift_worst": None, "drift_alert_on": []}
+    worst = _feature(d.get("worst"))
+    on = d.get("alert_on")
+    alert_on = [x for x in DRIFT_SIGNALS if type(on) is list and x in on[:8]]
+    return {
+        "drift_worst": {"name": worst[0], "psi": worst[1]} if worst else None,
+        "drift_alert_on": alert_on,
+    }
+
+
 def device_kpis(t: TelemetryLike, s: Sample) -> dict[str, Any]:
     """The latest-KPI summary kept on the device row (what the fleet matrix shows)."""
     m = t.metrics
@@ -100,7 +178,8 @@ def device_kpis(t: TelemetryLike, s: Sample) -> dict[str, Any]:
         "throughput_per_s": s.throughput,
         "confidence": s.confidence,
         "drift": s.drift,
-        "drift_alert": bool(drift.get("alert")) if isinstance(drift, dict) else False,
+        "drift_alert": isinstance(drift, dict) and drift.get("alert") is True,
+        **drift_summary(m),
         "accuracy": s.accuracy,
         "inferences_total": _num(m.get("inferences_total")),
         "cpu_percent": _num(m.get("cpu_percent")),

@@ -278,6 +278,24 @@ class TelemetryMinute(Base):
     accuracy: Mapped[float | None] = mapped_column(Float)
 
 
+class DriftFeature(Base):
+    """What a device reports drifting while its drift alert lasts: a feature or channel by
+    name, or the ``mean`` / ``output`` / ``confidence`` signal (name = kind). ``first_seen``
+    is the device time of the first telemetry that had it over its threshold (since when),
+    ``last_seen`` of the latest; every row of a device goes when its alert clears."""
+
+    __tablename__ = "drift_features"
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    psi: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+
+
 class EventRow(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_device_ts", "device_id", "ts"),)

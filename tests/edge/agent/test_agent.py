@@ -533,6 +533,10 @@ REMOTE_KEY_PROBES: dict[str, tuple[Any, Callable[[Agent], Any]]] = {
         lambda a: a.installer.policy.probation_min_latency_increase_ms,
     ),
     "replay_rate": (2.5, lambda a: a.replay.rate if a.replay else None),
+    "drift_threshold": (0.25, lambda a: a.monitor.psi_threshold),
+    "drift_feature_threshold": (0.45, lambda a: a.monitor.feature_threshold),
+    "input_guard": ("refuse", lambda a: a.server.input_guard),
+    "input_guard_margin": (0.5, lambda a: a.server.input_guard_margin),
 }
 
 

@@ -130,3 +130,21 @@ def test_replace_and_redacted(tmp_path: Path) -> None:
     assert relaxed.probation_min_latency_increase_ms == 25.0
     assert "probation_min_latency_increase_ms" in config.RUNTIME_KEYS
     assert cfg.redacted()["data_dir"] == str(tmp_path)
+
+
+def test_input_guard_keys(tmp_path: Path) -> None:
+    cfg = config.load(base(tmp_path), environ={})
+    assert (cfg.input_guard, cfg.input_guard_margin) == ("warn", 0.25)  # documented defaults
+    env = {"EDGEKIT_INPUT_GUARD": "refuse", "EDGEKIT_INPUT_GUARD_MARGIN": "0.5"}
+    cfg = config.load(base(tmp_path), environ=env)
+    assert (cfg.input_guard, cfg.input_guard_margin) == ("refuse", 0.5)
+    for changes, message in (
+        ({"input_guard": "block"}, "input_guard: expected one of warn, refuse, off"),
+        ({"input_guard_margin": "-0.1"}, "input_guard_margin: must not be negative"),
+        ({"input_guard_margin": "wide"}, "input_guard_margin: expected a number"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            config.load({**base(tmp_path), **changes}, environ={})
+    assert cfg.replace_remote({"input_guard": "off"}).input_guard == "off"
+    with pytest.raises(ConfigError, match=r"input_guard_margin: 50\.0 is outside"):
+        cfg.replace_remote({"input_guard_margin": 50})

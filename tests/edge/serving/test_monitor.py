@@ -21,6 +21,7 @@ METRIC_KEYS = {
     "errors",
     "error_rate",
     "rejected_inputs",
+    "input_guard",
     "latency_ms",
     "throughput_per_s",
     "confidence_mean",
@@ -323,3 +324,17 @@ def test_image_subsamples_move_so_successive_inputs_cover_the_image() -> None:
         seen.update(int(i) for i in drift._subset(rows))
     assert len(seen) > 0.9 * rows  # a fixed stride would cover 256 rows, forever the same
     assert all(0 <= i < rows for i in seen)
+
+
+def test_out_of_range_inputs_are_counted_per_feature_with_a_bounded_block() -> None:
+    m = Monitor(LABELS)
+    assert m.snapshot()["input_guard"] == {"out_of_range": 0, "features": {}, "more_features": 0}
+    m.record_out_of_range(["b", "a"])
+    m.record_out_of_range(["a"])
+    for i in range(12):  # more features than a telemetry payload names
+        m.record_out_of_range([f"f{i:02d}"])
+    block = m.snapshot()["input_guard"]
+    assert block["out_of_range"] == 14 and block["more_features"] == 4
+    assert len(block["features"]) == 10
+    assert list(block["features"].items())[:3] == [("a", 2), ("b", 1), ("f00", 1)]  # ranked
+    assert m.snapshot()["input_guard"]["out_of_range"] == 0  # per interval

@@ -6,13 +6,17 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from edge.bundle import Slot, extract_bundle
 from edge.contract import Manifest
-from edge.errors import InputError
-from edge.serving import InferenceTimeoutError, ModelServer, SerialWorker
+from edge.errors import ConfigError, InputError
+from edge.runtime import Predictor
+from edge.serving import InferenceTimeoutError, LoadedModel, ModelServer, SerialWorker
 from tests.edge.serving_fakes import BlockingPredictor, Outcomes, digit, served
 from tests.waiting import wait_for
 
@@ -222,3 +226,72 @@ def test_the_direct_path_feeds_the_same_input_to_a_shadow(digits_manifest: Manif
             server.predict(np.full((8, 8, 1), 99.0, np.float32))
     finally:
         server.close()
+
+
+# ------------------------------------------------------------------ input range guard
+
+MODELS = Path(__file__).resolve().parents[3] / "models"
+
+
+@pytest.fixture(scope="module")
+def tabular(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
+    if not (MODELS / "tabular.ekb").exists():
+        pytest.skip("models/tabular.ekb not built")
+    dest = tmp_path_factory.mktemp("guard") / "bundle"  # the slot's bundle_dir
+    return dest, extract_bundle(MODELS / "tabular.ekb", dest, MODELS / "dev-signing.pub")
+
+
+def _guarded_server(tabular: tuple[Path, Manifest], **guard: Any) -> tuple[ModelServer, Outcomes]:
+    dest, manifest = tabular
+    outcomes = Outcomes()
+    server = ModelServer(outcomes, **guard)
+    predictor = Predictor.open(dest, manifest, "onnxruntime", "fp32")
+    server.swap(
+        LoadedModel(Slot("tabular", 1, dest.parent, {}), manifest, predictor, "onnxruntime", "fp32")
+    )
+    return server, outcomes
+
+
+def _typical(manifest: Manifest, **changes: float) -> dict[str, float]:
+    mean = manifest.preprocessing["mean"]
+    return {**dict(zip(manifest.preprocessing["features"], mean, strict=True)), **changes}
+
+
+def test_warn_serves_an_absurd_value_with_a_warning_and_counts_it(
+    tabular: tuple[Path, Manifest],
+) -> None:
+    server, outcomes = _guarded_server(tabular)
+    try:
+        assert server.predict(_typical(tabular[1])).warnings == ()
+        pred = server.predict(_typical(tabular[1], mean_radius=1e30))
+        assert len(pred.warnings) == 1 and "'mean_radius' = 1e+30" in pred.warnings[0]
+        assert pred.to_dict()["warnings"] == list(pred.warnings)
+        assert outcomes.out_of_range == [["mean_radius"]] and outcomes.rejections == []
+        assert outcomes.predictions == 2
+    finally:
+        server.close()
+
+
+def test_refuse_and_off_and_switching_at_run_time(tabular: tuple[Path, Manifest]) -> None:
+    server, outcomes = _guarded_server(tabular, input_guard="refuse")
+    absurd = _typical(tabular[1], worst_area=-1e9)
+    try:
+        with pytest.raises(InputError) as info:
+            server.predict(absurd)
+        assert info.value.code == "range" and "'worst_area'" in str(info.value)
+        assert outcomes.rejections == ["range"] and outcomes.out_of_range == [["worst_area"]]
+        assert outcomes.predictions == 0
+        server.configure(input_guard="off")
+        assert server.predict(absurd).warnings == ()
+        server.configure(input_guard="warn", input_guard_margin=100.0)  # a very wide margin
+        assert server.predict(_typical(tabular[1], worst_area=-1.0)).warnings == ()
+        with pytest.raises(ConfigError, match="input guard"):
+            server.configure(input_guard="block")
+        assert server.input_guard == "warn"  # a refused setting changes nothing
+    finally:
+        server.close()
+
+
+def test_models_without_ranges_are_served_unguarded(digits_manifest: Manifest) -> None:
+    model = served(digits_manifest, BlockingPredictor())
+    assert model.ranges is None and model.guard("refuse", 0.25) is None

@@ -1,6 +1,7 @@
-// Device page: info, editable tags, capabilities, KPI charts over time, event timeline.
+// Device page: info, editable tags, capabilities, what drifts (feature, PSI, since when),
+// KPI charts over time, event timeline.
 import { api, items, poll, h, flash, fmtAgo, fmtTime, applyRole, modelLabel } from "./common.js";
-import { lineChart } from "./charts.js";
+import { lineChart, fmtNumber } from "./charts.js";
 
 const $ = (s) => document.querySelector(s);
 const id = $("#device-head").dataset.deviceId;
@@ -41,6 +42,28 @@ function renderDevice(d) {
   const caps = flatCaps(d.capabilities);
   kv($("#capabilities"), caps.length ? caps : [["", "not reported"]]);
   if (!tagsDirty && document.activeElement !== $("#tags-input")) $("#tags-input").value = (d.tags || []).join(", ");
+}
+
+const SIGNALS = { mean: "mean of all inputs", output: "predicted classes", confidence: "confidence" };
+
+function renderDrift(d) {
+  const rows = Array.isArray(d.drift) ? d.drift : [];
+  const k = d.kpis || {};
+  const worst = k.drift_worst;
+  $("#drift-state").textContent = k.drift_alert
+    ? `Drift alert on ${(k.drift_alert_on || []).join(", ") || "drift"}${worst ? `; worst ${worst.name} (PSI ${fmtNumber(worst.psi)})` : ""}.`
+    : "No drift alert.";
+  $("#drift-panel").classList.toggle("alert", Boolean(k.drift_alert));
+  $("#drift tbody").replaceChildren(...(rows.length ? rows.map((r) =>
+    h("tr", { "data-drift": r.name, "data-kind": r.kind },
+      h("td", {}, r.kind === "feature" || r.kind === "channel"
+        ? [h("span", { class: "mono" }, r.name), " ", h("span", { class: "muted" }, r.kind)]
+        : SIGNALS[r.kind] || r.name),
+      h("td", { class: "num kpi-bad" }, fmtNumber(r.psi)),
+      h("td", { class: "num" }, fmtNumber(r.threshold)),
+      h("td", {}, fmtTime(r.since), h("div", { class: "detail muted" }, fmtAgo(r.since))),
+      h("td", { class: "muted", title: fmtTime(r.last_seen) }, fmtAgo(r.last_seen))))
+    : [h("tr", {}, h("td", { colspan: 5, class: "empty" }, "Nothing drifts."))]));
 }
 
 function renderCharts(points) {
@@ -106,6 +129,7 @@ poll(async () => {
     api(`${path}/events?limit=200`),
   ]);
   renderDevice(d);
+  renderDrift(d);
   renderCharts(items(tel, "telemetry").length ? items(tel, "telemetry") : items(tel, "points"));
   renderEvents(items(ev, "events"));
 });

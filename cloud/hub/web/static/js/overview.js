@@ -64,7 +64,9 @@ function render() {
       h("td", { class: "muted" }, variant),
       h("td", { class: "num" }, fmtMs(x.p95)),
       h("td", { class: `num ${x.errorRate > 0.05 ? "kpi-bad" : ""}` }, fmtPct(x.errorRate, 2)),
-      h("td", { class: `num ${x.driftAlert ? "kpi-bad" : ""}`, title: x.driftAlert ? "drift alert" : "" }, fmtNumber(x.drift)),
+      h("td", { class: `num ${x.driftAlert ? "kpi-bad" : ""}`, title: x.driftAlert ? "drift alert" : "", "data-drift": x.driftAlert ? (d.kpis?.drift_worst?.name || "") : null },
+        fmtNumber(x.drift),
+        x.driftAlert && d.kpis?.drift_worst ? h("div", { class: "detail mono" }, `${d.kpis.drift_worst.name} ${fmtNumber(d.kpis.drift_worst.psi)}`) : null),
       h("td", { class: "num" }, fmtPct(x.accuracy)),
       h("td", { class: "muted", title: d.last_seen ? new Date(d.last_seen * 1000).toLocaleString() : "" }, fmtAgo(d.last_seen)),
       h("td", {}, (d.tags || []).map((t) => h("span", { class: "tag" }, t))));
