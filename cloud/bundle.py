@@ -31,6 +31,7 @@ from edge.contract import (
     MANIFEST_NAME,
     PRECISIONS,
     RUNTIMES,
+    VARIANT_TOLERANCE_KEY,
     Artifact,
     FileEntry,
     Golden,
@@ -47,7 +48,11 @@ DEFAULT_TOLERANCE = {"max_mean_abs_error": 0.05, "min_top1_agreement": 0.9}
 
 @dataclass
 class ArtifactSource:
-    """One model variant to pack: its file, companions (OpenVINO's .bin) and metrics."""
+    """One model variant to pack: its file, companions (OpenVINO's .bin) and metrics.
+
+    ``tolerance``: the variant's own self-test tolerance (``max_mean_abs_error``,
+    ``min_top1_agreement``), stored as ``metrics.golden_tolerance``; None leaves the
+    variant to the bundle's shared ``golden.tolerance``."""
 
     path: Path
     runtime: str
@@ -56,10 +61,18 @@ class ArtifactSource:
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
     companions: list[Path] = field(default_factory=list)
+    tolerance: dict[str, float] | None = None
 
     @property
     def target(self) -> str:
         return f"{self.runtime}-{self.precision}"
+
+    def manifest_metrics(self) -> dict[str, Any]:
+        """``metrics`` as the manifest lists them, with the tolerance inside."""
+        metrics = dict(self.metrics)
+        if self.tolerance is not None:
+            metrics[VARIANT_TOLERANCE_KEY] = {k: float(v) for k, v in self.tolerance.items()}
+        return metrics
 
     def arcnames(self) -> list[tuple[str, Path]]:
         """``models/<runtime>-<precision><suffix>`` for the model and each companion."""
@@ -187,7 +200,7 @@ def build_bundle(
                 precision=src.precision,
                 sha256=main.sha256,
                 size=main.size,
-                metrics=dict(src.metrics),
+                metrics=src.manifest_metrics(),
                 inputs=list(src.inputs),
                 outputs=list(src.outputs),
                 companions=comps,

@@ -2,7 +2,9 @@
 
 BUNDLE is a ``.ekb`` file (verified and extracted to a temporary directory) or an
 already extracted bundle directory. With ``--key`` the signature is checked too; without
-it only the hashes are, and a warning says so.
+it only the hashes are, and a warning says so. Tabular inputs pass the range guard
+(``--input-guard``, edge/runtime/guard.py): in ``warn`` mode an out-of-range value is
+answered with a warning (on stderr, and under ``warnings`` with ``--json``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.contract import PRECISIONS, RUNTIMES
+from edge.runtime.guard import DEFAULT_GUARD_MARGIN, DEFAULT_GUARD_MODE, GUARD_MODES
 
 
 def register(subparsers: Any) -> None:
@@ -31,6 +34,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, help="inference threads (default: runtime's choice)")
     p.add_argument("--top", type=int, default=3, help="classes shown without --json")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--input-guard",
+        choices=GUARD_MODES,
+        default=DEFAULT_GUARD_MODE,
+        help="tabular values outside the training range: warn (default), refuse or off",
+    )
+    p.add_argument(
+        "--input-guard-margin",
+        type=float,
+        default=DEFAULT_GUARD_MARGIN,
+        help="how far past the training min/max a value may lie, in training spans "
+        f"(default {DEFAULT_GUARD_MARGIN:g})",
+    )
     p.set_defaults(handler=run)
 
 
@@ -55,7 +71,13 @@ def run(args: argparse.Namespace) -> int:
             bundle_dir = Path(tmp) / "bundle"
             manifest = extract_bundle(args.bundle, bundle_dir, args.key)
         with Predictor.open(
-            bundle_dir, manifest, args.runtime, args.precision, threads=args.threads
+            bundle_dir,
+            manifest,
+            args.runtime,
+            args.precision,
+            threads=args.threads,
+            input_guard=args.input_guard,
+            input_guard_margin=args.input_guard_margin,
         ) as predictor:
             pred = predictor.predict(raw)
             info = predictor.describe()
@@ -71,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         "name": manifest.name,
         "version": manifest.version,
         "signature_verified": args.key is not None,
+        "warnings": list(pred.warnings),
     }
+    for warning in pred.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -13,6 +14,11 @@ BUNDLE_FORMAT = "edgekit.bundle/1"
 MANIFEST_NAME = "manifest.json"
 RUNTIMES = ("litert", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "int8")
+TOLERANCE_KEYS = ("max_mean_abs_error", "min_top1_agreement")
+# An artifact's own self-test tolerance lives in its ``metrics`` under this key: agents
+# that predate it keep metrics verbatim, so their signature check still holds and they
+# fall back to ``golden.tolerance`` (a new artifact key would break their signature check).
+VARIANT_TOLERANCE_KEY = "golden_tolerance"
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,8 @@ class Artifact:
     ``companions`` are extra files the runtime needs (OpenVINO's ``.bin``).
     ``inputs``/``outputs`` are the variant's own tensors (int8 ones carry scale/zero-point);
     the manifest's top-level ``inputs``/``outputs`` are the float interface callers use.
+    ``tolerance`` is the variant's own self-test tolerance (``metrics.golden_tolerance``),
+    None for bundles that only carry the shared ``golden.tolerance``.
     """
 
     file: str
@@ -100,6 +108,12 @@ class Artifact:
     @property
     def target(self) -> str:
         return f"{self.runtime}-{self.precision}"
+
+    @property
+    def tolerance(self) -> dict[str, float] | None:
+        """This variant's own golden tolerance (checked by :meth:`parse`), or None."""
+        tol = self.metrics.get(VARIANT_TOLERANCE_KEY)
+        return {k: float(v) for k, v in tol.items()} if isinstance(tol, dict) else None
 
     def entries(self) -> list[FileEntry]:
         return [FileEntry(self.file, self.sha256, self.size), *self.companions]
@@ -128,6 +142,8 @@ class Artifact:
         metrics = obj.get("metrics", {})
         if not isinstance(metrics, dict):
             raise ManifestError(f"{where}: 'metrics' must be an object")
+        if VARIANT_TOLERANCE_KEY in metrics:
+            _check_tolerance(metrics[VARIANT_TOLERANCE_KEY], f"{where}: metrics.golden_tolerance")
         return Artifact(
             file=entry.file,
             runtime=runtime,
@@ -139,6 +155,22 @@ class Artifact:
             outputs=[TensorSpec.parse(t, where) for t in obj.get("outputs") or []],
             companions=[FileEntry.parse(c, where) for c in obj.get("companions") or []],
         )
+
+
+def _check_tolerance(tol: Any, where: str) -> None:
+    """A tolerance object: only the known keys, each a finite number in its range."""
+    if not isinstance(tol, dict) or not tol:
+        raise ManifestError(f"{where} must be a non-empty object")
+    unknown = sorted(set(tol) - set(TOLERANCE_KEYS))
+    if unknown:
+        raise ManifestError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+    for key, value in tol.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ManifestError(f"{where}: {key} must be a number")
+        if not math.isfinite(value) or value < 0:
+            raise ManifestError(f"{where}: {key} must be a finite number >= 0")
+    if tol.get("min_top1_agreement", 0.0) > 1:
+        raise ManifestError(f"{where}: min_top1_agreement must be at most 1")
 
 
 @dataclass(frozen=True)

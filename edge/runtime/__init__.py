@@ -6,17 +6,29 @@ Nothing here knows about MQTT or installs; a bundle directory and a manifest are
 from edge.runtime.backends.base import Backend, RuntimeInfo, create, runtime_info
 from edge.runtime.device import describe_device, runtime_loaded
 from edge.runtime.golden import Tolerance, compare, golden_check, load_golden, run_golden
+from edge.runtime.guard import (
+    DEFAULT_GUARD_MARGIN,
+    DEFAULT_GUARD_MODE,
+    GUARD_MODES,
+    FeatureRanges,
+    RangeGuard,
+)
 from edge.runtime.inputs import IMAGE_SUFFIXES, ImageBytes, Preparer, load_input_file, prepare
 from edge.runtime.predictor import Prediction, Predictor
 from edge.runtime.selftest import SelfTestReport, self_test
 
 __all__ = [
+    "DEFAULT_GUARD_MARGIN",
+    "DEFAULT_GUARD_MODE",
+    "GUARD_MODES",
     "IMAGE_SUFFIXES",
     "Backend",
+    "FeatureRanges",
     "ImageBytes",
     "Prediction",
     "Predictor",
     "Preparer",
+    "RangeGuard",
     "RuntimeInfo",
     "SelfTestReport",
     "Tolerance",

@@ -4,8 +4,11 @@ One implementation for the agent's self-test (edge/runtime/selftest.py), the sta
 an installed model (edge/install/installer.py), ``edgekit predict`` users and the fleet simulator
 (through :func:`golden_check`, also importable from edge.runtime.predictor).
 
-Tolerance keys missing from a manifest default to the strict values below: a device must
-not serve a variant nobody said how far it may deviate.
+Each variant is judged against its own tolerance (``Artifact.tolerance``, measured at export
+from that variant's own deviation), so a broken fp32 model cannot hide behind the slack an
+int8 variant needs. Bundles without one use the shared ``golden.tolerance``; keys missing
+from both default to the strict values below: a device must not serve a variant nobody
+said how far it may deviate.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge.bundle import entry_path
-from edge.contract import Manifest
+from edge.contract import Artifact, Manifest
 from edge.errors import SelfTestError
 
 if TYPE_CHECKING:
@@ -36,11 +39,20 @@ class Tolerance:
     min_top1_agreement: float = DEFAULT_MIN_TOP1
 
     @classmethod
-    def of(cls, manifest: Manifest) -> Tolerance:
-        tol = manifest.golden.tolerance if manifest.golden else {}
+    def of(cls, manifest: Manifest, artifact: Artifact | None = None) -> Tolerance:
+        """The tolerance ``artifact`` is judged by: its own, else the bundle's shared one."""
+        shared = manifest.golden.tolerance if manifest.golden else {}
+        tol = {**shared, **((artifact.tolerance or {}) if artifact is not None else {})}
         return cls(
             tol.get("max_mean_abs_error", DEFAULT_MAX_MAE),
             tol.get("min_top1_agreement", DEFAULT_MIN_TOP1),
+        )
+
+    def describe(self, mae: float, top1: float) -> str:
+        """Why scores with these numbers are outside (for the self-test's drop reason)."""
+        return (
+            f"mean abs error {mae:.4g} (max {self.max_mean_abs_error:g}), "
+            f"top-1 agreement {top1:.3f} (min {self.min_top1_agreement:g})"
         )
 
     def allows(self, mae: float, top1: float) -> bool:
@@ -121,7 +133,7 @@ def golden_check(
         mae, agree = compare(got, expected)
     except SelfTestError as exc:
         raise SelfTestError(f"{target}: {exc}") from None
-    tol = Tolerance.of(manifest)
+    tol = Tolerance.of(manifest, predictor.artifact)
     result = {
         "mean_abs_error": mae,
         "top1_agreement": agree,

@@ -5,11 +5,15 @@
 ``preprocessing`` describes (pixels in ``raw_range``, tabular features in their units);
 the formula there turns them into model inputs.
 
-Safe coercions (documented in docs/runtimes.md): float64 and integers to float32; a flat
-list of exactly one sample's length reshaped; one sample given a batch dimension; an image
-(file or array) of another size resized bilinearly; a 2-D grayscale image given its
-channel axis; named features reordered. Anything else is an InputError with a ``code``:
-``shape``, ``dtype``, ``nan``, ``range``, ``missing_field``, ``extra_field``, ``decode``.
+Safe coercions (documented in docs/runtimes.md): float64, integers and numpy scalars to
+float32; a flat list of exactly one sample's length reshaped; one sample given a batch
+dimension; an image (file or array) of another size resized bilinearly when it looks like
+an image (edge/runtime/images.py: both sides at least 2, aspect ratio within 4x
+of the model's); a 2-D grayscale image given its channel axis; named features reordered.
+Nothing is reinterpreted: a row of values of the wrong length is never taken for an image.
+Anything else is an InputError with a ``code``: ``shape``, ``dtype``, ``nan``, ``range``,
+``missing_field``, ``extra_field``, ``decode``; messages name the offending field or
+position in JSON terms (a string, true/false), never a numpy dtype.
 """
 
 from __future__ import annotations
@@ -25,10 +29,18 @@ import numpy as np
 
 from edge.contract import Manifest
 from edge.errors import InputError
+from edge.runtime.images import (
+    check_image_range,
+    fast_bounds,
+    image_formula,
+    image_in_range_fast,
+    image_raw,
+)
+from edge.runtime.values import all_finite, check_finite, describe_value, is_number, to_array
 
 MAX_INPUT_FILE_BYTES = 64 * 1024 * 1024
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
-RANGE_SLACK = 1e-4  # relative to the raw range: tolerate float rounding at the edges
 
 
 def load_input_file(path: str | Path) -> Any:
@@ -90,19 +102,19 @@ def prepare(manifest: Manifest, raw: Any) -> np.ndarray:
     if kind == "tabular":
         x = _tabular_raw(pre, raw)
     elif kind == "image":
-        x = _image_raw(pre, raw, sample_shape)
-        fast = _image_in_range_fast(pre, x)
+        x = image_raw(pre, raw, sample_shape)
+        fast = image_in_range_fast(pre, x)
         if fast is not None:  # every value clearly valid: no other check can fail
             return np.ascontiguousarray(_fit_shape(fast, sample_shape))
-        _check_image_range(pre, x)
+        check_image_range(pre, x)
     else:
         if isinstance(raw, bytes):
             raise InputError("decode", "this model takes arrays, not encoded images")
-        x = _to_array(raw)
+        x = to_array(raw)
     x = _fit_shape(x, sample_shape)
-    _check_finite(x)
+    check_finite(x)
     if kind == "image":
-        x = _image_formula(pre, x)
+        x = image_formula(pre, x)
     elif kind == "tabular":
         mean = np.asarray(pre.get("mean", 0.0), dtype=np.float32)
         std = np.asarray(pre.get("std", 1.0), dtype=np.float32)
@@ -110,7 +122,7 @@ def prepare(manifest: Manifest, raw: Any) -> np.ndarray:
     out = np.ascontiguousarray(x, dtype=np.float32)
     if isinstance(raw, np.ndarray) and np.may_share_memory(out, raw):
         out = out.copy()  # the batch is ours: the caller may reuse its array
-    if not _all_finite(out):
+    if not all_finite(out):
         raise InputError("range", "input overflows float32 after preprocessing")
     return out
 
@@ -130,7 +142,7 @@ class Preparer:
         self._shapes: tuple[tuple[int, ...], ...] = ()
         pre = manifest.preprocessing or {}
         sample = tuple(manifest.inputs[0].shape[1:])
-        bounds = _fast_bounds(pre) if pre.get("kind") == "image" else None
+        bounds = fast_bounds(pre) if pre.get("kind") == "image" else None
         if bounds is None or any(s <= 0 for s in sample):
             return
         self._lo, self._hi = bounds
@@ -162,62 +174,6 @@ class Preparer:
             if self.fill(raw, out[0]):
                 return out
         return prepare(self.manifest, raw)
-
-
-def _fast_bounds(pre: Mapping[str, Any]) -> tuple[float, float] | None:
-    """Model-domain bounds inside which every value is a finite raw pixel within the raw
-    range: the range plus ``RANGE_SLACK`` through the formula, shrunk by a margin far above
-    float32 rounding of the formula and far below the slack. None when the formula cannot
-    vouch for the range (a zero scale, or bounds that overflow)."""
-    lo, hi = (float(v) for v in pre.get("raw_range", (0.0, 255.0)))
-    scale = float(np.float32(pre.get("scale", 1.0)))
-    offset = float(np.float32(pre.get("offset", 0.0)))
-    if scale == 0.0 or not math.isfinite(lo * scale + hi * scale + offset):
-        return None
-    slack = RANGE_SLACK * (hi - lo)
-    ends = ((lo - slack) * scale + offset, (hi + slack) * scale + offset)
-    margin = 1e-6 * (max(abs(lo), abs(hi), slack) * abs(scale) + abs(offset))
-    return min(ends) + margin, max(ends) - margin
-
-
-def _all_finite(x: np.ndarray) -> bool:
-    """No NaN or inf, in two reductions and no temporary array (min/max propagate NaN):
-    on a 224x224x3 image this is several times cheaper than ``np.isfinite(x).all()``."""
-    return x.size == 0 or bool(np.isfinite(x.min()) and np.isfinite(x.max()))
-
-
-def _to_array(raw: Any) -> np.ndarray:
-    if isinstance(raw, np.ndarray):
-        arr = raw
-    else:
-        try:
-            arr = np.asarray(raw)
-        except (ValueError, TypeError) as exc:  # ragged nested lists
-            raise InputError("shape", f"input is not a rectangular array: {exc}") from exc
-    if arr.dtype == object:
-        raise InputError("shape", "input is not a rectangular array of numbers")
-    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
-        raise InputError("dtype", f"input values must be numbers, got {arr.dtype.name}")
-    if arr.dtype == np.float32:
-        return arr  # nothing to convert or overflow; prepare() never writes into it
-    if arr.dtype.kind in "iu":  # |int| < 2**64 always fits float32 (camera frames: uint8)
-        return arr.astype(np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = arr.astype(np.float32)
-    overflow = np.isinf(out) & np.isfinite(arr)
-    if overflow.any():
-        raise InputError("range", f"{int(overflow.sum())} value(s) too large for float32")
-    return out
-
-
-def _check_finite(x: np.ndarray) -> None:
-    if _all_finite(x):
-        return
-    bad = ~np.isfinite(x)
-    if bad.any():
-        n_nan = int(np.isnan(x).sum())
-        kind = f"{n_nan} NaN" if n_nan else f"{int(bad.sum())} infinite"
-        raise InputError("nan", f"input has {kind} value(s)")
 
 
 def _fit_shape(x: np.ndarray, sample_shape: tuple[int, ...]) -> np.ndarray:
@@ -260,7 +216,7 @@ def _tabular_raw(pre: Mapping[str, Any], raw: Any) -> np.ndarray:
         return _named_row(raw, features)[None, :]
     if isinstance(raw, list) and raw and all(isinstance(r, Mapping) for r in raw):
         return np.stack([_named_row(r, features) for r in raw])
-    return _to_array(raw)
+    return to_array(raw)
 
 
 def _named_row(row: Mapping[str, Any], features: list[str]) -> np.ndarray:
@@ -275,113 +231,13 @@ def _named_row(row: Mapping[str, Any], features: list[str]) -> np.ndarray:
     values = []
     for f in features:
         v = row[f]
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise InputError("dtype", f"feature {f!r} must be a number, got {type(v).__name__}")
-        values.append(float(v))
+        if not is_number(v):  # numpy scalars (np.float32, np.int64, ...) are numbers
+            raise InputError("dtype", f"feature {f!r} must be a number, got {describe_value(v)}")
+        try:
+            value = float(v)
+        except OverflowError:  # a Python int beyond any float
+            value = math.inf if v > 0 else -math.inf
+        if abs(value) > FLOAT32_MAX and (math.isfinite(value) or isinstance(v, int)):
+            raise InputError("range", f"feature {f!r} = {value:g} is too large for the model")
+        values.append(value)
     return np.asarray(values, dtype=np.float32)
-
-
-# ---------------------------------------------------------------- images
-
-
-def _image_raw(pre: Mapping[str, Any], raw: Any, sample_shape: tuple[int, ...]) -> np.ndarray:
-    h, w, c = int(pre["height"]), int(pre["width"]), int(pre.get("channels", 1))
-    lo, hi = (float(v) for v in pre.get("raw_range", (0.0, 255.0)))
-    if isinstance(raw, bytes):
-        return _decode_image(bytes(raw), getattr(raw, "name", "image"), h, w, c, lo, hi, pre)[None]
-    x = _to_array(raw)
-    if c == 1 and x.ndim == 2 and x.shape[1] != h * w:
-        x = x[..., None]  # one grayscale image (any size) without its channel axis
-    elif c == 1 and x.ndim == 3 and x.shape[-1] != 1 and x.shape[1:] == (h, w):
-        x = x[..., None]  # a batch of grayscale images without their channel axis
-    if x.ndim in (3, 4) and x.shape[-1] == c and x.shape[-3:-1] != (h, w):
-        x = _resize_array(x, h, w)
-    return x
-
-
-def _image_in_range_fast(pre: Mapping[str, Any], x: np.ndarray) -> np.ndarray | None:
-    """The model-domain values of raw pixels ``x`` when all of them are finite and
-    inside the raw range with a safety margin, else None (then the exact checks run).
-
-    The hot path of every image inference: one pass over the (cache-cold) input to apply
-    the formula and a min and a max over the (cache-hot) result, instead of separate
-    NaN, range and overflow passes over the input. NaN and inf survive the affine
-    formula and fail the bounds; the margin (far above float32 rounding of the formula,
-    far below ``RANGE_SLACK``) makes acceptance imply what the exact checks test."""
-    bounds = _fast_bounds(pre) if x.size else None
-    if bounds is None:
-        return None
-    low, high = bounds
-    with np.errstate(over="ignore", invalid="ignore"):  # such inputs fail the bounds
-        out = _image_formula(pre, x)
-    if low <= float(out.min()) and float(out.max()) <= high:  # False for NaN
-        return out
-    return None
-
-
-def _check_image_range(pre: Mapping[str, Any], x: np.ndarray) -> None:
-    """InputError("range") when a finite pixel lies outside the raw range."""
-    lo, hi = (float(v) for v in pre.get("raw_range", (0.0, 255.0)))
-    span = hi - lo
-    # min/max of the finite values; the masked copy is made only when NaN/inf are present
-    finite = x if _all_finite(x) else x[np.isfinite(x)]
-    if finite.size:
-        vmin, vmax = float(finite.min()), float(finite.max())
-        if vmin < lo - RANGE_SLACK * span or vmax > hi + RANGE_SLACK * span:
-            raise InputError(
-                "range",
-                f"pixel values {vmin:g}..{vmax:g} are outside the model's raw range {lo:g}..{hi:g}",
-            )
-
-
-def _resize_array(x: np.ndarray, h: int, w: int) -> np.ndarray:
-    from PIL import Image
-
-    batch = x if x.ndim == 4 else x[None]
-    out = np.empty((batch.shape[0], h, w, batch.shape[-1]), dtype=np.float32)
-    for i in range(batch.shape[0]):
-        for ch in range(batch.shape[-1]):
-            img = Image.fromarray(np.ascontiguousarray(batch[i, :, :, ch]), mode="F")
-            out[i, :, :, ch] = np.asarray(img.resize((w, h), Image.Resampling.BILINEAR))
-    return out if x.ndim == 4 else out[0]
-
-
-def _decode_image(
-    data: bytes,
-    name: str,
-    h: int,
-    w: int,
-    c: int,
-    lo: float,
-    hi: float,
-    pre: Mapping[str, Any],
-) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if img.width * img.height > 64_000_000:
-                raise InputError(
-                    "decode", f"{name}: image of {img.width}x{img.height} is too large"
-                )
-            converted = img.convert("L" if c == 1 else "RGB")
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError("decode", f"{name} is not a readable image: {exc}") from exc
-    resized = converted.resize((w, h), Image.Resampling.BILINEAR)
-    pixels = np.asarray(resized, dtype=np.float32).reshape(h, w, c)
-    raw = lo + pixels / 255.0 * (hi - lo)
-    if pre.get("invert"):
-        raw = lo + hi - raw
-    return raw
-
-
-def _image_formula(pre: Mapping[str, Any], x: np.ndarray) -> np.ndarray:
-    scale = np.float32(pre.get("scale", 1.0))
-    offset = np.float32(pre.get("offset", 0.0))
-    out = np.multiply(x, scale, dtype=np.float32)  # a new array: the caller's is untouched
-    if offset:
-        out += offset
-    return out

@@ -6,11 +6,16 @@ installed here and that match any given runtime/precision, take the lowest measu
 ``metrics.latency_ms``; artifacts without a latency come last; ties go to fp32 (more
 precise), then to the runtime order litert, onnxruntime, openvino. The agent refines this
 on the device by timing the variants itself.
+
+Tabular inputs pass the range guard (edge/runtime/guard.py) after preparation: ``warn``
+(the default) answers with a warning on the prediction, ``refuse`` raises InputError
+code ``range``, ``off`` skips it.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -25,32 +30,40 @@ from edge.contract import PRECISIONS, RUNTIMES, Artifact, Manifest
 from edge.errors import (
     BackendError,
     ConfigError,
+    ContractError,
     InputError,
     RuntimeMissingError,
 )
 from edge.runtime.backends import base
 from edge.runtime.golden import golden_check, load_golden
+from edge.runtime.guard import DEFAULT_GUARD_MARGIN, DEFAULT_GUARD_MODE, FeatureRanges, RangeGuard
 from edge.runtime.inputs import prepare
 
 __all__ = ["Prediction", "Predictor", "choose_artifact", "golden_check", "load_golden"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The answer for one input."""
+    """The answer for one input; ``warnings`` say why it may not be trustworthy (a feature
+    outside its training range, in the guard's ``warn`` mode)."""
 
     label: str
     index: int
     scores: list[float]
     latency_ms: float
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "label": self.label,
             "index": self.index,
             "scores": self.scores,
             "latency_ms": self.latency_ms,
         }
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
+        return d
 
 
 def choose_artifact(
@@ -111,7 +124,14 @@ class Predictor:
     """A bundle variant loaded on its runtime. Create with :meth:`open`."""
 
     def __init__(
-        self, bundle_dir: Path, manifest: Manifest, artifact: Artifact, backend: base.Backend
+        self,
+        bundle_dir: Path,
+        manifest: Manifest,
+        artifact: Artifact,
+        backend: base.Backend,
+        *,
+        input_guard: str = DEFAULT_GUARD_MODE,
+        input_guard_margin: float = DEFAULT_GUARD_MARGIN,
     ) -> None:
         self.bundle_dir = bundle_dir
         self.manifest = manifest
@@ -119,6 +139,20 @@ class Predictor:
         self.backend = backend
         n_out = manifest.outputs[0].shape[-1] if manifest.outputs[0].shape else 0
         self.labels = list(manifest.labels) or [f"class_{i}" for i in range(max(n_out, 0))]
+        self.guard = self._load_guard(input_guard, input_guard_margin)
+
+    def _load_guard(self, mode: str, margin: float) -> RangeGuard | None:
+        """The range guard of a tabular model (None when off, or without ranges); a bundle
+        whose reference does not fit is served unguarded, with a log line saying so."""
+        RangeGuard.check_settings(mode, margin)
+        if mode == "off":
+            return None
+        try:
+            ranges = FeatureRanges.for_bundle(self.bundle_dir, self.manifest)
+        except ContractError as exc:
+            log.warning("input range guard off for %s: %s", self.manifest.name, exc)
+            return None
+        return RangeGuard(ranges, mode, margin) if ranges is not None else None
 
     @classmethod
     def open(
@@ -130,12 +164,23 @@ class Predictor:
         *,
         threads: int | None = None,
         available: dict[str, dict[str, Any]] | None = None,
+        input_guard: str = DEFAULT_GUARD_MODE,
+        input_guard_margin: float = DEFAULT_GUARD_MARGIN,
     ) -> Predictor:
-        """Load the chosen variant (see module docstring) of an extracted, verified bundle."""
+        """Load the chosen variant (see module docstring) of an extracted, verified bundle;
+        ``input_guard`` (warn, refuse, off) and its margin apply to :meth:`predict_batch`."""
+        RangeGuard.check_settings(input_guard, input_guard_margin)  # before loading a model
         artifact = choose_artifact(manifest, runtime, precision, available)
         backend = base.create(artifact.runtime, threads=threads)
         backend.load(entry_path(bundle_dir, artifact.file), artifact)
-        return cls(Path(bundle_dir), manifest, artifact, backend)
+        return cls(
+            Path(bundle_dir),
+            manifest,
+            artifact,
+            backend,
+            input_guard=input_guard,
+            input_guard_margin=input_guard_margin,
+        )
 
     def infer_model_domain(self, x: np.ndarray) -> np.ndarray:
         """Scores for a model-domain float32 batch (no preprocessing), batch first."""
@@ -148,13 +193,19 @@ class Predictor:
         """Predictions for every sample of ``raw`` (edge/runtime/inputs.py says what it takes)."""
         start = time.perf_counter()
         x = prepare(self.manifest, raw)
+        flagged = self.guard.outside(x) if self.guard is not None else None
+        if flagged is not None and self.guard is not None and self.guard.refuses:
+            raise InputError("range", self.guard.describe(x, flagged))
         scores = self.infer_model_domain(x)
         latency = (time.perf_counter() - start) * 1000.0 / max(1, x.shape[0])
         out = []
-        for row in scores:
+        for i, row in enumerate(scores):
             idx = int(np.argmax(row))
             label = self.labels[idx] if idx < len(self.labels) else f"class_{idx}"
-            out.append(Prediction(label, idx, [float(v) for v in row], round(latency, 4)))
+            warnings: tuple[str, ...] = ()
+            if flagged is not None and self.guard is not None and flagged[i].any():
+                warnings = (self.guard.describe(x[i : i + 1], flagged[i : i + 1]),)
+            out.append(Prediction(label, idx, [float(v) for v in row], round(latency, 4), warnings))
         return out
 
     def predict(self, raw: Any) -> Prediction:

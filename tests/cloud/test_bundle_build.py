@@ -141,3 +141,40 @@ def test_sign_and_verify_manifest_directly(tmp_path: Path) -> None:
     resigned = sign_manifest(m, load_private_key(priv_path))
     assert resigned.signature == m.signature  # Ed25519 is deterministic
     assert verify_manifest(resigned, pub_path) == m.signature["key_id"]  # type: ignore[index]
+
+
+def test_variant_tolerance_is_signed_inside_metrics(tmp_path: Path) -> None:
+    """ArtifactSource.tolerance lands in metrics.golden_tolerance (so agents that predate
+    it still verify the signature), and the device judges that variant by it."""
+    from edge.runtime import Tolerance
+
+    priv, pub = make_keys(tmp_path)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    out = tmp_path / "b.ekb"
+    own = {"max_mean_abs_error": 0.005, "min_top1_agreement": 1}
+    build_bundle(
+        out,
+        name="n",
+        version=1,
+        labels=["x", "y"],
+        inputs=[TensorSpec("input", [1, 2], "float32")],
+        outputs=[TensorSpec("scores", [1, 2], "float32")],
+        preprocessing={"kind": "none"},
+        artifacts=[
+            ArtifactSource(model, "onnxruntime", "fp32", {"latency_ms": 0.5}, tolerance=own),
+            ArtifactSource(model, "litert", "int8"),
+        ],
+        private_key=priv,
+        golden=GoldenSet(np.zeros((1, 2)), np.ones((1, 2)), tolerance={"max_mean_abs_error": 0.2}),
+    )
+    m = verify_bundle(out, pub)
+    fp32, int8 = m.artifacts
+    assert fp32.metrics["golden_tolerance"] == {
+        "max_mean_abs_error": 0.005,
+        "min_top1_agreement": 1.0,
+    }
+    assert fp32.tolerance == {"max_mean_abs_error": 0.005, "min_top1_agreement": 1.0}
+    assert int8.tolerance is None
+    assert Tolerance.of(m, fp32) == Tolerance(0.005, 1.0)
+    assert Tolerance.of(m, int8) == Tolerance(0.2, 0.95)  # the shared one, then the default

@@ -50,6 +50,8 @@ class Outcomes:
     def __init__(self) -> None:
         self.errors: list[str] = []
         self.predictions = 0
+        self.rejections: list[str] = []
+        self.out_of_range: list[list[str]] = []
 
     def on_input(self, _x: np.ndarray) -> None:
         pass
@@ -61,7 +63,10 @@ class Outcomes:
         self.errors.append(kind)
 
     def on_rejection(self, code: str) -> None:
-        pass
+        self.rejections.append(code)
+
+    def on_out_of_range(self, features: list[str]) -> None:
+        self.out_of_range.append(list(features))
 
 
 def served(manifest: Manifest, predictor: object) -> LoadedModel:

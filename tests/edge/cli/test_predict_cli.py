@@ -98,3 +98,26 @@ def test_predict_errors(
         assert main(["predict", str(path), *extra]) == 1
         err = capsys.readouterr().err
         assert "error: " in err and message in err and "Traceback" not in err, err
+
+
+TABULAR = Path(__file__).resolve().parents[3] / "models" / "tabular.ekb"
+
+
+@pytest.mark.skipif(not TABULAR.exists(), reason="models/tabular.ekb not built")
+def test_predict_json_warns_about_an_absurd_value_and_refuse_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    sample = tmp_path / "row.json"
+    sample.write_text(json.dumps([1e30] * 30))
+    assert main(["predict", str(TABULAR), "--input", str(sample), "--json"]) == 0
+    captured = capsys.readouterr()
+    res = json.loads(captured.out)
+    assert len(res["warnings"]) == 1 and "'mean_radius' = 1e+30" in res["warnings"][0]
+    assert "warning: feature 'mean_radius'" in captured.err
+    args = ["predict", str(TABULAR), "--input", str(sample), "--input-guard", "refuse"]
+    assert main(args) == 1
+    assert "error: " in capsys.readouterr().err
+    assert main([*args[:-1], "off", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []
+    assert main([*args, "--input-guard-margin", "-1"]) == 1
+    assert "margin must be a number >= 0" in capsys.readouterr().err

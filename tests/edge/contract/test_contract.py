@@ -190,3 +190,36 @@ def test_a_command_sha256_is_normalised_to_lower_case() -> None:
     obj = {"schema": c.SCHEMA_CMD, "id": "d1", "kind": "deploy", "ts": 1.0, "expires": 2.0,
            "url": "http://hub/b.ekb", "sha256": "AB" * 32, "size": 10, "version": 2}  # fmt: skip
     assert c.Command.parse(obj).sha256 == "ab" * 32
+
+
+def test_artifact_tolerance_lives_in_metrics_and_round_trips() -> None:
+    d = _manifest_dict()
+    assert c.Manifest.parse(d).artifacts[0].tolerance is None  # a bundle without one
+    own = {"max_mean_abs_error": 0.005, "min_top1_agreement": 0.9375}
+    d["artifacts"][0]["metrics"][c.VARIANT_TOLERANCE_KEY] = own
+    m = c.Manifest.parse(d)
+    assert m.artifacts[0].tolerance == own
+    # kept verbatim inside metrics: what an older reader re-serialises is what was signed
+    assert m.to_dict()["artifacts"][0]["metrics"][c.VARIANT_TOLERANCE_KEY] == own
+    again = c.Manifest.parse(json.loads(json.dumps(m.to_dict())))
+    assert again.canonical_bytes() == m.canonical_bytes()
+
+
+@pytest.mark.parametrize(
+    ("tol", "match"),
+    [
+        ("0.05", "must be a non-empty object"),
+        ({}, "must be a non-empty object"),
+        ({"max_mean_abs_err": 0.1}, "unknown key"),
+        ({"max_mean_abs_error": "0.1"}, "must be a number"),
+        ({"max_mean_abs_error": True}, "must be a number"),
+        ({"max_mean_abs_error": -0.1}, ">= 0"),
+        ({"max_mean_abs_error": float("inf")}, ">= 0"),
+        ({"min_top1_agreement": 1.5}, "at most 1"),
+    ],
+)
+def test_bad_artifact_tolerance_is_refused(tol: object, match: str) -> None:
+    d = _manifest_dict()
+    d["artifacts"][0]["metrics"][c.VARIANT_TOLERANCE_KEY] = tol
+    with pytest.raises(ManifestError, match=rf"artifacts\[0\]: metrics.golden_tolerance.*{match}"):
+        c.Manifest.parse(d)

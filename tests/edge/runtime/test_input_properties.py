@@ -5,6 +5,7 @@ batch of the model's shape."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,8 @@ from hypothesis.extra import numpy as hnp
 
 from edge import contract as c
 from edge.errors import ContractError, InputError
-from edge.runtime import ImageBytes, Preparer, prepare
+from edge.runtime import ImageBytes, Preparer, RangeGuard, prepare
+from tests.edge.runtime.test_guard import ranges
 from tests.edge.runtime.test_inputs import IMG, RAW, TAB
 
 numbers = (
@@ -71,3 +73,45 @@ def check_prepare(manifest: Any, raw: Any) -> None:
 def test_prepare_raises_only_input_error(raw: Any) -> None:
     for manifest in (IMG, TAB, RAW):
         check_prepare(manifest, raw)
+
+
+NUMPY_DTYPE = re.compile(r"\b(str\d+|<U\d+|float(16|32|64)|u?int(8|16|32|64)|bool_|complex\d+)\b")
+
+
+@settings(max_examples=300, deadline=None)
+@given(inputs)
+def test_rejections_never_name_a_numpy_dtype(raw: Any) -> None:
+    for manifest in (IMG, TAB, RAW):
+        try:
+            prepare(manifest, raw)
+        except InputError as exc:
+            assert not NUMPY_DTYPE.search(str(exc)), str(exc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=70)
+)
+def test_a_row_for_an_image_model_is_taken_only_at_exactly_one_sample(values: list[float]) -> None:
+    """Never reinterpreted: ``[[v0, ..., vn]]`` fits only when n + 1 is the sample size."""
+    for raw in ([values], values):
+        try:
+            x = prepare(IMG, raw)
+        except InputError as exc:
+            assert exc.code in ("shape", "range") and (len(values) != 64 or exc.code == "range")
+            continue
+        assert len(values) == 64 and x.shape == (1, 8, 8, 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(inputs)
+def test_the_refusing_guard_raises_only_range_errors(raw: Any) -> None:
+    guard = RangeGuard(ranges(), "refuse")
+    try:
+        x = prepare(TAB, raw)
+    except InputError:
+        return
+    try:
+        guard.enforce(x)
+    except InputError as exc:
+        assert exc.code == "range" and "training range" in str(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,85 @@ def test_uint8_frames_and_strided_views_are_prepared() -> None:
     wide[:, ::2] = 16.0
     x = prepare(IMG, wide[:, ::2])  # a non-contiguous view
     assert x.flags.c_contiguous and np.allclose(x, 1.0)
+
+
+# ----------------------------------------------------------------- numpy scalars, messages
+
+
+def test_numpy_scalars_are_numbers_in_rows_and_lists() -> None:
+    row = {"a": np.float32(2.0), "b": np.int64(6), "c": np.float64(3.0)}
+    assert prepare(TAB, row).tolist() == [[1.0, 2.0, 0.0]]
+    assert prepare(TAB, [row, {"a": np.uint8(1), "b": 2, "c": np.float16(3)}]).shape == (2, 3)
+    assert prepare(TAB, [np.float32(1), np.int32(2), 3.0]).tolist() == [[0.0, 0.0, 0.0]]
+    with pytest.raises(InputError, match="feature 'a' must be a number, got true/false"):
+        prepare(TAB, {"a": np.bool_(True), "b": 2, "c": 3})
+
+
+@pytest.mark.parametrize(
+    ("m", "raw", "message"),
+    [
+        (TAB, {"a": "1", "b": 2, "c": 3}, "feature 'a' must be a number, got a string"),
+        (TAB, {"a": None, "b": 2, "c": 3}, "feature 'a' must be a number, got null"),
+        (TAB, {"a": [1], "b": 2, "c": 3}, "feature 'a' must be a number, got a list"),
+        (TAB, {"a": 1, "b": {"x": 1}, "c": 3}, "feature 'b' must be a number, got an object"),
+        (TAB, [1.0, "x" * 500, 3.0], "value [1] is a string"),
+        (IMG, [[0] * 8] * 7 + [[0] * 7 + ["a"]], "value [7][7] is a string"),
+        (TAB, np.array(["a", "b", "c"]), "got strings"),
+        (TAB, [True, False, True], "value [0] is true/false"),
+        (TAB, np.array([1 + 2j, 0, 0]), "got complex numbers"),
+        (TAB, [1.0, None, 3.0], "value [1] is null"),
+        (TAB, [1.0, 2.0, {"x": 1}], "value [2] is an object"),
+    ],
+)
+def test_messages_say_which_field_in_json_terms(m: Manifest, raw: Any, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        prepare(m, raw)
+    assert info.value.code == "dtype" and message in str(info.value)
+    assert not re.search(r"\b(str\d+|<U\d+|float\d+|int\d+|bool_?|complex\d+)\b", str(info.value))
+
+
+# ----------------------------------------------------------------- no reinterpretation
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [[1.0] * 60],  # a batch of one row of the wrong length
+        [[1.0] * 60] * 2,
+        [[1.0] * 63],
+        [[1.0] * 65],
+        np.ones((1, 8)),  # one row of 8 is not an 1x8 image
+        np.ones((2, 60)),  # too stretched to be an image of 8x8 (aspect 30x)
+        np.ones((1, 20, 1)),  # a row of pixels with its channel axis
+    ],
+)
+def test_rows_of_the_wrong_length_are_not_taken_for_images(raw: Any) -> None:
+    for prep in (lambda r: prepare(IMG, r), Preparer(IMG)):
+        with pytest.raises(InputError) as info:
+            prep(raw)
+        assert info.value.code == "shape"
+        assert "[8, 8, 1]" in str(info.value) and "flat list of 64 values" in str(info.value)
+
+
+def test_real_images_of_other_sizes_are_still_resized() -> None:
+    for shape in ((28, 28), (16, 12), (4, 4), (6, 20), (32, 32, 1), (3, 10, 10, 1)):
+        x = prepare(IMG, np.full(shape, 16.0))
+        assert x.shape[1:] == (8, 8, 1) and np.allclose(x, 1.0, atol=1e-5), shape
+
+
+def test_named_values_too_large_for_the_model_say_so() -> None:
+    for value in (1e39, -(10**50), 10**400):
+        with pytest.raises(
+            InputError, match=r"feature 'a' = .* is too large for the model"
+        ) as info:
+            prepare(TAB, {"a": value, "b": 1, "c": 1})
+        assert info.value.code == "range"
+    with pytest.raises(InputError, match="infinite") as info:
+        prepare(TAB, {"a": float("inf"), "b": 1, "c": 1})
+    assert info.value.code == "nan"
+
+
+def test_huge_json_integers_in_lists_are_range_errors() -> None:
+    with pytest.raises(InputError, match="too large for the model") as info:
+        prepare(TAB, [10**400, 1, 1])
+    assert info.value.code == "range"

@@ -119,3 +119,38 @@ def test_golden_check_refuses_disagreeing_outputs(tiny_bundle: tuple[Path, Manif
         short = {**golden, "outputs": golden["outputs"][:2]}
         with pytest.raises(SelfTestError, match="output shape"):
             golden_check(p, short)
+
+
+MODELS = Path(__file__).resolve().parents[3] / "models"
+
+
+@pytest.fixture(scope="module")
+def tabular(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
+    if not (MODELS / "tabular.ekb").exists():
+        pytest.skip("models/tabular.ekb not built")
+    dest = tmp_path_factory.mktemp("predict-guard") / "tabular"
+    return dest, extract_bundle(MODELS / "tabular.ekb", dest, MODELS / "dev-signing.pub")
+
+
+def test_absurd_tabular_value_is_no_longer_answered_silently(
+    tabular: tuple[Path, Manifest],
+) -> None:
+    dest, manifest = tabular
+    typical = dict(
+        zip(manifest.preprocessing["features"], manifest.preprocessing["mean"], strict=True)
+    )
+    absurd = {**typical, "mean_radius": 1e30}
+    with Predictor.open(dest, manifest, "onnxruntime", "fp32") as p:  # warn: the default
+        assert p.predict(typical).warnings == ()
+        pred = p.predict(absurd)
+        assert len(pred.warnings) == 1 and "mean_radius" in pred.warnings[0]
+        batch = p.predict_batch([typical, absurd])
+        assert batch[0].warnings == () and "mean_radius" in batch[1].warnings[0]
+    with Predictor.open(dest, manifest, "onnxruntime", "fp32", input_guard="refuse") as p:
+        with pytest.raises(InputError) as info:
+            p.predict_batch([typical, absurd])
+        assert info.value.code == "range" and "(sample 1)" in str(info.value)
+    with Predictor.open(dest, manifest, "onnxruntime", "fp32", input_guard="off") as p:
+        assert p.guard is None and p.predict(absurd).warnings == ()
+    with pytest.raises(ConfigError, match="input guard"):
+        Predictor.open(dest, manifest, "onnxruntime", "fp32", input_guard_margin=-1.0)
