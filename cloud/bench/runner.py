@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "mqtt": "cloud.bench.mqtt_rtt",
     "ingest": "cloud.bench.ingest",
     "scale": "cloud.bench.scale",
+    "baselines": "cloud.bench.baselines",
 }
 
 

@@ -8,7 +8,26 @@ from typing import Any
 
 from cloud.data.images import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_BAD_FRACTION
 from cloud.train.archs import ARCHS, MOBILENET_DEFAULT_SIZE
-from cloud.train.fit import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_PATIENCE
+from cloud.train.fit import AUTO, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_PATIENCE
+
+
+def _count_or_auto(text: str) -> int | None:
+    """``auto`` -> None (let the epoch budget decide), otherwise a whole number."""
+    if text.strip().lower() == AUTO:
+        return None
+    try:
+        return int(text)
+    except ValueError as exc:
+        msg = f"expected a whole number or 'auto', got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from exc
+
+
+def _column_list(text: str) -> list[str]:
+    """``"id, note"`` -> ``["id", "note"]``; an empty name between commas is refused."""
+    names = [c.strip() for c in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    return names
 
 
 def register(subparsers: Any) -> None:
@@ -26,14 +45,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="run directory")
     p.add_argument("--label-column", default="label", metavar="COL", help="CSV label column")
     p.add_argument("--arch", default="auto", choices=ARCHS, help="model (auto: cnn/mlp)")
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, metavar="N", help="max epochs")
+    p.add_argument(
+        "--epochs",
+        type=_count_or_auto,
+        default=None,
+        metavar="N|auto",
+        help=f"max epochs (default auto: {DEFAULT_EPOCHS} for images, more for small tables "
+        "by their row count; early stopping usually ends sooner)",
+    )
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N")
     p.add_argument(
         "--patience",
-        type=int,
-        default=DEFAULT_PATIENCE,
-        metavar="N",
-        help="early stopping: epochs without val_loss improvement",
+        type=_count_or_auto,
+        default=None,
+        metavar="N|auto",
+        help=f"early stopping: epochs without val_loss improvement (default auto: "
+        f"{DEFAULT_PATIENCE} for images, a tenth of the epochs for tables)",
     )
     p.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="split and training seed")
@@ -61,6 +88,26 @@ def register(subparsers: Any) -> None:
         metavar="F",
         help="refuse the folder if more than this share is unreadable",
     )
+    p.add_argument(
+        "--group-column",
+        metavar="COL",
+        help="CSV column (or .npz array) naming each row's group, e.g. site or region: kept "
+        "out of the features and used for metrics per group in the model card",
+    )
+    p.add_argument(
+        "--exclude-columns",
+        type=_column_list,
+        default=[],
+        metavar="A,B",
+        help="comma-separated columns to keep out of the features (ids, notes, leaky columns)",
+    )
+    p.add_argument(
+        "--card-info",
+        type=Path,
+        metavar="FILE",
+        help="model card fields (owners, license, intended uses, ...) as TOML or JSON, "
+        "recorded in run.json; `edgekit export --card-info` overrides them",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing run in RUN_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=_handle)
@@ -87,6 +134,9 @@ def _handle(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         max_bad_images=args.max_bad_images,
         force=args.force,
+        group_column=args.group_column,
+        exclude_columns=args.exclude_columns,
+        card_info=args.card_info,
     )
     run_training(opts, stream=None if args.quiet else sys.stdout)
     return 0

@@ -6,12 +6,13 @@ import datetime as dt
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from cloud.card_info import CardInfo, load_card_info
 from cloud.data.dataset import Dataset
 from cloud.data.fingerprint import fingerprint
 from cloud.data.images import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_BAD_FRACTION, resize_images
@@ -24,16 +25,18 @@ from cloud.data.validate import validate
 from cloud.train import archs
 from cloud.train.fit import (
     DEFAULT_BATCH_SIZE,
-    DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
-    DEFAULT_PATIENCE,
     configure_tensorflow,
+    epoch_budget,
     fit,
+    underfit_warning,
 )
 from cloud.train.report import render_training_report
 from cloud.train.rundir import (
     check_run_dir,
     code_version,
+    group_arrays,
+    groups_info,
     prepare_run_dir,
     write_arrays,
     write_json,
@@ -50,9 +53,9 @@ class TrainOptions:
     out: Path
     label_column: str = "label"
     arch: str = "auto"
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int | None = None  # None: auto (cloud.train.fit.epoch_budget)
     batch_size: int = DEFAULT_BATCH_SIZE
-    patience: int = DEFAULT_PATIENCE
+    patience: int | None = None  # None: auto, scaled with the epochs
     learning_rate: float = DEFAULT_LEARNING_RATE
     seed: int = 0
     name: str | None = None
@@ -61,14 +64,17 @@ class TrainOptions:
     image_size: int | None = None
     max_bad_images: float = DEFAULT_MAX_BAD_FRACTION
     force: bool = False
+    group_column: str | None = None
+    exclude_columns: list[str] = field(default_factory=list)
+    card_info: Path | None = None
 
     def check(self) -> None:
         """Refuse nonsense options before any slow work starts."""
         positive = {"--epochs": self.epochs, "--batch-size": self.batch_size}
         for flag, value in positive.items():
-            if value < 1:
+            if value is not None and value < 1:
                 raise ConfigError(f"{flag} must be at least 1, got {value}")
-        if self.patience < 0:
+        if self.patience is not None and self.patience < 0:
             raise ConfigError(f"--patience must be 0 or more, got {self.patience}")
         if not 0 < self.width_multiplier <= 4:
             raise ConfigError(f"--width-multiplier must be in (0, 4], got {self.width_multiplier}")
@@ -82,6 +88,20 @@ class TrainOptions:
         if self.arch not in archs.ARCHS:
             raise ConfigError(
                 f"unknown --arch {self.arch!r}; choose one of {', '.join(archs.ARCHS)}"
+            )
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        """--group-column / --exclude-columns against the label (the data checks the rest)."""
+        if self.group_column is not None and not self.group_column.strip():
+            raise ConfigError("--group-column is empty; name a column or leave the flag out")
+        if any(not c.strip() for c in self.exclude_columns):
+            raise ConfigError("--exclude-columns has an empty column name (check the commas)")
+        if self.group_column == self.label_column:
+            raise ConfigError(f"--group-column cannot be the label column {self.label_column!r}")
+        if self.label_column in self.exclude_columns:
+            raise ConfigError(
+                f"--exclude-columns cannot hold the label column {self.label_column!r}"
             )
 
 
@@ -110,6 +130,7 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
     """Train and write the run directory; returns the run.json document."""
     opts.check()
     check_run_dir(opts.out, opts.force)
+    card_info: CardInfo | None = None if opts.card_info is None else load_card_info(opts.card_info)
     started = time.perf_counter()
     image_size = opts.image_size
     if image_size is None:
@@ -121,6 +142,8 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
         label_column=opts.label_column,
         image_size=image_size or DEFAULT_IMAGE_SIZE,
         max_bad_fraction=opts.max_bad_images,
+        group_column=opts.group_column,
+        exclude_columns=opts.exclude_columns,
     )
     validate(ds)
     arch = archs.resolve_arch(opts.arch, ds.kind)
@@ -129,6 +152,11 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
     split = stratified_split(ds.y, opts.seed)
     report = data_report(ds, split, fp)
     _say(stream, render_report(report))
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    groups = None
+    if ds.groups is not None and ds.group_column is not None:
+        groups = groups_info(ds.group_column, ds.groups, parts)
+        _say(stream, _describe_groups(groups))
 
     if ds.kind == "image":
         size, channels = _model_shape(ds, arch, opts.input_size)
@@ -148,16 +176,26 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
     model = archs.build_model(
         arch, input_shape, ds.n_classes, width_multiplier=opts.width_multiplier
     )
-    _say(stream, f"training {arch} ({model.count_params():,} parameters) on {input_shape} ...")
+    budget = epoch_budget(ds.kind, len(split.train), opts.batch_size, opts.epochs, opts.patience)
+    _say(
+        stream,
+        f"training {arch} ({model.count_params():,} parameters) on {input_shape}: up to "
+        f"{budget.epochs} epochs, patience {budget.patience} ({budget.reason}) ...",
+    )
     result = fit(
         model,
         data,
-        epochs=opts.epochs,
+        epochs=budget.epochs,
         batch_size=opts.batch_size,
-        patience=opts.patience,
+        patience=budget.patience,
         learning_rate=opts.learning_rate,
         stream=stream,
     )
+    warnings = [
+        w for w in [underfit_warning(result.best_epoch, result.epochs_run, budget.epochs)] if w
+    ]
+    for w in warnings:
+        _say(stream, f"warning: {w}")
     _, val_acc = model.evaluate(data["x_val"], data["y_val"], verbose=0)
     test_loss, test_acc = model.evaluate(data["x_test"], data["y_test"], verbose=0)
     val_scores = np.asarray(model.predict(data["x_val"], verbose=0), dtype=np.float32)
@@ -169,15 +207,21 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
     )
     reference = build_reference(data["x_train"], ds.kind, input_names, val_scores, ds.labels)
     model.save(opts.out / "model.keras")
-    write_arrays(opts.out / "data.npz", data)
+    # The row indices of each split in the loaded dataset (row i of a CSV is sample i), so
+    # anyone can refit another model on exactly the rows edgekit trained and tested on.
+    indices = {f"index_{part}": getattr(split, part) for part in ("train", "val", "test")}
+    if ds.groups is not None:  # group names beside the splits, never inside x
+        indices.update(group_arrays(ds.groups, parts))
+    write_arrays(opts.out / "data.npz", {**data, **indices})
     write_json(opts.out / "reference.json", reference)
 
     hyper = {
         k: v
         for k, v in asdict(opts).items()
-        if k not in ("dataset", "out", "name", "force", "seed")
+        if k not in ("dataset", "out", "name", "force", "seed", "card_info")
     }
     hyper["image_size"] = image_size if ds.kind == "image" else None
+    hyper.update(epochs=budget.epochs, patience=budget.patience, epoch_budget=budget.reason)
     run: dict[str, Any] = {
         "name": opts.name or default_name(opts.dataset),
         "kind": ds.kind,
@@ -191,17 +235,22 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
         "hyperparameters": hyper,
         "seed": opts.seed,
         "dataset": {"source": ds.source, "fingerprint": fp, "report": report},
+        "groups": groups,
+        "excluded_columns": ds.excluded_columns,
+        "card_info": None if card_info is None else card_info.to_dict(),
         "metrics": {
             "val_accuracy": float(val_acc),
             "test_accuracy": float(test_acc),
             "test_loss": float(test_loss),
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
+            "warnings": warnings,  # also here so export lineage (training_metrics) carries it
             "train_seconds": round(result.seconds, 2),
             "total_seconds": round(time.perf_counter() - started, 2),
         },
         "code_version": code_version(),
         "history": result.history,
+        "warnings": warnings,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     (opts.out / "report.md").write_text(render_training_report(run), encoding="utf-8")
@@ -212,3 +261,15 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
         f"{result.epochs_run}, {run['metrics']['total_seconds']:.1f}s) -> {opts.out}",
     )
     return run
+
+
+def _describe_groups(groups: dict[str, Any]) -> str:
+    test = groups["counts"]["test"]
+    shown = ", ".join(f"{g} {n}" for g, n in list(test.items())[:10])
+    more = f", ... ({len(test)} groups)" if len(test) > 10 else ""
+    absent = len(groups["values"]) - len(test)
+    note = f"; {absent} group(s) have no test rows" if absent else ""
+    return (
+        f"group column {groups['column']!r} (not a feature): {len(groups['values'])} groups; "
+        f"test rows per group: {shown}{more}{note}"
+    )

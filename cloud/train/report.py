@@ -21,9 +21,11 @@ def render_training_report(run: dict[str, Any]) -> str:
         f"{m['val_accuracy']:.4f}, test loss {m['test_loss']:.4f}",
         f"- best epoch {m['best_epoch']} of {m['epochs_run']} run "
         f"(early stopping on val_loss, patience {hp['patience']}); training took "
-        f"{m['train_seconds']:.1f}s, the whole run {m['total_seconds']:.1f}s",
+        f"{m['train_seconds']:.1f}s, the whole run {m['total_seconds']:.1f}s"
+        + (f" (epoch budget: {hp['epoch_budget']})" if hp.get("epoch_budget") else ""),
         f"- seed {run['seed']}; hyper-parameters: "
-        + ", ".join(f"{k}={v}" for k, v in hp.items() if v is not None),
+        + ", ".join(f"{k}={v}" for k, v in hp.items() if v is not None and k != "epoch_budget"),
+        *[f"- **warning: {w}**" for w in run.get("warnings", [])],
         "",
         "## Data",
         "",

@@ -14,6 +14,8 @@ from edge import __version__
 from edge.errors import ConfigError
 
 RUN_FILES = ("model.keras", "data.npz", "reference.json", "run.json", "report.md")
+GROUP_PREFIX = "group_"  # data.npz arrays group_train/val/test: one group name per row
+SPLIT_NAMES = ("train", "val", "test")
 COMPRESS_ABOVE_BYTES = 64 << 20  # large (upsampled) image sets compress well; small ones load fast
 
 
@@ -70,3 +72,28 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     else:
         np.savez(tmp, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
+
+
+def group_arrays(groups: np.ndarray, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``group_<split>`` unicode arrays aligned row for row with ``x_<split>``/``y_<split>``.
+
+    Stored beside the splits (not in them) so the model never sees the group and the
+    exporter can compute metrics per group; unicode arrays load without pickle.
+    """
+    return {
+        f"{GROUP_PREFIX}{name}": np.asarray(groups[splits[name]], dtype=np.str_)
+        for name in SPLIT_NAMES
+    }
+
+
+def groups_info(column: str, groups: np.ndarray, splits: dict[str, np.ndarray]) -> dict[str, Any]:
+    """run.json ``groups``: the column name, the group names and rows per group per split."""
+    counts = {}
+    for name in SPLIT_NAMES:
+        uniq, n = np.unique(groups[splits[name]], return_counts=True)
+        counts[name] = {str(g): int(c) for g, c in zip(uniq, n, strict=True)}
+    return {
+        "column": column,
+        "values": sorted({str(g) for g in np.unique(groups)}),
+        "counts": counts,
+    }

@@ -31,6 +31,8 @@ def _train(*args: str) -> subprocess.CompletedProcess[str]:
         ("a,label\n1,x\n2,x\n3,x\n4,y\n", [], "'y' has 1"),
         ("a,label\n1,x\n2,y\n", ["--arch", "bogus"], "invalid choice"),
         ("a,label\n1,x\n2,y\n", ["--epochs", "0"], "--epochs must be at least 1"),
+        ("a,label\n1,x\n2,y\n", ["--epochs", "many"], "a whole number or 'auto', got 'many'"),
+        ("a,label\n1,x\n2,y\n", ["--patience", "-1"], "--patience must be 0 or more"),
         ("a,label\n1,x\n2,x\n3,x\n4,y\n5,y\n6,y\n", ["--arch", "cnn"], "needs image data"),
     ],
 )
@@ -69,3 +71,24 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
     proc = _train("digits", "--out", str(run))
     assert proc.returncode == 1 and "already holds a training run" in proc.stderr
     assert (run / "run.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "epochs", "patience"),
+    [
+        ([], None, None),  # both auto by default
+        (["--epochs", "auto", "--patience", "AUTO"], None, None),
+        (["--epochs", "200", "--patience", "0"], 200, 0),
+    ],
+)
+def test_epochs_and_patience_take_a_number_or_auto(
+    extra: list[str], epochs: int | None, patience: int | None
+) -> None:
+    import argparse
+
+    from cloud.train.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "d.csv", "--out", "run", *extra])
+    assert (args.epochs, args.patience) == (epochs, patience)
