@@ -17,6 +17,8 @@ class Dataset:
     ``x`` holds *raw* values (before model scaling): ``[N, H, W, C]`` for images with values
     inside ``raw_range``, ``[N, F]`` for tabular data. ``y`` holds class indices into
     ``labels``. ``skipped`` lists inputs that could not be read (e.g. broken image files).
+    ``groups`` (with ``group_column``) holds one group name per sample, never a feature;
+    ``excluded_columns`` names the columns the user kept out of the features.
     """
 
     x: np.ndarray
@@ -28,6 +30,9 @@ class Dataset:
     raw_range: tuple[float, float] | None = None
     color: str | None = None  # "grayscale" | "rgb" for images
     skipped: list[str] = field(default_factory=list)
+    groups: np.ndarray | None = None
+    group_column: str | None = None
+    excluded_columns: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -84,15 +85,7 @@ def render_report(report: dict[str, Any]) -> str:
         )
     lines.append("")
     if "features" in report:
-        lines += ["| feature | min | max | mean | std |", "|---|---:|---:|---:|---:|"]
-        feats = report["features"]
-        for f in feats[:MAX_FEATURE_ROWS]:
-            lines.append(
-                f"| {f['name']} | {f['min']:.4g} | {f['max']:.4g} | {f['mean']:.4g} "
-                f"| {f['std']:.4g} |"
-            )
-        if len(feats) > MAX_FEATURE_ROWS:
-            lines.append(f"| ... {len(feats) - MAX_FEATURE_ROWS} more (see run.json) | | | | |")
+        lines += feature_table(report["features"], more="see run.json")
     else:
         img = report["image"]
         lines.append(
@@ -104,3 +97,26 @@ def render_report(report: dict[str, Any]) -> str:
                 f"- channel {k}: min {r['min']:.4g}, max {r['max']:.4g}, mean {r['mean']:.4g}"
             )
     return "\n".join(lines) + "\n"
+
+
+def feature_table(
+    features: list[dict[str, Any]], *, more: str, max_rows: int = MAX_FEATURE_ROWS
+) -> list[str]:
+    """Markdown lines of the per-feature value ranges, cut after ``max_rows`` rows with a
+    last row saying how many more there are and where (``more``) to find them."""
+    lines = ["| feature | min | max | mean | std |", "|---|---:|---:|---:|---:|"]
+    for f in features[:max_rows]:
+        lines.append(
+            f"| {f['name']} | {f['min']:.4g} | {f['max']:.4g} | {f['mean']:.4g} | {f['std']:.4g} |"
+        )
+    if len(features) > max_rows:
+        lines.append(f"| ... {len(features) - max_rows} more ({more}) | | | | |")
+    return lines
+
+
+def source_name(source: Any) -> str:
+    """The dataset source without the build machine's directories (``/home/me/wine.csv`` ->
+    ``wine.csv``): a model card travels to reviewers and devices, the path means nothing
+    there and may reveal a user name. Names that are not paths (``digits``) pass unchanged."""
+    text = str(source).rstrip("/\\")
+    return PureWindowsPath(text).name if "\\" in text else PurePosixPath(text).name or text

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from cloud.data.dataset import Dataset
+from cloud.data.groups import group_values
 from cloud.data.labels import encode_labels
 from edge.errors import DataError
 
 MAX_NAMED = 5  # how many offending names/values an error message lists before "..."
+MAX_LISTED_COLUMNS = 40  # "columns present" in a column-name error lists this many
 
 
 def _names(items: list[str]) -> str:
@@ -46,12 +49,18 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 
 def load_csv(  # noqa: C901 - one flat validation pass; each check names its own error
-    path: Path, label_column: str = "label"
+    path: Path,
+    label_column: str = "label",
+    *,
+    group_column: str | None = None,
+    exclude_columns: Sequence[str] = (),
 ) -> Dataset:
-    """Load a CSV whose header names the columns; every column but the label is a feature.
+    """Load a CSV whose header names the columns; every other column is a feature.
 
-    Empty cells, ``nan`` and ``inf`` are kept as non-finite values for validation to count,
-    so the user learns about all of them at once instead of one per run.
+    The label, the ``group_column`` and the ``exclude_columns`` are not features (excluded
+    columns may hold text, e.g. an id or a free-text note). Empty cells, ``nan`` and ``inf``
+    are kept as non-finite values for validation to count, so the user learns about all of
+    them at once instead of one per run.
     """
     rows = _read_rows(path)
     header = [h.strip() for h in rows[0]]
@@ -72,9 +81,18 @@ def load_csv(  # noqa: C901 - one flat validation pass; each check names its own
                 f"{path}: line {line_no} has {len(row)} fields, the header has {len(header)}"
             )
     li = header.index(label_column)
-    feature_idx = [i for i in range(len(header)) if i != li]
+    excluded = _check_columns(path, header, label_column, group_column, exclude_columns)
+    gi = None if group_column is None else header.index(group_column)
+    dropped = {li, *(header.index(c) for c in excluded), *(() if gi is None else (gi,))}
+    feature_idx = [i for i in range(len(header)) if i not in dropped]
     if not feature_idx:
-        raise DataError(f"{path}: no feature columns besides the label column {label_column!r}")
+        others = " and the group/excluded columns" if len(dropped) > 1 else ""
+        raise DataError(
+            f"{path}: no feature columns besides the label column {label_column!r}{others}"
+        )
+    groups = None  # checked before the features: a wrong role is the likelier mistake
+    if gi is not None:
+        groups = group_values([row[gi] for row in body], header[gi], str(path))
     x = np.empty((len(body), len(feature_idx)), dtype=np.float64)
     bad: list[str] = []
     for j, col in enumerate(feature_idx):
@@ -105,4 +123,41 @@ def load_csv(  # noqa: C901 - one flat validation pass; each check names its own
         kind="tabular",
         source=str(path),
         feature_names=[header[i] for i in feature_idx],
+        groups=groups,
+        group_column=group_column,
+        excluded_columns=list(excluded),
     )
+
+
+def _check_columns(
+    path: Path,
+    header: list[str],
+    label_column: str,
+    group_column: str | None,
+    exclude_columns: Sequence[str],
+) -> list[str]:
+    """The excluded column names, validated against the header and the label/group roles."""
+    present = ", ".join(repr(h) for h in header[:MAX_LISTED_COLUMNS]) + (
+        f", ... ({len(header)} in all)" if len(header) > MAX_LISTED_COLUMNS else ""
+    )
+    excluded = list(dict.fromkeys(c.strip() for c in exclude_columns))
+    if any(not c for c in excluded):
+        raise DataError("--exclude-columns has an empty column name (check the commas)")
+    unknown = [c for c in excluded if c not in header]
+    if unknown:
+        raise DataError(
+            f"{path}: --exclude-columns names unknown column(s) {_names(unknown)}; "
+            f"columns present: {present}"
+        )
+    if label_column in excluded:
+        raise DataError(
+            f"{path}: the label column {label_column!r} cannot be excluded (choose the label "
+            "with --label-column)"
+        )
+    if group_column is not None:
+        if group_column not in header:
+            raise DataError(f"{path}: no group column {group_column!r}; columns present: {present}")
+        if group_column == label_column:
+            raise DataError(f"{path}: the group column cannot be the label column {label_column!r}")
+        excluded = [c for c in excluded if c != group_column]  # already kept out: harmless
+    return excluded

@@ -96,19 +96,31 @@ def reliability_png(rel: Reliability, path: Path) -> Path:
     ax.set_title(f"Reliability diagram (ECE = {rel.ece:.3f})")
     ax.legend(loc="upper left", fontsize=8)
     ax_n.bar(centers, rel.counts, width=width * 0.95, color="gray")
-    ax_n.set_yscale("log" if rel.counts.max(initial=0) > 100 else "linear")
+    log = rel.counts.max(initial=0) > 100
+    ax_n.set_yscale("log" if log else "linear")
     ax_n.set_xlabel("top-1 confidence")
-    ax_n.set_ylabel("samples")
+    ax_n.set_ylabel("samples (log scale)" if log else "samples")
     return _save(fig, path)
 
 
-def variants_png(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+def variants_png(
+    rows: Sequence[dict[str, Any]],
+    path: Path,
+    intervals: dict[str, tuple[float, float]] | None = None,
+) -> Path:
     """Side-by-side bars per variant: median latency (ms) and accuracy (%).
 
-    Left-out variants are drawn hatched so the chart never hides why a target is missing.
+    Both axes start at 0: a bar chart whose axis starts at 82 % turns a one-row difference
+    into a bar twice as long. ``intervals`` (target -> accuracy interval, as shares) draws
+    error bars, so close variants read as "within noise", not "worse". Left-out variants
+    are drawn hatched so the chart never hides why a target is missing.
     """
     usable = [r for r in rows if r.get("latency_ms") is not None or r.get("accuracy") is not None]
     names = [str(r.get("target") or f"{r.get('runtime')}-{r.get('precision')}") for r in usable]
+    measured = {
+        "latency": [r.get("latency_ms") is not None for r in usable],
+        "accuracy": [r.get("accuracy") is not None for r in usable],
+    }
     lat = np.array([float(r.get("latency_ms") or 0.0) for r in usable])
     acc = np.array([100.0 * float(r.get("accuracy") or 0.0) for r in usable])
     included = [bool(r.get("included", True)) for r in usable]
@@ -116,39 +128,145 @@ def variants_png(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     y = np.arange(len(names))
     colors = ["tab:orange" if "int8" in n else "tab:blue" for n in names]
     hatches = ["" if inc else "//" for inc in included]
-    for ax, values, title in (
-        (ax_l, lat, "median latency (ms, lower is better)"),
-        (ax_a, acc, "test accuracy (%)"),
+    err = None
+    if intervals:
+        err = np.zeros((2, len(names)))
+        for i, (n, a, has_acc) in enumerate(zip(names, acc, measured["accuracy"], strict=True)):
+            if has_acc and n in intervals:
+                lo, hi = intervals[n]
+                err[:, i] = max(a - 100.0 * lo, 0.0), max(100.0 * hi - a, 0.0)
+    for ax, values, title, xerr, known in (
+        (ax_l, lat, "median latency (ms, lower is better)", None, measured["latency"]),
+        (ax_a, acc, "test accuracy (%), 95% interval", err, measured["accuracy"]),
     ):
-        bars = ax.barh(y, values, color=colors, edgecolor="black")
+        bars = ax.barh(y, values, xerr=xerr, capsize=3, color=colors, edgecolor="black")
         for bar, hatch in zip(bars, hatches, strict=True):
             bar.set_hatch(hatch)
         ax.set_yticks(y, labels=names)
         ax.invert_yaxis()
         ax.set_title(title, fontsize=10)
-        for yi, v in zip(y, values, strict=True):
-            ax.text(v, yi, f" {v:.3g}", va="center", fontsize=8)
-    if len(acc) and acc.max() > 0:
-        lo = max(0.0, float(acc[acc > 0].min()) - 5.0)
-        ax_a.set_xlim(lo, 100.5)
+        ax.set_xlim(left=0.0)
+        for yi, v, k in zip(y, values, known, strict=True):
+            ax.text(v, yi, f" {v:.3g}" if k else " not measured", va="bottom", fontsize=8)
+    ax_a.set_xlim(0.0, 105.0)
     ax_a.set_yticklabels([])
     fig.suptitle("Variants (hatched = left out of the bundle)", fontsize=10)
     return _save(fig, path)
 
 
 def feature_importance_png(
-    names: Sequence[str], mean: np.ndarray, std: np.ndarray, path: Path, top: int = 15
+    names: Sequence[str],
+    mean: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    noise: np.ndarray,
+    path: Path,
+    top: int = 15,
 ) -> Path:
-    """Horizontal bars of permutation importance (accuracy drop), largest first."""
-    order = np.argsort(-mean)[:top]
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(order) + 1.2))
+    """Horizontal bars of permutation importance (log-loss rise), largest first.
+
+    Error bars are the confidence interval of the mean; features within noise are grey.
+    """
+    order = np.argsort(-mean, kind="stable")[:top]
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(order) + 1.4))
     y = np.arange(len(order))
-    ax.barh(y, mean[order] * 100, xerr=std[order] * 100, color="tab:green", edgecolor="black")
+    m = mean[order]
+    err = np.vstack([np.maximum(m - low[order], 0.0), np.maximum(high[order] - m, 0.0)])
+    colors = ["lightgray" if noise[i] else "tab:green" for i in order]
+    ax.barh(y, m, xerr=err, capsize=3, color=colors, edgecolor="black")
     ax.set_yticks(y, labels=[names[i] for i in order])
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("accuracy drop when shuffled (points)")
-    ax.set_title("Permutation feature importance (test split)")
+    ax.set_xlabel("log-loss rise when shuffled (nats); grey = within noise")
+    ax.set_title("Permutation feature importance, 95% interval")
+    return _save(fig, path)
+
+
+def roc_png(
+    fpr: np.ndarray,
+    tpr: np.ndarray,
+    auc: float,
+    path: Path,
+    marks: dict[str, tuple[float, float]] | None = None,
+) -> Path:
+    """ROC curve on the full unit square with the chance diagonal; ``marks`` names points
+    (e.g. the default and the F1-optimal threshold) as ``label -> (fpr, tpr)``."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    ax.plot(
+        fpr,
+        tpr,
+        color="tab:blue",
+        linewidth=1.8,
+        drawstyle="default",
+        label=f"model (AUC {auc:.3f})",
+    )
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="chance")
+    for (label, (x, y)), marker in zip((marks or {}).items(), "os^D", strict=False):
+        ax.plot([x], [y], marker=marker, linestyle="none", markersize=7, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate (recall)")
+    ax.set_title("ROC curve (test split)")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def pr_png(
+    recall: np.ndarray,
+    precision: np.ndarray,
+    ap: float,
+    base_rate: float,
+    path: Path,
+    marks: dict[str, tuple[float, float]] | None = None,
+) -> Path:
+    """Precision-recall curve on the full unit square with the no-skill line (base rate);
+    ``marks`` names points as ``label -> (recall, precision)``."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    ax.step(
+        recall,
+        precision,
+        where="post",
+        color="tab:blue",
+        linewidth=1.8,
+        label=f"model (AP {ap:.3f})",
+    )
+    ax.axhline(
+        base_rate, color="black", linestyle="--", linewidth=1, label=f"no skill ({base_rate:.2f})"
+    )
+    for (label, (x, y)), marker in zip((marks or {}).items(), "os^D", strict=False):
+        ax.plot([x], [y], marker=marker, linestyle="none", markersize=7, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("Precision-recall curve (test split)")
+    ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, path)
+
+
+def variant_reliability_png(curves: dict[str, Reliability], path: Path) -> Path:
+    """Reliability curves of several variants on one diagonal: int8 calibration drift
+    shows as a curve leaving the float model's."""
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    for (name, rel), marker in zip(curves.items(), "os^Dv<>p*h", strict=False):
+        centers = (rel.edges[:-1] + rel.edges[1:]) / 2
+        filled = rel.counts > 0
+        ax.plot(
+            centers[filled],
+            rel.accuracy[filled],
+            marker=marker,
+            markersize=4,
+            linewidth=1,
+            label=f"{name} (ECE {rel.ece:.3f})",
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("top-1 confidence (bin centre)")
+    ax.set_ylabel("accuracy in bin")
+    ax.set_title("Reliability per variant (test split)")
+    ax.legend(loc="upper left", fontsize=7)
     return _save(fig, path)
 
 
@@ -165,11 +283,13 @@ def saliency_grid_png(
     maps: np.ndarray,
     titles: Sequence[str],
     path: Path,
+    mistakes: Sequence[bool] | None = None,
 ) -> Path:
     """Pairs of (input, occlusion heat-map over the input) per sample, in a grid.
 
     ``images`` is ``[n, H, W, C]`` (model domain), ``maps`` ``[n, H, W]``: how much the
     predicted class's score fell when that region was hidden (red = the model looked here).
+    ``mistakes`` flags misclassified samples; their titles are drawn in red.
     """
     n = len(images)
     cols = min(4, max(1, n))
@@ -182,7 +302,8 @@ def saliency_grid_png(
         img = _display_image(images[k])
         cmap = "gray" if img.ndim == 2 else None
         axes[r, 2 * c].imshow(img, cmap=cmap, interpolation="nearest")
-        axes[r, 2 * c].set_title(titles[k], fontsize=8)
+        wrong = bool(mistakes[k]) if mistakes is not None else False
+        axes[r, 2 * c].set_title(titles[k], fontsize=8, color="tab:red" if wrong else "black")
         axes[r, 2 * c + 1].imshow(img, cmap=cmap, interpolation="nearest")
         m = maps[k]
         vmax = float(np.abs(m).max()) or 1.0

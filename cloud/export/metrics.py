@@ -199,3 +199,29 @@ def evaluate(scores: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> Evalua
         classes=class_report(cm),
         calibration=reliability(s, t, n_bins),
     )
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Unweighted mean of per-class F1 over ``n_classes`` classes (a bootstrap-speed path)."""
+    t = _labels(y_true, "y_true", n_classes)
+    p = _labels(y_pred, "y_pred", n_classes)
+    _same_length(t, p, "macro F1")
+    cm = np.bincount(t * n_classes + p, minlength=n_classes * n_classes)
+    return class_report(cm.reshape(n_classes, n_classes)).macro_f1()
+
+
+LOG_LOSS_EPS = 1e-7  # float32 softmax outputs reach exact 0; clip so one row is not infinite
+
+
+def sample_log_loss(scores: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+    """Per-sample cross-entropy ``-log(score of the true class)``, scores clipped to
+    [1e-7, 1] first (so a confidently wrong row costs about 16 nats, not infinity)."""
+    s = _scores(scores)
+    t = _labels(y_true, "y_true", s.shape[1])
+    _same_length(s, t, "log loss")
+    return np.asarray(-np.log(np.clip(s[np.arange(len(t)), t], LOG_LOSS_EPS, 1.0)))
+
+
+def log_loss(scores: np.ndarray, y_true: np.ndarray) -> float:
+    """Mean cross-entropy of the scores on the true classes (lower is better)."""
+    return float(sample_log_loss(scores, y_true).mean())

@@ -23,11 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from cloud.card_info import CardInfo, card_info_from_run, load_card_info
 from cloud.errors import NoVariantError
 from cloud.export import golden as golden_set
 from cloud.export import parse_targets
 from cloud.export.build import BuildContext, build_variants
 from cloud.export.evaluate import (
+    ExtraInputs,
+    agreement_rows,
     describe_timing,
     evaluate_variant,
     fill_speedups,
@@ -35,10 +38,18 @@ from cloud.export.evaluate import (
     loaded_backend,
     time_variants,
 )
-from cloud.export.gate import DEFAULT_MAX_ACCURACY_DROP, apply_gate, check_threshold
+from cloud.export.fairness import group_report
+from cloud.export.gate import (
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_MIN_CLASS_AGREEMENT,
+    FloatAnswers,
+    GateRules,
+    apply_gate,
+)
 from cloud.export.quantize import DEFAULT_CALIBRATION_SAMPLES, calibration_set
 from cloud.export.quiet import captured
 from cloud.export.run import TrainingRun, load_run
+from cloud.export.stats import DEFAULT_CONFIDENCE
 from cloud.export.variants import Variant
 from edge.contract import Manifest, TensorSpec
 from edge.errors import ConfigError
@@ -61,10 +72,14 @@ class ExportOptions:
     version: int
     key: Path | None
     targets: list[str] = field(default_factory=lambda: parse_targets(None))
-    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
+    max_accuracy_drop: float | None = None  # None: the statistical gate with 1 point
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    min_class_agreement: float = DEFAULT_MIN_CLASS_AGREEMENT
+    gate_confidence: float = DEFAULT_CONFIDENCE
     golden_size: int = golden_set.DEFAULT_GOLDEN_SIZE
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     seed: int = 0
+    card_info: Path | None = None  # --card-info FILE; None: what train recorded in run.json
 
     def check(self) -> None:
         if self.key is None:
@@ -77,7 +92,7 @@ class ExportOptions:
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
             raise ConfigError(f"--version must be an integer >= 1, got {self.version!r}")
         self.targets = parse_targets(self.targets)
-        check_threshold(self.max_accuracy_drop)
+        self.gate_rules()
         if self.golden_size < 1:
             raise ConfigError(f"--golden-size must be at least 1, got {self.golden_size}")
         if self.calibration_samples < 1:
@@ -86,6 +101,17 @@ class ExportOptions:
             raise ConfigError(f"--out {self.out} is a directory; give a bundle file name")
         if not self.out.parent.is_dir():
             raise ConfigError(f"--out: directory {self.out.parent} does not exist")
+        if self.card_info is not None:
+            load_card_info(self.card_info)  # a typo in a key fails now, not after conversion
+
+    def gate_rules(self) -> GateRules:
+        """The gate's thresholds, validated (ConfigError names the flag)."""
+        return GateRules(
+            self.max_accuracy_drop,
+            self.min_agreement,
+            self.min_class_agreement,
+            self.gate_confidence,
+        ).checked()
 
 
 @dataclass
@@ -107,14 +133,22 @@ def _lineage(run: TrainingRun, opts: ExportOptions) -> dict[str, Any]:
         "arch": info.get("arch"),
         "trained": info.get("created"),
         "training_metrics": info.get("metrics", {}),
-        "export": {"targets": opts.targets, "max_accuracy_drop": opts.max_accuracy_drop},
+        "group_column": run.group_column,  # lineage only: the device never needs it
+        "excluded_columns": info.get("excluded_columns") or [],
+        "export": {"targets": opts.targets, "gate": _gate_rules(opts)},
     }
+
+
+def _gate_rules(opts: ExportOptions) -> dict[str, Any]:
+    """The thresholds for the manifest's lineage (the methods are in report.json)."""
+    return {k: v for k, v in opts.gate_rules().describe().items() if k != "methods"}
 
 
 def _golden(
     run: TrainingRun, survivors: list[Variant], root: Path, float_scores: np.ndarray, n: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Golden indices into the test split, and the measured tolerance block."""
+    """Golden indices into the test split, and the measured tolerance block (the shared
+    tolerance and each variant's own, see cloud/export/golden.py)."""
     idx = golden_set.pick_golden(run.y["test"], n, seed=0)
     x, reference = run.x["test"][idx], float_scores[idx]
     measured: dict[str, dict[str, float]] = {}
@@ -134,12 +168,21 @@ def write_card(
     run: TrainingRun,
     float_scores: np.ndarray,
     variants: list[Variant],
+    *,
+    groups: dict[str, Any] | None = None,
+    card_info: CardInfo | None = None,
 ) -> list[Path]:
-    """The model card and its charts (cloud/export/card.py), written into ``root``."""
-    from cloud.export.card import write_model_card
+    """The model card, its charts and data-report.json (cloud/export/card/), into ``root``.
+
+    Every variant row carries its test scores, so the card measures each variant itself;
+    permutation importance runs on the validation + test rows (topped up from training
+    when they are few, see ``importance_rows``).
+    """
+    from cloud.export.card import importance_rows, write_model_card
 
     rows = [{**v.row(), "scores": v.scores} for v in variants]
     model = run.model()
+    seed = int(run.info.get("seed") or opts.seed or 0)
     return write_model_card(
         root,
         name=opts.name,
@@ -149,9 +192,31 @@ def write_card(
         y_true=run.y["test"],
         float_scores=float_scores,
         variants=rows,
-        predict_fn=lambda x: np.asarray(model.predict(x, verbose=0, batch_size=256)),
+        predict_fn=lambda x: np.asarray(model.predict(x, verbose=0, batch_size=1024)),
         x_test=run.x["test"],
         feature_names=run.info.get("feature_names") or None,
+        explain_rows=importance_rows(run.x, run.y, seed) if run.x["test"].ndim == 2 else None,
+        groups=groups,
+        card_info=card_info,
+    )
+
+
+def _groups(
+    run: TrainingRun, float_scores: np.ndarray, variants: list[Variant], confidence: float
+) -> dict[str, Any] | None:
+    """Metrics per group of the test split (cloud/export/fairness.py), or None without groups."""
+    if run.groups is None or run.group_column is None:
+        return None
+    block = run.info.get("groups") or {}
+    return group_report(
+        column=run.group_column,
+        y_true=run.y["test"],
+        groups=run.groups["test"],
+        float_scores=float_scores,
+        variants=[{**v.row(), "scores": v.scores} for v in variants if v.ok],
+        n_classes=len(run.labels),
+        split_counts=block.get("counts") if isinstance(block.get("counts"), dict) else None,
+        confidence=confidence,
     )
 
 
@@ -169,7 +234,10 @@ def _report(
         "version": opts.version,
         "run_dir": str(opts.run_dir),
         "float_model": {"test_accuracy": round(float_acc, 6), "test_samples": len(run.y["test"])},
-        "gate": {"max_accuracy_drop_points": opts.max_accuracy_drop},
+        "gate": {
+            **opts.gate_rules().describe(),
+            "agreement_inputs": agreement_rows(run.x, opts.seed).describe(),
+        },
         "variants": [v.row() for v in variants],
         "included": [v.target for v in variants if v.included],
         "left_out": {v.target: v.reason for v in variants if not v.included},
@@ -188,6 +256,7 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
     assert opts.key is not None
     key = load_private_key(opts.key)  # fail on a bad key before minutes of conversion
     run = load_run(opts.run_dir)
+    card_info = load_card_info(opts.card_info) if opts.card_info else card_info_from_run(run.info)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -196,6 +265,11 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
         model = run.model()
         float_scores = np.asarray(model.predict(run.x["test"], verbose=0, batch_size=256))
         float_val = np.asarray(model.predict(run.x["val"], verbose=0, batch_size=256))
+        extra = ExtraInputs.predicted(
+            agreement_rows(run.x, opts.seed),
+            run.x,
+            lambda x: np.asarray(model.predict(x, verbose=0, batch_size=256)),
+        )
     float_pred = float_scores.argmax(1)
     float_acc = float(np.mean(float_pred == run.y["test"]))
     progress(
@@ -229,7 +303,7 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
             start = time.perf_counter()
             try:
                 with captured() as log:  # runtimes log delegate choices to fd 2
-                    evaluate_variant(v, root, run.x["test"], run.y["test"], float_pred)
+                    evaluate_variant(v, root, run.x["test"], run.y["test"], float_pred, extra)
             except Exception as exc:
                 v.fail("evaluate", exc, log.tail(1))
                 progress(f"      {v.target}: FAILED: {v.error}")
@@ -238,7 +312,8 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
             m = v.metrics
             progress(
                 f"      {v.target}: accuracy {100 * m['accuracy']:.2f}%, "
-                f"agreement with float {100 * m['agreement']:.2f}%"
+                f"agreement with float {100 * m['agreement_all']:.2f}% "
+                f"on {m['agreement_inputs']} inputs"
             )
         measured = [v for v in variants if v.ok]
         progress(f"timing {len(measured)} variant(s) in rotating blocks ...")
@@ -252,13 +327,21 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
                     f"p95 {m['latency_p95_ms']:.3f} ms"
                 )
         fill_speedups(variants)
-        survivors = apply_gate(variants, float_acc, opts.max_accuracy_drop)
+        answers = FloatAnswers(
+            y_test=run.y["test"],
+            test_pred=float_pred,
+            all_pred=np.concatenate([float_pred, extra.float_pred]),
+            labels=run.labels,
+        )
+        survivors = apply_gate(variants, answers, opts.gate_rules())
         seconds["evaluate"] = time.perf_counter() - t
         for v in variants:
-            verdict = "kept" if v.included else f"left out: {v.reason}"
+            verdict = v.gate["reason"] if v.included else f"left out: {v.reason}"
             progress(f"gate {v.target}: {verdict}")
+        groups = _groups(run, float_scores, variants, opts.gate_confidence)
         if not survivors:
             report = _report(opts, run, float_acc, variants, None, seconds)
+            report["groups"] = groups
             saved = opts.out.with_name(opts.out.name + ".report.json")
             saved.write_text(json.dumps(report, indent=1), encoding="utf-8")
             reasons = "; ".join(f"{v.target}: {v.reason}" for v in variants)
@@ -266,14 +349,19 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
 
         progress(f"golden set: measuring {len(survivors)} variant(s) ...")
         idx, golden = _golden(run, survivors, root, float_scores, opts.golden_size)
-        progress(f"      tolerance {golden['tolerance']}")
+        for target, tol in golden["variant_tolerance"].items():
+            progress(f"      {target}: tolerance {tol}")
         progress("model card ...")
         t = time.perf_counter()
         with captured():
-            card_files = write_card(root, opts, run, float_scores, variants)
+            card_files = write_card(
+                root, opts, run, float_scores, variants, groups=groups, card_info=card_info
+            )
         seconds["card"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - t0
         report = _report(opts, run, float_acc, variants, golden, seconds)
+        report["groups"] = groups
+        report["card_info"] = None if card_info is None else card_info.to_dict()
         files: dict[str, Path | bytes] = {p.relative_to(root).as_posix(): p for p in card_files}
         files["report.json"] = json.dumps(report, indent=1).encode("utf-8")
         progress(f"signing and writing {opts.out} ...")
@@ -294,6 +382,7 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
                     inputs=v.converted.inputs,
                     outputs=v.converted.outputs,
                     companions=v.converted.companions,
+                    tolerance=golden["variant_tolerance"][v.target],
                 )
                 for v in survivors
                 if v.converted is not None

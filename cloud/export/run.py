@@ -21,6 +21,7 @@ from edge.errors import DataError
 REQUIRED_FILES = ("model.keras", "data.npz", "reference.json", "run.json")
 SPLITS = ("train", "val", "test")
 RUN_KEYS = ("labels", "input", "output", "preprocessing")
+GROUP_PREFIX = "group_"  # as cloud/train/rundir.py writes them (docs/training.md)
 
 
 @dataclass
@@ -33,6 +34,13 @@ class TrainingRun:
     x: dict[str, np.ndarray]  # split -> model-domain float32 batch
     y: dict[str, np.ndarray]  # split -> int64 class indices
     _model: Any = field(default=None, repr=False)
+    groups: dict[str, np.ndarray] | None = None  # split -> group name per row (--group-column)
+
+    @property
+    def group_column(self) -> str | None:
+        """The column ``edgekit train --group-column`` named, or None."""
+        block = self.info.get("groups")
+        return str(block["column"]) if isinstance(block, dict) and self.groups else None
 
     @property
     def labels(self) -> list[str]:
@@ -70,7 +78,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     return obj
 
 
-def _read_splits(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _read_splits(
+    path: Path,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray] | None]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -98,7 +108,29 @@ def _read_splits(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarra
     shapes = {xs[s].shape[1:] for s in SPLITS}
     if len(shapes) != 1:
         raise DataError(f"run dir: the splits have different sample shapes {sorted(shapes)}")
-    return xs, ys
+    return xs, ys, _read_groups(path, arrays, ys)
+
+
+def _read_groups(
+    path: Path, arrays: dict[str, np.ndarray], ys: dict[str, np.ndarray]
+) -> dict[str, np.ndarray] | None:
+    """``group_<split>`` arrays (all three or none), each one string per row of its split."""
+    present = [s for s in SPLITS if f"{GROUP_PREFIX}{s}" in arrays]
+    if not present:
+        return None
+    if len(present) != len(SPLITS):
+        missing = [f"{GROUP_PREFIX}{s}" for s in SPLITS if s not in present]
+        raise DataError(f"run dir: {path.name} has group arrays but lacks {', '.join(missing)}")
+    groups: dict[str, np.ndarray] = {}
+    for s in SPLITS:
+        g = arrays[f"{GROUP_PREFIX}{s}"]
+        if g.dtype.kind != "U" or g.shape != ys[s].shape:
+            raise DataError(
+                f"run dir: {GROUP_PREFIX}{s} must hold one group name per row of y_{s} "
+                f"({len(ys[s])}), got dtype {g.dtype.kind!r} and shape {list(g.shape)}"
+            )
+        groups[s] = g
+    return groups
 
 
 def load_run(path: Path | str) -> TrainingRun:
@@ -122,8 +154,13 @@ def load_run(path: Path | str) -> TrainingRun:
     if not isinstance(info["preprocessing"], dict):
         raise DataError("run dir: run.json 'preprocessing' must be an object")
     reference = _read_json(root / "reference.json")
-    xs, ys = _read_splits(root / "data.npz")
+    xs, ys, groups = _read_splits(root / "data.npz")
+    block = info.get("groups")
+    if groups is not None and not (
+        isinstance(block, dict) and isinstance(block.get("column"), str)
+    ):
+        raise DataError("run dir: data.npz has group arrays but run.json 'groups' lacks 'column'")
     for s in SPLITS:
         if ys[s].min() < 0 or ys[s].max() >= len(labels):
             raise DataError(f"run dir: y_{s} holds class indices outside 0..{len(labels) - 1}")
-    return TrainingRun(path=root, info=info, reference=reference, x=xs, y=ys)
+    return TrainingRun(path=root, info=info, reference=reference, x=xs, y=ys, groups=groups)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,163 @@ def test_mismatched_labels_and_scores_are_refused(tmp_path: Path) -> None:
             predict_fn=lambda a: a,
             x_test=np.zeros((3, 2)),
         )
+
+
+def _binary_setup() -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(86, 4)).astype(np.float32)
+    y = (x[:, 0] + 0.4 * x[:, 1] + rng.normal(scale=0.5, size=86) > 0).astype(np.int64)
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        z = 2.5 * a[:, 0] + 1.0 * a[:, 1]
+        return _softmax(np.stack([-z, z], axis=1) / 2)
+
+    return x, y, predict(x), predict
+
+
+def test_binary_card_for_review_has_every_new_section_and_no_paths(tmp_path: Path) -> None:
+    from cloud.card_info import CardInfo
+    from cloud.export.fairness import group_report
+
+    x, y, scores, predict = _binary_setup()
+    int8 = scores.copy()
+    int8[:3] = int8[:3, ::-1]
+    run = _run("tabular")
+    run["dataset"]["source"] = "/home/alice/secret/breast_cancer.csv"
+    run["dataset"]["report"]["features"] = [
+        {"name": f"f{i}", "min": 0.0, "max": 1.0, "mean": 0.5, "std": 0.2} for i in range(200)
+    ]
+    run["warnings"] = ["best epoch was the last (20/20): the model may be under-fit"]
+    gate = {
+        "decision": "kept",
+        "reason": "kept",
+        "confidence": 0.95,
+        "checks": {
+            "agreement": {
+                "value": 0.99,
+                "interval": [0.98, 0.996],
+                "n": 569,
+                "limit": 0.98,
+                "unit": "fraction",
+                "passed": True,
+            },
+        },
+    }
+    rows = [
+        {
+            "target": "litert-fp32",
+            "runtime": "litert",
+            "precision": "fp32",
+            "included": True,
+            "accuracy": None,
+            "scores": scores,
+            "gate": gate,
+        },
+        {
+            "target": "litert-int8",
+            "runtime": "litert",
+            "precision": "int8",
+            "included": True,
+            "accuracy": None,
+            "scores": int8,
+            "gate": gate,
+        },
+        {
+            "target": "onnxruntime-int8",
+            "runtime": "onnxruntime",
+            "precision": "int8",
+            "included": False,
+            "error": "cannot read /tmp/edgekit-export-q/scratch/m.onnx",
+        },
+    ]
+    sites = np.array(["north", "south"])[np.arange(86) % 2]
+    groups = group_report(
+        column="site",
+        y_true=y,
+        groups=sites,
+        float_scores=scores,
+        variants=rows,
+        n_classes=2,
+    )
+    info = CardInfo(owners=("ML team",), license="Apache-2.0", citation="Doe 2025")
+    names = ["benign", "malignant"]
+    paths = write_model_card(
+        tmp_path,
+        name="toy",
+        version=3,
+        run=run,
+        labels=names,
+        y_true=y,
+        float_scores=scores,
+        variants=rows,
+        predict_fn=predict,
+        x_test=x,
+        feature_names=["radius", "texture", "n1", "n2"],
+        groups=groups,
+        card_info=info,
+    )
+    card = (tmp_path / "model_card.md").read_text()
+    order = [
+        "# Model card: toy v3",
+        "## Training warnings",
+        "## Intended use and limitations",
+        "## Data and lineage",
+        "## Performance",
+        "## Two-class analysis",
+        "## Confusion matrix",
+        "## Calibration",
+        "## Metrics per group",
+        "## Runtime variants",
+        "## Quality of each variant",
+        "## Gate decisions",
+        "## How quantisation changed the model",
+        "## Explanation aid: permutation feature importance",
+        "## Citation",
+    ]
+    positions = [card.index(title) for title in order]
+    assert positions == sorted(positions)
+    assert "| ROC-AUC |" in card and "| license | Apache-2.0 |" in card
+    assert "| shipped variants (test accuracy) | `litert-fp32`" in card
+    assert "/home/" not in card and "/tmp/" not in card
+    assert "`breast_cancer.csv`" in card and "cannot read m.onnx" in card
+    names_written = {p.name for p in paths}
+    assert {"roc.png", "precision_recall.png", "variant_reliability.png"} <= names_written
+    report = tmp_path / "data-report.json"
+    assert report in paths
+    doc = json.loads(report.read_text())
+    assert len(doc["features"]) == 200 and "/home/" not in report.read_text()
+    for p in paths:
+        if p.suffix == ".png":
+            assert f"(charts/{p.name})" in card
+
+
+def test_image_card_shows_saliency_on_a_mistake(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 10)
+    x = rng.uniform(0, 0.1, size=(30, 8, 8, 1)).astype(np.float32)
+    for c in range(3):
+        x[y == c, c * 2 : c * 2 + 3, :, 0] += 1.0
+    x[0, 0:3, :, 0] -= 1.0
+    x[0, 2:5, :, 0] += 1.0  # one image of class a that looks like b
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        rows = np.stack([a[:, c * 2 : c * 2 + 3, :, 0].mean(axis=(1, 2)) for c in range(3)], 1)
+        return _softmax(8 * rows)
+
+    scores = predict(x)
+    assert int(np.sum(scores.argmax(1) != y)) >= 1
+    write_model_card(
+        tmp_path,
+        name="toy",
+        version=3,
+        run=_run("image"),
+        labels=["a", "b", "c"],
+        y_true=y,
+        float_scores=scores,
+        variants=[],
+        predict_fn=predict,
+        x_test=x,
+    )
+    card = (tmp_path / "model_card.md").read_text()
+    assert "3 correctly classified test images" in card
+    assert "misclassified test images" in card and "WRONG" in card

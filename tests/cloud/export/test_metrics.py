@@ -12,7 +12,10 @@ from cloud.export.metrics import (
     disagreements,
     evaluate,
     expected_calibration_error,
+    log_loss,
+    macro_f1,
     reliability,
+    sample_log_loss,
     top1_agreement,
 )
 from edge.errors import DataError
@@ -133,3 +136,29 @@ def test_evaluate_bundles_everything() -> None:
 def test_bad_inputs_raise_data_error(call, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(DataError, match=message):
         call()
+
+
+def test_macro_f1_matches_the_class_report_and_scikit_learn() -> None:
+    from sklearn.metrics import f1_score
+
+    assert macro_f1(Y_TRUE, Y_PRED, 3) == pytest.approx(f1_score(Y_TRUE, Y_PRED, average="macro"))
+    cm = confusion_matrix(Y_TRUE, Y_PRED, 3)
+    assert macro_f1(Y_TRUE, Y_PRED, 3) == pytest.approx(class_report(cm).macro_f1())
+    with pytest.raises(DataError, match="only 3 classes"):
+        macro_f1(Y_TRUE, Y_PRED + 1, 3)
+
+
+def test_log_loss_matches_scikit_learn_and_stays_finite_on_zero_scores() -> None:
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 3))
+    scores = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y = rng.integers(0, 3, 40)
+    assert log_loss(scores, y) == pytest.approx(sk_log_loss(y, scores, labels=[0, 1, 2]))
+    hard = np.array([[1.0, 0.0], [0.0, 1.0]])
+    per_row = sample_log_loss(hard, np.array([1, 1]))
+    assert per_row[1] == 0.0
+    assert per_row[0] == pytest.approx(-np.log(1e-7))  # clipped, not infinite
+    with pytest.raises(DataError, match="class index 2"):
+        log_loss(hard, np.array([0, 2]))

@@ -155,7 +155,7 @@ def test_absurd_gate_leaves_everything_out(
 def test_one_failing_target_does_not_stop_the_others(digits_run: Path, tmp_path: Path) -> None:
     """Calibration data of the wrong shape makes every real quantiser crash; fp32 survives."""
     from cloud.export.build import BuildContext, build_variants
-    from cloud.export.gate import apply_gate
+    from cloud.export.gate import FloatAnswers, GateRules, apply_gate
     from cloud.export.run import load_run
 
     run = load_run(digits_run)
@@ -180,9 +180,11 @@ def test_one_failing_target_does_not_stop_the_others(digits_run: Path, tmp_path:
         v = by_target[target]
         assert not v.ok and v.failed_step == "quantise" and v.error
         v.metrics["accuracy"] = 1.0
+    y = run.y["test"]
     for target in ("litert-fp32", "onnxruntime-fp32", "openvino-fp32"):
-        by_target[target].metrics["accuracy"] = 1.0
-    passed = apply_gate(variants, 1.0, 1.0)
+        by_target[target].scores = np.eye(10, dtype=np.float32)[y]  # as if all were right
+        by_target[target].pred_all = y
+    passed = apply_gate(variants, FloatAnswers(y, y, y, run.labels), GateRules())
     assert {v.target for v in passed} == {"litert-fp32", "onnxruntime-fp32", "openvino-fp32"}
     assert by_target["litert-int8"].reason.startswith("failed during quantise")
 
