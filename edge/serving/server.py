@@ -21,6 +21,10 @@ requests to a :class:`SerialWorker` of their own and replace it when it gets stu
 The server also keeps, per served model, a recent error window (a model whose error rate
 climbs above the threshold triggers ``on_fallback`` once) and a health window the updater
 reads during probation, and it feeds live inputs to a shadow candidate when asked.
+
+Tabular inputs pass the model's range guard (edge/runtime/guard.py) after preparation:
+out-of-range features go to ``Observer.on_out_of_range``; mode ``warn`` serves them with
+a warning on the prediction, ``refuse`` answers InputError code ``range``.
 """
 
 from __future__ import annotations
@@ -41,8 +45,24 @@ import numpy as np
 
 from edge.bundle import Slot
 from edge.contract import Manifest, ModelRef
-from edge.errors import BackendError, EdgekitError, InferenceTimeoutError, InputError, NoModelError
-from edge.runtime import Prediction, Predictor, Preparer, runtime_loaded
+from edge.errors import (
+    BackendError,
+    ContractError,
+    EdgekitError,
+    InferenceTimeoutError,
+    InputError,
+    NoModelError,
+)
+from edge.runtime import (
+    DEFAULT_GUARD_MARGIN,
+    DEFAULT_GUARD_MODE,
+    FeatureRanges,
+    Prediction,
+    Predictor,
+    Preparer,
+    RangeGuard,
+    runtime_loaded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +80,26 @@ class LoadedModel:
     # one inference at a time; a waiter gives up at the time limit (see ModelServer.predict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     prepare: Preparer = field(init=False, repr=False, compare=False)
+    ranges: FeatureRanges | None = field(init=False, repr=False, compare=False)
+    _guard: RangeGuard | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.prepare = Preparer(self.manifest)
+        try:
+            self.ranges = FeatureRanges.for_bundle(self.slot.bundle_dir, self.manifest)
+        except ContractError as exc:  # a reference that does not fit: serve, unguarded
+            log.error("input range guard off for %s: %s", self.slot.id, exc)
+            self.ranges = None
+
+    def guard(self, mode: str, margin: float) -> RangeGuard | None:
+        """The range guard with these settings (built once per setting), None when the
+        model has no training ranges or the guard is off."""
+        if self.ranges is None or mode == "off":
+            return None
+        guard = self._guard
+        if guard is None or guard.mode != mode or guard.margin != margin:
+            guard = self._guard = RangeGuard(self.ranges, mode, margin)
+        return guard
 
     @property
     def direct(self) -> bool:
@@ -100,6 +137,9 @@ class Observer(Protocol):
     def on_error(self, kind: str) -> None: ...
 
     def on_rejection(self, code: str) -> None: ...
+
+    def on_out_of_range(self, features: list[str]) -> None:
+        """An input with ``features`` outside their training range (served or refused)."""
 
 
 @dataclass
@@ -301,9 +341,14 @@ class ModelServer:
         fallback_window: int = 50,
         fallback_min_inferences: int = 20,
         on_fallback: Callable[[LoadedModel, float], None] | None = None,
+        input_guard: str = DEFAULT_GUARD_MODE,
+        input_guard_margin: float = DEFAULT_GUARD_MARGIN,
     ) -> None:
+        RangeGuard.check_settings(input_guard, input_guard_margin)
         self.observer = observer
         self.timeout = timeout
+        self.input_guard = input_guard
+        self.input_guard_margin = input_guard_margin
         self.fallback_error_rate = fallback_error_rate
         self.fallback_min_inferences = fallback_min_inferences
         self.on_fallback = on_fallback
@@ -341,8 +386,12 @@ class ModelServer:
             return self._window.snapshot()
 
     def configure(self, **settings: Any) -> None:
-        """Apply changed run-time settings (timeout, fallback thresholds)."""
+        """Apply changed run-time settings (timeout, fallback thresholds, input guard)."""
+        mode = settings.get("input_guard", self.input_guard)
+        margin = settings.get("input_guard_margin", self.input_guard_margin)
+        RangeGuard.check_settings(mode, margin)
         with self._lock:
+            self.input_guard, self.input_guard_margin = mode, margin
             self.timeout = settings.get("timeout", self.timeout)
             self.fallback_error_rate = settings.get("fallback_error_rate", self.fallback_error_rate)
             self.fallback_min_inferences = settings.get(
@@ -368,10 +417,12 @@ class ModelServer:
         t0 = time.perf_counter()
         x: np.ndarray | None = None
         scores: np.ndarray | None = None
+        warning: str | None = None
         if model.direct and model.prepare.fits(raw):
             scores, x = self._run_direct(model, raw)
         if scores is None:  # the generic path: prepare (or reject), then run
             x = prepared = self._prepare(model, raw)
+            warning = self._guard(model, prepared)
             self._note_input(prepared)
             scores = self._run_limited(model, lambda: model.predictor.infer_model_domain(prepared))
         # Plain Python on the (small) score row: right after an inference the CPU caches
@@ -388,6 +439,7 @@ class ModelServer:
             index=index,
             scores=row,
             latency_ms=round(latency_ms, 4),
+            warnings=(warning,) if warning else (),
         )
         self._record_ok(model, latency_ms, row[index])
         self.observer.on_prediction(model, prediction, latency_ms, label)
@@ -418,6 +470,25 @@ class ModelServer:
             self.observer.on_rejection("shape")
             raise InputError("shape", f"expected one sample, got a batch of {x.shape[0]}")
         return x
+
+    def _guard(self, model: LoadedModel, x: np.ndarray) -> str | None:
+        """The range guard on a prepared sample: None when in range (two vectorised
+        comparisons, no Python loop over features); else counted, and either the warning
+        (``warn``) or InputError code ``range`` (``refuse``)."""
+        guard = model.guard(self.input_guard, self.input_guard_margin)
+        if guard is None:
+            return None
+        features, message = guard.check(x)
+        if message is None:
+            return None
+        try:
+            self.observer.on_out_of_range(features)
+        except Exception:  # counting is not the caller's problem
+            log.exception("recording an out-of-range input failed")
+        if guard.refuses:
+            self.observer.on_rejection("range")
+            raise InputError("range", message)
+        return message
 
     def _run_direct(
         self, model: LoadedModel, raw: np.ndarray
