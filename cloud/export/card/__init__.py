@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from cloud.card_info import CardInfo
-from cloud.export import card_fields, charts
+from cloud.export import charts
+from cloud.export.card import fields as card_fields
 from cloud.export.card import overview, quality
 from cloud.export.card import variants as variant_sections
 from cloud.export.card.explanation import (

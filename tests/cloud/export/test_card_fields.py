@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cloud.card_info import CardInfo
-from cloud.export.card_fields import (
+from cloud.export.card.fields import (
     card_info_header_rows,
     card_info_summary,
     citation_section,

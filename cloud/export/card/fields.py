@@ -1,6 +1,6 @@
 """Model card sections for the user's card fields (``--card-info``) and metrics per group.
 
-Pure functions from data to markdown, so cloud/export/card.py places them in the card and
+Pure functions from data to markdown, so the card package places them in the card and
 they can be tested without a model. Each returns "" (or the generic text it was given) when
 there is nothing to show, so a card without groups or card info looks as before.
 """
@@ -11,18 +11,9 @@ import re
 from typing import Any
 
 from cloud.card_info import CardInfo
+from cloud.export.card.text import table as _table
 
 MATRIX_MAX_GROUPS = 8  # per-variant accuracy per group as columns only up to this many groups
-
-
-def _cell(v: Any) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(head: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _bullets(items: tuple[str, ...]) -> str:
