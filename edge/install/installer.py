@@ -391,7 +391,11 @@ class Installer:
         if previous is not None:
             previous.close()
         self.on_change()
-        detail = {"reason": "commanded", "restored": model.slot.id}
+        detail = {
+            "reason": "commanded",
+            "restored": model.slot.id,
+            "restored_version": model.slot.version,
+        }
         msg = f"rolled back to {model.slot.id}"
         self.emit("rollback", "rolled_back", msg, detail=detail, **ctx)
 
@@ -418,7 +422,7 @@ class Installer:
         self.server.swap(replacement)
         model.close()
         self.on_change()
-        detail["restored"] = target.id
+        detail["restored"], detail["restored_version"] = target.id, target.version
         msg = f"fell back to {target.id}: error rate {rate:.2f}"
         self.emit("rollback", "rolled_back", msg, version=target.version, detail=detail)
 

@@ -172,6 +172,20 @@ def busy_devices(db: Session, rollout_id: str) -> dict[str, str]:
     return {dev: rid for dev, rid in rows}
 
 
+def step_reason(e: EventRow) -> str:
+    """Why the device says a step ended as it did: the agent's ``detail.reason`` with the
+    step that failed ("probation failed: mean confidence 0.104 dropped ..."), else its
+    message."""
+    detail = e.detail if isinstance(e.detail, dict) else {}
+    reason = str(detail.get("reason") or "").strip()
+    if not reason:
+        return e.message or ""
+    failed_step = detail.get("failed_step")
+    if isinstance(failed_step, str) and failed_step and failed_step != "failed":
+        return f"{failed_step} failed: {reason}"
+    return reason
+
+
 def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
     """Every device as it reports itself, plus its latest deploy step for this rollout,
     what it served on the new version since the rollout began, and whether another
@@ -185,8 +199,7 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
     for e in events:
         if e.step is None:
             continue
-        reason = str(e.detail.get("reason", "")) if isinstance(e.detail, dict) else ""
-        steps[e.device_id] = StepReport(e.step, e.command, e.version, reason or e.message)
+        steps[e.device_id] = StepReport(e.step, e.command, e.version, step_reason(e))
     served = served_on(db, r.spec.model, r.spec.version, r.created)
     busy = busy_devices(db, r.id)
     target = (r.spec.model, r.spec.version)

@@ -117,7 +117,7 @@ class Rig:
         self.client.publish(
             c.topic(DEV, c.INFER_REQ), json.dumps({"id": rid, "inputs": inputs}).encode()
         )
-        return wait_for(lambda: next((r for r in self.responses if r["id"] == str(rid)), None))
+        return wait_for(lambda: next((r for r in self.responses if r["id"] == rid), None))
 
     def close(self) -> None:
         self.stop()
@@ -192,7 +192,7 @@ def test_no_model_waits_and_answers_errors(rig: Rig) -> None:
 def test_request_response_and_in_process(rig: Rig) -> None:
     agent = rig.start(bundle=str(rig.kit["v1"]))
     res = rig.infer(42, raw_digit())
-    assert res["schema"] == c.SCHEMA_INFER_RES and res["id"] == "42"
+    assert res["schema"] == c.SCHEMA_INFER_RES and res["id"] == 42  # an integer, as sent
     assert res["label"] in [str(i) for i in range(10)] and len(res["scores"]) == 10
     assert res["version"] == 1 and res["latency_ms"] > 0
     pred = agent.predict(raw_digit())
@@ -349,6 +349,8 @@ def test_probation_failure_rolls_back(rig: Rig) -> None:
     assert rolled["command"] == cid and rolled["detail"]["failed_step"] == "probation"
     assert "error rate" in rolled["detail"]["reason"]
     assert rolled["detail"]["restored"] == "digits-1"
+    assert rolled["detail"]["restored_version"] == 1 and rolled["version"] == 2
+    assert rolled["detail"]["reason"] in rolled["message"]  # the hub shows it per device
     assert agent.server.current is not None and agent.server.current.version == 1
     wait_for(lambda: rig.status()["model"]["version"] == 1)
     assert sid(agent.store.active()) == "digits-1"
@@ -367,6 +369,7 @@ def test_error_rate_fallback_to_last_known_good(rig: Rig) -> None:
             agent.predict(ZEROS)
     ev = rig.wait_event("rolled_back", kind="rollback", timeout=20)
     assert ev["detail"]["reason"] == "error_rate" and ev["detail"]["restored"] == "digits-1"
+    assert ev["detail"]["restored_version"] == 1 and ev["detail"]["error_rate"] >= 0.5
     wait_for(lambda: agent.server.current is not None and agent.server.current.version == 1)
     assert agent.predict(raw_digit()).label
     assert sid(agent.store.active()) == sid(agent.store.last_known_good()) == "digits-1"
@@ -379,6 +382,7 @@ def test_commanded_rollback_and_unknown_version(rig: Rig) -> None:
     cid = rig.command("rollback", name="digits", version=1)
     done = rig.wait_event("rolled_back", kind="rollback")
     assert done["command"] == cid and done["detail"]["reason"] == "commanded"
+    assert done["detail"]["restored_version"] == 1
     assert agent.server.current is not None and agent.server.current.version == 1
     wait_for(lambda: rig.status()["model"]["version"] == 1)
     bad = rig.command("rollback", name="digits", version=7)

@@ -35,11 +35,12 @@ def rollback_orders(
         o = obs.get(d.device) if obs is not None else None
         settled = d.status in ("failed", "stranded")  # no deploy still in flight
         if settled and o is not None and o.model == (d.from_name, d.from_version):
-            set_status(d, "reverted", now, "device already runs the previous version")
+            note = f"already runs the previous version v{d.from_version}"
+            set_status(d, "reverted", now, note, keep_cause=True)
             continue
         d.command_id = next_command(r)
         d.ordered_at = now
-        set_status(d, "reverting", now, f"rollback to v{d.from_version} ordered")
+        set_status(d, "reverting", now, f"rollback to v{d.from_version} ordered", keep_cause=True)
         orders.append(Order(d.device, "rollback", d.from_name, d.from_version, d.command_id, r.id))
     return orders
 

@@ -119,9 +119,7 @@ def _observe(r: RolloutState, obs: Mapping[str, DeviceObservation], now: float) 
                 and step.step in FAIL_STEPS
                 and step.command == d.command_id
             ):
-                set_status(
-                    d, "failed", now, f"device reported {step.step}: {step.reason}".rstrip(": ")
-                )
+                set_status(d, "failed", now, _device_failure(step))
             elif answers and step is not None and step.step == "committed" and o.model == target:
                 set_status(d, "committed", now, "device committed and reports the version")
             elif d.ordered_at is not None and now - d.ordered_at > r.spec.deploy_timeout_s:
@@ -135,14 +133,22 @@ def _observe(r: RolloutState, obs: Mapping[str, DeviceObservation], now: float) 
             set_status(d, "failed", now, f"device now reports {o.model[0]} v{o.model[1]}")
         elif d.status == "reverting":
             if o.model == (d.from_name, d.from_version):
-                set_status(d, "reverted", now, "device reports the previous version")
+                note = f"device reports the previous version v{d.from_version}"
+                set_status(d, "reverted", now, note, keep_cause=True)
             elif step is not None and step.command == d.command_id and step.step == "failed":
-                set_status(d, "failed", now, f"rollback failed: {step.reason}".rstrip(": "))
+                note = f"rollback failed: {step.reason}".rstrip(": ")
+                set_status(d, "failed", now, note, keep_cause=True)
             elif d.ordered_at is not None and now - d.ordered_at > r.spec.deploy_timeout_s:
                 # Settle it, so the device is free for later rollouts (see ``busy``).
-                set_status(
-                    d, "failed", now, f"rollback not confirmed within {r.spec.deploy_timeout_s:g} s"
-                )
+                note = f"rollback not confirmed within {r.spec.deploy_timeout_s:g} s"
+                set_status(d, "failed", now, note, keep_cause=True)
+
+
+def _device_failure(step: StepReport) -> str:
+    """The device's own reason, e.g. "device rolled back: probation failed: mean confidence
+    0.104 dropped more than 0.2 below 0.991" (kept by later notes, see ``set_status``)."""
+    what = "device rolled back" if step.step == "rolled_back" else "device reported failure"
+    return f"{what}: {step.reason}" if step.reason else what
 
 
 def _capture_baseline(r: RolloutState, obs: Mapping[str, DeviceObservation]) -> None:

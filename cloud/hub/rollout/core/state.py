@@ -164,5 +164,19 @@ def soaked(r: RolloutState, w: WaveState, now: float | None) -> bool:
     return now is None or now - w.soak_started >= r.spec.soak_seconds
 
 
-def set_status(d: DeploymentState, status: str, now: float, reason: str) -> None:
+CAUSE_SEP = " → "  # "<why the device failed> → <the hub's latest note>"
+
+
+def set_status(
+    d: DeploymentState, status: str, now: float, reason: str, *, keep_cause: bool = False
+) -> None:
+    """Set a deployment's status and note. ``keep_cause``: a failed device's reason (its
+    own words, e.g. why its probation rolled back) stays in front of the hub's note, so
+    reverting or reverting it never hides why it failed."""
+    if keep_cause:
+        if CAUSE_SEP in d.reason:
+            cause = d.reason.rsplit(CAUSE_SEP, 1)[0]
+        else:
+            cause = d.reason if d.status == "failed" else ""
+        reason = f"{cause}{CAUSE_SEP}{reason}" if cause else reason
     d.status, d.updated, d.reason = status, now, reason
