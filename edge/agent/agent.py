@@ -32,6 +32,7 @@ from edge.runtime import Prediction
 from edge.serving import LoadedModel, ModelServer, Monitor
 
 if TYPE_CHECKING:
+    from edge.agent.ha_discovery import HaDiscovery
     from edge.agent.http_api import LocalHttpApi
     from edge.agent.replay import ReplaySource
 
@@ -133,6 +134,7 @@ class Agent:
         )
         self.replay: ReplaySource | None = None
         self.http: LocalHttpApi | None = None
+        self.ha: HaDiscovery | None = None  # Home Assistant discovery (ha_discovery)
         self.started = False
         self._configure(cfg)
 
@@ -167,6 +169,11 @@ class Agent:
             self.transport.add_connect_listener(self.reporter.publish_status)
             self.transport.subscribe(c.topic(self.device, c.CMD), self._on_cmd, qos=1)
             self.inference.subscribe()
+            if self.cfg.ha_discovery is not None:
+                from edge.agent.ha_discovery import HaDiscovery
+
+                self.ha = HaDiscovery(self.device, self.transport, self.cfg.ha_discovery)
+                self.ha.attach()
             self.transport.connect(will=self.reporter.will())
             self.outbox.start(self.transport)
         self.reporter.start_telemetry()

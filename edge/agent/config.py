@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from edge.agent.ha_discovery import parse_setting as ha_discovery_setting
 from edge.agent.remote_config import RUNTIME_KEYS, out_of_range
 from edge.bundle import KEYRING_FILE, Keyring
 from edge.contract import PRECISIONS, RUNTIMES, validate_device_id
@@ -73,6 +74,7 @@ class AgentConfig(InstallSettings):
     input_guard_margin: float = DEFAULT_GUARD_MARGIN
     outbox_max_bytes: int = 64 * 1024 * 1024
     outbox_max_messages: int = 100_000
+    ha_discovery: str | None = None  # the discovery prefix; None = off
 
     def install_policy(self, credentials: Mapping[str, Any] | None = None) -> Policy:
         """The installer's policy: the install keys plus the trust settings. Bundles are
@@ -215,6 +217,7 @@ class Field:
     parse_value: Callable[[Any, str], Any]
     help: str
     optional: bool = False
+    flag_const: str | None = None  # the value of the bare flag (its argument is optional)
 
     def parse(self, value: Any, key: str) -> Any:
         if value is None or (self.optional and value == ""):
@@ -304,6 +307,12 @@ FIELDS: dict[str, Field] = {
     ),
     "outbox_max_bytes": _f(_int, "disk bytes the outbox may use before dropping oldest"),
     "outbox_max_messages": _f(_int, "messages the outbox may hold before dropping oldest"),
+    "ha_discovery": Field(
+        ha_discovery_setting,
+        "publish Home Assistant MQTT discovery (bare flag: prefix homeassistant; or PREFIX)",
+        optional=True,
+        flag_const="true",
+    ),
 }
 REQUIRED = ("device_id", "data_dir")
 

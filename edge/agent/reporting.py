@@ -24,7 +24,7 @@ import numpy as np
 
 from edge import __version__
 from edge import contract as c
-from edge.contract import Event, Status, Telemetry
+from edge.contract import Event, ModelRef, Status, Telemetry
 from edge.errors import EdgekitError
 from edge.messaging import Outbox, Transport, Will
 from edge.serving import (
@@ -64,6 +64,8 @@ class Reporter:
         self._monitor_model: LoadedModel | None = None
         self.drift_thresholds = (DEFAULT_DRIFT_THRESHOLD, DEFAULT_DRIFT_FEATURE_THRESHOLD)
         self._drift_alerting = False
+        self.last_drift: dict[str, Any] | None = None  # of the last telemetry (/metrics)
+        self._will_model: ModelRef | None = None  # what the transport's will names
         self._seq = {c.STATUS: 0, c.TELEMETRY: 0, c.EVENTS: 0}
         self._lock = threading.Lock()
         self._malformed = 0
@@ -93,9 +95,30 @@ class Reporter:
         )
 
     def will(self) -> Will:
-        """The retained ``offline`` status the broker publishes if we vanish."""
-        offline = Status(self.device, time.time(), -1, "offline", __version__, boot=self.boot)
+        """The retained ``offline`` status the broker publishes if we vanish: it names the
+        model served when it was made, so the retained status keeps what the device ran.
+        (``ts`` is when the will was armed, not when the device vanished.)"""
+        model = self.server.current
+        offline = Status(
+            self.device,
+            time.time(),
+            -1,
+            "offline",
+            __version__,
+            model=model.ref() if model else None,
+            boot=self.boot,
+            enrolled=self.enrolled,
+        )
         return Will(c.topic(self.device, c.STATUS), c.encode_json(offline.to_dict()), 1, True)
+
+    def rearm_will(self) -> None:
+        """Give the transport a will naming the model served now, if that changed since
+        the last one (the transport reconnects to hand it to the broker)."""
+        model = self.server.current
+        ref = model.ref() if model else None
+        if ref != self._will_model:
+            self._will_model = ref
+            self.transport.set_will(self.will())
 
     def publish_status(self) -> None:
         """Retained ``online`` status; re-sent on every (re)connect and model change."""
@@ -114,6 +137,7 @@ class Reporter:
             self._monitor_model = model
         if publish and self.transport.connected:
             self.publish_status()
+        self.rearm_will()
 
     # ------------------------------------------------------------------ events
 
@@ -191,6 +215,7 @@ class Reporter:
     def publish_telemetry(self) -> None:
         """One telemetry message from the monitor's current interval, through the outbox."""
         metrics = self.monitor.snapshot(outbox=self.outbox.stats())
+        self.last_drift = metrics.get("drift")
         try:
             self.report_drift(metrics.get("drift"))
         except Exception:  # saying it must never cost the telemetry itself
@@ -276,9 +301,7 @@ def monitor_for(
         feature_threshold=thresholds[1],
         output_step=output_step(model),
     )
-    monitor.started = previous.started
-    monitor.inferences_total = previous.inferences_total
-    monitor.errors_total = previous.errors_total
+    monitor.inherit_totals(previous)
     return monitor
 
 

@@ -7,6 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edge.contract.histogram import LatencyBuckets
 from edge.contract.topics import (
     SCHEMA_CMD,
     SCHEMA_EVENT,
@@ -140,6 +141,11 @@ class Telemetry:
             model=ModelRef.parse(obj.get("model"), "telemetry"),
             metrics={k: v for k, v in obj.items() if k not in skip},
         )
+
+    def latency_histogram(self) -> LatencyBuckets | None:
+        """The interval's ``latency_histogram`` (edge/contract/histogram.py); None when the
+        device sent none (older agents), ContractError when it is malformed."""
+        return LatencyBuckets.parse(self.metrics.get("latency_histogram"))
 
 
 @dataclass(frozen=True)
@@ -309,18 +315,18 @@ def _finite(value: float, name: str) -> float:
 class InferRequest:
     """``infer/req``: ``id`` plus ``inputs`` (a list, nested list, or named-feature object)."""
 
-    id: str
+    id: str | int  # returned as sent: an integer id comes back an integer
     inputs: Any
     label: Any = None  # optional ground truth, for live accuracy
 
     @staticmethod
-    def id_of(obj: dict[str, Any]) -> str | None:
-        """The request's usable ``id`` (a non-empty string or an integer), else None: a
-        request without one cannot be answered."""
+    def id_of(obj: dict[str, Any]) -> str | int | None:
+        """The request's usable ``id`` (a non-empty string or an integer), with its type,
+        else None: a request without one cannot be answered."""
         rid = obj.get("id")
         if not isinstance(rid, (str, int)) or isinstance(rid, bool) or rid == "":
             return None
-        return str(rid)
+        return rid
 
     @staticmethod
     def parse(obj: dict[str, Any]) -> InferRequest:
@@ -334,9 +340,9 @@ class InferRequest:
 
 @dataclass(frozen=True)
 class InferResponse:
-    """``infer/res``: the same ``id`` and either a prediction or an ``error``."""
+    """``infer/res``: the same ``id`` (same JSON type) and either a prediction or an ``error``."""
 
-    id: str
+    id: str | int
     device: str
     ts: float
     label: str | None = None
@@ -354,7 +360,7 @@ class InferResponse:
     def parse(obj: dict[str, Any]) -> InferResponse:
         _check_schema(obj, SCHEMA_INFER_RES)
         return InferResponse(
-            id=str(_req(obj, "id", (str, int), "infer response")),
+            id=_req(obj, "id", (str, int), "infer response"),
             device=_req(obj, "device", str, "infer response"),
             ts=float(_req(obj, "ts", (int, float), "infer response")),
             label=_opt(obj, "label", str, "infer response"),

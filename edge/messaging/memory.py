@@ -153,6 +153,11 @@ class MemoryTransport:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected_evt.wait(timeout)
 
+    def set_will(self, will: Will | None) -> None:
+        """In memory the will is read when the connection drops, so replacing it suffices."""
+        with self._lock:
+            self._will = will
+
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
         check_filter(topic_filter)
         check_qos(qos)

@@ -136,6 +136,9 @@ class MqttTransport:
         self._subs_acked = threading.Condition()
         self._closed = False
         self._started = False
+        self._will: Will | None = None
+        self._cycle_lock = threading.Lock()  # a will re-arm (reconnect) vs. close()
+        self._cycling = False
         self.last_error: str | None = None
         self._inbox: queue.Queue[Any] = queue.Queue(maxsize=settings.dispatch_backlog)
         self._dispatcher = threading.Thread(
@@ -184,9 +187,7 @@ class MqttTransport:
             if self._started or self._closed:
                 raise TransportError("connect() may be called once per transport")
             self._started = True
-        if will is not None:
-            check_topic(will.topic)
-            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._arm(will)
         try:
             self._client.connect_async(self.host, self.port, keepalive=self.settings.keepalive)
         except (OSError, ValueError) as exc:
@@ -197,6 +198,47 @@ class MqttTransport:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def _arm(self, will: Will | None) -> None:
+        """The will paho puts in every later CONNECT packet."""
+        if will is None:
+            self._client.will_clear()
+        else:
+            check_topic(will.topic)
+            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._will = will
+
+    def set_will(self, will: Will | None) -> None:
+        with self._lock:
+            if self._closed or will == self._will:
+                return
+            self._arm(will)
+            live = self._started and self.connected
+        if live:  # re-arm now: off the caller's thread (it may be a paho or dispatcher one)
+            threading.Thread(target=self._rearm, name="mqtt-rearm-will", daemon=True).start()
+
+    def _rearm(self) -> None:
+        """DISCONNECT (the broker discards the old will unpublished), then CONNECT with the
+        new one. Messages sent to our subscriptions in between (milliseconds) are lost as in
+        any reconnect; the outbox re-sends what was not acknowledged."""
+        with self._cycle_lock:
+            if self._closed:
+                return
+            self._cycling = True
+            try:
+                self._client.disconnect()
+                self._client.loop_stop()
+                self._connected.clear()
+                if not self._closed:
+                    self._client.connect_async(
+                        self.host, self.port, keepalive=self.settings.keepalive
+                    )
+                    self._client.loop_start()
+                    log.info("MQTT reconnecting to %s to re-arm the will", self.settings.url)
+            except (OSError, ValueError) as exc:
+                log.warning("MQTT will re-arm on %s failed: %s", self.settings.url, exc)
+            finally:
+                self._cycling = False
 
     def wait_subscribed(self, timeout: float) -> bool:
         """True once connected and the broker has acknowledged (SUBACK) every subscription
@@ -262,16 +304,17 @@ class MqttTransport:
             if self._closed:
                 return
             self._closed = True
-        if graceful:
-            if final is not None and self.connected:
-                self.publish_and_wait(final.topic, final.payload, final.qos, final.retain, 5.0)
-            self._client.disconnect()
-            self._client.loop_stop()
-        else:  # like a crash: stop the loop, then drop the socket without DISCONNECT
-            self._client.loop_stop()
-            sock = self._client.socket()
-            if sock is not None:
-                sock.close()
+        with self._cycle_lock:  # not in the middle of a will re-arm
+            if graceful:
+                if final is not None and self.connected:
+                    self.publish_and_wait(final.topic, final.payload, final.qos, final.retain, 5.0)
+                self._client.disconnect()
+                self._client.loop_stop()
+            else:  # like a crash: stop the loop, then drop the socket without DISCONNECT
+                self._client.loop_stop()
+                sock = self._client.socket()
+                if sock is not None:
+                    sock.close()
         self._connected.clear()
         if self._dispatcher.is_alive():
             self._inbox.put(_STOP_MARK)
@@ -305,7 +348,7 @@ class MqttTransport:
     ) -> None:
         if self._connected.is_set():
             self._stats.add("disconnects")
-            level = logging.DEBUG if self._closed else logging.WARNING
+            level = logging.DEBUG if self._closed or self._cycling else logging.WARNING
             log.log(level, "MQTT disconnected from %s: %s", self.settings.url, reason)
         elif self.endpoint_tls and not self._closed:  # closed before CONNACK: e.g. no cert
             why = self._tls_failure() or f"the broker closed the connection: {reason}"

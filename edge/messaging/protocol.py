@@ -93,6 +93,11 @@ class Transport(Protocol):
 
     def wait_connected(self, timeout: float) -> bool: ...
 
+    def set_will(self, will: Will | None) -> None:
+        """Replace the will. A broker keeps the will it got at CONNECT, so a connected
+        transport re-arms it by reconnecting cleanly (DISCONNECT drops the old will without
+        publishing it; the next CONNECT carries the new one); later reconnects use it too."""
+
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
         """Kept for the life of the transport and re-sent on every reconnect."""
 

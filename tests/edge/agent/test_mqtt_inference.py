@@ -143,3 +143,38 @@ def test_waiting_payload_bytes_are_bounded_too(
     finally:
         predictor.release.set()
         rig.close()
+
+
+def test_request_ids_come_back_with_their_json_type(digits_manifest: Manifest) -> None:
+    """1006 comes back as 1006 and "1006" as "1006", on every path that answers: a
+    prediction, a bad request and an overloaded refusal."""
+    predictor = BlockingPredictor()
+    predictor.release.set()
+    rig = Rig(digits_manifest, predictor)
+    req = c.topic(DEV, c.INFER_REQ)
+    try:
+        for rid in (1006, "1006", 2**70):
+            body = {"id": rid, "inputs": digit().tolist()}
+            rig.client.publish(req, json.dumps(body).encode(), qos=1)
+        rig.client.publish(req, json.dumps({"id": 7, "inputs": "not a list"}).encode(), qos=1)
+        raw = wait_for(lambda: len(r := rig.broker.messages(c.topic(DEV, c.INFER_RES))) >= 4 and r)
+        ids = [json.loads(m.payload)["id"] for m in raw]
+        assert sorted(ids, key=repr) == sorted([1006, "1006", 2**70, 7], key=repr)
+        by_id = {(type(r["id"]), r["id"]): r for r in map(json.loads, (m.payload for m in raw))}
+        assert by_id[(int, 1006)]["label"] == "3" and by_id[(str, "1006")]["label"] == "3"
+        assert by_id[(int, 7)]["error"]["code"]
+        assert b'"id":1006,' in raw[0].payload  # on the wire, not only after decoding
+        # the overloaded path: the queue is full while a request is running
+        predictor.release.clear()
+        rig.inference.max_pending = 1
+        rig.send("running")
+        wait_for(lambda: len(predictor.threads) >= 4)
+        rig.send("queued")
+        rig.client.publish(req, json.dumps({"id": 42, "inputs": [1]}).encode(), qos=1)
+        over = wait_for(lambda: next((json.loads(m.payload) for m in rig.broker.messages(
+            c.topic(DEV, c.INFER_RES)) if json.loads(m.payload)["id"] == 42), None))  # fmt: skip
+        assert over["error"]["code"] == "overloaded" and isinstance(over["id"], int)
+        predictor.release.set()
+    finally:
+        predictor.release.set()
+        rig.close()

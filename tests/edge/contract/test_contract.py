@@ -91,7 +91,8 @@ def test_command_rules() -> None:
 
 
 def test_infer_request_needs_id_and_inputs() -> None:
-    assert c.InferRequest.parse({"id": 5, "inputs": [1]}).id == "5"
+    assert c.InferRequest.parse({"id": 5, "inputs": [1]}).id == 5  # the type is kept
+    assert c.InferRequest.parse({"id": "5", "inputs": [1]}).id == "5"
     for bad in ({"inputs": [1]}, {"id": "", "inputs": [1]}, {"id": True, "inputs": 1}, {"id": "x"}):
         with pytest.raises(ContractError):
             c.InferRequest.parse(bad)

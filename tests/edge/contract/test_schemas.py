@@ -21,10 +21,25 @@ jsonschema = pytest.importorskip("jsonschema")
 SCHEMAS = Path(__file__).resolve().parents[3] / "docs" / "schemas"
 
 
-def validator(name: str) -> Any:
+# Every schema is checked by a draft-07 validator (what ajv 8, Node-RED and most tools
+# read by default) and by jsonschema's default for a schema without $schema (its newest,
+# 2020-12): a consumer may use either.
+VALIDATORS = (jsonschema.Draft7Validator, jsonschema.validators.validator_for({}))  # + default
+
+
+def validators(name: str) -> list[Any]:
     schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert jsonschema.validators.validator_for(schema) is jsonschema.Draft7Validator
+    out = []
+    for cls in VALIDATORS:
+        cls.check_schema(schema)
+        out.append(cls(schema))
+    return out
+
+
+def validator(name: str) -> Any:
+    return validators(name)[0]
 
 
 def wire(obj: dict[str, Any]) -> dict[str, Any]:
@@ -33,12 +48,14 @@ def wire(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def assert_valid(name: str, obj: dict[str, Any]) -> None:
-    errors = sorted(validator(name).iter_errors(wire(obj)), key=str)
-    assert not errors, [e.message for e in errors]
+    for v in validators(name):
+        errors = sorted(v.iter_errors(wire(obj)), key=str)
+        assert not errors, (type(v).__name__, [e.message for e in errors])
 
 
 def assert_invalid(name: str, obj: dict[str, Any]) -> None:
-    assert not validator(name).is_valid(obj)
+    for v in validators(name):
+        assert not v.is_valid(obj), type(v).__name__
 
 
 MODEL = c.ModelRef(name="digits", version=3, runtime="onnxruntime", precision="int8")
@@ -58,7 +75,7 @@ def idle_metrics() -> dict[str, Any]:
     return Monitor(LABELS).snapshot()
 
 
-def test_every_schema_file_is_valid_draft_2020_12() -> None:
+def test_every_schema_file_is_valid_draft_07_and_latest() -> None:
     names = sorted(p.name.removesuffix(".schema.json") for p in SCHEMAS.glob("*.schema.json"))
     assert names == ["cmd", "event", "infer.req", "infer.res", "reference", "status", "telemetry"]
     for name in names:
