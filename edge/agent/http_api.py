@@ -5,6 +5,7 @@
   for a rejected input, 503 when no model can answer, 413 for a body over 16 MiB.
 * ``GET /v1/status`` → the status object the agent publishes (retained) on MQTT.
 * ``GET /healthz`` → 200 ``{"ok": true}`` while a model is served, else 503.
+* ``GET /metrics`` → Prometheus text (edge/agent/metrics.py; docs/agent.md lists the series).
 
 Loopback only, on purpose: there is no authentication; remote clients use MQTT.
 """
@@ -17,6 +18,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from edge.agent import metrics
 from edge.agent.mqtt_inference import error_code
 from edge.errors import BackendError, EdgekitError, InputError, TransportError
 
@@ -85,6 +87,13 @@ def _make_handler(  # noqa: C901 - counts the nested handler's per-request check
                 self._send(200 if ok else 503, {"ok": ok})
             elif self.path == "/v1/status":
                 self._send(200, agent.status().to_dict())
+            elif self.path == "/metrics":
+                body = metrics.render(agent)
+                self.send_response(200)
+                self.send_header("Content-Type", metrics.CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
             else:
                 self._error(404, "not_found", f"no such endpoint {self.path}")
 

@@ -12,6 +12,7 @@ Parsing is strict about what it needs and tolerant of what it does not know: unk
 are ignored, so a newer minor version of a producer never breaks an older consumer.
 """
 
+from edge.contract.histogram import LATENCY_BUCKETS_S, LatencyBuckets, latency_bucket
 from edge.contract.manifest import (
     BUNDLE_FORMAT,
     MANIFEST_NAME,
@@ -71,6 +72,7 @@ __all__ = [
     "EVENTS",
     "INFER_REQ",
     "INFER_RES",
+    "LATENCY_BUCKETS_S",
     "MANIFEST_NAME",
     "MAX_PAYLOAD_BYTES",
     "PRECISIONS",
@@ -94,6 +96,7 @@ __all__ = [
     "Golden",
     "InferRequest",
     "InferResponse",
+    "LatencyBuckets",
     "Manifest",
     "ModelRef",
     "Status",
@@ -102,6 +105,7 @@ __all__ = [
     "canonical_json",
     "decode_json",
     "encode_json",
+    "latency_bucket",
     "parse_topic",
     "topic",
     "topic_filter",

@@ -17,6 +17,10 @@ confidence, each against reference.json; ``alert`` when the mean, output or conf
 exceeds ``psi_threshold`` (0.2 = significant by standard PSI practice) or the worst feature
 exceeds ``feature_threshold``. Scores are computed at snapshot time, not per inference.
 Live accuracy is over the last ``window`` predictions that came with a true label.
+The same latencies are also counted in the contract's few fixed Prometheus bounds
+(``LATENCY_BUCKETS_S``, edge/contract/histogram.py): per interval for telemetry's
+``latency_histogram`` (the hub merges them across devices) and since start for the agent's
+``/metrics``.
 Input guard (edge/runtime/guard.py): inputs with a feature outside its training range in
 the interval, and the most often flagged features by name (``input_guard``).
 """
@@ -33,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.contract import LATENCY_BUCKETS_S, LatencyBuckets
 from edge.serving.drift import InputDrift
 from edge.serving.drift_watch import (
     DEFAULT_FEATURE_THRESHOLD,
@@ -47,6 +52,7 @@ LATENCY_MAX_MS = 120_000.0
 LATENCY_GROWTH = 1.1
 LATENCY_REL_ERROR = math.sqrt(LATENCY_GROWTH) - 1
 MAX_GUARD_FEATURES = 10  # features named per telemetry interval in input_guard
+_LE_MS = [b * 1000.0 for b in LATENCY_BUCKETS_S]  # the contract's bounds, in record()'s unit
 
 
 def latency_edges(
@@ -166,6 +172,10 @@ class Monitor:
         self.started = self._clock()
         self.inferences_total = 0
         self.errors_total = 0
+        self.rejected_total: dict[str, int] = {}
+        self.errors_by_kind: dict[str, int] = {}
+        self._le_total = [0] * (len(_LE_MS) + 1)
+        self._le_total_ms = 0.0
         self._reset_interval(self.started)
 
     # -- recording -----------------------------------------------------------------------
@@ -210,6 +220,10 @@ class Monitor:
             self.inferences_total += 1
             self._inferences += 1
             self._latency.add(ms)
+            i = bisect.bisect_left(_LE_MS, ms)
+            self._le_counts[i] += 1
+            self._le_total[i] += 1
+            self._le_total_ms += ms
             self._confidence_sum += float(row[pred])
             self._class_counts[pred] += 1
             self._recent.append((True, ms))
@@ -224,12 +238,14 @@ class Monitor:
         with self._lock:
             self.errors_total += 1
             self._errors[kind] = self._errors.get(kind, 0) + 1
+            self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
             self._recent.append((False, 0.0))
 
     def record_rejection(self, code: str) -> None:
         """An input refused before inference (InputError.code); not a model error."""
         with self._lock:
             self._rejected[code] = self._rejected.get(code, 0) + 1
+            self.rejected_total[code] = self.rejected_total.get(code, 0) + 1
 
     def record_out_of_range(self, features: Sequence[str]) -> None:
         """An input with ``features`` outside their training range (edge/runtime/guard.py),
@@ -268,6 +284,33 @@ class Monitor:
             if self._drift is not None:
                 self._drift.set_thresholds(threshold, feature_threshold)
 
+    def inherit_totals(self, previous: Monitor) -> None:
+        """Carry the run's start and totals over from the monitor this one replaces (a
+        new model), so counters never go back while the agent runs."""
+        with previous._lock:
+            self.started = previous.started
+            self.inferences_total = previous.inferences_total
+            self.errors_total = previous.errors_total
+            self.errors_by_kind = dict(previous.errors_by_kind)
+            self.rejected_total = dict(previous.rejected_total)
+            self._le_total = list(previous._le_total)
+            self._le_total_ms = previous._le_total_ms
+
+    def totals(self) -> dict[str, Any]:
+        """Counters since the agent started (the agent's ``/metrics``): uptime, inferences,
+        errors and rejected inputs by kind, and the latency histogram in seconds."""
+        now = self._clock()
+        with self._lock:
+            return {
+                "uptime_s": max(0.0, now - self.started),
+                "inferences": self.inferences_total,
+                "errors": dict(self.errors_by_kind),
+                "rejected": dict(self.rejected_total),
+                "latency": LatencyBuckets(
+                    LATENCY_BUCKETS_S, tuple(self._le_total), self._le_total_ms / 1e3
+                ),
+            }
+
     def drift_detail(self) -> dict[str, Any]:
         """PSI of every feature/channel by name (diagnostics; telemetry carries the top
         ones)."""
@@ -305,6 +348,9 @@ class Monitor:
                 "rejected_inputs": dict(self._rejected),
                 "input_guard": self._guard_block(),
                 "latency_ms": self._latency.summary(),
+                "latency_histogram": LatencyBuckets(
+                    LATENCY_BUCKETS_S, tuple(self._le_counts), round(self._latency.total / 1e3, 9)
+                ).to_dict(),
                 "throughput_per_s": n / interval,
                 "confidence_mean": self._confidence_sum / n if n else None,
                 "class_mix": {
@@ -342,6 +388,7 @@ class Monitor:
         self._out_of_range = 0
         self._guard_features: dict[str, int] = {}  # keys: the model's feature names
         self._latency.reset()
+        self._le_counts = [0] * (len(_LE_MS) + 1)
         self._confidence_sum = 0.0
         self._class_counts = [0] * len(self.labels)
 

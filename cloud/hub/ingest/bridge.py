@@ -49,6 +49,7 @@ from cloud.hub.broker import (
     remember_broker_url,
 )
 from cloud.hub.config import HubConfig
+from cloud.hub.ingest import fleet_counters
 from cloud.hub.ingest.batch_writer import BatchWriter
 from cloud.hub.storage import Database, leases
 from edge.contract import (
@@ -93,6 +94,8 @@ class MqttBridge:
         self.host, self.port, self.tls = self.settings.host, self.settings.port, self.settings.tls
         self.reconciled = threading.Event()  # set after each reconcile of broker accounts
         self.counters: Counter[str] = Counter()
+        self._persisted: Counter[str] = Counter()  # what persist_counters already added
+        self._persist_lock = threading.Lock()
         self.protocol = "3.1.1" if config.mqtt_version == "3.1.1" else "5"
         # resolved to shared|lease on the first SUBACK (or at once without MQTT 5)
         self.mode = "lease" if self.protocol == "3.1.1" else config.mqtt_consumer
@@ -160,6 +163,7 @@ class MqttBridge:
         finally:
             self._writer.join(timeout=5)
             self._sink.close()
+            self.persist_counters()
             if self.mode == "lease" and self.consuming:
                 leases.release(self.db, LEASE_NAME, self.holder)
 
@@ -350,5 +354,24 @@ class MqttBridge:
 
     def flush(self, raw: list[tuple[str, bytes]]) -> None:
         """Parse and store one batch through the writer (public so tests and benchmarks
-        can drive it); its counters join the bridge's."""
+        can drive it); its counters join the bridge's, and the shared ones (/metrics)."""
         self.counters.update(self._sink.flush(raw))
+        self.persist_counters()
+
+    def persist_counters(self) -> None:
+        """Add what this bridge counted since the last call to the database's fleet
+        counters, which ``/metrics`` serves: the sum over every hub process, whichever
+        one answers the scrape, kept across restarts (cloud/hub/ingest/fleet_counters.py).
+        One small upsert per batch; on a database error the increments wait for the next."""
+        with self._persist_lock:
+            now = Counter(self.counters)  # a copy: paho's thread counts on meanwhile
+            delta = now - self._persisted
+            if not delta:
+                return
+            try:
+                with self.db.session() as s:
+                    fleet_counters.add_bridge(s, delta)
+            except SQLAlchemyError:
+                log.warning("bridge counters not saved; retried with the next one", exc_info=True)
+                return
+            self._persisted = now

@@ -16,7 +16,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from cloud.hub.ingest import device_reports
+from cloud.hub.ingest import device_reports, fleet_counters
 from cloud.hub.ingest.telemetry_fields import Sample, TelemetryLike, staleness_window
 from cloud.hub.storage import Device, TelemetryMinute, TelemetryRaw, bulk_sql
 from edge.contract import encode_json
@@ -87,6 +87,7 @@ def write_batch(
         return 0
     _insert_raw(db, rows)
     _merge_minutes(db, minutes)
+    fleet_counters.add_telemetry(db, (p for pairs in per_device.values() for p in pairs))
     device_reports.refresh_from_telemetry(
         db, per_device, time.time(), stale_intervals, offline_after_s
     )

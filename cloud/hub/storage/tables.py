@@ -296,6 +296,20 @@ class DriftFeature(Base):
     model_version: Mapped[int | None] = mapped_column(Integer)
 
 
+class FleetCounter(Base):
+    """A cumulative counter of the fleet, shared by every hub process (``/metrics`` reads
+    these; see cloud/hub/ingest/fleet_counters.py): ``family`` names it, ``model_name`` /
+    ``model_version`` ("" / 0 when none) and ``label`` (a bucket bound, a result) say which
+    series. Only ever incremented, in the transaction that stored what it counts."""
+
+    __tablename__ = "fleet_counters"
+    family: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
 class EventRow(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_device_ts", "device_id", "ts"),)

@@ -365,7 +365,8 @@ def test_openapi_and_metrics(app: Any, client: Any) -> None:
     feed(app, helpers.status("cam-1"), helpers.telemetry("cam-1", seq=2))
     text = client.get("/metrics").data.decode()
     assert 'edgekit_devices{state="online"} 1' in text
-    assert 'edgekit_latency_p95_ms{model="digits",version="1"} 2' in text
+    assert 'edgekit_inferences_total{model="digits",version="1"} 50.0' in text
+    assert 'edgekit_inference_errors_total{model="digits",version="1"} 1.0' in text
 
 
 def test_every_api_route_is_in_the_openapi_document(app: Any, client: Any) -> None:

@@ -38,7 +38,7 @@ def test_migrations_are_idempotent(pg_url: str) -> None:
     db.migrate()
     with db.engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-    assert version == "0005"  # the newest revision in cloud/hub/storage/migrations/versions
+    assert version == "0006"  # the newest revision in cloud/hub/storage/migrations/versions
     db.dispose()
 
 
