@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cloud.hub.cli import devices_cmd, rollout_cmd
 from cloud.hub.cli.common import database
 from cloud.hub.cli.security import (
     broker_config,
@@ -143,6 +144,9 @@ def register(subparsers: Any) -> None:
     up.add_argument("--hub", required=True, help="hub base URL, e.g. http://127.0.0.1:8080")
     up.add_argument("--token", required=True, help="API token (operator or admin)")
     up.set_defaults(handler=_upload)
+
+    rollout_cmd.register(sub)  # these two speak to a running hub's API, not the DB
+    devices_cmd.register(sub)
 
     pk = sub.add_parser(
         "push-keys",
@@ -295,6 +299,6 @@ def _user_passwd(args: argparse.Namespace) -> int:
 def _upload(args: argparse.Namespace) -> int:
     from cloud.hub.upload import upload_bundle
 
-    result = upload_bundle(args.bundle, args.hub, args.token)
+    result = upload_bundle(args.bundle, args.hub, args.token, progress=True)
     print(f"uploaded {result['name']} v{result['version']}")
     return 0
