@@ -6,14 +6,12 @@ reads identically in the header, the variant table and the group section.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
-# An absolute POSIX path of at least one directory (not preceded by a word character, a dot,
-# a colon or a slash, so URLs and "n/a" survive), or a Windows drive path.
-_POSIX_PATH = re.compile(r"(?<![\w.:/~])/(?:[\w.@+-]+/)+([\w.@+-]*)")
-_WINDOWS_PATH = re.compile(r"\b[A-Za-z]:\\(?:[^\\\s|`'\"]+\\)+([^\\\s|`'\"]*)")
+from cloud.paths import scrub, strip_paths
+
+__all__ = ["scrub", "strip_paths"]  # path scrubbing lives in cloud.paths (the hub uses it too)
 
 
 def pct(v: Any, digits: int = 2) -> str:
@@ -68,28 +66,3 @@ def table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def target_name(row: dict[str, Any]) -> str:
     return str(row.get("target") or f"{row.get('runtime', '?')}-{row.get('precision', '?')}")
-
-
-def strip_paths(text: str) -> str:
-    """Replace absolute paths of the build machine by their last component.
-
-    The card travels to reviewers and devices; ``/home/alice/data/wine.csv`` means nothing
-    there and names a user, ``wine.csv`` says what was used.
-    """
-
-    def last(match: re.Match[str]) -> str:
-        parts = [p for p in re.split(r"[\\/]", match.group(0)) if p]
-        return parts[-1] if parts else ""
-
-    return _WINDOWS_PATH.sub(last, _POSIX_PATH.sub(last, text))
-
-
-def scrub(obj: Any) -> Any:
-    """:func:`strip_paths` applied to every string inside a JSON-like value."""
-    if isinstance(obj, str):
-        return strip_paths(obj)
-    if isinstance(obj, dict):
-        return {k: scrub(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [scrub(v) for v in obj]
-    return obj

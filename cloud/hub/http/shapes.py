@@ -6,6 +6,7 @@ from typing import Any
 
 from cloud.hub.rollout.core.machine import RolloutState, wave_progress
 from cloud.hub.storage import Device, EventRow, ModelVersion
+from cloud.paths import scrub
 
 
 def device_json(d: Device | Any) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def model_detail_json(m: ModelVersion, aliases: list[str] | None = None) -> dict
         **model_json(m, aliases),
         "manifest": m.manifest,
         "card": m.card,
-        "variant_table": list(m.variants or []),
+        "variant_table": scrub(list(m.variants or [])),  # older bundles' reasons name paths
     }
 
 

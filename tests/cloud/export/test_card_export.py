@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloud.export.pipeline import ExportOptions, ExportResult, write_card
+from cloud.export.pipeline import ExportOptions, ExportResult, export, write_card
 from cloud.export.run import TrainingRun
 
 pytestmark = pytest.mark.slow
@@ -90,3 +90,38 @@ def test_breast_cancer_card_from_a_real_keras_model(tmp_path: Path) -> None:
     assert "the 85 validation and 84 test rows plus 331 training rows" in card
     assert "**relied on**" in card  # log-loss importance finds used features on 500 rows
     assert str(tmp_path) not in card and "`breast_cancer.csv`" in card
+
+
+def test_exported_bundle_names_no_build_machine_path(
+    digits_run: Path, keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A run whose dataset, hyper-parameters and run dir are absolute paths of this machine:
+    no text member of the bundle (card, data report, report.json, manifest) keeps them."""
+    import shutil
+
+    run_dir = tmp_path / "home" / "alice" / "runs" / "digits-run"
+    shutil.copytree(digits_run, run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    info["dataset"]["source"] = str(tmp_path / "home" / "alice" / "data" / "digits.npz")
+    info["hyperparameters"]["cache_dir"] = str(Path.home() / ".cache" / "edgekit")
+    info["hyperparameters"]["workdir"] = "/work/scratch/digits"
+    (run_dir / "run.json").write_text(json.dumps(info))
+    out = tmp_path / "out" / "digits-v1.ekb"
+    out.parent.mkdir()
+    opts = ExportOptions(
+        run_dir=run_dir, out=out, name="digits", version=1, key=keypair[0], targets=["litert-fp32"]
+    )
+    export(opts, progress=lambda _msg: None)
+    files = _members(out)
+    texts = {n: b.decode() for n, b in files.items() if n.endswith((".md", ".json"))}
+    assert {"model_card.md", "manifest.json", "report.json", "data-report.json"} <= set(texts)
+    leaks = [str(tmp_path), str(Path.home()), "/tmp/", "/home/", "/work/", "/root/"]
+    for name, text in texts.items():
+        for leak in leaks:
+            assert leak not in text, (name, leak)
+    assert "`digits.npz`" in texts["model_card.md"]
+    report = json.loads(texts["report.json"])
+    assert report["run_dir"] == "digits-run"
+    manifest = json.loads(texts["manifest.json"])
+    assert manifest["lineage"]["dataset"]["source"] == "digits.npz"
+    assert manifest["lineage"]["hyperparameters"]["workdir"] == "digits"

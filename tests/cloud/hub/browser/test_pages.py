@@ -141,8 +141,8 @@ def test_device_page_charts_events_and_tags(page: Any, seeded: HubServer) -> Non
     login(page, seeded, "olga")
     page.goto(f"{seeded.url}/devices/cam-1")
     for chart in ("latency", "throughput", "drift", "confidence"):
-        page.wait_for_selector(f"#chart-{chart} svg path.series")
-    assert page.locator("#chart-latency path.series").count() == 2
+        page.wait_for_selector(f"#chart-{chart} .uplot canvas")
+    assert page.locator("#chart-latency .u-legend .u-series").count() == 3  # time, p50, p95
     page.wait_for_selector("#events li[data-step=committed]")
     assert page.locator("#events li").count() == 4
     assert "onnxruntime" in page.inner_text("#capabilities")
@@ -151,13 +151,13 @@ def test_device_page_charts_events_and_tags(page: Any, seeded: HubServer) -> Non
     page.wait_for_selector(".flash.ok")
     with seeded.session() as db:
         assert db.get(Device, "cam-1").tags == ["lab", "floor-1", "camera"]
-    page.hover("#chart-latency svg", position={"x": 300, "y": 80})
+    page.hover("#chart-latency .u-over", position={"x": 300, "y": 80})
     shot(page, "03-device")
     # live: a new sample shows up in the chart without a reload
-    before = page.get_attribute("#chart-throughput path.series", "d")
+    before = page.get_attribute("#chart-throughput", "data-points")
     with seeded.session() as db:
         write_batch(db, [telemetry("cam-1", time.time(), 2000, 1)])
-    wait_until(lambda: page.get_attribute("#chart-throughput path.series", "d") != before, 8)
+    wait_until(lambda: page.get_attribute("#chart-throughput", "data-points") != before, 8)
 
 
 def test_unknown_device_page_shows_error(page: Any, seeded: HubServer) -> None:
@@ -186,7 +186,7 @@ def test_upload_bundle_renders_card_safely(
     wait_js(page, "document.querySelector('#card img').naturalWidth > 0")
     assert page.locator("#variants tbody tr").count() == 2
     assert "left out" in page.inner_text("tr[data-variant=litert-int8]")
-    page.wait_for_selector("#chart-latency svg rect")
+    page.wait_for_selector("#chart-latency .uplot canvas")
     shot(page, "04-models")
     with hub_server.session() as db:
         assert db.scalar(select(ModelVersion).where(ModelVersion.name == "digits")) is not None

@@ -142,7 +142,7 @@ def test_rollout_to_real_agents_and_back(
 
         page.goto(f"{live_hub.url}/devices/{AGENTS[0]}")
         page.wait_for_selector("#events li[data-step=committed]", timeout=30_000)
-        page.wait_for_selector("#chart-latency svg path.series")
+        page.wait_for_selector("#chart-latency .uplot canvas")
         wait_until(lambda: "digits v1" in page.inner_text("#info"), timeout=30)
         shot(page, "14-flow-device-after-rollback")
     finally:

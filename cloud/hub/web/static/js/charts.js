@@ -1,16 +1,12 @@
-// Small dependency-free SVG charts for the hub pages: a time-axis line chart, a grouped
-// bar chart and a segmented progress bar. Everything is drawn from data; nothing is
-// fetched, so the pages work without internet access.
+// The hub's charts, drawn by the vendored uPlot (static/vendor/uplot, loaded by the page
+// before this module): a time-axis line chart with a cursor tooltip, a live legend and drag
+// to zoom (double-click resets), a grouped bar chart, and a segmented progress bar.
+// Nothing is fetched: the pages work without internet access. Charts keep their uPlot
+// instance between polls, so a zoom or a hover survives the page's 2 s refresh, and follow
+// their container's width (never wider than it).
 
-const NS = "http://www.w3.org/2000/svg";
 export const PALETTE = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#0ea5e9", "#64748b"];
-
-function svgEl(tag, attrs = {}, text = null) {
-  const el = document.createElementNS(NS, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  if (text !== null) el.textContent = text;
-  return el;
-}
+const charts = new WeakMap(); // container -> {u, key, sig, zoomed, resize}
 
 // "Nice" axis ticks (1, 2, 2.5, 5 x 10^k) covering [lo, hi].
 export function niceTicks(lo, hi, count = 5) {
@@ -34,15 +30,19 @@ export function fmtNumber(v, digits = 3) {
   return String(Number(v.toPrecision(digits)));
 }
 
-function fmtClock(ts, spanS) {
+function fmtClock(ts) {
   const d = new Date(ts * 1000);
   const pad = (n) => String(n).padStart(2, "0");
-  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  if (spanS > 2 * 86400) return `${d.getMonth() + 1}/${d.getDate()} ${hm}`;
-  return spanS < 600 ? `${hm}:${pad(d.getSeconds())}` : hm;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function drop(container) {
+  const c = charts.get(container);
+  if (c) { c.resize.disconnect(); c.u.destroy(); charts.delete(container); }
 }
 
 function empty(container, message) {
+  drop(container);
   container.replaceChildren();
   const p = document.createElement("p");
   p.className = "chart-empty";
@@ -50,138 +50,251 @@ function empty(container, message) {
   container.appendChild(p);
 }
 
+function missingLibrary(container) {
+  if (window.uPlot) return false;
+  empty(container, "Charts unavailable: uPlot did not load");
+  return true;
+}
+
+const width = (container) => Math.max(Math.floor(container.clientWidth || 0), 200);
+
+// A tooltip that follows the cursor: the hovered sample's time and every series' value.
+// Built with textContent only; data-idx / data-x say which sample it shows.
+function tooltipPlugin(label, valueText) {
+  let tip = null;
+  return {
+    hooks: {
+      init: (u) => {
+        tip = document.createElement("div");
+        tip.className = "chart-tip";
+        tip.hidden = true;
+        u.over.appendChild(tip);
+        u.over.addEventListener("mouseleave", () => { tip.hidden = true; });
+      },
+      setCursor: (u) => {
+        const idx = u.cursor.idx;
+        if (idx == null || u.cursor.left < 0) { tip.hidden = true; return; }
+        const lines = [label(u, idx)];
+        u.series.forEach((s, i) => {
+          if (i === 0 || !s.show) return;
+          lines.push(`${s.label}: ${valueText(u.data[i][idx], i)}`);
+        });
+        tip.replaceChildren(...lines.map((t, i) => {
+          const row = document.createElement("div");
+          if (i === 0) row.className = "chart-tip-head";
+          row.textContent = t;
+          return row;
+        }));
+        tip.dataset.idx = String(idx);
+        tip.dataset.x = String(u.data[0][idx]);
+        tip.hidden = false;
+        const x = u.valToPos(u.data[0][idx], "x");
+        const w = tip.offsetWidth;
+        const h = tip.offsetHeight;
+        const ow = u.over.clientWidth;
+        tip.style.left = `${Math.max(0, Math.min(x + w + 12 > ow ? x - w - 8 : x + 8, ow - w))}px`;
+        tip.style.top = `${Math.max(0, Math.min(u.cursor.top + 8, u.over.clientHeight - h))}px`;
+      },
+    },
+  };
+}
+
+// Tells the page (and tests) the x range shown: data-x-min / data-x-max / data-zoomed.
+function scaleWatcher(container, state) {
+  return {
+    hooks: {
+      setScale: (u, key) => {
+        if (key !== "x") return;
+        const xs = u.data[0];
+        const { min, max } = u.scales.x;
+        state.zoomed = xs.length > 1 && (min > xs[0] + 1e-6 || max < xs[xs.length - 1] - 1e-6);
+        container.dataset.xMin = String(min);
+        container.dataset.xMax = String(max);
+        container.dataset.zoomed = String(state.zoomed);
+      },
+    },
+  };
+}
+
+function thresholdPlugin(threshold) {
+  return {
+    hooks: {
+      draw: (u) => {
+        if (!threshold || !Number.isFinite(threshold.value)) return;
+        const y = u.valToPos(threshold.value, "y", true);
+        const { left, width: w, top, height } = u.bbox;
+        if (y < top || y > top + height) return;
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = "#dc2626";
+        ctx.lineWidth = devicePixelRatio;
+        ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
+        ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(left + w, y); ctx.stroke();
+        ctx.fillStyle = "#dc2626";
+        ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+        ctx.textAlign = "right";
+        ctx.fillText(threshold.label || "threshold", left + w - 4, y - 4 * devicePixelRatio);
+        ctx.restore();
+      },
+    },
+  };
+}
+
+function mount(container, key, build, data) {
+  const state = { zoomed: false };
+  container.replaceChildren();
+  const u = new window.uPlot(build(state), data, container);
+  const resize = new ResizeObserver(() => {
+    const w = width(container);
+    if (Math.abs(w - u.width) > 1) u.setSize({ width: w, height: u.height });
+  });
+  resize.observe(container);
+  const entry = { u, key, sig: null, state, resize };
+  charts.set(container, entry);
+  return entry;
+}
+
+// Union of every series' timestamps, each series' values aligned on it (null = gap).
+function align(series) {
+  const xs = [...new Set(series.flatMap((s) => s.points.map((p) => p[0]).filter(Number.isFinite)))].sort((a, b) => a - b);
+  const at = new Map(xs.map((x, i) => [x, i]));
+  const ys = series.map((s) => {
+    const col = new Array(xs.length).fill(null);
+    for (const [t, v] of s.points) if (at.has(t)) col[at.get(t)] = Number.isFinite(v) ? v : null;
+    return col;
+  });
+  return [xs, ...ys];
+}
+
+const signature = (data) => data.map((col) => `${col.length}:${col[0]}:${col[col.length - 1]}:${col.reduce((a, v) => a + (v ?? 0), 0)}`).join("|");
+
 // series: [{name, points: [[ts_seconds, value|null], ...], color?}]
-// opts: {height, unit, yMin, threshold: {value, label}}
+// opts: {height, unit, yLabel, yMin, threshold: {value, label}, title, emptyText}
 export function lineChart(container, series, opts = {}) {
-  const pts = series.flatMap((s) => s.points.filter((p) => Number.isFinite(p[1])));
-  if (pts.length === 0) return empty(container, opts.emptyText || "No data yet");
-  const W = Math.max(container.clientWidth || 480, 240);
-  const H = opts.height || 180;
-  const m = { l: 48, r: 12, t: 10, b: 24 };
-  const t0 = Math.min(...pts.map((p) => p[0]));
-  const t1 = Math.max(...pts.map((p) => p[0]));
-  const span = Math.max(t1 - t0, 1);
-  const values = pts.map((p) => p[1]);
-  if (opts.threshold && Number.isFinite(opts.threshold.value)) values.push(opts.threshold.value);
-  const yTicks = niceTicks(opts.yMin ?? Math.min(0, ...values), Math.max(...values), 4);
-  const y0 = yTicks[0];
-  const y1 = yTicks[yTicks.length - 1];
-  const x = (t) => m.l + ((t - t0) / span) * (W - m.l - m.r);
-  const y = (v) => H - m.b - ((v - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
-  const svg = svgEl("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
-  svg.appendChild(svgEl("title", {}, opts.title || series.map((s) => s.name).join(", ")));
-  for (const v of yTicks) {
-    svg.appendChild(svgEl("line", { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v), class: "grid" }));
-    svg.appendChild(svgEl("text", { x: m.l - 6, y: y(v) + 4, class: "tick", "text-anchor": "end" }, fmtNumber(v)));
+  const data = align(series);
+  if (!data.slice(1).some((col) => col.some((v) => v !== null))) return empty(container, opts.emptyText || "No data yet");
+  if (missingLibrary(container)) return;
+  const unit = opts.unit || "";
+  const key = JSON.stringify([series.map((s) => s.name), unit, opts.yLabel, opts.yMin, opts.threshold?.value ?? null]);
+  let entry = charts.get(container);
+  if (!entry || entry.key !== key) {
+    drop(container);
+    const valueText = (v) => (v == null ? "–" : `${fmtNumber(v)}${unit}`);
+    const yLabel = opts.yLabel ?? unit.trim().replace(/^\//, "per ");
+    entry = mount(container, key, (state) => ({
+      width: width(container),
+      height: opts.height || 200,
+      title: undefined,
+      class: "chart",
+      cursor: { drag: { x: true, y: false, setScale: true } },
+      legend: { live: true },
+      scales: {
+        x: { time: true },
+        y: {
+          range: (u, lo, hi) => {
+            const low = Math.min(opts.yMin ?? Math.min(0, lo), lo);
+            let high = Math.max(hi, opts.threshold?.value ?? -Infinity);
+            if (!(high > low)) high = low + 1;
+            return [low, high + (high - low) * 0.08];
+          },
+        },
+      },
+      axes: [
+        { stroke: "#6b7280", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e5e7eb" } },
+        {
+          stroke: "#6b7280", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e5e7eb" },
+          label: yLabel || undefined, labelSize: 18, size: 52,
+          values: (u, splits) => splits.map((v) => fmtNumber(v)),
+        },
+      ],
+      series: [
+        { label: "time", value: (u, v) => (v == null ? "–" : fmtClock(v)) },
+        ...series.map((s, i) => ({
+          label: s.name,
+          stroke: s.color || PALETTE[i % PALETTE.length],
+          width: 2,
+          spanGaps: false,
+          points: { show: (u) => u.data[0].length < 3, size: 6 },  // a lone sample stays visible
+          value: (u, v) => valueText(v),
+        })),
+      ],
+      plugins: [
+        tooltipPlugin((u, idx) => fmtClock(u.data[0][idx]), valueText),
+        scaleWatcher(container, state),
+        thresholdPlugin(opts.threshold),
+      ],
+    }), data);
+    entry.u.root.setAttribute("role", "img");
+    entry.u.root.setAttribute("aria-label", opts.title || series.map((s) => s.name).join(", "));
   }
-  const xCount = Math.max(2, Math.floor((W - m.l - m.r) / 90));
-  for (let i = 0; i <= xCount; i++) {
-    const t = t0 + (span * i) / xCount;
-    const anchor = i === 0 ? "start" : i === xCount ? "end" : "middle";
-    svg.appendChild(svgEl("text", { x: x(t), y: H - 6, class: "tick", "text-anchor": anchor }, fmtClock(t, span)));
+  const sig = signature(data);
+  if (sig === entry.sig) return;  // same data: leave hover and zoom alone
+  entry.sig = sig;
+  container.dataset.points = String(data[0].length);
+  if (entry.state.zoomed) {
+    const { min, max } = entry.u.scales.x;
+    entry.u.setData(data, false);
+    entry.u.setScale("x", { min, max });  // keep the zoom, rescale y to what is visible
+  } else {
+    entry.u.setData(data);
   }
-  if (opts.threshold && Number.isFinite(opts.threshold.value)) {
-    const ty = y(opts.threshold.value);
-    svg.appendChild(svgEl("line", { x1: m.l, x2: W - m.r, y1: ty, y2: ty, class: "threshold" }));
-    svg.appendChild(svgEl("text", { x: W - m.r, y: ty - 4, class: "tick threshold-label", "text-anchor": "end" }, opts.threshold.label || "threshold"));
-  }
-  series.forEach((s, i) => {
-    const color = s.color || PALETTE[i % PALETTE.length];
-    let d = "";
-    let pen = false;
-    for (const [t, v] of s.points) {
-      if (!Number.isFinite(v)) { pen = false; continue; }
-      d += `${pen ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
-      pen = true;
-    }
-    const path = svgEl("path", { d, fill: "none", stroke: color, "stroke-width": 2, class: "series" });
-    path.appendChild(svgEl("title", {}, s.name));
-    svg.appendChild(path);
-    const last = [...s.points].reverse().find((p) => Number.isFinite(p[1]));
-    if (last) svg.appendChild(svgEl("circle", { cx: x(last[0]), cy: y(last[1]), r: 3, fill: color }));
-  });
-  addHover(svg, series, { x, y, t0, span, m, W, H, unit: opts.unit || "" });
-  container.replaceChildren(svg);
-  if (series.length > 1 || opts.legend) container.appendChild(legend(series));
-}
-
-function legend(series) {
-  const div = document.createElement("div");
-  div.className = "legend";
-  series.forEach((s, i) => {
-    const item = document.createElement("span");
-    const sw = document.createElement("i");
-    sw.style.background = s.color || PALETTE[i % PALETTE.length];
-    item.append(sw, document.createTextNode(s.name));
-    div.appendChild(item);
-  });
-  return div;
-}
-
-// A vertical cursor that shows the nearest sample of every series.
-function addHover(svg, series, g) {
-  const cursor = svgEl("line", { y1: g.m.t, y2: g.H - g.m.b, class: "cursor", visibility: "hidden" });
-  const label = svgEl("text", { y: g.m.t + 10, class: "tick cursor-label", visibility: "hidden" });
-  svg.append(cursor, label);
-  svg.addEventListener("mousemove", (ev) => {
-    const box = svg.getBoundingClientRect();
-    const t = g.t0 + ((ev.clientX - box.left - g.m.l) / (g.W - g.m.l - g.m.r)) * g.span;
-    const parts = [];
-    let near = null;
-    for (const s of series) {
-      let best = null;
-      for (const p of s.points) if (Number.isFinite(p[1]) && (!best || Math.abs(p[0] - t) < Math.abs(best[0] - t))) best = p;
-      if (best) { parts.push(`${s.name} ${fmtNumber(best[1])}${g.unit}`); near = near ?? best[0]; }
-    }
-    if (near === null) return;
-    const cx = g.x(near);
-    cursor.setAttribute("x1", cx); cursor.setAttribute("x2", cx);
-    label.textContent = `${fmtClock(near, g.span)}  ${parts.join("  ")}`;
-    const right = cx > g.W / 2;
-    label.setAttribute("x", right ? cx - 6 : cx + 6);
-    label.setAttribute("text-anchor", right ? "end" : "start");
-    cursor.setAttribute("visibility", "visible"); label.setAttribute("visibility", "visible");
-  });
-  svg.addEventListener("mouseleave", () => {
-    cursor.setAttribute("visibility", "hidden"); label.setAttribute("visibility", "hidden");
-  });
 }
 
 // categories: ["litert-int8", ...]; series: [{name, values: [number|null per category]}]
 export function barChart(container, categories, series, opts = {}) {
   const all = series.flatMap((s) => s.values).filter(Number.isFinite);
   if (categories.length === 0 || all.length === 0) return empty(container, opts.emptyText || "No data");
-  const W = Math.max(container.clientWidth || 480, 240);
-  const H = opts.height || 200;
-  const m = { l: 48, r: 12, t: 12, b: 36 };
-  const ticks = niceTicks(0, Math.max(...all), 4);
-  const top = ticks[ticks.length - 1] || 1;
-  const y = (v) => H - m.b - (v / top) * (H - m.t - m.b);
-  const band = (W - m.l - m.r) / categories.length;
-  const barW = Math.min(36, (band * 0.8) / series.length);
-  const svg = svgEl("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
-  svg.appendChild(svgEl("title", {}, opts.title || "bar chart"));
-  for (const v of ticks) {
-    svg.appendChild(svgEl("line", { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v), class: "grid" }));
-    svg.appendChild(svgEl("text", { x: m.l - 6, y: y(v) + 4, class: "tick", "text-anchor": "end" }, fmtNumber(v)));
+  if (missingLibrary(container)) return;
+  const unit = opts.unit || "";
+  const data = [categories.map((_, i) => i), ...series.map((s) => s.values.map((v) => (Number.isFinite(v) ? v : null)))];
+  const key = JSON.stringify([categories, series.map((s) => s.name), unit]);
+  let entry = charts.get(container);
+  if (!entry || entry.key !== key) {
+    drop(container);
+    const valueText = (v) => (v == null ? "–" : `${fmtNumber(v)}${unit}`);
+    const n = series.length;
+    const bars = window.uPlot.paths.bars;
+    entry = mount(container, key, () => ({
+      width: width(container),
+      height: opts.height || 220,
+      class: "chart",
+      cursor: { drag: { x: false, y: false }, points: { show: false } },
+      legend: { live: true },
+      scales: {
+        x: { time: false, range: () => [-0.5, categories.length - 0.5] },
+        y: { range: (u, lo, hi) => [0, (hi > 0 ? hi : 1) * 1.1] },
+      },
+      axes: [
+        {
+          stroke: "#6b7280", grid: { show: false }, ticks: { show: false },
+          splits: () => categories.map((_, i) => i),
+          values: (u, splits) => splits.map((i) => categories[i] ?? ""),
+          rotate: categories.length > 3 ? -25 : 0, size: categories.length > 3 ? 64 : 36,
+        },
+        {
+          stroke: "#6b7280", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e5e7eb" },
+          label: opts.yLabel ?? (unit.trim() || undefined), labelSize: 18, size: 52,
+          values: (u, splits) => splits.map((v) => fmtNumber(v)),
+        },
+      ],
+      series: [
+        { label: "variant", value: (u, v) => (v == null ? "–" : categories[v] ?? "") },
+        ...series.map((s, i) => {
+          const color = s.color || PALETTE[i % PALETTE.length];
+          return {
+            label: s.name, stroke: color, fill: color, width: 0, points: { show: false },
+            paths: bars({ size: [0.8 / n, 48], align: n === 2 ? (i === 0 ? -1 : 1) : 0 }),
+            value: (u, v) => valueText(v),
+          };
+        }),
+      ],
+      plugins: [tooltipPlugin((u, idx) => categories[idx], valueText)],
+    }), data);
+    entry.u.root.setAttribute("role", "img");
+    entry.u.root.setAttribute("aria-label", opts.title || "bar chart");
   }
-  categories.forEach((cat, ci) => {
-    const cx = m.l + band * ci + band / 2;
-    const x0 = cx - (barW * series.length) / 2;
-    series.forEach((s, si) => {
-      const v = s.values[ci];
-      if (!Number.isFinite(v)) return;
-      const rect = svgEl("rect", {
-        x: x0 + si * barW + 1, y: y(v), width: barW - 2, height: Math.max(0, y(0) - y(v)),
-        fill: s.color || PALETTE[si % PALETTE.length], rx: 2,
-      });
-      rect.appendChild(svgEl("title", {}, `${cat} · ${s.name}: ${fmtNumber(v)}${opts.unit || ""}`));
-      svg.appendChild(rect);
-    });
-    svg.appendChild(svgEl("text", { x: cx, y: H - m.b + 16, class: "tick", "text-anchor": "middle" }, cat));
-  });
-  container.replaceChildren(svg);
-  if (series.length > 1) container.appendChild(legend(series));
+  const sig = signature(data);
+  if (sig !== entry.sig) { entry.sig = sig; entry.u.setData(data); }
 }
 
 // segments: [{value, label, cls}] drawn left to right over `total`.

@@ -93,6 +93,15 @@ export function fmtTime(ts) {
   return Number.isNaN(d.getTime()) ? String(ts) : d.toLocaleString();
 }
 
+// A compact local date for narrow cells, "2026-11-26 14:03" (the full time goes in a title).
+export function fmtDate(ts) {
+  if (ts === null || ts === undefined) return "–";
+  const d = typeof ts === "number" ? new Date(ts * 1000) : new Date(ts);
+  if (Number.isNaN(d.getTime())) return String(ts);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
 export function fmtAgo(ts) {
   if (ts === null || ts === undefined) return "never";
   const t = typeof ts === "number" ? ts * 1000 : Date.parse(ts);

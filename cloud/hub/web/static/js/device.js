@@ -2,6 +2,7 @@
 // KPI charts over time, event timeline.
 import { api, items, poll, h, flash, fmtAgo, fmtTime, applyRole, modelLabel } from "./common.js";
 import { lineChart, fmtNumber } from "./charts.js";
+import { describeEvent, eventClass } from "./events.js";
 
 const $ = (s) => document.querySelector(s);
 const id = $("#device-head").dataset.deviceId;
@@ -72,29 +73,37 @@ function renderCharts(points) {
     series(points, "p50", "latency_p50", "latency_ms.p50"),
     series(points, "p95", "latency_p95", "latency_ms.p95"),
   ], { unit: " ms", title: "latency", legend: true });
-  lineChart($("#chart-throughput"), [series(points, "throughput", "throughput", "throughput_per_s")], { unit: "/s" });
+  lineChart($("#chart-throughput"), [series(points, "throughput", "throughput", "throughput_per_s")], { unit: "/s", yLabel: "inferences/s" });
   const threshold = points.map((p) => num(p, "drift_threshold", "metrics.drift.threshold")).filter(Number.isFinite).pop();
   lineChart($("#chart-drift"), [series(points, "drift (max PSI)", "drift", "drift.input_psi")],
-    { threshold: threshold ? { value: threshold, label: `alert at ${threshold}` } : null });
+    { yLabel: "PSI", threshold: threshold ? { value: threshold, label: `alert at ${threshold}` } : null });
   lineChart($("#chart-confidence"), [
     series(points, "confidence", "confidence", "confidence_mean"),
     series(points, "accuracy", "accuracy", "accuracy.value"),
-  ], { yMin: 0, legend: true });
+  ], { yMin: 0, yLabel: "share (0–1)", legend: true });
+}
+
+// One row per event: time, kind badge, the sentence, its rollout, and the raw JSON behind a
+// toggle. Rows are keyed by event id so an open toggle stays open across polls.
+const openRaw = new Set();
+
+function eventRow(e) {
+  const key = String(e.id ?? `${e.ts}-${e.seq}`);
+  const raw = h("details", { class: "raw", open: openRaw.has(key) },
+    h("summary", {}, "raw event"), h("pre", { class: "mono" }, JSON.stringify(e, null, 2)));
+  raw.addEventListener("toggle", () => (raw.open ? openRaw.add(key) : openRaw.delete(key)));
+  return h("li", { class: "event", "data-kind": e.kind, "data-step": e.step || "", "data-event": key },
+    h("time", { datetime: new Date(e.ts * 1000).toISOString(), title: fmtTime(e.ts) }, fmtTime(e.ts)),
+    h("div", { class: "event-body" },
+      h("span", { class: `badge ${eventClass(e)}` }, e.step ? `${e.kind} · ${e.step}` : e.kind), " ",
+      h("span", { class: "sentence" }, describeEvent(e)),
+      e.rollout ? h("div", { class: "detail" }, "rollout ", h("a", { href: `/rollouts/${encodeURIComponent(e.rollout)}` }, e.rollout)) : null,
+      raw));
 }
 
 function renderEvents(events) {
   events.sort((a, b) => b.ts - a.ts);
-  const cls = (e) => (e.step === "failed" || e.step === "rolled_back" || e.kind === "rollback" || e.kind === "error" ? "bad"
-    : e.step === "committed" ? "ok" : e.kind === "alert" ? "warn" : "info");
-  $("#events").replaceChildren(...(events.length ? events.slice(0, 200).map((e) =>
-    h("li", { "data-kind": e.kind, "data-step": e.step || "" },
-      h("time", { datetime: new Date(e.ts * 1000).toISOString() }, fmtTime(e.ts)),
-      h("div", {},
-        h("span", { class: `badge ${cls(e)}` }, e.step ? `${e.kind} · ${e.step}` : e.kind), " ",
-        e.version ? h("span", { class: "tag" }, `v${e.version}`) : null, " ",
-        e.message,
-        e.rollout ? h("div", { class: "detail" }, "rollout ", h("a", { href: `/rollouts/${encodeURIComponent(e.rollout)}` }, e.rollout)) : null,
-        e.detail && Object.keys(e.detail).length ? h("div", { class: "detail mono" }, JSON.stringify(e.detail)) : null)))
+  $("#events").replaceChildren(...(events.length ? events.slice(0, 200).map(eventRow)
     : [h("li", { class: "muted" }, "No events yet.")]));
 }
 

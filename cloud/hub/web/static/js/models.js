@@ -1,6 +1,6 @@
 // Models page: registry versions, upload, and per version the variant comparison (export
 // measurements next to what devices report) and the safely rendered model card.
-import { api, items, poll, h, flash, fmtBytes, fmtMs, fmtPct, fmtTime, applyRole, CSRF } from "./common.js";
+import { api, items, poll, h, flash, fmtBytes, fmtDate, fmtMs, fmtPct, fmtTime, applyRole, CSRF } from "./common.js";
 import { barChart } from "./charts.js";
 
 const $ = (s) => document.querySelector(s);
@@ -28,7 +28,8 @@ function renderVersions() {
   h("td", { class: "num" }, fmtBytes(m.size)),
   h("td", { class: "num" }, fmtPct(testAccuracy(m))),
   h("td", { class: "num" }, runningOn(m).length),
-  h("td", { class: "muted" }, fmtTime(m.created), m.uploaded_by ? ` by ${m.uploaded_by}` : "")));
+  h("td", { class: "muted nowrap uploaded", title: `${fmtTime(m.created)}${m.uploaded_by ? ` by ${m.uploaded_by}` : ""}` },
+    fmtDate(m.created), m.uploaded_by ? ` · ${m.uploaded_by}` : "")));
   $("#versions tbody").replaceChildren(...(rows.length ? rows
     : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No models yet. Upload a bundle."))]));
 }

@@ -25,6 +25,18 @@ function fmtGate(metric, v) {
   return metric === "p95_latency_ms" ? `${fmtNumber(v)} ms` : metric === "drift" ? fmtNumber(v) : `${(v * 100).toFixed(2)} %`;
 }
 
+// The hub keeps a failed device's own reason in front of its later notes
+// ("device rolled back: probation failed: … → already runs the previous version v2"):
+// show the device's words first, the hub's note after them.
+function reasonCell(d) {
+  const reason = d.reason || "";
+  const cut = reason.lastIndexOf(" → ");
+  const bad = ["failed", "reverted", "reverting", "stranded"].includes(d.status);
+  if (cut < 0) return h("td", { class: bad ? "reason" : "reason muted" }, reason);
+  return h("td", { class: "reason" }, h("span", { class: "device-reason" }, reason.slice(0, cut)),
+    h("span", { class: "muted" }, reason.slice(cut)));
+}
+
 function render(r) {
   $("#title").textContent = `${r.model} v${r.version}`;
   const st = $("#state");
@@ -87,8 +99,8 @@ function render(r) {
     h("td", {}, h("span", { class: `badge ${depCls[d.status] ?? ""}` }, d.status)),
     h("td", {}, d.from ? `${d.from.name} v${d.from.version}` : "—"),
     h("td", { class: "num" }, d.attempts),
-    h("td", { class: "muted" }, fmtAgo(d.updated)),
-    h("td", { class: "muted" }, d.reason)))
+    h("td", { class: "muted nowrap", title: fmtTime(d.updated) }, fmtAgo(d.updated)),
+    reasonCell(d)))
     : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No device assigned yet."))]));
 
   $("#audit tbody").replaceChildren(...[...(r.audit || [])].reverse().map((a) => h("tr", {},
