@@ -139,37 +139,49 @@ def rollout(
 
 
 def watch(api: HubClient, rid: str, version: int, timeout: float) -> dict[str, Any]:
-    """Follow a rollout until it reaches a final state: a progress bar on a terminal, one
-    line per change in a log."""
+    """Follow a rollout until it reaches a final state: on a terminal one progress bar per
+    wave (devices committed of the wave's devices), in a log one line per change."""
     import sys
 
     from tqdm import tqdm
 
+    from cloud.progress import bar
+
     final = ("completed", "aborted", "rolled_back")
     deadline = time.monotonic() + timeout
-    tty = sys.stdout.isatty()
-    bar = tqdm(total=1, desc=f"v{version} rollout", unit="dev", disable=not tty)
+    tty = sys.stdout.isatty()  # the bars are drawn only there (cloud/progress.py)
+    bars: dict[int, Any] = {}
     state: dict[str, Any] = {}
     seen_audit, last_line = 0, ""
     while time.monotonic() < deadline:
         state = api.call("GET", f"/api/v1/rollouts/{rid}")
-        total, done = max(1, int(state.get("target_size") or 1)), int(state.get("committed") or 0)
-        where = f"{state['state']}, wave {int(state.get('current_wave') or 0) + 1}"
+        current = int(state.get("current_wave") or 0)
+        where = f"{state['state']}, wave {current + 1}"
         if state.get("waiting_for"):
             where += f", waiting for {state['waiting_for']}"
-        bar.total, bar.n = total, done
-        bar.set_postfix_str(where)
+        for w in state.get("waves", []):
+            index = int(w["index"])
+            if index > current and index not in bars:
+                continue  # not started yet
+            if index not in bars:
+                desc = f"v{version} wave {index + 1}/{len(state['waves'])}"
+                bars[index] = bar(1, desc, sys.stdout, unit="dev", leave=True)
+            b = bars[index]
+            b.total, b.n = max(1, int(w.get("devices") or 0)), int(w.get("committed") or 0)
+            b.set_postfix_str(state["state"] if index == current else "done")
+        total, done = max(1, int(state.get("target_size") or 1)), int(state.get("committed") or 0)
         line = f"    v{version}: {done}/{total} devices committed ({where})"
         if not tty and line != last_line:
             print(line, flush=True)
             last_line = line
         for entry in state.get("audit", [])[seen_audit:]:
-            tqdm.write(f"    [{entry.get('action')}] {entry.get('reason', '')}")
+            tqdm.write(f"    [{entry.get('action')}] {entry.get('reason', '')}", file=sys.stdout)
         seen_audit = len(state.get("audit", []))
         if state["state"] in final:
             break
         time.sleep(1.0)
-    bar.close()
+    for b in bars.values():
+        b.close()
     if state.get("state") not in final:
         raise DemoError(f"rollout of v{version} did not finish in {timeout:.0f} s")
     return state

@@ -51,6 +51,8 @@ from cloud.export.quiet import captured
 from cloud.export.run import TrainingRun, load_run
 from cloud.export.stats import DEFAULT_CONFIDENCE
 from cloud.export.variants import Variant
+from cloud.paths import file_name, scrub
+from cloud.progress import StepBar
 from edge.contract import Manifest, TensorSpec
 from edge.errors import ConfigError
 
@@ -126,9 +128,10 @@ def _lineage(run: TrainingRun, opts: ExportOptions) -> dict[str, Any]:
     info = run.info
     dataset = info.get("dataset") or {}
     return {
-        "dataset": {k: dataset.get(k) for k in ("source", "fingerprint")},
+        # file names only: the manifest travels, the build machine's directories do not
+        "dataset": scrub({k: dataset.get(k) for k in ("source", "fingerprint")}),
         "code_version": info.get("code_version"),
-        "hyperparameters": info.get("hyperparameters", {}),
+        "hyperparameters": scrub(info.get("hyperparameters", {})),
         "seed": info.get("seed"),
         "arch": info.get("arch"),
         "trained": info.get("created"),
@@ -232,15 +235,15 @@ def _report(
         "schema": REPORT_SCHEMA,
         "name": opts.name,
         "version": opts.version,
-        "run_dir": str(opts.run_dir),
+        "run_dir": file_name(opts.run_dir),
         "float_model": {"test_accuracy": round(float_acc, 6), "test_samples": len(run.y["test"])},
         "gate": {
             **opts.gate_rules().describe(),
             "agreement_inputs": agreement_rows(run.x, opts.seed).describe(),
         },
-        "variants": [v.row() for v in variants],
+        "variants": scrub([v.row() for v in variants]),  # error texts may name temp dirs
         "included": [v.target for v in variants if v.included],
-        "left_out": {v.target: v.reason for v in variants if not v.included},
+        "left_out": scrub({v.target: v.reason for v in variants if not v.included}),
         "golden": golden,
         "timing": describe_timing(variants),
         "seconds": {k: round(s, 2) for k, s in seconds.items()},
@@ -256,6 +259,8 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
     assert opts.key is not None
     key = load_private_key(opts.key)  # fail on a bad key before minutes of conversion
     run = load_run(opts.run_dir)
+    steps = StepBar(6 + 2 * len(opts.targets), f"export {opts.name} v{opts.version}")
+    progress = steps.say(progress)  # lines above the bar (plain lines off a terminal)
     card_info = load_card_info(opts.card_info) if opts.card_info else card_info_from_run(run.info)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -276,6 +281,7 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
         f"float Keras model: test accuracy {100 * float_acc:.2f}% on {len(float_pred)} samples"
     )
     seconds["load"] = time.perf_counter() - t0
+    steps.advance(1, "convert")
 
     with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp:
         root, scratch = Path(tmp) / "bundle", Path(tmp) / "scratch"
@@ -294,9 +300,11 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
         t = time.perf_counter()
         variants = build_variants(ctx, opts.targets)
         seconds["convert"] = time.perf_counter() - t
+        steps.advance(len(opts.targets), "evaluate")  # a step per target built
 
         t = time.perf_counter()
         for v in variants:
+            steps.advance(1, f"evaluate {v.target}")
             if not v.ok:
                 continue
             progress(f"evaluate {v.target} on {len(float_pred)} test samples ...")
@@ -327,6 +335,7 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
                     f"p95 {m['latency_p95_ms']:.3f} ms"
                 )
         fill_speedups(variants)
+        steps.advance(1, "gate")
         answers = FloatAnswers(
             y_test=run.y["test"],
             test_pred=float_pred,
@@ -335,6 +344,7 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
         )
         survivors = apply_gate(variants, answers, opts.gate_rules())
         seconds["evaluate"] = time.perf_counter() - t
+        steps.advance(1, "golden set")
         for v in variants:
             verdict = v.gate["reason"] if v.included else f"left out: {v.reason}"
             progress(f"gate {v.target}: {verdict}")
@@ -345,12 +355,14 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
             saved = opts.out.with_name(opts.out.name + ".report.json")
             saved.write_text(json.dumps(report, indent=1), encoding="utf-8")
             reasons = "; ".join(f"{v.target}: {v.reason}" for v in variants)
+            steps.close()
             raise NoVariantError(f"no variant passed the gate ({reasons}); report: {saved}")
 
         progress(f"golden set: measuring {len(survivors)} variant(s) ...")
         idx, golden = _golden(run, survivors, root, float_scores, opts.golden_size)
         for target, tol in golden["variant_tolerance"].items():
             progress(f"      {target}: tolerance {tol}")
+        steps.advance(1, "model card")
         progress("model card ...")
         t = time.perf_counter()
         with captured():
@@ -358,6 +370,7 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
                 root, opts, run, float_scores, variants, groups=groups, card_info=card_info
             )
         seconds["card"] = time.perf_counter() - t
+        steps.advance(1, "signing")
         seconds["total"] = time.perf_counter() - t0
         report = _report(opts, run, float_acc, variants, golden, seconds)
         report["groups"] = groups
@@ -398,6 +411,8 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
             files=files,
             lineage=_lineage(run, opts),
         )
+    steps.advance(1)
+    steps.close()
     progress(
         f"done: {opts.out} with {len(survivors)} variant(s) "
         f"({', '.join(v.target for v in survivors)}) in {seconds['total']:.1f} s"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,22 @@ from edge.errors import ConfigError
 CHUNK = 1 << 20
 
 
-def upload_bundle(bundle: Path, hub_url: str, token: str, timeout: float = 300.0) -> dict[str, Any]:
+@contextlib.contextmanager
+def _byte_bar(show: bool, total: int, name: str) -> Iterator[Callable[[int], object]]:
+    """A bytes bar (cloud/progress.py) while the body is sent, or a no-op."""
+    if not show:
+        yield lambda _n: None
+        return
+    from cloud.progress import bar
+
+    with bar(total, f"upload {name}", unit="B", unit_scale=True, unit_divisor=1024) as b:
+        yield b.update
+
+
+def upload_bundle(
+    bundle: Path, hub_url: str, token: str, timeout: float = 300.0, *, progress: bool = False
+) -> dict[str, Any]:
+    """POST ``bundle`` to the hub; ``progress`` draws a byte bar on stderr if it is a terminal."""
     if not bundle.is_file():
         raise ConfigError(f"bundle {bundle} does not exist")
     if not hub_url.startswith(("http://", "https://")):
@@ -31,9 +47,10 @@ def upload_bundle(bundle: Path, hub_url: str, token: str, timeout: float = 300.0
 
     def body() -> Iterator[bytes]:
         yield head
-        with bundle.open("rb") as fh:
+        with bundle.open("rb") as fh, _byte_bar(progress, size, bundle.name) as sent:
             while chunk := fh.read(CHUNK):
                 yield chunk
+                sent(len(chunk))
         yield tail
 
     req = urllib.request.Request(

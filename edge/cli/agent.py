@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from edge.agent import FIELDS, Field
+from edge.cli import agent_service
 
 
 def register(subparsers: Any) -> None:
@@ -29,6 +30,7 @@ def register(subparsers: Any) -> None:
     for key, spec in FIELDS.items():
         _add_flag(run, key, spec)
     run.set_defaults(handler=run_agent)
+    agent_service.register(sub)
     agent.set_defaults(handler=lambda _args: (agent.print_help(), 2)[1])
 
 
@@ -38,10 +40,22 @@ def _add_flag(parser: argparse.ArgumentParser, key: str, spec: Field) -> None:
         parser.add_argument(
             flag, dest=key, action=argparse.BooleanOptionalAction, default=None, help=spec.help
         )
+    elif spec.flag_const is not None:  # ``--ha-discovery`` alone, or ``--ha-discovery X``
+        parser.add_argument(
+            flag, dest=key, nargs="?", const=spec.flag_const, default=None, help=spec.help
+        )
     else:
         parser.add_argument(
             flag, dest=key, default=None, metavar=key.split("_")[-1].upper(), help=spec.help
         )
+
+
+def service_status(agent: Any) -> str:
+    """The short state systemd shows (``STATUS=``): what is served, whether MQTT is up."""
+    model = agent.server.current
+    served = f"serving {model.slot.id} ({model.runtime}-{model.precision})" if model else "no model"
+    broker = "broker connected" if agent.transport.connected else "broker unreachable, retrying"
+    return f"{served}; {broker}"
 
 
 def _say(msg: str) -> None:
@@ -52,6 +66,8 @@ def run_agent(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edge.agent import Agent, config, enroll, load_credentials
+    from edge.agent.liveness import Liveness
+    from edge.agent.sd_notify import Notifier
 
     cli = {key: getattr(args, key, None) for key in FIELDS}
     cfg = config.load(cli, config_file=Path(args.config) if args.config else None)
@@ -68,6 +84,8 @@ def run_agent(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    notifier = Notifier()
+    notifier.status(f"starting: device {cfg.device_id}")
     _say(f"device {cfg.device_id}, boot {agent.boot}, broker {cfg.broker}")
     try:
         agent.start()
@@ -82,13 +100,29 @@ def run_agent(args: argparse.Namespace) -> int:
     if not agent.transport.wait_connected(5.0):
         why = getattr(agent.transport, "last_error", None) or "not reachable yet"
         _say(f"broker {cfg.broker}: {why}; retrying in the background")
+    # READY once the model (if any) is verified and served and the broker answered or the
+    # first 5 s passed: an agent serves locally and queues reports while its broker is
+    # away, so a broker outage must not fail the service's start.
+    liveness = Liveness()
+    liveness.arm()
+    notifier.ready(service_status(agent))
     # Wake up regularly: the OS may deliver SIGTERM to another thread, and CPython only
     # runs the handler when the main thread executes bytecode; an untimed wait can then
-    # sleep through it forever (seen once in CI).
-    while not stop.wait(0.5):
-        pass
+    # sleep through it forever (seen once in CI). The watchdog is pinged from this loop,
+    # and only while every worker thread lives: a hung or broken agent gets restarted.
+    tick = min(0.5, notifier.watchdog / 2) if notifier.watchdog else 0.5
+    while not stop.wait(tick):
+        dead = liveness.problems()
+        if dead:
+            notifier.status(f"unhealthy: thread {', '.join(dead)} stopped")
+            continue
+        notifier.status(service_status(agent))
+        if notifier.ping_due():
+            notifier.ping()
     _say("stopping")
+    notifier.stopping()
     agent.stop(graceful=True)
+    notifier.close()
     return 0
 
 
