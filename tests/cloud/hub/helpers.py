@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from cloud.hub.config import HubConfig
+from cloud.hub.ingest import MqttBridge
 from edge.contract import Event, ModelRef, Status, Telemetry, encode_json, topic
 
 
@@ -35,3 +37,13 @@ def event(device: str, seq: int, step: str, rollout: str | None = None,
           command: str | None = None, version: int | None = None) -> tuple[str, bytes]:  # fmt: skip
     e = Event(device, time.time(), seq, "deploy", f"step {step}", step, rollout, command, version)
     return topic(device, "events"), encode_json(e.to_dict())
+
+
+def feed(app: Any, *messages: tuple[str, bytes]) -> MqttBridge:
+    """Store messages exactly as the MQTT bridge would (parse + batch write)."""
+    h = app.extensions["edgekit_hub"]
+    bridge = MqttBridge(
+        HubConfig(**{**h.config.__dict__, "broker_url": "mqtt://127.0.0.1:1"}), h.db
+    )
+    bridge.flush(list(messages))
+    return bridge

@@ -10,24 +10,14 @@ from typing import Any
 import pytest
 
 from cloud.hub.config import HubConfig
-from cloud.hub.ingest import MqttBridge
 from cloud.keys import generate_keypair
 from tests.cloud.hub import helpers
+from tests.cloud.hub.helpers import feed
 
 
 def upload(client: Any, headers: dict[str, str], path: Path) -> Any:
     data = {"bundle": (io.BytesIO(path.read_bytes()), path.name)}
     return client.post("/api/v1/models", headers=headers, data=data)
-
-
-def feed(app: Any, *messages: tuple[str, bytes]) -> MqttBridge:
-    """Store messages exactly as the MQTT bridge would (parse + batch write)."""
-    h = app.extensions["edgekit_hub"]
-    bridge = MqttBridge(
-        HubConfig(**{**h.config.__dict__, "broker_url": "mqtt://127.0.0.1:1"}), h.db
-    )
-    bridge.flush(list(messages))
-    return bridge
 
 
 def err(resp: Any) -> str:

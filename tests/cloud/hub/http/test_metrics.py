@@ -12,23 +12,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cloud.hub.app import create_app
 from cloud.hub.config import HubConfig
-from cloud.hub.ingest import MqttBridge
 from edge.contract import LATENCY_BUCKETS_S, ModelRef, Telemetry, encode_json, topic
 from edge.serving import Monitor
 from tests.cloud.hub import helpers
+from tests.cloud.hub.helpers import feed
 
 MV = (("model", "digits"), ("version", "1"))
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def feed(app: Any, *messages: tuple[str, bytes]) -> MqttBridge:
-    """Store messages exactly as the MQTT bridge would (parse + batch write)."""
-    h = app.extensions["edgekit_hub"]
-    bridge = MqttBridge(
-        HubConfig(**{**h.config.__dict__, "broker_url": "mqtt://127.0.0.1:1"}), h.db
-    )
-    bridge.flush(list(messages))
-    return bridge
 
 
 def scrape(app: Any) -> Samples:
