@@ -230,11 +230,13 @@ class MqttTransport:
                 self._client.loop_stop()
                 self._connected.clear()
                 if not self._closed:
+                    # logged first: the CONNACK ("MQTT connected") may be logged any time
+                    # after loop_start, and readers of the log expect this order
+                    log.info("MQTT reconnecting to %s to re-arm the will", self.settings.url)
                     self._client.connect_async(
                         self.host, self.port, keepalive=self.settings.keepalive
                     )
                     self._client.loop_start()
-                    log.info("MQTT reconnecting to %s to re-arm the will", self.settings.url)
             except (OSError, ValueError) as exc:
                 log.warning("MQTT will re-arm on %s failed: %s", self.settings.url, exc)
             finally:
