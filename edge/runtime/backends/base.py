@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,11 +40,48 @@ class RuntimeInfo:
     suffix: str
     packages: tuple[tuple[str, tuple[str, ...]], ...]
     extra: str
+    # (architecture, the pip package PyPI has a Linux CPython 3.11 wheel of there), for the
+    # architectures of WHEEL_ARCHES; one missing has none (verified: docs/runtimes.md).
+    wheels: tuple[tuple[str, str], ...] = ()
 
     @property
     def install_hint(self) -> str:
+        """How to install it on this machine (or why pip cannot)."""
+        return self.install_hint_for()
+
+    def no_wheel(self, machine: str | None = None, system: str = sys.platform) -> str | None:
+        """Why pip cannot install the runtime on ``machine`` (default: this one), or None."""
+        arch = wheel_arch(machine)
+        if not system.startswith("linux") or arch not in WHEEL_ARCHES:
+            return None  # no claim: only Linux on these architectures was checked
+        pip_name, there = self.packages[0][1][0], dict(self.wheels).get(arch)
+        if there is None:
+            return f"{pip_name} has no wheel for {arch} on PyPI; see docs/runtimes.md"
+        if there != pip_name:
+            return (f"{pip_name} has no wheel for {arch} on PyPI; {there} has one: "
+                    f"pip install {there} (see docs/runtimes.md)")  # fmt: skip
+        return None
+
+    def install_hint_for(self, machine: str | None = None, system: str = sys.platform) -> str:
         pip_name = self.packages[0][1][0]
-        return f"install it with: pip install {pip_name}  (or: pip install 'edgekit[{self.extra}]')"
+        return self.no_wheel(machine, system) or (
+            f"install it with: pip install {pip_name}  (or: pip install 'edgekit[{self.extra}]')"
+        )
+
+
+# Architectures whose wheels docs/runtimes.md lists, as pip's platform tags name them.
+WHEEL_ARCHES = ("x86_64", "aarch64", "armv7l")
+_ARCH_NAMES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8l": "armv7l"}
+
+
+def wheel_arch(machine: str | None = None) -> str:
+    """The architecture pip picks wheels for: ``platform.machine()``, except that a 32-bit
+    Python on a 64-bit Arm kernel (32-bit Raspberry Pi OS on a Pi 4/5) is ``armv7l``."""
+    if machine is None:
+        machine = platform.machine()
+        if machine.lower() in ("aarch64", "arm64") and sys.maxsize < 2**32:
+            return "armv7l"
+    return _ARCH_NAMES.get(machine.lower(), machine.lower())
 
 
 def runtime_info(runtime: str) -> RuntimeInfo:

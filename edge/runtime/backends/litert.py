@@ -35,6 +35,12 @@ INFO = RuntimeInfo(
         ("tensorflow", ("tensorflow", "tensorflow-cpu")),
     ),
     extra="edge",
+    # PyPI's wheels (docs/runtimes.md): on armv7l only tflite-runtime 2.14 (needs numpy < 2)
+    wheels=(
+        ("x86_64", "ai-edge-litert"),
+        ("aarch64", "ai-edge-litert"),
+        ("armv7l", "tflite-runtime"),
+    ),
 )
 _CANDIDATES = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),

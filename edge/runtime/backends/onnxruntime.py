@@ -25,6 +25,7 @@ INFO = RuntimeInfo(
     suffix=".onnx",
     packages=(("onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")),),
     extra="onnx",
+    wheels=(("x86_64", "onnxruntime"), ("aarch64", "onnxruntime")),  # docs/runtimes.md
 )
 _ORT_TYPES = {
     "tensor(float)": "float32",

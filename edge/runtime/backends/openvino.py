@@ -29,6 +29,7 @@ INFO = RuntimeInfo(
     suffix=".xml",
     packages=(("openvino", ("openvino",)),),
     extra="openvino",
+    wheels=(("x86_64", "openvino"), ("aarch64", "openvino")),  # docs/runtimes.md
 )
 
 
