@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cloud.bundle import DEFAULT_TOLERANCE, ArtifactSource, GoldenSet, build_bundle
+from cloud.export.requires import with_requirements
 from edge import __version__
 from edge.contract import RUNTIMES, TensorSpec
 from edge.errors import BackendError, ConfigError, EdgekitError
@@ -297,7 +298,7 @@ def create_bundle(  # noqa: C901 - one linear build: read, check, golden set, me
                 ex, ey = evaluation
                 pred = b.infer(ex).argmax(1)
                 metrics["accuracy"] = float(np.mean(pred == ey))
-            v.metrics = metrics
+            v.metrics = with_requirements(metrics, v.runtime)  # the runtime that just ran it
             progress(
                 f"{v.target}: latency {metrics['latency_ms']:.3f} ms, accuracy "
                 f"{metrics['accuracy'] if metrics['accuracy'] is not None else 'unknown'}"

@@ -106,11 +106,16 @@ class SelfTestError(EdgekitError):
 
 
 class InstallError(EdgekitError):
-    """A deploy step that failed; ``step`` names it (downloading, verifying, ...)."""
+    """A deploy step that failed; ``step`` names it (downloading, verifying, ...).
 
-    def __init__(self, step: str, message: str) -> None:
+    ``code`` is a short stable word the hub acts on, sent as the event's ``detail.code``:
+    ``incompatible`` (no variant of the bundle can run on this device) makes the hub mark
+    the deployment incompatible instead of failed."""
+
+    def __init__(self, step: str, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.step = step
+        self.code = code
 
 
 class TransportError(EdgekitError):

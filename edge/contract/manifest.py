@@ -7,6 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edge.contract.requirements import REQUIRES_KEY, Requirements
 from edge.contract.wire import canonical_json
 from edge.errors import ManifestError
 
@@ -92,7 +93,8 @@ class Artifact:
     ``inputs``/``outputs`` are the variant's own tensors (int8 ones carry scale/zero-point);
     the manifest's top-level ``inputs``/``outputs`` are the float interface callers use.
     ``tolerance`` is the variant's own self-test tolerance (``metrics.golden_tolerance``),
-    None for bundles that only carry the shared ``golden.tolerance``.
+    None for bundles that only carry the shared ``golden.tolerance``. ``requires`` is what
+    the variant needs from a device (``metrics.requires``), None when it states nothing.
     """
 
     file: str
@@ -114,6 +116,14 @@ class Artifact:
         """This variant's own golden tolerance (checked by :meth:`parse`), or None."""
         tol = self.metrics.get(VARIANT_TOLERANCE_KEY)
         return {k: float(v) for k, v in tol.items()} if isinstance(tol, dict) else None
+
+    @property
+    def requires(self) -> Requirements | None:
+        """What this variant needs from a device (``metrics.requires``, checked by
+        :meth:`parse`), or None for bundles that state nothing (then only the runtime's
+        presence is checked). See edge/contract/requirements.py."""
+        req = self.metrics.get(REQUIRES_KEY)
+        return Requirements.parse(req, REQUIRES_KEY) if isinstance(req, dict) else None
 
     def entries(self) -> list[FileEntry]:
         return [FileEntry(self.file, self.sha256, self.size), *self.companions]
@@ -144,6 +154,8 @@ class Artifact:
             raise ManifestError(f"{where}: 'metrics' must be an object")
         if VARIANT_TOLERANCE_KEY in metrics:
             _check_tolerance(metrics[VARIANT_TOLERANCE_KEY], f"{where}: metrics.golden_tolerance")
+        if metrics.get(REQUIRES_KEY) is not None:  # null: nothing stated
+            Requirements.parse(metrics[REQUIRES_KEY], f"{where}: metrics.{REQUIRES_KEY}")
         return Artifact(
             file=entry.file,
             runtime=runtime,

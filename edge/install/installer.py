@@ -30,6 +30,7 @@ from edge.install.steps import (
     clear_downloads,
     confidence_baseline,
     describe_failure,
+    failure_detail,
     fetch,
     judge_probation,
     latency_baseline,
@@ -120,7 +121,7 @@ class Installer:
         try:
             check_command(cmd, time.time(), self.store, self.policy)
         except InstallError as exc:
-            detail = {"failed_step": exc.step, "reason": str(exc)}
+            detail = failure_detail(exc.step, str(exc), exc)
             self.emit("deploy", "failed", f"refused: {exc}", detail=detail, **ctx)
             return
         self.store.begin_install({**ctx, "kind": "deploy", "name": cmd.name, "step": "downloading"})
@@ -239,7 +240,7 @@ class Installer:
                     candidate.close()
                 if staging is not None:  # a self-test that failed leaves its staging dir
                     shutil.rmtree(staging, ignore_errors=True)
-                detail = {"failed_step": failed_step, "reason": reason}
+                detail = failure_detail(failed_step, reason, exc)
                 self.emit(
                     "deploy", "failed", f"{failed_step} failed: {reason}", detail=detail, **ctx
                 )

@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from edge.bundle import (
     extract_bundle,
     verify_directory,
 )
-from edge.contract import Command, Manifest
+from edge.contract import INCOMPATIBLE, Command, Manifest, runnable
 from edge.errors import BundleError, EdgekitError, InstallError, SelfTestError
 from edge.install.download import download, sha256_file
 from edge.install.origins import check_origin
@@ -213,26 +214,32 @@ def verify(
     return staging, manifest
 
 
-def check_device_class(manifest: Manifest, policy: Policy) -> None:
-    """Refuse a bundle none of whose variants this device may run (its runtimes and pins):
-    software for another class of device, refused before anything is loaded."""
-    runtimes = describe_device()["runtimes"]
-    available = sorted(r for r, info in runtimes.items() if info.get("available"))
-    usable = [
+def check_device_class(
+    manifest: Manifest, policy: Policy, capabilities: dict[str, Any] | None = None
+) -> None:
+    """Refuse a bundle none of whose variants this device may run -- its runtimes, their
+    versions, its architecture and free memory (``runnable``, the hub's own check) and its
+    pins: software for another class of device, refused before anything is loaded, with
+    ``code="incompatible"`` so the hub records the deployment as incompatible, not failed."""
+    caps = describe_device() if capabilities is None else capabilities
+    pinned = [
         a
         for a in manifest.artifacts
-        if a.runtime in available
-        and policy.pin_runtime in (None, a.runtime)
-        and policy.pin_precision in (None, a.precision)
+        if policy.pin_runtime in (None, a.runtime) and policy.pin_precision in (None, a.precision)
     ]
-    if not usable:
-        offered = ", ".join(f"{a.runtime}-{a.precision}" for a in manifest.artifacts)
-        pins = "/".join(p for p in (policy.pin_runtime, policy.pin_precision) if p)
-        raise InstallError(
-            "verifying",
+    usable, reason = runnable(replace(manifest, artifacts=pinned), caps) if pinned else ([], "")
+    if usable:
+        return
+    runtimes = caps.get("runtimes") or {}
+    available = sorted(r for r, info in runtimes.items() if info.get("available"))
+    offered = ", ".join(f"{a.runtime}-{a.precision}" for a in manifest.artifacts)
+    pins = "/".join(p for p in (policy.pin_runtime, policy.pin_precision) if p)
+    if pins and (not pinned or not any(a.runtime in available for a in pinned)):
+        reason = (
             f"bundle is for another device class: it offers {offered}; this device runs "
-            f"{', '.join(available) or 'no runtime'}" + (f" pinned to {pins}" if pins else ""),
+            f"{', '.join(available) or 'no runtime'}" + (f" pinned to {pins}" if pins else "")
         )
+    raise InstallError("verifying", reason, code=INCOMPATIBLE)
 
 
 def run_self_test(bundle_dir: Path, manifest: Manifest, policy: Policy) -> SelfTestReport:
@@ -369,6 +376,16 @@ def recheck_slot(slot: Slot, policy: Policy) -> Manifest:
 
 def _discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def failure_detail(step: str, reason: str, exc: BaseException) -> dict[str, Any]:
+    """The ``detail`` of a ``failed`` event: the step, the reason, and the error's stable
+    ``code`` when it has one (``incompatible``: the hub marks the deployment so)."""
+    detail: dict[str, Any] = {"failed_step": step, "reason": reason}
+    code = exc.code if isinstance(exc, InstallError) else None
+    if code:
+        detail["code"] = code
+    return detail
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:

@@ -4,7 +4,7 @@ Nothing here knows about MQTT or installs; a bundle directory and a manifest are
 """
 
 from edge.runtime.backends.base import Backend, RuntimeInfo, create, runtime_info
-from edge.runtime.device import describe_device, runtime_loaded
+from edge.runtime.device import describe_device, installed_runtime, runtime_loaded
 from edge.runtime.golden import Tolerance, compare, golden_check, load_golden, run_golden
 from edge.runtime.guard import (
     DEFAULT_GUARD_MARGIN,
@@ -36,6 +36,7 @@ __all__ = [
     "create",
     "describe_device",
     "golden_check",
+    "installed_runtime",
     "load_golden",
     "load_input_file",
     "prepare",

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.contract import Manifest
+from edge.contract import Manifest, variant_problem
 from edge.errors import BackendError, EdgekitError, RuntimeMissingError, SelfTestError
+from edge.runtime.device import describe_device
 from edge.runtime.golden import Tolerance, compare, load_golden, run_golden
 from edge.runtime.predictor import Predictor
 
@@ -35,7 +37,9 @@ class VariantResult:
 
     runtime: str
     precision: str
-    status: str  # "ok" | "dropped" | "unavailable" | "skipped" (excluded by the pin)
+    # "ok" | "dropped" | "unavailable" | "skipped" (excluded by the pin) | "incompatible"
+    # (its ``requires`` -- runtime version, architecture, memory -- rules this device out)
+    status: str
     reason: str | None = None
     mean_abs_error: float | None = None
     top1_agreement: float | None = None
@@ -73,9 +77,13 @@ def self_test(
     pin_runtime: str | None = None,
     pin_precision: str | None = None,
     time_budget: float = 2.0,
+    capabilities: Mapping[str, Any] | None = None,
 ) -> SelfTestReport:
     """Test every variant the pin allows (all when unpinned) and choose the fastest that
-    passes; SelfTestError when none may be served."""
+    passes; SelfTestError when none may be served. A variant whose ``requires`` this
+    device does not meet (``variant_problem`` on ``capabilities``, by default this
+    device's description) is never loaded, so never chosen."""
+    caps = describe_device() if capabilities is None else capabilities
     golden = load_golden(bundle_dir, manifest)
     x, expected = golden["inputs"], golden["outputs"]
     report = SelfTestReport(pinned=bool(pin_runtime or pin_precision))
@@ -89,6 +97,10 @@ def self_test(
             # Never served, so never loaded: a pinned device does not import (or pay the
             # memory of) runtimes it will not use.
             result.status, result.reason = "skipped", "excluded by the configured pin"
+            continue
+        problem = variant_problem(artifact, caps)
+        if problem is not None and _has_runtime(caps, artifact.runtime):  # else: unavailable
+            result.status, result.reason = "incompatible", problem
             continue
         try:
             predictor = Predictor.open(bundle_dir, manifest, artifact.runtime, artifact.precision)
@@ -121,6 +133,11 @@ def self_test(
         for _result, predictor in survivors:
             predictor.close()
     return report
+
+
+def _has_runtime(capabilities: Mapping[str, Any], runtime: str) -> bool:
+    info = (capabilities.get("runtimes") or {}).get(runtime)
+    return isinstance(info, Mapping) and bool(info.get("available"))
 
 
 def _time_survivors(

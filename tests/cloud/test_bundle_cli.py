@@ -10,6 +10,7 @@ import pytest
 
 from edge.bundle import key_id, load_public_key
 from edge.cli import main
+from edge.runtime import installed_runtime
 from tests.edge import tiny_models
 from tests.edge.bundle_helpers import make_bundle, read_members, replace_member
 
@@ -121,6 +122,13 @@ def test_create_bring_your_own_model(
     assert int8_in["dtype"] == "int8" and "scale" in int8_in and "zero_point" in int8_in
     for a in targets.values():
         assert a["metrics"]["latency_ms"] > 0 and a["metrics"]["accuracy"] == 1.0
+        # the runtime that computed the golden outputs is the variant's minimum
+        installed = installed_runtime(a["runtime"])
+        assert a["metrics"]["requires"] == {
+            "runtime_version": installed["version"],
+            "runtime_package": installed["package"],
+            "arch": None,
+        }
     assert m["labels"] == ["zero", "one", "two"] and m["reference"]["file"] == "reference.json"
     assert m["inputs"][0] == {"name": "input", "shape": [1, 8, 8, 1], "dtype": "float32"}
 

@@ -174,16 +174,19 @@ def _print_rollout(r: dict[str, Any], as_json: bool) -> None:
                                 else "")),
         ("wave", _wave(r)),
         ("target", f"{_target(spec)} ({r['target_size']} devices)"),
-        ("devices", f"{r['committed']} committed, {r['failed']} failed"),
+        ("devices", f"{r['committed']} committed, {r['failed']} failed"
+                    + (f", {r['incompatible']} incompatible" if r.get("incompatible") else "")),
         ("on error", f"{spec.get('error_action', '-')}, soak {spec.get('soak_seconds', 0):g} s"),
         ("created", out.when(r["created"])),
         ("updated", out.when(r["updated"])),
     ]))  # fmt: skip
     print()
     print(out.table(
-        ("WAVE", "UP TO", "SIZE", "DEVICES", "COMMITTED", "PENDING", "FAILED", "FINISHED"),
+        ("WAVE", "UP TO", "SIZE", "DEVICES", "COMMITTED", "PENDING", "FAILED", "INCOMPATIBLE",
+         "FINISHED"),
         [(w["index"] + 1, _wave_size(w["wave"]), w["size"], w["devices"], w["committed"],
-          w["pending"], w["failed"], out.when(w["finished"])) for w in r.get("waves", [])],
+          w["pending"], w["failed"], w.get("incompatible", 0), out.when(w["finished"]))
+         for w in r.get("waves", [])],
     ))  # fmt: skip
     if r.get("gates"):
         print()

@@ -22,7 +22,7 @@ ENDED = {"completed": Exit.OK, "aborted": Exit.ROLLOUT_FAILED,
 
 
 class Progress:
-    """A tqdm bar of devices settled (committed + failed) out of the target."""
+    """A tqdm bar of devices settled (committed + failed + incompatible) out of the target."""
 
     def __init__(self, enabled: bool) -> None:
         self.bar: Any = None
@@ -36,7 +36,7 @@ class Progress:
             return
         waves = r.get("waves") or []
         self.bar.total = r.get("target_size") or 0
-        self.bar.n = int(r.get("committed") or 0) + int(r.get("failed") or 0)
+        self.bar.n = sum(int(r.get(k) or 0) for k in ("committed", "failed", "incompatible"))
         wave = f"wave {int(r.get('current_wave') or 0) + 1}/{len(waves)}" if waves else ""
         self.bar.set_description(f"{r.get('state')} {wave}".strip(), refresh=False)
         self.bar.set_postfix_str(f"waiting for {r['waiting_for']}" if r.get("waiting_for")

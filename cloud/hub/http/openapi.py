@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud.hub.rollout import GATE_METRICS
+from cloud.hub.rollout import DEPLOYMENT_STATUSES, GATE_METRICS
 from edge import __version__
 
 ERROR = {
@@ -56,6 +56,22 @@ ROLLOUT_BODY = {
         "manual_approval": {"type": "boolean"},
         "deploy_timeout_s": {"type": "number"},
         "start": {"type": "boolean"},
+    },
+}
+# One device's part in a rollout (``deployments[]`` of GET /rollouts/{id}). ``incompatible``:
+# it can run none of the bundle's variants (its reported capabilities, or its agent's
+# refusal); ``reason`` says why. Not a failure: it never counts against the error threshold.
+DEPLOYMENT = {
+    "type": "object",
+    "properties": {
+        "device": {"type": "string"},
+        "wave": {"type": "integer"},
+        "status": {"enum": list(DEPLOYMENT_STATUSES)},
+        "reason": {"type": "string"},
+        "command": {"type": ["string", "null"]},
+        "attempts": {"type": "integer"},
+        "updated": {"type": "number"},
+        "from": {"type": ["object", "null"]},
     },
 }
 STRING = {"type": "string"}
@@ -210,6 +226,10 @@ def document() -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "session"},
             },
-            "schemas": {"Error": ERROR, "RolloutRequest": ROLLOUT_BODY},
+            "schemas": {
+                "Error": ERROR,
+                "RolloutRequest": ROLLOUT_BODY,
+                "RolloutDeployment": DEPLOYMENT,
+            },
         },
     }

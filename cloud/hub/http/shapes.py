@@ -94,6 +94,7 @@ def rollout_json(
         "waves": waves,
         "committed": sum(w["committed"] for w in waves),
         "failed": sum(w["failed"] for w in waves),
+        "incompatible": sum(w["incompatible"] for w in waves),  # not failed: see machine.py
     }
     if full:
         out["spec"] = r.spec.to_dict()

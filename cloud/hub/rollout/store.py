@@ -2,12 +2,15 @@
 
 This is the only bridge between rollout.py (pure) and SQL: it maps rows to dataclasses and
 back, and turns device rows plus their latest deploy events, what they served on the new
-version (minute aggregates) and commands other rollouts still have in flight into
+version (minute aggregates), commands other rollouts still have in flight and whether their
+last reported capabilities can run the bundle (``edge.contract.runnable``) into
 ``DeviceObservation``s.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, select
@@ -28,10 +31,15 @@ from cloud.hub.storage import (
     Deployment,
     Device,
     EventRow,
+    ModelVersion,
     Rollout,
     RolloutWave,
     TelemetryMinute,
 )
+from edge.contract import INCOMPATIBLE, Manifest, runnable
+from edge.errors import ContractError
+
+log = logging.getLogger(__name__)
 
 DEPLOY_KINDS = ("deploy", "rollback")
 ACTIVE = ("running", "paused", "rolled_back")  # rollouts the ticker still advances
@@ -180,10 +188,45 @@ def step_reason(e: EventRow) -> str:
     reason = str(detail.get("reason") or "").strip()
     if not reason:
         return e.message or ""
+    if detail.get("code") == INCOMPATIBLE:
+        return reason  # the words of the hub's own check (edge.contract.runnable)
     failed_step = detail.get("failed_step")
     if isinstance(failed_step, str) and failed_step and failed_step != "failed":
         return f"{failed_step} failed: {reason}"
     return reason
+
+
+def step_code(e: EventRow) -> str:
+    """The agent's stable reason word (``detail.code``), "" when it sent none."""
+    code = e.detail.get("code") if isinstance(e.detail, dict) else None
+    return code if isinstance(code, str) else ""
+
+
+def bundle_manifest(db: Session, name: str, version: int) -> Manifest | None:
+    """The registered bundle's manifest (checked at upload), None if it cannot be read."""
+    raw = db.scalar(
+        select(ModelVersion.manifest).where(
+            ModelVersion.name == name, ModelVersion.version == version
+        )
+    )
+    if raw is None:
+        return None
+    try:
+        return Manifest.parse(raw)
+    except ContractError as exc:  # uploaded by an older hub with other rules: cannot judge
+        log.warning("manifest of %s v%s does not parse (%s): not checked", name, version, exc)
+        return None
+
+
+def incompatibility(
+    manifest: Manifest | None, capabilities: Mapping[str, Any] | None
+) -> str | None:
+    """Why a device with these capabilities can run no variant, or None: it can, or it
+    never reported them (then the deploy is sent and its agent decides)."""
+    if manifest is None or not capabilities:
+        return None
+    usable, reason = runnable(manifest, capabilities)
+    return None if usable else reason
 
 
 def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
@@ -199,10 +242,11 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
     for e in events:
         if e.step is None:
             continue
-        steps[e.device_id] = StepReport(e.step, e.command, e.version, step_reason(e))
+        steps[e.device_id] = StepReport(e.step, e.command, e.version, step_reason(e), step_code(e))
     served = served_on(db, r.spec.model, r.spec.version, r.created)
     busy = busy_devices(db, r.id)
     target = (r.spec.model, r.spec.version)
+    manifest = bundle_manifest(db, r.spec.model, r.spec.version)
     out: dict[str, DeviceObservation] = {}
     # a revoked device has no token and no broker account: it can neither receive a deploy
     # nor download the bundle, so it is no rollout's target
@@ -223,5 +267,6 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
             kpis=kpis,
             step=steps.get(dev.id),
             busy=busy.get(dev.id),
+            incompatible=incompatibility(manifest, dev.capabilities),
         )
     return out

@@ -21,9 +21,16 @@ class SimDevice:
     errors: int | None = None  # None: consistent with error_rate
     step: StepReport | None = None
     history: list[Order] = field(default_factory=list)
+    incompatible: str | None = None  # what the hub's check of its capabilities says
+    refuses: str | None = None  # the agent refuses deploys as incompatible, with this reason
 
     def obey(self, order: Order) -> None:
         self.history.append(order)
+        if order.kind == "deploy" and self.refuses:
+            self.step = StepReport(
+                "failed", order.command_id, order.version, self.refuses, "incompatible"
+            )
+            return
         if order.kind == "deploy" and self.fails:
             self.step = StepReport("failed", order.command_id, order.version, "self-test failed")
             return
@@ -41,7 +48,10 @@ class SimDevice:
                 self.model[0], self.model[1], self.error_rate, self.p95, 0.01, None,
                 self.inferences, errors,
             )  # fmt: skip
-        return DeviceObservation(self.id, self.online, self.tags, self.model, kpis, self.step)
+        return DeviceObservation(
+            self.id, self.online, self.tags, self.model, kpis, self.step,
+            incompatible=self.incompatible,
+        )  # fmt: skip
 
 
 def observations(devices: list[SimDevice]) -> dict[str, DeviceObservation]:

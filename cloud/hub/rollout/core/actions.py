@@ -27,7 +27,7 @@ def rollback_orders(
     """Send every device this rollout updated back to the version it ran before."""
     orders = []
     for d in sorted(r.deployments.values(), key=lambda d: d.device):
-        if not d.updated_by_rollout or d.status in ("reverted", "reverting"):
+        if not d.updated_by_rollout or d.status in ("reverted", "reverting", "incompatible"):
             continue
         if d.from_name is None or d.from_version is None:
             set_status(d, "stranded", now, "no previous version to roll back to")

@@ -9,8 +9,9 @@ The state dataclasses live in ``rollout_state``, the operator actions in
 
 States: draft -> running <-> paused -> completed | aborted | rolled_back.
 Deployment statuses: pending (ordered, no answer yet), committed, current (already ran the
-version), skipped (runs a newer version), failed, retry (queued again), reverting, reverted,
-stranded (nothing to roll back to).
+version), skipped (runs a newer version), incompatible (can run none of the bundle's
+variants: never sent the deploy, or its agent refused it; not a failure), failed, retry
+(queued again), reverting, reverted, stranded (nothing to roll back to).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cloud.hub.rollout.core.spec import Gate, RolloutError, RolloutSpec
 from cloud.hub.rollout.core.state import (
     ACTIONS,
     FAIL_STEPS,
+    INCOMPATIBLE,
     STATES,
     TERMINAL,
     AuditRecord,
@@ -68,7 +70,12 @@ __all__ = [
 
 
 def _wave_members(r: RolloutState, index: int) -> list[DeploymentState]:
-    return [d for d in r.deployments.values() if d.wave == index and d.status != "skipped"]
+    """The wave's devices its thresholds count: not those skipped or incompatible."""
+    return [
+        d
+        for d in r.deployments.values()
+        if d.wave == index and d.status not in ("skipped", INCOMPATIBLE)
+    ]
 
 
 def wave_progress(r: RolloutState, n_target: int | None = None) -> list[dict[str, Any]]:
@@ -88,6 +95,7 @@ def wave_progress(r: RolloutState, n_target: int | None = None) -> list[dict[str
                 "committed": counts.get("committed", 0) + counts.get("current", 0),
                 "pending": counts.get("pending", 0) + counts.get("retry", 0),
                 "failed": counts.get("failed", 0),
+                "incompatible": counts.get(INCOMPATIBLE, 0),
                 "counts": counts,
                 "started": w.started,
                 "soak_started": w.soak_started,
@@ -113,17 +121,7 @@ def _observe(r: RolloutState, obs: Mapping[str, DeviceObservation], now: float) 
             step.command == d.command_id or (step.command is None and step.version is not None)
         )
         if d.status == "pending":
-            if (
-                answers
-                and step is not None
-                and step.step in FAIL_STEPS
-                and step.command == d.command_id
-            ):
-                set_status(d, "failed", now, _device_failure(step))
-            elif answers and step is not None and step.step == "committed" and o.model == target:
-                set_status(d, "committed", now, "device committed and reports the version")
-            elif d.ordered_at is not None and now - d.ordered_at > r.spec.deploy_timeout_s:
-                set_status(d, "failed", now, f"no commit within {r.spec.deploy_timeout_s:g} s")
+            _observe_pending(r, d, o, step if answers else None, now)
         elif (
             d.status in _OK
             and o.model is not None
@@ -142,6 +140,28 @@ def _observe(r: RolloutState, obs: Mapping[str, DeviceObservation], now: float) 
                 # Settle it, so the device is free for later rollouts (see ``busy``).
                 note = f"rollback not confirmed within {r.spec.deploy_timeout_s:g} s"
                 set_status(d, "failed", now, note, keep_cause=True)
+
+
+def _observe_pending(
+    r: RolloutState,
+    d: DeploymentState,
+    o: DeviceObservation,
+    step: StepReport | None,
+    now: float,
+) -> None:
+    """A deploy in flight: ``step`` is the device's answer to it (None: no answer yet)."""
+    target = (r.spec.model, r.spec.version)
+    refused = step is not None and step.command == d.command_id
+    if refused and step is not None and step.step == "failed" and step.code == INCOMPATIBLE:
+        # It checked before loading anything: nothing changed, nothing to roll back.
+        d.updated_by_rollout = False
+        set_status(d, INCOMPATIBLE, now, f"device refused: {step.reason}")
+    elif refused and step is not None and step.step in FAIL_STEPS:
+        set_status(d, "failed", now, _device_failure(step))
+    elif step is not None and step.step == "committed" and o.model == target:
+        set_status(d, "committed", now, "device committed and reports the version")
+    elif d.ordered_at is not None and now - d.ordered_at > r.spec.deploy_timeout_s:
+        set_status(d, "failed", now, f"no commit within {r.spec.deploy_timeout_s:g} s")
 
 
 def _device_failure(step: StepReport) -> str:
@@ -295,7 +315,11 @@ def advance(  # noqa: C901 - one tick read top to bottom; the order of checks is
             orders.extend(_assign(r, o, now))
     for d in r.deployments.values():
         if d.status == "retry":
-            orders.append(_order_deploy(r, d, now))
+            seen = observations.get(d.device)
+            if seen is not None and seen.incompatible:
+                set_status(d, INCOMPATIBLE, now, seen.incompatible)
+            else:
+                orders.append(_order_deploy(r, d, now))
 
     members = _wave_members(r, r.current_wave)
     size = len(members)
@@ -316,7 +340,20 @@ def advance(  # noqa: C901 - one tick read top to bottom; the order of checks is
         if any(d.status in ("pending", "retry") for d in r.deployments.values()):
             return r, orders
         w.finished = now
-        transition(r, "completed", "complete", f"all {len(r.waves)} waves done", now, None)
+        deps = r.deployments.values()
+        unfit = sum(d.status == INCOMPATIBLE for d in deps)
+        if unfit and not any(d.status in _OK for d in deps):
+            # Nothing runs the new version anywhere: not a success a pipeline may trust.
+            reason = (
+                f"no target device can run {r.spec.model} v{r.spec.version}: "
+                f"{unfit} incompatible, none committed"
+            )
+            transition(r, "aborted", "auto_abort", reason, now, None)
+            return r, orders
+        done = f"all {len(r.waves)} waves done"
+        if unfit:
+            done += f" ({unfit} device(s) incompatible)"
+        transition(r, "completed", "complete", done, now, None)
         return r, orders
     w.finished = now
     r.current_wave += 1
@@ -345,6 +382,9 @@ def _assign(r: RolloutState, o: DeviceObservation, now: float) -> list[Order]:
         return []
     if o.model is not None and o.model[0] == name and o.model[1] > version:
         set_status(d, "skipped", now, f"runs newer version {o.model[1]}")
+        return []
+    if o.incompatible:
+        set_status(d, INCOMPATIBLE, now, o.incompatible)
         return []
     return [_order_deploy(r, d, now)]
 

@@ -14,6 +14,14 @@ STATES = ("draft", "running", "paused", "completed", "aborted", "rolled_back")
 TERMINAL = ("completed", "aborted", "rolled_back")
 ACTIONS = ("start", "pause", "resume", "abort", "rollback", "retry", "approve")
 FAIL_STEPS = ("failed", "rolled_back")
+# A device that can run none of the bundle's variants (the hub's check of its reported
+# capabilities, or the agent's refusal with this ``detail.code``): never sent the deploy
+# (again), not a failure, not counted in its wave's thresholds.
+INCOMPATIBLE = "incompatible"
+DEPLOYMENT_STATUSES = (
+    "pending", "committed", "current", "skipped", INCOMPATIBLE, "failed", "retry",
+    "reverting", "reverted", "stranded",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class StepReport:
     command: str | None = None
     version: int | None = None
     reason: str = ""
+    code: str = ""  # the agent's stable reason word (``detail.code``), e.g. "incompatible"
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,10 @@ class DeviceObservation:
     kpis: Kpis | None = None
     step: StepReport | None = None
     busy: str | None = None
+    # why it can run none of the rollout's bundle variants (from its last reported
+    # capabilities); None when it can, or when it never reported them (then it is sent the
+    # deploy, and its agent refuses it if it must)
+    incompatible: str | None = None
 
 
 @dataclass(frozen=True)

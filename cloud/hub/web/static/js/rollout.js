@@ -31,7 +31,7 @@ function fmtGate(metric, v) {
 function reasonCell(d) {
   const reason = d.reason || "";
   const cut = reason.lastIndexOf(" → ");
-  const bad = ["failed", "reverted", "reverting", "stranded"].includes(d.status);
+  const bad = ["failed", "reverted", "reverting", "stranded", "incompatible"].includes(d.status);
   if (cut < 0) return h("td", { class: bad ? "reason" : "reason muted" }, reason);
   return h("td", { class: "reason" }, h("span", { class: "device-reason" }, reason.slice(0, cut)),
     h("span", { class: "muted" }, reason.slice(cut)));
@@ -44,7 +44,7 @@ function render(r) {
   st.className = `badge ${STATE_CLASS[r.state] ?? ""}`;
   st.dataset.state = r.state;
   const waiting = r.waiting_for ? ` · waiting for ${r.waiting_for}` : "";
-  $("#summary").textContent = `${r.committed} of ${r.target_size ?? "?"} devices committed, ${r.failed} failed · wave ${Math.min(r.current_wave + 1, r.waves.length)} of ${r.waves.length}${waiting}`;
+  $("#summary").textContent = `${r.committed} of ${r.target_size ?? "?"} devices committed, ${r.failed} failed${r.incompatible ? `, ${r.incompatible} incompatible` : ""} · wave ${Math.min(r.current_wave + 1, r.waves.length)} of ${r.waves.length}${waiting}`;
   for (const b of document.querySelectorAll("#actions button")) {
     const show = (ALLOWED[r.state] || []).includes(b.dataset.action) && (b.dataset.action !== "approve" || r.waiting_for === "approval");
     b.hidden = !show;
@@ -65,7 +65,8 @@ function render(r) {
         { value: w.pending, label: "in progress", cls: "active" },
         { value: w.failed, label: "failed", cls: "failed" },
         { value: (c.reverted || 0) + (c.reverting || 0), label: "rolled back", cls: "rolled_back" },
-      ], own, `${w.committed}/${own} committed · ${w.pending} in progress · ${w.failed} failed${c.reverted ? ` · ${c.reverted} reverted` : ""}${c.stranded ? ` · ${c.stranded} stranded` : ""}`));
+        { value: w.incompatible || 0, label: "incompatible", cls: "incompatible" },
+      ], own, `${w.committed}/${own} committed · ${w.pending} in progress · ${w.failed} failed${w.incompatible ? ` · ${w.incompatible} incompatible` : ""}${c.reverted ? ` · ${c.reverted} reverted` : ""}${c.stranded ? ` · ${c.stranded} stranded` : ""}`));
   }));
 
   const gates = r.gates || [];
@@ -92,7 +93,7 @@ function render(r) {
   ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v || "—")]));
 
   const deps = r.deployments || [];
-  const depCls = { committed: "ok", current: "ok", failed: "bad", reverted: "info", reverting: "warn", pending: "info", retry: "warn", stranded: "bad" };
+  const depCls = { committed: "ok", current: "ok", failed: "bad", reverted: "info", reverting: "warn", pending: "info", retry: "warn", stranded: "bad", incompatible: "incompatible" };
   $("#deployments tbody").replaceChildren(...(deps.length ? deps.map((d) => h("tr", { "data-device": d.device },
     h("td", {}, h("a", { href: `/devices/${encodeURIComponent(d.device)}` }, d.device)),
     h("td", { class: "num" }, d.wave + 1),
