@@ -16,13 +16,17 @@
    MQTT requests — in this venv and, when one exists, an edge-only venv built by
    scripts/edge_only_check. Baseline: a bare ``python -c "import numpy, paho.mqtt.client"``
    process of the same interpreter (start-up = until it is ready, RSS = once ready).
+3. **Memory per variant** (cloud/bench/agent_memory.py): the agent's RSS pinned to each
+   variant of digits and of MobileNetV2 (all six targets), next to the variant's
+   ``requires.memory_mb`` measured at export.
 
-The mobilenetv2 bundle is trained and exported once and cached under ``OUT/work/agent``.
+The mobilenetv2 bundles are trained and exported once and cached under ``OUT/work/agent``.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -31,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from cloud.bench.agent_footprint import footprint_ratios, measure_footprints
+from cloud.bench.agent_footprint import edge_venv, footprint_ratios, measure_footprints
+from cloud.bench.agent_memory import memory_rows, memory_table
 from cloud.bench.golden_inputs import raw_inputs
 from cloud.bench.runner import BenchContext
 from cloud.bench.train_export import (
@@ -40,12 +45,14 @@ from cloud.bench.train_export import (
     run_edgekit,
     train_and_export,
 )
+from cloud.export import TARGETS
 from edge.errors import EdgekitError
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET_RATIO = 1.10
 MOBILENET_TRAIN = mobilenet_train_args(epochs=1)
 EXPORT_TARGETS = "litert-fp32,litert-int8"
+ALL_TARGETS = ",".join(TARGETS)
 
 
 # ---------------------------------------------------------------- pure helpers (tested)
@@ -104,23 +111,31 @@ def _keys(ctx: BenchContext, work: Path) -> tuple[Path, Path]:
 
 
 def cached_bundle(
-    ctx: BenchContext, name: str, dataset: str | None, train_args: list[str]
+    ctx: BenchContext,
+    name: str,
+    dataset: str | None,
+    train_args: list[str],
+    targets: str = EXPORT_TARGETS,
 ) -> tuple[Path, Path]:
-    """Train + export ``name`` once (LiteRT fp32 and int8, gate open); reuse it after.
-
-    The cache key is the training recipe: change it and the bundle is rebuilt."""
+    """Train + export ``name`` once (``targets``: LiteRT fp32 and int8 unless given, gate
+    open); reuse it after. The cache key is the recipe: change it and it is rebuilt."""
     work = ctx.workdir(f"agent/{name}")
     bundle, stamp = work / f"{name}.ekb", work / "recipe.json"
-    recipe = {"dataset": dataset, "train": train_args, "targets": EXPORT_TARGETS}
+    recipe = {"dataset": dataset, "train": train_args, "targets": targets}
     key, pub = _keys(ctx, ctx.workdir("agent"))
     if bundle.exists() and stamp.exists() and json.loads(stamp.read_text()) == recipe:
         ctx.log(f"{name}: reusing {bundle}")
         return bundle, pub
     data = dataset or str(digits_subset(work / "subset.npz", 12))
-    export = ("--targets", EXPORT_TARGETS, "--golden-size", "8", "--calibration-samples", "64")
+    export = ("--targets", targets, "--golden-size", "8", "--calibration-samples", "64")
     train_and_export(name, data, work, key, train_args, ctx.log, export)
     stamp.write_text(json.dumps(recipe))
     return bundle, pub
+
+
+def mobilenet_all_variants(ctx: BenchContext) -> tuple[Path, Path]:
+    """MobileNetV2 (the overhead benchmark's recipe) exported to every target, cached."""
+    return cached_bundle(ctx, "mobilenetv2-all", None, MOBILENET_TRAIN, ALL_TARGETS)
 
 
 def digits_bundle(ctx: BenchContext) -> tuple[Path, Path]:
@@ -233,8 +248,19 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             except EdgekitError as exc:
                 notes.append(f"{model} litert-{precision} not measured: {exc}")
     fp, venv_note = measure_footprints(ctx, *bundles["digits"])
+    venvs = {"this venv (all extras)": Path(sys.executable).parent}
+    edge_bin, _note = edge_venv(ctx, *bundles["digits"])
+    if edge_bin is not None:
+        venvs["edge-only venv"] = edge_bin
+    memory = {"digits": bundles["digits"], "mobilenetv2": mobilenet_all_variants(ctx)}
+    mem_rows, mem_notes = memory_rows(ctx, memory, venvs)
     notes += [
         venv_note,
+        *mem_notes,
+        "memory per variant: the agent pinned to one variant (only it is self-tested and "
+        "loaded); over bare python = its RSS minus the same venv's bare python + numpy + paho; "
+        "export memory_mb = requires.memory_mb in the manifest (the variant alone, measured "
+        "at export in a fresh process; empty for bundles exported before it was measured).",
         "overhead: Agent.predict = validate + preprocess + lock and time-limit watchdog + "
         "infer (caller's thread) + monitor record; baseline = backend.infer on the same loaded "
         "interpreter with the prepared input; interleaved A/B pairs, LiteRT's default threads.",
@@ -299,7 +325,13 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                     for key, who in (("bare", "bare python (baseline)"), ("agent", "edgekit agent"))
                 ],
             },
+            memory_table(mem_rows),
         ],
         "notes": notes,
-        "data": {"overhead": rows, "footprint": fp, "target_ratio": TARGET_RATIO},
+        "data": {
+            "overhead": rows,
+            "footprint": fp,
+            "memory": mem_rows,
+            "target_ratio": TARGET_RATIO,
+        },
     }

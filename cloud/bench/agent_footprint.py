@@ -123,8 +123,11 @@ def agent_once(
     work: Path,
     inputs: list[Any],
     serve_s: float,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Start one agent, time it to online, serve for ``serve_s``, read its memory, stop it."""
+    """Start one agent, time it to online, serve for ``serve_s``, read its memory, stop it.
+
+    ``env``: extra environment for the agent (``EDGEKIT_PIN_RUNTIME`` ... to pin a variant)."""
     device = f"bench-fp-{uuid.uuid4().hex[:6]}"
     data_dir = work / device
     data_dir.mkdir(parents=True)
@@ -138,7 +141,12 @@ def agent_once(
     with open(log_path, "wb") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
     try:
         try:

@@ -46,8 +46,10 @@ from cloud.export.gate import (
     GateRules,
     apply_gate,
 )
+from cloud.export.memory import measure_survivors, with_memory
 from cloud.export.quantize import DEFAULT_CALIBRATION_SAMPLES, calibration_set
 from cloud.export.quiet import captured
+from cloud.export.requires import with_requirements
 from cloud.export.run import TrainingRun, load_run
 from cloud.export.stats import DEFAULT_CONFIDENCE
 from cloud.export.variants import Variant
@@ -362,6 +364,8 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
         idx, golden = _golden(run, survivors, root, float_scores, opts.golden_size)
         for target, tol in golden["variant_tolerance"].items():
             progress(f"      {target}: tolerance {tol}")
+        progress(f"memory: loading each of {len(survivors)} variant(s) in a fresh process ...")
+        seconds["memory"] = measure_survivors(survivors, root, run.x["test"][idx], progress)
         steps.advance(1, "model card")
         progress("model card ...")
         t = time.perf_counter()
@@ -391,7 +395,9 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
                     path=v.converted.path,
                     runtime=v.runtime,
                     precision=v.precision,
-                    metrics=v.artifact(root).metrics,
+                    metrics=with_memory(
+                        with_requirements(v.artifact(root).metrics, v.runtime), v.memory
+                    ),
                     inputs=v.converted.inputs,
                     outputs=v.converted.outputs,
                     companions=v.converted.companions,

@@ -56,6 +56,7 @@ class Variant:
     included: bool = False
     reason: str = ""
     gate: dict[str, Any] = field(default_factory=dict)  # the gate's checks and decision
+    memory: dict[str, Any] = field(default_factory=dict)  # cloud/export/memory.py
 
     @property
     def runtime(self) -> str:
@@ -112,6 +113,7 @@ class Variant:
             "failed_step": self.failed_step,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "backend": self.backend,
+            "memory": self.memory,
             "inputs": [t.to_dict() for t in c.inputs] if c else [],
             "outputs": [t.to_dict() for t in c.outputs] if c else [],
             "details": c.details if c else {},

@@ -11,6 +11,10 @@ called by the server on every swap) it is probed -- cheap then, it is imported a
 and its entry in every published description is replaced by the probe's answer
 (``devices`` filled in, ``probed: true``, or ``available: false`` with a ``reason`` when
 the installed package turns out to be broken).
+
+``memory_available_mb`` is free memory now, the smallest of the system's, the cgroup's and
+RLIMIT_AS's (edge/runtime/memory.py; ``memory_available_source`` names which): a variant
+whose ``requires.memory_mb`` is larger is not run here (edge/contract/requirements.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Any
 
 from edge.errors import RuntimeMissingError
 from edge.runtime.backends.base import BACKEND_MODULES, runtime_info
+from edge.runtime.cpuinfo import read as read_cpuinfo
+from edge.runtime.memory import available as memory_available
 
 # Per runtime: (importable top-level module, distribution names), in preference order,
 # as each backend module declares them.
@@ -44,25 +50,14 @@ INTERESTING_FLAGS = (
 )  # fmt: skip
 
 
-def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
-    """CPU model name and the interesting flags (Linux /proc/cpuinfo; else platform)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and value.strip():
-            model = value.strip()
-        elif key in ("flags", "features"):
-            flags.update(value.split())
-    return {
-        "model": model,
-        "arch": platform.machine(),
-        "flags": sorted(f for f in flags if f in INTERESTING_FLAGS),
-    }
+def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo"), machine: str | None = None) -> dict[str, Any]:
+    """CPU model, architecture and interesting flags, read right on x86 and Arm
+    (edge/runtime/cpuinfo.py); ``source`` says where from, ``note`` why it cannot tell."""
+    machine = machine or platform.machine()
+    if not sys.platform.startswith("linux") and not cpuinfo.exists():
+        model = platform.processor() or "unknown"  # macOS, Windows: no /proc/cpuinfo
+        return {"model": model, "arch": machine, "flags": [], "source": "platform"}
+    return read_cpuinfo(cpuinfo, machine, INTERESTING_FLAGS)
 
 
 def memory_mb() -> float | None:
@@ -110,7 +105,18 @@ def _installed(runtime: str) -> dict[str, Any]:
             "probed": False,
         }
     names = " or ".join(d[0] for _m, d in RUNTIME_PACKAGES[runtime][:2])
-    return {"available": False, "reason": f"not installed (pip install {names})"}
+    no_wheel = runtime_info(runtime).no_wheel()  # e.g. onnxruntime on armv7l
+    reason = f"not installed: {no_wheel}" if no_wheel else f"not installed (pip install {names})"
+    return {"available": False, "reason": reason}
+
+
+def installed_runtime(runtime: str) -> dict[str, Any]:
+    """``{"available", "version", "package", ...}`` of ``runtime`` from the installed
+    packages' metadata, without importing it: what an exporter records as the version a
+    variant was evaluated with (``requires.runtime_version``)."""
+    if runtime not in RUNTIME_PACKAGES:
+        return {"available": False, "reason": f"unknown runtime {runtime!r}"}
+    return _installed(runtime)
 
 
 def probe_runtime(runtime: str) -> dict[str, Any]:
@@ -167,11 +173,14 @@ def describe_device() -> dict[str, Any]:
         physical = psutil.cpu_count(logical=False)
     except Exception:
         physical = None
+    free = memory_available()  # the smallest of system, cgroup and RLIMIT_AS: memory.py
     return {
         "cpu": cpu_info(),
         "cores": cores,
         "physical_cores": physical,
         "memory_mb": memory_mb(),
+        "memory_available_mb": free.mb,
+        "memory_available_source": free.source,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "runtimes": describe_runtimes(),
