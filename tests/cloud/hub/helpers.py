@@ -11,10 +11,15 @@ from edge.contract import Event, ModelRef, Status, Telemetry, encode_json, topic
 
 
 def status(
-    device: str, version: int | None = 1, seq: int = 1, state: str = "online"
+    device: str,
+    version: int | None = 1,
+    seq: int = 1,
+    state: str = "online",
+    capabilities: dict[str, Any] | None = None,
 ) -> tuple[str, bytes]:
     model = ModelRef("digits", version, "onnxruntime", "fp32") if version else None
-    s = Status(device, time.time(), seq, state, "0.1.0", model, "boot1", True, {"cores": 2})
+    caps = {"cores": 2} if capabilities is None else capabilities
+    s = Status(device, time.time(), seq, state, "0.1.0", model, "boot1", True, caps)
     return topic(device, "status"), encode_json(s.to_dict())
 
 

@@ -22,7 +22,7 @@ from edge.contract import Event, encode_json, topic
 from tests.cloud.hub import helpers
 from tests.cloud.hub.browser.bundles import make_bundle
 from tests.cloud.hub.browser.conftest import HubServer, login, shot, wait_js
-from tests.cloud.hub.http.test_api import feed
+from tests.cloud.hub.helpers import feed
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -16,7 +16,7 @@ from cloud.hub.config import HubConfig
 from cloud.hub.http.auth import create_api_token
 from cloud.hub.ingest.telemetry_fields import DriftSignal, drift_reading, drift_summary
 from tests.cloud.hub import helpers
-from tests.cloud.hub.http.test_api import feed
+from tests.cloud.hub.helpers import feed
 from tests.cloud.hub.pg_schema import throwaway_schema
 
 

@@ -10,7 +10,7 @@ from cloud.hub.rollout.core import RolloutSpec
 from cloud.hub.rollout.core.machine import act, advance, new_rollout
 from cloud.hub.rollout.store import observe, save_state
 from tests.cloud.hub import helpers
-from tests.cloud.hub.http.test_api import feed
+from tests.cloud.hub.helpers import feed
 
 
 def spec(version: int = 2) -> RolloutSpec:

@@ -15,7 +15,7 @@ from cloud.hub.http.auth import create_api_token
 from cloud.hub.storage import Database
 from cloud.hub.storage.db import normalize_url
 from tests.cloud.hub import helpers
-from tests.cloud.hub.http.test_api import feed
+from tests.cloud.hub.helpers import feed
 from tests.cloud.hub.pg_schema import PG, throwaway_schema
 
 pytestmark = pytest.mark.integration
