@@ -41,6 +41,7 @@ from edge.contract import Manifest
 from tests import waiting
 from tests.edge.brokers import PrivateBroker, private_broker  # noqa: F401 - pytest fixture
 from tests.edge.bundle_helpers import read_members, write_members
+from tests.hub_process import served_hub
 from tests.services import need_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -147,22 +148,8 @@ class Hub:
 @pytest.fixture
 def hub(tmp_path: Path, private_broker: PrivateBroker) -> Iterator[Hub]:  # noqa: F811
     data = tmp_path / "hub"
-    proc = subprocess.Popen(
-        [*CLI, "hub", "serve", "--port", "0", "--data-dir", str(data),
-         "--broker", private_broker.url, "--trusted-key", str(PUB)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    url = proc.stdout.readline().split()[-1]
-    try:
-        token = subprocess.run(
-            [*CLI, "hub", "create-token", "--role", "operator", "--data-dir", str(data)],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]  # fmt: skip
+    with served_hub(data, private_broker.url, PUB) as (url, token):
         yield Hub(url, token, data)
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 class Watcher:

@@ -34,6 +34,7 @@ import pytest
 from tests import waiting
 from tests.bundles import make_bundle as make_onnx_bundle
 from tests.edge.brokers import PrivateBroker, private_broker  # noqa: F401 - pytest fixture
+from tests.hub_process import served_hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[4]
@@ -94,22 +95,8 @@ class Hub:
 @pytest.fixture
 def hub(tmp_path: Path, keys: Any, private_broker: PrivateBroker) -> Iterator[Hub]:  # noqa: F811
     data = tmp_path / "hub"
-    proc = subprocess.Popen(
-        [sys.executable, *CLI, "hub", "serve", "--port", "0", "--data-dir", str(data),
-         "--broker", private_broker.url, "--trusted-key", str(keys[1])],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    url = proc.stdout.readline().split()[-1]
-    try:
-        token = subprocess.run(
-            [sys.executable, *CLI, "hub", "create-token", "--role", "operator",
-             "--data-dir", str(data)], capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]  # fmt: skip
+    with served_hub(data, private_broker.url, keys[1]) as (url, token):
         yield Hub(url, token, data)
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 def test_onnx_only_rollout_to_a_fleet_with_a_litert_only_device(
