@@ -104,7 +104,9 @@ def render(spec: UnitSpec) -> str:
         "TimeoutStopSec=30",  # a graceful stop joins threads for at most ~20 s
         f"User={spec.user}",
         f"Group={spec.group}",
-        "Environment=PYTHONUNBUFFERED=1",
+        # MALLOC_ARENA_MAX: glibc reserves a 64 MB malloc arena per thread (up to 8 x
+        # cores); 2 keeps the agent's address space ~170 MB smaller (docs/agent.md)
+        "Environment=PYTHONUNBUFFERED=1 MALLOC_ARENA_MAX=2",
         "SyslogIdentifier=edgekit-agent",
     ]
     if spec.state_directory is not None:

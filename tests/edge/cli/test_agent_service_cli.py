@@ -39,6 +39,7 @@ def test_the_unit_runs_the_agent_as_a_notify_service_with_a_watchdog(
     assert service["Type"] == "notify"
     assert service["NotifyAccess"] == "main"
     assert service["Restart"] == "always"
+    assert "MALLOC_ARENA_MAX=2" in service["Environment"].split()  # fits a 512 MB board
     assert service["WatchdogSec"] == "20"
     assert int(service["RestartSec"]) > 0
     assert (service["User"], service["Group"]) == ("edgekit", "edgekit")
