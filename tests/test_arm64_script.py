@@ -5,8 +5,6 @@ test_arm64.py."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -16,18 +14,12 @@ import pytest
 
 from edge.runtime.cpuinfo import parse
 from edge.runtime.device import INTERESTING_FLAGS
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "arm64"
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def arm64() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("arm64_script", str(SCRIPT))
-    spec = importlib.util.spec_from_loader("arm64_script", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script("arm64", "arm64_script")
 
 
 def test_the_cache_key_follows_the_requirements(arm64: ModuleType) -> None:

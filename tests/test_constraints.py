@@ -3,8 +3,6 @@ requirement accepts, and scripts/update_constraints writes files of that form.""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import sys
 import tomllib
 from pathlib import Path
@@ -13,6 +11,8 @@ from types import ModuleType
 import pytest
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,13 +49,7 @@ def declared() -> list[Requirement]:
 
 
 def script() -> ModuleType:
-    path = ROOT / "scripts" / "update_constraints"
-    loader = importlib.machinery.SourceFileLoader("update_constraints", str(path))
-    spec = importlib.util.spec_from_loader("update_constraints", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script("update_constraints")
 
 
 def test_every_declared_dependency_is_pinned_to_a_version_it_accepts() -> None:

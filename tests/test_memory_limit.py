@@ -33,6 +33,7 @@ from types import ModuleType
 import pytest
 
 from edge.runtime.memory import proc_status
+from tests.scripts import load_script
 from tests.services import need_service
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,16 +145,7 @@ def _online_and_answer(
 
 
 def _edge_only_check() -> ModuleType:
-    import importlib.machinery
-    import importlib.util
-
-    path = REPO / "scripts" / "edge_only_check"
-    loader = importlib.machinery.SourceFileLoader("edge_only_check", str(path))
-    spec = importlib.util.spec_from_loader("edge_only_check", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script("edge_only_check")
 
 
 def _golden_sample(bundle: Path, tmp: Path) -> Path:

@@ -5,8 +5,6 @@ Nothing here times anything: benchmarks are measured by ``edgekit bench``, never
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -20,8 +18,7 @@ from cloud.bench.agent_footprint import (
     parse_ready_line,
     rss_mib,
 )
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.scripts import load_script
 
 
 def test_summarize_median_p95_mean() -> None:
@@ -111,13 +108,7 @@ def test_every_ratio_names_its_baseline_and_only_mobilenet_has_the_target() -> N
 
 
 def _edge_only_check() -> ModuleType:
-    path = REPO / "scripts" / "edge_only_check"
-    loader = importlib.machinery.SourceFileLoader("edge_only_check", str(path))
-    spec = importlib.util.spec_from_loader("edge_only_check", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script("edge_only_check")
 
 
 def test_edge_only_check_reads_top_level_imports_from_the_import_log() -> None:
