@@ -269,17 +269,7 @@ def test_litert_fills_its_input_in_place(tiny: tiny_models.TinyModels) -> None:
     got = backend.fill_and_infer(fill)  # type: ignore[attr-defined]
     assert got is not None and np.allclose(got, expected)  # ... and back to one sample
     assert backend.fill_and_infer(lambda _b: False) is None  # type: ignore[attr-defined]
-    kept: list[np.ndarray] = []
-    with pytest.raises(BackendError):  # LiteRT refuses to run while a view is held
-
-        def keep(buffer: np.ndarray) -> bool:
-            kept.append(buffer)
-            return True
-
-        backend.fill_and_infer(keep)  # type: ignore[attr-defined]
-    kept.clear()
-    assert np.allclose(backend.fill_and_infer(fill), expected)  # type: ignore[attr-defined]
-    assert not _loaded(tiny, "litert-int8").fillable  # type: ignore[attr-defined]
+    assert _loaded(tiny, "litert-int8").fillable  # type: ignore[attr-defined]
 
 
 def test_each_runtime_declares_its_facts_once_in_its_backend_module() -> None:

@@ -178,3 +178,47 @@ def test_bundle_without_per_variant_tolerance_uses_the_shared_one(
     per-variant tolerance closes: the broken fp32 hides behind the int8's slack)."""
     report = self_test(*variant_bundles["broken_old_style"], time_budget=0.1)
     assert all(v.status == "ok" for v in report.variants)
+
+
+def test_threads_are_part_of_the_variant(extracted: tuple[Path, Manifest]) -> None:
+    """Each passing variant is timed at every thread count the device offers (1 and 2 on
+    two CPUs); the fastest count is the variant's, and the install serves it with it."""
+    from edge.install.policy import Policy
+    from edge.install.recovery import self_test_and_open
+    from edge.runtime.selftest import thread_options
+
+    dest, manifest = extracted
+    options = thread_options()
+    assert options == list(range(1, len(options) + 1)) and 1 <= len(options) <= 2
+    assert thread_options(3) == [3]
+    report = self_test(dest, manifest, pin_runtime="onnxruntime", time_budget=0.4)
+    for v in report.variants:
+        if v.status == "ok":
+            timings = v.latency_by_threads or {}
+            assert sorted(timings) == [str(t) for t in options]
+            assert v.threads is not None and v.latency_ms == timings[str(v.threads)]
+            assert v.latency_ms == min(timings.values())
+    chosen = report.chosen
+    assert chosen is not None and chosen.runtime == "onnxruntime" and chosen.threads in options
+    assert next(v for v in report.to_dict()["variants"] if v["status"] == "ok")["threads"]
+    pinned = self_test(dest, manifest, pin_runtime="litert", pin_threads=1, time_budget=0.2)
+    assert pinned.chosen is not None and pinned.chosen.threads == 1
+    assert all(v.latency_by_threads in (None, {"1": v.latency_ms}) for v in pinned.variants)
+
+    saved: dict[str, object] = {}
+
+    def save(meta: dict[str, object]) -> object:
+        from edge.bundle import Slot
+
+        saved.update(meta)
+        return Slot(manifest.name, manifest.version, dest.parent, dict(meta))
+
+    policy = Policy(trusted_key=None, allow_unsigned=True, pin_runtime="openvino",
+                    pin_threads=1, selftest_time_budget=0.2)  # fmt: skip
+    served = self_test_and_open(dest, manifest, policy, save)  # type: ignore[arg-type]
+    try:
+        assert saved["variant"]["threads"] == 1  # type: ignore[index]
+        assert served.predictor.variant.threads == 1 and served.ref().threads == 1
+        assert served.ref().runtime == "openvino"
+    finally:
+        served.close()
