@@ -26,6 +26,14 @@ class ApiError(EdgekitError):
         self.message = message
 
 
+class HubError(ApiError):
+    """A hub request or operation with bad values (a sample filter, a label): a 400 unless
+    ``status`` says otherwise, so library callers and routes share one check."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "invalid") -> None:
+        super().__init__(status, code, message)
+
+
 class UploadError(EdgekitError):
     """The hub refused the bundle or could not be reached."""
 

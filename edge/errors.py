@@ -23,6 +23,7 @@
     └── (cloud side, in cloud/errors.py)
         ├── RolloutError       a rollout request or action that is not valid (``conflict``)
         ├── ApiError           a hub HTTP request refused (``status``, ``code``)
+        │   └── HubError       bad values for a hub operation (a sample filter, a label)
         ├── UploadError        the hub refused a bundle upload or could not be reached
         ├── NoVariantError     export: no variant survived, nothing to ship
         └── DemoError          a demo step that did not behave as the story says

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cloud.data.dataset import Dataset
+from cloud.data.field import read_meta
 from cloud.data.groups import group_values
 from cloud.data.images import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_BAD_FRACTION, load_image_folder
 from cloud.data.labels import encode_labels
@@ -46,7 +47,7 @@ def load_dataset(
             f"dataset {spec!r} not found: give 'digits', an image folder, a .csv or an .npz file"
         )
     if path.is_dir():
-        return load_image_folder(path, size=image_size, max_bad_fraction=max_bad_fraction)
+        return _load_folder(path, label_column, image_size, max_bad_fraction)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return load_csv(
@@ -58,6 +59,25 @@ def load_dataset(
     if suffix == ".npz":
         return load_npz(path, group_column=group_column, exclude_columns=exclude_columns)
     raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv or .npz")
+
+
+def _load_folder(path: Path, label_column: str, image_size: int, bad: float) -> Dataset:
+    """An image folder, or a field dataset export (``edgekit-dataset.json`` names its data
+    file and travels into the run's lineage as ``extra["field_dataset"]``)."""
+    meta = read_meta(path)
+    if meta is None or meta["format"] == "images":
+        ds = load_image_folder(path, size=image_size, max_bad_fraction=bad)
+    else:
+        ds = load_dataset(
+            str(path / meta["data"]),
+            label_column=str(meta.get("label_column") or label_column),
+            image_size=image_size,
+            max_bad_fraction=bad,
+        )
+    if meta is not None:
+        ds.extra["field_dataset"] = meta
+        ds.source = str(path)
+    return ds
 
 
 def load_digits() -> Dataset:

@@ -41,7 +41,16 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--summary-json", type=Path, help="write the summary here")
     p.add_argument("--soak", type=float, default=8.0, help="seconds each wave soaks")
+    p.add_argument(
+        "--db",
+        help="hub database URL (default: SQLite in the work directory), e.g. "
+        "postgresql://user@host/db; the demo creates its tables in it",
+    )
     p.set_defaults(handler=_run)
+
+
+def _pct(v: object) -> str:
+    return f"{v:.1%}" if isinstance(v, float) else "?"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -64,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     args.workdir.mkdir(parents=True)
     with contextlib.ExitStack() as stack:
         workdir = args.workdir.resolve()
-        db_url = f"sqlite:///{workdir / 'hub' / 'hub.db'}"
+        db_url = args.db or f"sqlite:///{workdir / 'hub' / 'hub.db'}"
         if args.broker:
             broker = require_broker_url(args.broker)
             if urlsplit(broker).username is None:
@@ -85,17 +94,17 @@ def _run(args: argparse.Namespace) -> int:
             soak=args.soak,
             broker_auth=not args.broker,
         )
-        _private, public, bundles = build_models(opts)
+        private, public, bundles = build_models(opts)
         fleet = Fleet(opts.workdir, broker, public, db_url=db_url, broker_auth=not args.broker)
         stack.callback(fleet.stop)
         try:
-            result = run_story(opts, fleet, bundles)
+            result = run_story(opts, fleet, bundles, private)
         except DemoError as exc:
             print(f"error: {exc}")
             return 1
         if args.summary_json:
             write_summary(args.summary_json, result)
-        say("5. summary")
+        say("6. summary")
         for v in result.versions:
             acc = v["accuracy"]
             print(
@@ -105,6 +114,16 @@ def _run(args: argparse.Namespace) -> int:
         for r in result.rollouts:
             print(f"  rollout of v{r['version']}: {r['state']}")
         print(f"  drift alerts: {', '.join(result.drift_alerts) or 'none'}")
+        loop = result.loop
+        if loop:
+            ds = loop.get("dataset") or {}
+            print(
+                f"  loop: {loop.get('captured')} captured, {loop.get('labeled')} labeled, "
+                f"dataset {ds.get('name')} v{ds.get('version')}, retrained v{loop.get('version')}; "
+                f"rotated devices' accuracy {_pct(loop.get('accuracy_before'))} -> "
+                f"{_pct(loop.get('accuracy_after'))}; champion check: "
+                f"{(loop.get('champion') or {}).get('decision')}"
+            )
         print(
             f"  story took {time.monotonic() - started:.0f} s; "
             f"{'every step behaved' if result.ok else 'SOME STEPS FAILED'}"

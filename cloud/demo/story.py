@@ -1,11 +1,13 @@
 """The demo story, step by step (see docs/demo.md):
 
 1. train on digits and export signed bundles: v1, a better v2, and a deliberately bad v3;
-2. start the hub and N agents, each replaying its own slice of held-out digits, some with
-   a shifted input stream so drift shows;
+2. start the hub and N agents, each replaying its own slice of digits, some with their
+   camera mounted sideways (rotated digits) so accuracy falls and drift shows;
 3. roll out v1 to all, then v2 in waves, canary first, gated on health;
-4. roll out the bad v3 and watch the health gate stop it and roll it back;
-5. print the dashboard URL, login and a summary.
+4. the champion check refuses the bad v3; forced, the devices' probation rolls it back;
+5. close the loop (cloud/demo/loop.py): capture, label, dataset, retrain v4, champion
+   check, gated v4 rollout with shadowing, accuracy and drift on the rotated devices;
+6. print the dashboard URL, login and a summary.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloud.demo.data import make_bad_dataset, make_streams
+from cloud.demo.data import make_bad_dataset, make_streams, write_original
 from cloud.demo.fleet import DemoError, Fleet, HubClient, broker_login, wait_until
+from cloud.demo.loop import run_loop
 from edge.cli import main as edgekit_main
+
+IMAGE_SIZE = 8  # the cameras' 8x8 frames, decoded as they are (no upscaling)
 
 
 @dataclass
@@ -43,6 +48,7 @@ class DemoResult:
     devices: list[dict[str, Any]] = field(default_factory=list)
     drift_alerts: list[str] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    loop: dict[str, Any] = field(default_factory=dict)
 
     def check(self, name: str, ok: bool, detail: str) -> None:
         self.checks.append({"check": name, "ok": bool(ok), "detail": detail})
@@ -60,6 +66,7 @@ class DemoResult:
             "devices": self.devices,
             "drift_alerts": self.drift_alerts,
             "checks": self.checks,
+            "loop": self.loop,
         }
 
 
@@ -79,9 +86,10 @@ def build_models(opts: DemoOptions) -> tuple[Path, Path, list[Path]]:
     keys = w / "keys"
     _cli("keys", "generate", "--out", str(keys), "--force")
     private, public = keys / "edgekit.key", keys / "edgekit.pub"
+    original = str(write_original(w / "data" / "digits"))
     recipes = [
-        ("v1: a small MLP, a few epochs", "digits", ["--arch", "mlp", "--epochs", "4"]),
-        ("v2: a CNN trained longer (better)", "digits", ["--arch", "cnn"]),
+        ("v1: a small MLP, a few epochs", original, ["--arch", "mlp", "--epochs", "4"]),
+        ("v2: a CNN trained longer (better)", original, ["--arch", "cnn"]),
         (
             "v3: trained on shuffled labels (signed, valid, and harmful)",
             str(make_bad_dataset(w / "data")),
@@ -91,37 +99,38 @@ def build_models(opts: DemoOptions) -> tuple[Path, Path, list[Path]]:
     bundles = []
     for version, (title, dataset, extra) in enumerate(recipes, 1):
         say(f"1.{version} train {title}")
-        run = w / "runs" / f"v{version}"
-        _cli("train", dataset, "--out", str(run), "--name", "digits", "--force", *extra)
-        bundle = w / "bundles" / f"digits-v{version}.ekb"
-        bundle.parent.mkdir(parents=True, exist_ok=True)
-        say(f"1.{version} export and sign bundle v{version}")
-        # v3 is judged against its own float model, so the exporter's gate lets it through:
-        # only the devices' live accuracy can show it is wrong.
-        _cli(
-            "export",
-            str(run),
-            "--out",
-            str(bundle),
-            "--name",
-            "digits",
-            "--version",
-            str(version),
-            "--targets",
-            opts.targets,
-            "--key",
-            str(private),
-            "--golden-size",
-            "32",
-        )
-        bundles.append(bundle)
+        bundles.append(train_and_export(opts, private, version, dataset, extra))
     return private, public, bundles
 
 
-def rollout(
-    api: HubClient, version: int, waves: list[int], opts: DemoOptions, gates: dict[str, Any]
+def train_and_export(
+    opts: DemoOptions, key: Path, version: int, dataset: str, extra: list[str]
+) -> Path:
+    """``edgekit train`` then ``edgekit export`` into a signed bundle of ``version``."""
+    w = opts.workdir
+    run = w / "runs" / f"v{version}"
+    _cli(
+        "train", dataset, "--out", str(run), "--name", "digits", "--force",
+        "--image-size", str(IMAGE_SIZE), *extra,
+    )  # fmt: skip
+    bundle = w / "bundles" / f"digits-v{version}.ekb"
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    say(f"1.{version} export and sign bundle v{version}" if version < 4 else
+        f"export and sign bundle v{version}")  # fmt: skip
+    # v3 is judged against its own float model, so the exporter's gate lets it through:
+    # only the champion check and the devices' live accuracy can show it is wrong.
+    _cli(
+        "export", str(run), "--out", str(bundle), "--name", "digits",
+        "--version", str(version), "--targets", opts.targets, "--key", str(key),
+        "--golden-size", "32",
+    )  # fmt: skip
+    return bundle
+
+
+def rollout_body(
+    version: int, waves: list[int], opts: DemoOptions, gates: dict[str, Any]
 ) -> dict[str, Any]:
-    body = {
+    return {
         "model": "digits",
         "version": version,
         "target": {"tags": ["demo"]},
@@ -134,8 +143,32 @@ def rollout(
         "gate_min_devices": 1,
         "deploy_timeout_s": 120,
     }
+
+
+def rollout(
+    api: HubClient,
+    version: int,
+    waves: list[int],
+    opts: DemoOptions,
+    gates: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {**rollout_body(version, waves, opts, gates), **extra}
     created = api.call("POST", "/api/v1/rollouts", body)
     return watch(api, created["id"], version, timeout=60 + len(waves) * (opts.soak + 60))
+
+
+def refused(api: HubClient, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Try to create a rollout: the champion check's comparison when it refuses (409),
+    None when the rollout was created (it is then cancelled: the story did not want it)."""
+    status, answer = api.attempt("POST", "/api/v1/rollouts", body)
+    if status == 409 and isinstance(answer, dict) and answer.get("champion"):
+        return dict(answer["champion"])
+    if status != 200:
+        raise DemoError(f"creating the rollout of v{body['version']}: {status} {answer}")
+    with contextlib.suppress(DemoError):
+        api.call("POST", f"/api/v1/rollouts/{answer['id']}/abort", {})
+    return None
 
 
 def watch(api: HubClient, rid: str, version: int, timeout: float) -> dict[str, Any]:
@@ -193,7 +226,7 @@ def devices_on(api: HubClient, version: int, n: int) -> bool:
     return len(running) >= n
 
 
-def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path]) -> DemoResult:
+def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path], key: Path) -> DemoResult:
     res = DemoResult()
     say("2. start the hub and the agents")
     api = fleet.start_hub()
@@ -256,8 +289,15 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path]) -> DemoResul
         f"{s2['state']} after {len(s2['waves'])} waves",
     )
 
-    say("4. roll out the bad v3: the health gate must stop it and roll it back")
-    s3 = rollout(api, 3, [17, 50, 100], opts, gates)
+    say("4. roll out the bad v3: the champion check refuses it")
+    verdict = refused(api, rollout_body(3, [17, 50, 100], opts, gates))
+    res.check(
+        "the champion check refuses v3",
+        verdict is not None and verdict.get("decision") == "worse",
+        (verdict or {}).get("reason", "the rollout was created"),
+    )
+    say("4.1 force it (recorded in the audit log): the devices' probation must stop it")
+    s3 = rollout(api, 3, [17, 50, 100], opts, gates, force=True)
     res.rollouts.append({"version": 3, "state": s3["state"], "id": s3["id"]})
     failed_gates = [g["metric"] for g in s3.get("gates", []) if g.get("ok") is False]
     canary = [d for d in s3.get("deployments", []) if d.get("wave", 0) == 0]
@@ -299,6 +339,17 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path]) -> DemoResul
         shifted <= set(res.drift_alerts),
         f"alerts: {', '.join(res.drift_alerts) or 'none'}; shifted: {', '.join(sorted(shifted))}",
     )
+    res.loop = run_loop(
+        api, sorted(shifted), opts.workdir / "data" / "digits", opts.workdir,
+        train_v4=lambda data: train_and_export(opts, key, 4, data, ["--arch", "cnn"]),
+        rollout_v4=lambda extra: rollout(api, 4, [17, 50, 100], opts, gates, **extra),
+        try_v3=lambda: refused(api, rollout_body(3, [17, 50, 100], opts, gates)),
+        check=res.check, say=say, token=api.token, hub_url=fleet.hub_url, edgekit=_cli,
+    )  # fmt: skip
+    if "rollout" in res.loop:
+        res.rollouts.append({"version": 4, **res.loop["rollout"]})
+    devs = api.call("GET", "/api/v1/devices?tag=demo")
+    res.devices = [{"id": d["id"], "version": (d.get("model") or {}).get("version")} for d in devs]
     return res
 
 

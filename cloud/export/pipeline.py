@@ -132,6 +132,9 @@ def _lineage(run: TrainingRun, opts: ExportOptions) -> dict[str, Any]:
     return {
         # file names only: the manifest travels, the build machine's directories do not
         "dataset": scrub({k: dataset.get(k) for k in ("source", "fingerprint")}),
+        # every dataset version trained on: the original and any field version, with how
+        # many samples came from which devices (the hub's champion check reads these)
+        "datasets": scrub(dataset_versions(dataset)),
         "code_version": info.get("code_version"),
         "hyperparameters": scrub(info.get("hyperparameters", {})),
         "seed": info.get("seed"),
@@ -142,6 +145,16 @@ def _lineage(run: TrainingRun, opts: ExportOptions) -> dict[str, Any]:
         "excluded_columns": info.get("excluded_columns") or [],
         "export": {"targets": opts.targets, "gate": _gate_rules(opts)},
     }
+
+
+def dataset_versions(dataset: dict[str, Any]) -> list[dict[str, Any]]:
+    """run.json's dataset versions; a run from before them names its one source."""
+    versions = dataset.get("versions")
+    if isinstance(versions, list):
+        return [v for v in versions if isinstance(v, dict)]
+    samples = (dataset.get("report") or {}).get("samples")
+    source = {k: dataset.get(k) for k in ("source", "fingerprint")}
+    return [{"role": "original", **source, "samples": samples}]
 
 
 def _gate_rules(opts: ExportOptions) -> dict[str, Any]:
@@ -298,6 +311,8 @@ def export(opts: ExportOptions, progress: Progress = stderr_progress) -> ExportR
             y_val=run.y["val"],
             float_pred_val=float_val.argmax(1),
             progress=progress,
+            rules=opts.gate_rules(),
+            labels=run.labels,
         )
         t = time.perf_counter()
         variants = build_variants(ctx, opts.targets)

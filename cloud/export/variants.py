@@ -28,6 +28,7 @@ METRIC_KEYS = (
     "size",
     "speedup_vs_fp32",
     "accuracy_drop_points",
+    "recipe",  # int8: the recipe the exporter kept (cloud/export/recipes.py); else None
 )
 
 

@@ -62,6 +62,12 @@ class HubConfig:
     command_ttl_s: float = 3600.0
     max_upload_bytes: int = 512 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024  # any request body but an upload (JSON, forms)
+    # captured samples (cloud/hub/samples/): per-device upload rate, and retention (unlabeled
+    # samples older than the max age go; over the max count the oldest go, unlabeled first)
+    sample_rate_per_minute: int = 600
+    sample_max_age_days: float = 30.0
+    sample_max_count: int = 100_000
+    sample_retention_interval_s: float = 300.0
     testing: bool = False
 
     def __post_init__(self) -> None:
@@ -83,9 +89,13 @@ class HubConfig:
             "compaction_interval_s",
             "offline_after_s",
             "stale_intervals",
+            "sample_max_age_days",
+            "sample_retention_interval_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.sample_rate_per_minute < 1 or self.sample_max_count < 1:
+            raise ConfigError("sample_rate_per_minute and sample_max_count must be at least 1")
         if self.bridge_batch_size < 1:
             raise ConfigError("bridge_batch_size must be at least 1")
         if self.bridge_writer not in ("thread", "process"):
@@ -109,6 +119,10 @@ class HubConfig:
     @property
     def bundle_dir(self) -> Path:
         return self.data_dir / "bundles"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.data_dir / "samples"
 
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{(self.data_dir / 'hub.db').resolve()}"

@@ -1,8 +1,8 @@
 """Background workers of a hub process: MQTT bridge, rollout ticker, telemetry compaction,
-and the staleness sweep (silent devices without a will are shown offline).
+the staleness sweep (silent devices without a will are shown offline) and sample retention.
 
-The ticker, compaction and sweep are singletons across hub workers (a database lease), so two
-gunicorn workers never send the same deploy command twice.
+The ticker, compaction, sweep and retention are singletons across hub workers (a database
+lease), so two gunicorn workers never send the same deploy command twice.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cloud.hub.ingest import telemetry_store
 from cloud.hub.rollout import Ticker
+from cloud.hub.samples import enforce_retention
 from cloud.hub.storage import leases
 
 if TYPE_CHECKING:
@@ -62,3 +64,35 @@ def start_workers(hub: Hub) -> None:
     hub.workers.append(Ticker("hub-rollouts", cfg.tick_interval_s, tick).start())
     hub.workers.append(Ticker("hub-staleness", sweep_every, sweep_stale).start())
     hub.workers.append(Ticker("hub-compaction", cfg.compaction_interval_s, compact).start())
+    hub.workers.append(
+        Ticker(
+            "hub-samples",
+            cfg.sample_retention_interval_s,
+            _sample_retention(hub, lease_ttl, holder),
+        ).start()
+    )
+
+
+def _sample_retention(hub: Hub, lease_ttl: float, holder: str) -> Callable[[], None]:
+    """The retention job (cloud/hub/samples/retention.py) under the scheduler lease."""
+    cfg = hub.config
+
+    def run() -> None:
+        if not leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl, holder):
+            return
+        with hub.db.session() as s:
+            done = enforce_retention(
+                s,
+                cfg.samples_dir,
+                max_age_s=cfg.sample_max_age_days * 86400.0,
+                max_count=cfg.sample_max_count,
+            )
+        if done.total:
+            log.info(
+                "sample retention: %d expired, %d over the count limit, %d orphan files",
+                done.expired,
+                done.over_count,
+                done.orphans,
+            )
+
+    return run

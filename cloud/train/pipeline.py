@@ -14,6 +14,7 @@ import numpy as np
 
 from cloud.card_info import CardInfo, load_card_info
 from cloud.data.dataset import Dataset
+from cloud.data.field import lineage_versions
 from cloud.data.fingerprint import fingerprint
 from cloud.data.images import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_BAD_FRACTION, resize_images
 from cloud.data.preprocess import apply_preprocessing, fit_preprocessing
@@ -234,7 +235,12 @@ def run_training(opts: TrainOptions, stream: TextIO | None = sys.stdout) -> dict
         "parameters": int(model.count_params()),
         "hyperparameters": hyper,
         "seed": opts.seed,
-        "dataset": {"source": ds.source, "fingerprint": fp, "report": report},
+        "dataset": {
+            "source": ds.source,
+            "fingerprint": fp,
+            "report": report,
+            "versions": lineage_versions(ds, fp),  # original and field dataset versions
+        },
         "groups": groups,
         "excluded_columns": ds.excluded_columns,
         "card_info": None if card_info is None else card_info.to_dict(),

@@ -24,6 +24,7 @@ from edge.agent.enrollment import load_credentials, mqtt_login
 from edge.agent.mqtt_inference import MqttInference
 from edge.agent.reporting import Reporter
 from edge.bundle import ModelStore
+from edge.capture import Capture
 from edge.contract import Command, Status
 from edge.errors import ConfigError
 from edge.install import Installer
@@ -108,6 +109,16 @@ class Agent:
             telemetry_interval=lambda: self.cfg.telemetry_interval,
             enrolled=self.credentials is not None,
         )
+        self.capture = Capture(
+            cfg.data_dir / "capture",
+            cfg.capture,
+            self.device,
+            endpoint=self._capture_endpoint,
+            drifting=lambda: (self.reporter.last_drift or {}).get("alert") is True,
+        )
+        self.reporter.capture_stats = self.capture.stats
+        if cfg.capture.next:  # a local config's ``next``: the next N after every start
+            self.capture.request(cfg.capture.next)
         self.installer = Installer(
             self.store,
             self.server,
@@ -177,6 +188,7 @@ class Agent:
             self.transport.connect(will=self.reporter.will())
             self.outbox.start(self.transport)
         self.reporter.start_telemetry()
+        self.capture.start()
         if self.cfg.replay is not None:
             from edge.agent.replay import ReplaySource
 
@@ -202,6 +214,8 @@ class Agent:
         self.reporter.stop_telemetry()
         self.transport.close(graceful=graceful, final=self.reporter.will())
         self.outbox.close()
+        self.server.sampler = None
+        self.capture.close()
         self.inference.close()
         self.server.close()
         current = self.server.current
@@ -213,6 +227,10 @@ class Agent:
     def predict(self, inputs: Any, label: Any = None) -> Prediction:
         """Predict one input (raw domain). Raises InputError or BackendError."""
         return self.server.predict(inputs, label)
+
+    def predict_batch(self, inputs: list[Any], labels: list[Any] | None = None) -> list[Prediction]:
+        """Predict several inputs in one runtime call (see ModelServer.predict_batch)."""
+        return self.server.predict_batch(inputs, labels)
 
     def status(self) -> Status:
         return self.reporter.status()
@@ -249,6 +267,14 @@ class Agent:
 
     def on_out_of_range(self, features: list[str]) -> None:
         self.reporter.monitor.record_out_of_range(features)
+
+    def _capture_endpoint(self) -> tuple[str, str] | None:
+        """Where samples go: the hub this device enrolled with, with its token (only)."""
+        creds = self.credentials or {}
+        hub, token = creds.get("hub"), creds.get("token")
+        if isinstance(hub, str) and hub and isinstance(token, str) and token:
+            return hub, token
+        return None
 
     def _model_changed(self) -> None:
         self.reporter.model_changed(publish=self.started)
@@ -311,6 +337,8 @@ class Agent:
                 self.store.prune()
         if self.replay is not None:
             self.replay.set_rate(cfg.replay_rate)
+        self.capture.configure(cfg.capture)
+        self.server.sampler = self.capture if cfg.capture.enabled else None  # off: no cost
 
     def _apply_config(self, cmd: Command, ctx: dict[str, Any]) -> None:
         try:
@@ -319,4 +347,7 @@ class Agent:
             self.emit("error", None, f"config refused: {exc}", detail={"reason": str(exc)}, **ctx)
             return
         self._configure(cfg)
+        sent = cmd.config.get("capture")
+        if isinstance(sent, dict) and "next" in sent:  # a one-shot request, not a setting
+            self.capture.request(cfg.capture.next)
         self.emit("info", None, "config applied", detail={"config": cmd.config}, **ctx)

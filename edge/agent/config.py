@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from edge.agent.ha_discovery import parse_setting as ha_discovery_setting
 from edge.agent.remote_config import RUNTIME_KEYS, out_of_range
 from edge.bundle import KEYRING_FILE, Keyring
+from edge.capture import CapturePolicy
 from edge.contract import PRECISIONS, RUNTIMES, validate_device_id
 from edge.errors import ConfigError, ContractError, InstallError
 from edge.install import InstallSettings, Policy, allowed_origins, origin_of
@@ -75,6 +76,7 @@ class AgentConfig(InstallSettings):
     outbox_max_bytes: int = 64 * 1024 * 1024
     outbox_max_messages: int = 100_000
     ha_discovery: str | None = None  # the discovery prefix; None = off
+    capture: CapturePolicy = dataclasses.field(default_factory=CapturePolicy)  # off by default
 
     def install_policy(self, credentials: Mapping[str, Any] | None = None) -> Policy:
         """The installer's policy: the install keys plus the trust settings. Bundles are
@@ -107,7 +109,10 @@ class AgentConfig(InstallSettings):
         for key, value in changes.items():
             if key not in FIELDS:
                 raise ConfigError(f"unknown config key {key!r}")
-            merged[key] = FIELDS[key].parse(value, key)
+            if key == "capture":  # an object of some capture settings: merged, not replaced
+                merged[key] = merged[key].merged(value, key)
+            else:
+                merged[key] = FIELDS[key].parse(value, key)
         return _validated(merged)
 
     def replace_remote(self, changes: Mapping[str, Any]) -> AgentConfig:
@@ -118,7 +123,7 @@ class AgentConfig(InstallSettings):
             raise ConfigError(f"keys {', '.join(bad)} cannot be changed remotely")
         cfg = self.replace(**changes)
         for key in changes:
-            why = out_of_range(key, getattr(cfg, key))
+            why = out_of_range(key, getattr(cfg, key), changes[key])
             if why is not None:
                 raise ConfigError(why)
         return cfg
@@ -132,6 +137,8 @@ class AgentConfig(InstallSettings):
                 value = "***"
             if isinstance(value, tuple):
                 value = [str(v) for v in value]
+            if isinstance(value, CapturePolicy):
+                value = value.to_dict()
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
 
@@ -270,6 +277,7 @@ FIELDS: dict[str, Field] = {
     "replay_loop": _f(_bool, "start the replay file again when it ends"),
     "pin_runtime": _o(_str, "serve only this runtime (litert, onnxruntime, openvino)"),
     "pin_precision": _o(_str, "serve only this precision (fp32, int8)"),
+    "pin_threads": _o(_int, "inference threads (default: the self-test times 1 and 2)"),
     "keep_versions": _f(_int, "installed model versions kept for rollback"),
     "inference_timeout": _f(_float, "per-inference time limit in seconds"),
     "max_queued_requests": _f(_int, "MQTT inference requests queued before refusing"),
@@ -307,6 +315,10 @@ FIELDS: dict[str, Field] = {
     ),
     "outbox_max_bytes": _f(_int, "disk bytes the outbox may use before dropping oldest"),
     "outbox_max_messages": _f(_int, "messages the outbox may hold before dropping oldest"),
+    "capture": _f(
+        CapturePolicy.parse,
+        "capture policy: on, off or a JSON object of its keys (docs/agent.md, Capture)",
+    ),
     "ha_discovery": Field(
         ha_discovery_setting,
         "publish Home Assistant MQTT discovery (bare flag: prefix homeassistant; or PREFIX)",
@@ -418,6 +430,8 @@ def _check(cfg: AgentConfig) -> None:  # noqa: C901 - one flat check per key, in
         raise ConfigError(f"input_guard_margin: must not be negative, got {cfg.input_guard_margin}")
     if cfg.pin_precision is not None and cfg.pin_precision not in PRECISIONS:
         raise ConfigError(f"pin_precision: expected one of {', '.join(PRECISIONS)}")
+    if cfg.pin_threads is not None and cfg.pin_threads < 1:
+        raise ConfigError(f"pin_threads: must be at least 1, got {cfg.pin_threads}")
     if cfg.http_port is not None and not 0 <= cfg.http_port <= 65535:
         raise ConfigError(f"http_port: expected 0-65535, got {cfg.http_port}")
     if (cfg.cert_file is None) != (cfg.key_file is None):

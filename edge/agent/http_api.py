@@ -2,7 +2,9 @@
 
 * ``POST /v1/predict`` body ``{"inputs": ..., "label": optional}`` → 200 with ``label``,
   ``index``, ``scores``, ``latency_ms``, ``version``; 400 with ``{"error": {code, message}}``
-  for a rejected input, 503 when no model can answer, 413 for a body over 16 MiB.
+  for a rejected input, 503 when no model can answer, 413 for a body over 16 MiB. With
+  ``"batch": true``, ``inputs`` is a list of inputs (and ``label`` a list, if given) and
+  the 200 carries ``predictions`` (one object as above per input) and ``version``.
 * ``GET /v1/status`` → the status object the agent publishes (retained) on MQTT.
 * ``GET /healthz`` → 200 ``{"ok": true}`` while a model is served, else 503.
 * ``GET /metrics`` → Prometheus text (edge/agent/metrics.py; docs/agent.md lists the series).
@@ -20,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from edge.agent import metrics
 from edge.agent.mqtt_inference import error_code
-from edge.errors import BackendError, EdgekitError, InputError, TransportError
+from edge.contract import InferRequest
+from edge.errors import BackendError, ContractError, EdgekitError, InputError, TransportError
 
 if TYPE_CHECKING:
     from edge.agent.agent import Agent
@@ -120,7 +123,17 @@ def _make_handler(  # noqa: C901 - counts the nested handler's per-request check
                 return
             model = agent.server.current
             try:
+                if obj.get("batch", False) is not False:
+                    req = InferRequest.parse({"id": 1, **obj})  # the MQTT batch rules
+                    preds = agent.server.predict_batch(req.inputs, req.label)
+                    version = model.version if model else None
+                    self._send(200, {"predictions": [p.to_dict() for p in preds],
+                                     "version": version})  # fmt: skip
+                    return
                 pred = agent.predict(obj["inputs"], obj.get("label"))
+            except ContractError as exc:
+                self._error(400, "bad_request", str(exc))
+                return
             except InputError as exc:
                 self._error(400, exc.code, str(exc))
                 return

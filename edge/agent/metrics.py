@@ -87,6 +87,7 @@ class AgentCollector:
         yield lat
         yield from self._outbox(agent.outbox.stats())
         yield from self._drift(agent.reporter.last_drift)
+        yield from self._capture(agent.capture.stats())
         yield from self._model()
         uptime = GaugeMetricFamily(
             "edgekit_agent_uptime_seconds", "Seconds since the agent started."
@@ -134,6 +135,30 @@ class AgentCollector:
                 psi.add_metric([signal], float(value))
         alert.add_metric([], 1 if block.get("alert") is True else 0)
         return iter((psi, alert))
+
+    @staticmethod
+    def _capture(stats: dict[str, Any]) -> Iterator[Metric]:
+        """Capture (edge/capture): totals since the store was created, and what waits."""
+        on = GaugeMetricFamily("edgekit_agent_capture_enabled", "1 while capture is on.")
+        on.add_metric([], 1 if stats.get("enabled") else 0)
+        pending = GaugeMetricFamily(
+            "edgekit_agent_capture_pending_samples", "Captured samples waiting for upload."
+        )
+        pending.add_metric([], stats.get("pending", 0))
+        size = GaugeMetricFamily(
+            "edgekit_agent_capture_pending_bytes", "Disk bytes of the samples waiting."
+        )
+        size.add_metric([], stats.get("pending_bytes", 0))
+        samples = CounterMetricFamily(
+            "edgekit_agent_capture_samples",
+            "Samples by outcome: captured, dropped (budget, full disk), uploaded, rejected "
+            "(by the hub), rate_limited, busy and errors (not kept).",
+            labels=["outcome"],
+        )
+        for outcome in ("captured", "dropped", "uploaded", "rejected", "rate_limited", "busy",
+                        "errors"):  # fmt: skip
+            samples.add_metric([outcome], stats.get(outcome, 0))
+        return iter((on, pending, size, samples))
 
     def _model(self) -> Iterator[Metric]:
         info = InfoMetricFamily(

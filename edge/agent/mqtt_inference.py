@@ -169,13 +169,26 @@ class MqttInference:
         self.reply(self.answer(req))
 
     def answer(self, req: InferRequest) -> InferResponse:
-        """The response to one request: a prediction or an error object, never an exception."""
+        """The response to one request: a prediction (``predictions`` for a batch) or an
+        error object, never an exception."""
         model = self.server.current
         try:
-            pred = self.predict(req.inputs, req.label)
+            if req.batch:
+                preds = self.server.predict_batch(req.inputs, req.label)
+            else:
+                pred = self.predict(req.inputs, req.label)
         except EdgekitError as exc:
             error = {"code": error_code(exc), "message": str(exc)}
             return InferResponse(req.id, self.device, time.time(), error=error)
+        if req.batch:
+            return InferResponse(
+                id=req.id,
+                device=self.device,
+                ts=time.time(),
+                version=model.version if model else None,
+                latency_ms=round(sum(p.latency_ms for p in preds), 4),
+                predictions=[p.to_dict() for p in preds],
+            )
         return InferResponse(
             id=req.id,
             device=self.device,

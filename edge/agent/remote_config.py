@@ -36,12 +36,28 @@ REMOTE_LIMITS: dict[str, tuple[float, float] | None] = {
     "drift_feature_threshold": (0.01, 10.0),
     "input_guard": None,
     "input_guard_margin": (0.0, 10.0),
+    "capture": None,  # an object: each of its keys within CAPTURE_LIMITS
 }
 RUNTIME_KEYS = frozenset(REMOTE_LIMITS)
+# capture key -> (lowest, highest) a config command may set: a hub can switch capture on
+# and tune it, but not make a device fill its disk, flood the uplink or keep everything
+CAPTURE_LIMITS: dict[str, tuple[float, float]] = {
+    "max_mb": (1.0, 1024.0),
+    "max_per_minute": (1, 600),
+    "upload_batch": (1, 64),
+    "upload_interval": (1.0, DAY),
+    "next": (0, 10_000),
+    "random": (0.0, 1.0),
+    "low_confidence": (0.0, 1.0),
+}
 
 
-def out_of_range(key: str, value: object) -> str | None:
-    """Why ``value`` (already parsed and validated) may not be set remotely, or None."""
+def out_of_range(key: str, value: object, sent: object = None) -> str | None:
+    """Why ``value`` (already parsed and validated) may not be set remotely, or None.
+    For ``capture`` only the keys the command ``sent`` are checked (what the device's own
+    config set stays as it is)."""
+    if key == "capture":
+        return _capture_out_of_range(value, sent)
     limits = REMOTE_LIMITS.get(key)
     if limits is None or not isinstance(value, (int, float)):
         return None
@@ -49,3 +65,20 @@ def out_of_range(key: str, value: object) -> str | None:
     if lo <= value <= hi:
         return None
     return f"{key}: {value} is outside {lo:g}..{hi:g}, the range a remote config may set"
+
+
+def _capture_out_of_range(policy: object, sent: object) -> str | None:
+    values: dict[str, object] = getattr(policy, "to_dict", dict)()
+    names = sent.keys() if isinstance(sent, dict) else ()
+    for name in names:
+        limits = CAPTURE_LIMITS.get(name)
+        value = values.get(name)
+        if limits is None or not isinstance(value, (int, float)):
+            continue
+        lo, hi = limits
+        if not lo <= value <= hi:
+            return (
+                f"capture.{name}: {value} is outside {lo:g}..{hi:g}, the range a remote "
+                "config may set"
+            )
+    return None

@@ -65,6 +65,7 @@ class Reporter:
         self.drift_thresholds = (DEFAULT_DRIFT_THRESHOLD, DEFAULT_DRIFT_FEATURE_THRESHOLD)
         self._drift_alerting = False
         self.last_drift: dict[str, Any] | None = None  # of the last telemetry (/metrics)
+        self.capture_stats: Callable[[], dict[str, Any]] | None = None  # edge/capture
         self._will_model: ModelRef | None = None  # what the transport's will names
         self._seq = {c.STATUS: 0, c.TELEMETRY: 0, c.EVENTS: 0}
         self._lock = threading.Lock()
@@ -223,6 +224,8 @@ class Reporter:
         oversize = self.transport.stats.get("dropped_oversize", 0)
         extra = {"malformed": self._take_malformed(), "oversize": oversize - self._oversize_seen}
         self._oversize_seen = oversize
+        if self.capture_stats is not None:
+            metrics["capture"] = self.capture_stats()
         rejected = metrics.setdefault("rejected_inputs", {})
         rejected.update({k: v for k, v in extra.items() if v})
         model = self.server.current

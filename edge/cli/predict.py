@@ -1,18 +1,22 @@
 """``edgekit predict BUNDLE --input FILE``: local inference on one input.
 
 BUNDLE is a ``.ekb`` file (verified and extracted to a temporary directory) or an
-already extracted bundle directory. With ``--key`` the signature is checked too; without
-it only the hashes are, and a warning says so. Tabular inputs pass the range guard
-(``--input-guard``, edge/runtime/guard.py): in ``warn`` mode an out-of-range value is
-answered with a warning (on stderr, and under ``warnings`` with ``--json``).
+already extracted bundle directory, loaded through the public API (``edge.load_model``).
+With ``--key`` the signature is checked too; without it only the hashes are, and a warning
+says so. ``--json`` reports the variant served, threads included. Tabular inputs pass the
+range guard (``--input-guard``, edge/runtime/guard.py): in ``warn`` mode an out-of-range
+value is answered with a warning (on stderr, and under ``warnings`` with ``--json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
-import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +55,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.bundle import extract_bundle, verify_directory
     from edge.errors import ConfigError
-    from edge.runtime import Predictor, load_input_file
+    from edge.runtime import load_input_file, load_model
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError("--threads must be at least 1")
@@ -63,32 +66,31 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     raw = load_input_file(args.input)
-    with tempfile.TemporaryDirectory(prefix="edgekit-predict-") as tmp:
-        if args.bundle.is_dir():
-            bundle_dir = args.bundle
-            manifest = verify_directory(bundle_dir, args.key)
-        else:
-            bundle_dir = Path(tmp) / "bundle"
-            manifest = extract_bundle(args.bundle, bundle_dir, args.key)
-        with Predictor.open(
-            bundle_dir,
-            manifest,
-            args.runtime,
-            args.precision,
+    with (
+        _quiet_unverified(),
+        load_model(
+            args.bundle,
+            args.key,
+            runtime=args.runtime,
+            precision=args.precision,
             threads=args.threads,
             input_guard=args.input_guard,
             input_guard_margin=args.input_guard_margin,
-        ) as predictor:
-            pred = predictor.predict(raw)
-            info = predictor.describe()
+        ) as model,
+    ):
+        pred = model.predict(raw)
+        info = model.describe()
+    manifest, variant = model.manifest, model.variant
     result = {
         "label": pred.label,
         "index": pred.index,
         "scores": pred.scores,
-        "scores_by_label": dict(zip(predictor.labels, pred.scores, strict=False)),
+        "scores_by_label": dict(zip(model.labels, pred.scores, strict=False)),
         "latency_ms": pred.latency_ms,
-        "runtime": predictor.artifact.runtime,
-        "precision": predictor.artifact.precision,
+        "runtime": variant.runtime,
+        "precision": variant.precision,
+        "threads": variant.threads,
+        "recipe": variant.recipe,
         "runtime_version": info.get("version"),
         "name": manifest.name,
         "version": manifest.version,
@@ -100,11 +102,29 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
+    threads = f", {variant.threads} thread{'s' if variant.threads != 1 else ''}"
     print(
-        f"{pred.label}  ({manifest.name} v{manifest.version}, "
-        f"{predictor.artifact.target}, {pred.latency_ms:.2f} ms)"
+        f"{pred.label}  ({manifest.name} v{manifest.version}, {variant.target}"
+        f"{threads if variant.threads else ''}, {pred.latency_ms:.2f} ms)"
     )
-    ranked = sorted(zip(predictor.labels, pred.scores, strict=False), key=lambda t: -t[1])
+    ranked = sorted(zip(model.labels, pred.scores, strict=False), key=lambda t: -t[1])
     for label, score in ranked[: max(args.top, 0)]:
         print(f"  {label:>16}  {score:.4f}")
     return 0
+
+
+@contextlib.contextmanager
+def _quiet_unverified() -> Iterator[None]:
+    """The command prints its own line about a missing --key (naming the flag); the
+    library's warning and log line for it would only repeat it."""
+    from edge.runtime import UnverifiedBundleWarning
+
+    logger = logging.getLogger("edge.runtime.model")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnverifiedBundleWarning)
+            yield
+    finally:
+        logger.setLevel(level)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edge.contract.histogram import LatencyBuckets
+from edge.contract.shadow import ShadowSettings
 from edge.contract.topics import (
     SCHEMA_CMD,
     SCHEMA_EVENT,
@@ -48,6 +49,7 @@ class ModelRef:
     version: int
     runtime: str | None = None
     precision: str | None = None
+    threads: int | None = None  # inference threads the self-test chose (None: not reported)
 
     @staticmethod
     def parse(obj: Any, where: str) -> ModelRef | None:
@@ -60,6 +62,7 @@ class ModelRef:
             version=_req(obj, "version", int, where),
             runtime=_opt(obj, "runtime", str, where),
             precision=_opt(obj, "precision", str, where),
+            threads=_opt(obj, "threads", int, where),
         )
 
 
@@ -247,13 +250,14 @@ class Command:
     rollout: str | None = None
     config: dict[str, Any] = field(default_factory=dict)  # kind == "config"
     keys: dict[str, list[str]] = field(default_factory=dict)  # kind == "keys"
+    shadow: ShadowSettings | None = None  # deploy: the rollout's shadow run, signed
     key_id: str | None = None
     sig: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["schema"] = SCHEMA_CMD
-        for name in ("key_id", "sig"):
+        for name in ("key_id", "sig", "shadow"):  # absent, not null: older signers' bytes
             if d[name] is None:
                 del d[name]
         return d
@@ -285,6 +289,7 @@ class Command:
             rollout=_opt(obj, "rollout", str, "cmd"),
             config=_opt(obj, "config", dict, "cmd") or {},
             keys=_keys(_opt(obj, "keys", dict, "cmd")),
+            shadow=_shadow(obj.get("shadow")),
             key_id=_opt(obj, "key_id", str, "cmd"),
             sig=_opt(obj, "sig", str, "cmd"),
         )
@@ -294,11 +299,17 @@ class Command:
             raise ContractError("cmd: a deploy needs 'url', 'sha256', 'size' and 'version'")
         if cmd.size is not None and not 0 < cmd.size <= MAX_SIZE:
             raise ContractError(f"cmd: 'size' must be between 1 and {MAX_SIZE} bytes")
+        if cmd.shadow is not None and kind != "deploy":
+            raise ContractError("cmd: only a deploy takes 'shadow'")
         if kind == "rollback" and cmd.version is None:
             raise ContractError("cmd: a rollback needs 'version'")
         if kind == "keys" and not cmd.keys:
             raise ContractError("cmd: a keys command needs 'keys' with 'add' or 'revoke'")
         return cmd
+
+
+def _shadow(value: Any) -> ShadowSettings | None:
+    return None if value is None else ShadowSettings.parse(value, "cmd: 'shadow'")
 
 
 def _finite(value: float, name: str) -> float:
@@ -311,13 +322,21 @@ def _finite(value: float, name: str) -> float:
     return out
 
 
+MAX_INFER_BATCH = 64  # inputs in one batch request (each payload is also under 1 MiB)
+
+
 @dataclass(frozen=True)
 class InferRequest:
-    """``infer/req``: ``id`` plus ``inputs`` (a list, nested list, or named-feature object)."""
+    """``infer/req``: ``id`` plus ``inputs`` (a list, nested list, or named-feature object).
+
+    The batch form (``"batch": true``) takes ``inputs`` as a list of 1..MAX_INFER_BATCH
+    inputs, each what a single request takes, and ``label`` (optional) as a list of the
+    same length; the reply carries ``predictions``, in order."""
 
     id: str | int  # returned as sent: an integer id comes back an integer
     inputs: Any
-    label: Any = None  # optional ground truth, for live accuracy
+    label: Any = None  # optional ground truth, for live accuracy (batch: a list)
+    batch: bool = False
 
     @staticmethod
     def id_of(obj: dict[str, Any]) -> str | int | None:
@@ -335,7 +354,22 @@ class InferRequest:
             raise ContractError("infer request: missing or invalid 'id'")
         if "inputs" not in obj:
             raise ContractError("infer request: missing 'inputs'")
-        return InferRequest(id=rid, inputs=obj["inputs"], label=obj.get("label"))
+        batch = obj.get("batch", False)
+        if not isinstance(batch, bool):
+            raise ContractError("infer request: 'batch' must be true or false")
+        inputs, label = obj["inputs"], obj.get("label")
+        if batch:
+            if not isinstance(inputs, list) or not 1 <= len(inputs) <= MAX_INFER_BATCH:
+                got = f"{len(inputs)} inputs" if isinstance(inputs, list) else "no list"
+                raise ContractError(
+                    f"infer request: a batch takes 'inputs' as a list of 1 to "
+                    f"{MAX_INFER_BATCH} inputs, got {got}"
+                )
+            if label is not None and (not isinstance(label, list) or len(label) != len(inputs)):
+                raise ContractError(
+                    "infer request: a batch's 'label' must be a list with one label per input"
+                )
+        return InferRequest(id=rid, inputs=inputs, label=label, batch=batch)
 
 
 @dataclass(frozen=True)
@@ -350,6 +384,8 @@ class InferResponse:
     version: int | None = None
     latency_ms: float | None = None
     error: dict[str, str] | None = None  # {"code": ..., "message": ...}
+    # batch form: one {"label", "index", "scores", "latency_ms", "warnings"?} per input
+    predictions: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if v is not None}
@@ -368,4 +404,5 @@ class InferResponse:
             version=_opt(obj, "version", int, "infer response"),
             latency_ms=_opt(obj, "latency_ms", (int, float), "infer response"),
             error=_opt(obj, "error", dict, "infer response"),
+            predictions=_opt(obj, "predictions", list, "infer response"),
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.bundle import ModelStore, Slot, read_manifest
-from edge.contract import Command, Manifest
+from edge.contract import Command, Manifest, ShadowSettings
 from edge.errors import EdgekitError, InstallError
 from edge.install.download import sha256_file
 from edge.install.keys import apply_keys
@@ -43,6 +43,8 @@ from edge.serving import LoadedModel, ModelServer
 log = logging.getLogger(__name__)
 
 PROBATION_TICK = 0.25
+# ``detail.code`` of a deploy refused because its shadow run disagreed too often
+SHADOW_DISAGREEMENT = "shadow_disagreement"
 
 
 class Installer:
@@ -125,7 +127,20 @@ class Installer:
             self.emit("deploy", "failed", f"refused: {exc}", detail=detail, **ctx)
             return
         self.store.begin_install({**ctx, "kind": "deploy", "name": cmd.name, "step": "downloading"})
-        self._install(ctx, lambda: self._download(cmd, ctx), cmd.sha256, cmd.name, cmd.version)
+        self._install(
+            ctx, lambda: self._download(cmd, ctx), cmd.sha256, cmd.name, cmd.version,
+            shadow=self.shadow_settings(cmd.shadow),
+        )  # fmt: skip
+
+    def shadow_settings(self, ordered: ShadowSettings | None) -> ShadowSettings | None:
+        """What a deploy shadows: the command's settings (a rollout's, signed) win over the
+        local policy's for that one deploy; None: no shadow run."""
+        if ordered is not None:
+            return ordered
+        p = self.policy
+        if p.shadow_inputs <= 0:
+            return None
+        return ShadowSettings(p.shadow_inputs, p.shadow_min_agreement, p.shadow_timeout)
 
     def provision(self, bundle: Path) -> None:
         """Install a local bundle at start (offline provisioning): no download, no probation."""
@@ -164,6 +179,7 @@ class Installer:
         *,
         probation: bool = True,
         local: bool = False,
+        shadow: ShadowSettings | None = None,
     ) -> None:
         step = "downloading"
         candidate: LoadedModel | None = None
@@ -194,11 +210,11 @@ class Installer:
                 detail=meta,
                 **ctx,
             )
-            if probation and self.policy.shadow_inputs > 0 and self.server.current is not None:
+            if probation and shadow is not None and self.server.current is not None:
                 step = "shadow"
                 self.store.journal_step(step)
                 self._pause(ctx, step)
-                self._shadow(candidate, ctx)
+                self._shadow(candidate, shadow, ctx)
             step = "activating"
             self.store.journal_step(step)
             self._pause(ctx, step)
@@ -256,22 +272,24 @@ class Installer:
         if ctx.get("command"):  # commanded installs only: provisioning never pauses
             pause_for_tests(step)
 
-    def _shadow(self, candidate: LoadedModel, ctx: dict[str, Any]) -> None:
-        report = self.server.shadow(
-            candidate, self.policy.shadow_inputs, self.policy.shadow_timeout
-        )
+    def _shadow(
+        self, candidate: LoadedModel, settings: ShadowSettings, ctx: dict[str, Any]
+    ) -> None:
+        """The ``shadow`` event is sent whatever the outcome, so the hub records agreement
+        and latencies of a refused candidate too; agreement under the minimum then fails
+        the deploy before the candidate ever answers a caller."""
+        report = self.server.shadow(candidate, settings.inputs, settings.timeout)
+        report["min_agreement"] = settings.min_agreement
         agreement = report.get("agreement")
-        if (
-            report["inputs"]
-            and agreement is not None
-            and agreement < self.policy.shadow_min_agreement
-        ):
-            raise InstallError(
-                "shadow",
-                f"agreement {agreement:.3f} below {self.policy.shadow_min_agreement:g} "
-                f"on {report['inputs']} inputs",
-            )
-        self.emit("deploy", "shadow", "shadow run finished", detail=report, **ctx)
+        if not report["inputs"] or agreement is None or agreement >= settings.min_agreement:
+            self.emit("deploy", "shadow", "shadow run finished", detail=report, **ctx)
+            return
+        why = (
+            f"agreement {agreement:.3f} below {settings.min_agreement:g} "
+            f"on {report['inputs']} inputs"
+        )
+        self.emit("deploy", "shadow", f"shadow run finished: {why}", detail=report, **ctx)
+        raise InstallError("shadow", why, code=SHADOW_DISAGREEMENT)
 
     def _probation(
         self, candidate: LoadedModel, baseline: tuple[float | None, float | None]

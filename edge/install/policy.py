@@ -20,6 +20,7 @@ class InstallSettings:
 
     pin_runtime: str | None = None
     pin_precision: str | None = None
+    pin_threads: int | None = None  # the self-test then times only this thread count
     download_max_bytes: int = 512 * 1024 * 1024
     download_timeout: float = 600.0
     selftest_time_budget: float = 2.0

@@ -25,17 +25,20 @@ from edge.errors import EdgekitError, InstallError
 from edge.install.policy import Policy
 from edge.install.states import OnCrash, on_crash
 from edge.install.steps import Emit, recheck_slot, run_self_test
-from edge.runtime import Predictor, golden_check
+from edge.runtime import Model, golden_check
 from edge.serving import LoadedModel
 
 log = logging.getLogger(__name__)
 
 
 def open_slot(slot: Slot, manifest: Manifest, runtime: str, precision: str) -> LoadedModel:
-    """Load one variant of an installed slot (no checks: the caller has made them)."""
-    predictor = Predictor.open(slot.bundle_dir, manifest, runtime, precision)
-    latency = slot.meta.get("variant", {}).get("latency_ms")
-    return LoadedModel(slot, manifest, predictor, runtime, precision, latency)
+    """Load one variant of an installed slot (no checks: the caller has made them), with
+    the thread count its self-test chose."""
+    variant = slot.meta.get("variant", {})
+    threads = variant.get("threads") if variant.get("runtime") == runtime else None
+    threads = threads if isinstance(threads, int) and threads >= 1 else None
+    model = Model.open(slot.bundle_dir, manifest, runtime, precision, threads=threads)
+    return LoadedModel(slot, manifest, model, runtime, precision, variant.get("latency_ms"))
 
 
 def open_verified(slot: Slot, store: ModelStore, policy: Policy) -> LoadedModel:

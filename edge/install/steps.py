@@ -250,6 +250,7 @@ def run_self_test(bundle_dir: Path, manifest: Manifest, policy: Policy) -> SelfT
             manifest,
             pin_runtime=policy.pin_runtime,
             pin_precision=policy.pin_precision,
+            pin_threads=policy.pin_threads,
             time_budget=policy.selftest_time_budget,
         )
     except SelfTestError as exc:

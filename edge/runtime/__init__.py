@@ -1,4 +1,4 @@
-"""Running a model: one backend per runtime, input preparation, the predictor, the self-test.
+"""Running a model: one backend per runtime, input preparation, the model, the self-test.
 
 Nothing here knows about MQTT or installs; a bundle directory and a manifest are enough.
 """
@@ -14,7 +14,9 @@ from edge.runtime.guard import (
     RangeGuard,
 )
 from edge.runtime.inputs import IMAGE_SUFFIXES, ImageBytes, Preparer, load_input_file, prepare
-from edge.runtime.predictor import Prediction, Predictor
+from edge.runtime.model import MAX_STREAM_BATCH, Model, UnverifiedBundleWarning, Variant, load_model
+from edge.runtime.prediction import Prediction
+from edge.runtime.predictor import Predictor
 from edge.runtime.selftest import SelfTestReport, self_test
 
 __all__ = [
@@ -22,9 +24,11 @@ __all__ = [
     "DEFAULT_GUARD_MODE",
     "GUARD_MODES",
     "IMAGE_SUFFIXES",
+    "MAX_STREAM_BATCH",
     "Backend",
     "FeatureRanges",
     "ImageBytes",
+    "Model",
     "Prediction",
     "Predictor",
     "Preparer",
@@ -32,6 +36,8 @@ __all__ = [
     "RuntimeInfo",
     "SelfTestReport",
     "Tolerance",
+    "UnverifiedBundleWarning",
+    "Variant",
     "compare",
     "create",
     "describe_device",
@@ -39,6 +45,7 @@ __all__ = [
     "installed_runtime",
     "load_golden",
     "load_input_file",
+    "load_model",
     "prepare",
     "run_golden",
     "runtime_info",

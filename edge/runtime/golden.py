@@ -25,7 +25,7 @@ from edge.contract import Artifact, Manifest
 from edge.errors import SelfTestError
 
 if TYPE_CHECKING:
-    from edge.runtime.predictor import Predictor
+    from edge.runtime.model import Model as Predictor
 
 DEFAULT_MAX_MAE = 0.05
 DEFAULT_MIN_TOP1 = 0.95

@@ -134,8 +134,10 @@ class Preparer:
     caches, where the generic path's Python (dict lookups, shape rules, bounds computed
     per call) cost ~60 us on its own. Here the constants are computed once, and an image
     array of exactly one sample (float32 or uint8, with or without the batch axis) takes
-    one formula, a min and a max; anything else, or a value the fast bounds cannot vouch
-    for, goes through :func:`prepare`, so codes and messages are the same."""
+    one formula, a min and a max (none for uint8 when every byte value maps inside the
+    bounds: a camera frame with raw range 0..255); anything else, or a value the fast
+    bounds cannot vouch for, goes through :func:`prepare`, so codes and messages are the
+    same."""
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
@@ -148,6 +150,8 @@ class Preparer:
         self._lo, self._hi = bounds
         self._scale = np.float32(pre.get("scale", 1.0))
         self._offset = np.float32(pre.get("offset", 0.0))
+        ends = np.array([0, 255], np.float32) * self._scale + self._offset  # as fill computes
+        self._bytes_in_bounds = bool(self._lo <= ends.min() and ends.max() <= self._hi)
         self._batch_shape = (1, *sample)
         self._shapes = (sample, self._batch_shape)
 
@@ -165,7 +169,9 @@ class Preparer:
         for: then :func:`prepare` decides (and names the problem)."""
         np.multiply(raw.reshape(out.shape), self._scale, out=out)
         if self._offset:
-            out += self._offset
+            np.add(out, self._offset, out=out)
+        if self._bytes_in_bounds and raw.dtype == np.uint8:
+            return True  # every possible value maps inside the bounds: nothing to check
         return self._lo <= float(out.min()) and float(out.max()) <= self._hi  # False for NaN
 
     def __call__(self, raw: Any) -> np.ndarray:

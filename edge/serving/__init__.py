@@ -11,6 +11,7 @@ from edge.serving.server import (
     LoadedModel,
     ModelServer,
     NoModelError,
+    Sampler,
     SerialWorker,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "ModelServer",
     "Monitor",
     "NoModelError",
+    "Sampler",
     "SerialWorker",
 ]

@@ -57,8 +57,8 @@ from edge.runtime import (
     DEFAULT_GUARD_MARGIN,
     DEFAULT_GUARD_MODE,
     FeatureRanges,
+    Model,
     Prediction,
-    Predictor,
     Preparer,
     RangeGuard,
     runtime_loaded,
@@ -73,10 +73,11 @@ class LoadedModel:
 
     slot: Slot
     manifest: Manifest
-    predictor: Predictor
+    predictor: Model
     runtime: str
     precision: str
     selftest_latency_ms: float | None = None
+    threads: int | None = None  # default: what the loaded model reports (Model.variant)
     # one inference at a time; a waiter gives up at the time limit (see ModelServer.predict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     prepare: Preparer = field(init=False, repr=False, compare=False)
@@ -84,6 +85,8 @@ class LoadedModel:
     _guard: RangeGuard | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.threads is None:
+            self.threads = getattr(getattr(self.predictor, "variant", None), "threads", None)
         self.prepare = Preparer(self.manifest)
         try:
             self.ranges = FeatureRanges.for_bundle(self.slot.bundle_dir, self.manifest)
@@ -115,7 +118,7 @@ class LoadedModel:
         return self.manifest.version
 
     def ref(self) -> ModelRef:
-        return ModelRef(self.name, self.version, self.runtime, self.precision)
+        return ModelRef(self.name, self.version, self.runtime, self.precision, self.threads)
 
     def close(self) -> None:
         try:
@@ -140,6 +143,31 @@ class Observer(Protocol):
 
     def on_out_of_range(self, features: list[str]) -> None:
         """An input with ``features`` outside their training range (served or refused)."""
+
+
+class Sampler(Protocol):
+    """Where served predictions are offered for capture (the agent's edge.capture.Capture).
+    Called on the inference thread: it decides quickly and calls ``model_input`` (the
+    model-domain one-sample batch, prepared again if no copy was kept) only for an input it
+    keeps. Set ``ModelServer.sampler`` to None while capture is off: then nothing is
+    offered at all."""
+
+    def offer(
+        self,
+        model: LoadedModel,
+        prediction: Prediction,
+        label: Any,
+        model_input: Callable[[], np.ndarray],
+    ) -> Any: ...
+
+    def offer_disagreement(
+        self,
+        model: LoadedModel,
+        candidate: LoadedModel,
+        model_input: np.ndarray,
+        served_index: int,
+        candidate_scores: list[float],
+    ) -> Any: ...
 
 
 @dataclass
@@ -167,12 +195,17 @@ class HealthWindow:
 
 @dataclass
 class ShadowRun:
+    """One shadow run. Latencies per input: the candidate's inference alone, and the served
+    model's answer to the same input as its caller saw it (preparation included, the
+    latency telemetry reports), so a rollout can see what activating it would cost."""
+
     candidate: LoadedModel
     wanted: int
     seen: int = 0
     agreed: int = 0
     errors: int = 0
-    latency_ms_sum: float = 0.0
+    candidate_ms: list[float] = field(default_factory=list)
+    served_ms: list[float] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
 
     def report(self) -> dict[str, Any]:
@@ -181,10 +214,16 @@ class ShadowRun:
             "wanted": self.wanted,
             "agreement": round(self.agreed / self.seen, 4) if self.seen else None,
             "errors": self.errors,
-            "candidate_latency_ms": round(self.latency_ms_sum / self.seen, 4)
-            if self.seen
-            else None,
+            "candidate_latency_ms": _p50_p95(self.candidate_ms),
+            "served_latency_ms": _p50_p95(self.served_ms),
         }
+
+
+def _p50_p95(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    p50, p95 = np.percentile(np.asarray(values, dtype=np.float64), [50, 95])
+    return {"p50": round(float(p50), 4), "p95": round(float(p95), 4)}
 
 
 class _Call:
@@ -287,7 +326,7 @@ class _Watchdog:
         self._thread = threading.Thread(target=self._run, name="inference-watchdog", daemon=True)
         self._thread.start()
 
-    def arm(self, predictor: Predictor, deadline: float) -> int:
+    def arm(self, predictor: Model, deadline: float) -> int:
         token = next(self._ids)
         with self._lock:
             self._calls[token] = [deadline, predictor, False]
@@ -359,6 +398,7 @@ class ModelServer:
         self._window = HealthWindow()
         self._shadow: ShadowRun | None = None
         self._shadow_worker: SerialWorker | None = None
+        self.sampler: Sampler | None = None  # capture (edge/capture), None while off
         # polls 4x per limit (at most every 0.25 s): a call is cancelled within 1.25 limits
         self._watchdog = _Watchdog(lambda: min(0.25, max(0.002, self.timeout / 4)))
 
@@ -443,11 +483,87 @@ class ModelServer:
         )
         self._record_ok(model, latency_ms, row[index])
         self.observer.on_prediction(model, prediction, latency_ms, label)
+        if self.sampler is not None:
+            self._offer(model, prediction, label, x, raw)
         shadow = self._shadow
         if shadow is not None and x is not None and not shadow.done.is_set():
             shadow_x = x
-            self._shadow_submit(lambda: self._shadow_one(shadow, shadow_x, index))
+            self._shadow_submit(lambda: self._shadow_one(shadow, shadow_x, index, latency_ms))
         return prediction
+
+    def predict_batch(self, raws: list[Any], labels: list[Any] | None = None) -> list[Prediction]:
+        """Validate every input (an InputError names the sample at fault; nothing runs),
+        then run them in one runtime call within the time limit and record each. The
+        shadow candidate is not fed batches."""
+        model = self._model
+        if model is None:
+            raise NoModelError("no model installed yet")
+        if not raws:
+            raise InputError("shape", "input batch is empty")
+        t0 = time.perf_counter()
+        parts, warnings = [], []
+        for i, raw in enumerate(raws):
+            try:
+                x = self._prepare(model, raw)
+                warnings.append(self._guard(model, x))
+            except InputError as exc:
+                raise InputError(exc.code, f"sample {i}: {exc}") from exc
+            parts.append(x)
+        batch = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        for i in range(len(parts)):
+            self._note_input(batch[i : i + 1])
+        scores = self._run_limited(model, lambda: model.predictor.infer_model_domain(batch))
+        rows = scores.tolist() if scores.ndim == 2 and scores.shape[0] == len(parts) else []
+        if not rows or not all(math.isfinite(v) for row in rows for v in row):
+            self._record_error(model, "bad_output")
+            raise BackendError(f"model returned unusable scores of shape {scores.shape}")
+        latency_ms = (time.perf_counter() - t0) * 1000.0 / len(rows)
+        names = model.manifest.labels
+        out = []
+        for i, row in enumerate(rows):
+            index = max(range(len(row)), key=row.__getitem__)
+            warning = warnings[i]
+            prediction = Prediction(
+                label=names[index] if index < len(names) else str(index),
+                index=index,
+                scores=row,
+                latency_ms=round(latency_ms, 4),
+                warnings=(warning,) if warning else (),
+            )
+            self._record_ok(model, latency_ms, row[index])
+            self.observer.on_prediction(
+                model, prediction, latency_ms, labels[i] if labels else None
+            )
+            if self.sampler is not None:
+                self._offer(model, prediction, labels[i] if labels else None, batch[i : i + 1])
+            out.append(prediction)
+        return out
+
+    def _offer(
+        self, model: LoadedModel, prediction: Prediction, label: Any, x: Any, raw: Any = None
+    ) -> None:
+        """Offer one prediction to the sampler; ``x`` is the prepared input, or None when the
+        direct path kept no copy (then ``raw``, the caller's array, is prepared again, and
+        only if the sampler keeps it). Capture failing is never the caller's problem."""
+        sampler = self.sampler
+        if sampler is None:
+            return
+        try:
+            sampler.offer(model, prediction, label, lambda: model.prepare(raw) if x is None else x)
+        except Exception:
+            log.exception("offering a sample for capture failed")
+
+    def _offer_disagreement(
+        self, candidate: LoadedModel, x: np.ndarray, served_index: int, scores: np.ndarray
+    ) -> None:
+        """A shadow candidate disagreed on ``x``: offer it (reason shadow_disagreement)."""
+        sampler, model = self.sampler, self._model
+        if sampler is None or model is None:
+            return
+        try:
+            sampler.offer_disagreement(model, candidate, x, served_index, scores[0].tolist())
+        except Exception:
+            log.exception("offering a shadow disagreement for capture failed")
 
     def _note_input(self, x: np.ndarray) -> None:
         """Tell the observer (input drift); its failure is not the model's, nor the caller's."""
@@ -600,7 +716,9 @@ class ModelServer:
                 self._shadow = None
         return run.report()
 
-    def _shadow_one(self, run: ShadowRun, x: np.ndarray, served_index: int) -> None:
+    def _shadow_one(
+        self, run: ShadowRun, x: np.ndarray, served_index: int, served_ms: float
+    ) -> None:
         if run.done.is_set():
             return
         t0 = time.perf_counter()
@@ -608,11 +726,14 @@ class ModelServer:
             with run.candidate.lock:
                 scores = run.candidate.predictor.infer_model_domain(x)
             agree = int(np.argmax(scores[0])) == served_index
+            if not agree and self.sampler is not None:
+                self._offer_disagreement(run.candidate, x, served_index, scores)
         except Exception as exc:
             log.warning("shadow inference failed: %s", exc)
             run.errors += 1
             agree = False
-        run.latency_ms_sum += (time.perf_counter() - t0) * 1000.0
+        run.candidate_ms.append((time.perf_counter() - t0) * 1000.0)
+        run.served_ms.append(served_ms)
         run.seen += 1
         run.agreed += int(agree)
         if run.seen >= run.wanted:

@@ -164,6 +164,7 @@ def lineage(
     hp = scrub(run.get("hyperparameters") or {})
     hp_rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in hp.items()]
     text = "## Data and lineage\n\n" + table(("", ""), rows)
+    text += dataset_versions(ds.get("versions"))
     if hp_rows:
         text += "\n\nHyper-parameters:\n\n" + table(("parameter", "value"), hp_rows)
     text += "\n\nSamples per class:\n\n" + _class_table(report, y_true, labels)
@@ -175,6 +176,34 @@ def lineage(
             f"\n\nThe full data report{more} is in the bundle as [`{report_file}`]({report_file})."
         )
     return text
+
+
+def dataset_versions(versions: Any) -> str:
+    """The dataset versions trained on (original and field, from ``edgekit hub dataset
+    export``) and how many samples came from which devices; "" for a plain dataset."""
+    if not isinstance(versions, list) or not any(
+        isinstance(v, dict) and v.get("role") == "field" for v in versions
+    ):
+        return ""
+    rows: list[tuple[Any, ...]] = []
+    for v in versions:
+        if not isinstance(v, dict):
+            continue
+        name = (
+            v.get("source")
+            if v.get("role") == "original"
+            else f"{v.get('name')}@{v.get('version')}"
+        )
+        devices = v.get("by_device") or {}
+        shown = ", ".join(f"{d} {n}" for d, n in sorted(devices.items(), key=lambda i: -i[1])[:8])
+        more = f", ... ({len(devices)} devices)" if len(devices) > 8 else ""
+        rows.append((
+            v.get("role"), f"`{source_name(str(name))}`", f"`{v.get('fingerprint', 'n/a')}`",
+            v.get("samples", "n/a"), (shown + more) or "—",
+        ))  # fmt: skip
+    return "\n\nDataset versions:\n\n" + table(
+        ("role", "dataset", "fingerprint", "samples", "samples by device"), rows
+    )
 
 
 def write_data_report(run: dict[str, Any], out_dir: Path) -> Path | None:

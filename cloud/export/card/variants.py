@@ -56,9 +56,10 @@ def runtime_table(
         q = qualities.get(name)
         acc = pct_ci(q.accuracy, q.accuracy_ci) if q else pct(v.get("accuracy"))
         all_inputs = v.get("agreement_all")
+        recipe = f" (recipe `{v['recipe']}`)" if v.get("recipe") else ""
         lines.append(
             (
-                f"`{name}`",
+                f"`{name}`{recipe}",
                 "yes" if v.get("included") else "**no**",
                 size(v.get("size")),
                 acc,
@@ -87,7 +88,8 @@ def runtime_table(
         "machine. Agreement = share of inputs where the variant picks the same class as the "
         "float Keras model (on the test split, and on every train, validation and test input "
         "the gate used). Speed-up = fp32 median latency of the same runtime / this variant's "
-        "(above 1 = faster).\n\n" + table(head, lines)
+        "(above 1 = faster). An int8 recipe is the quantisation form the exporter kept as "
+        "the fastest within the gate among those it tried.\n\n" + table(head, lines)
     )
     left_out = [v for v in rows if not v.get("included")]
     if left_out:

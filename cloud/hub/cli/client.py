@@ -103,6 +103,26 @@ class HubClient:
         except ValueError:
             raise HubUnreachable(f"{self.url} did not answer JSON: is it an edgekit hub?") from None
 
+    def download(self, path: str, dest: Any, limit: int = 4 << 30) -> int:
+        """Stream ``/api/v1`` + ``path`` into the open binary file ``dest``; bytes written."""
+        req = urllib.request.Request(
+            f"{self.url}/api/v1{path}", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        total = 0
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                while chunk := resp.read(1 << 20):
+                    total += len(chunk)
+                    if total > limit:
+                        raise CliError(f"{path}: the download exceeds {limit} bytes", Exit.USAGE)
+                    dest.write(chunk)
+        except urllib.error.HTTPError as exc:
+            raise _refused(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            why = getattr(exc, "reason", exc)
+            raise HubUnreachable(f"cannot reach the hub at {self.url}: {why}") from None
+        return total
+
     def get(self, path: str, **query: Any) -> Any:
         params = {k: v for k, v in query.items() if v is not None}
         suffix = f"?{urllib.parse.urlencode(params)}" if params else ""

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cloud.hub.cli import devices_cmd, rollout_cmd
+from cloud.hub.cli import dataset_cmd, devices_cmd, rollout_cmd
 from cloud.hub.cli.common import database
 from cloud.hub.cli.security import (
     broker_config,
@@ -69,6 +69,24 @@ def register(subparsers: Any) -> None:
     s.add_argument("--mqtt-ca-file", type=Path, help="CA certificate of the broker (TLS)")
     s.add_argument("--mqtt-cert-file", type=Path, help="client certificate for the broker")
     s.add_argument("--mqtt-key-file", type=Path, help="client private key for the broker")
+    s.add_argument(
+        "--sample-max-age-days",
+        type=float,
+        default=30.0,
+        help="unlabeled captured samples older than this are deleted (default 30)",
+    )
+    s.add_argument(
+        "--sample-max-count",
+        type=int,
+        default=100_000,
+        help="keep at most this many samples, oldest unlabeled go first",
+    )
+    s.add_argument(
+        "--sample-rate",
+        type=int,
+        default=600,
+        help="samples a minute one device may upload (default 600; more: 429)",
+    )
     s.set_defaults(handler=_serve)
 
     bc = sub.add_parser(
@@ -147,6 +165,7 @@ def register(subparsers: Any) -> None:
 
     rollout_cmd.register(sub)  # these two speak to a running hub's API, not the DB
     devices_cmd.register(sub)
+    dataset_cmd.register(sub)
 
     pk = sub.add_parser(
         "push-keys",
@@ -193,6 +212,9 @@ def _serve(args: argparse.Namespace) -> int:
         public_url=args.public_url or url,
         mqtt_version=args.mqtt_version,
         bridge_writer=args.bridge_writer,
+        sample_max_age_days=args.sample_max_age_days,
+        sample_max_count=args.sample_max_count,
+        sample_rate_per_minute=args.sample_rate,
         **_mqtt_login(args),
     )
     app = create_app(cfg)
@@ -301,4 +323,7 @@ def _upload(args: argparse.Namespace) -> int:
 
     result = upload_bundle(args.bundle, args.hub, args.token, progress=True)
     print(f"uploaded {result['name']} v{result['version']}")
+    check = result.get("champion")
+    if isinstance(check, dict):  # the hub's champion check, made at upload
+        print(f"champion check: {check.get('decision')}: {check.get('reason')}")
     return 0

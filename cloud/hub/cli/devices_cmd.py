@@ -1,4 +1,5 @@
-"""``edgekit hub devices list|show``: the fleet as a running hub sees it (REST API).
+"""``edgekit hub devices list|show|capture``: the fleet as a running hub sees it (REST API),
+and its capture policy (``capture`` sends a signed config command, docs/agent.md).
 
 ``model`` is what a device reports it runs, never what it was told (docs/hub-api.md).
 """
@@ -29,6 +30,21 @@ def register(sub: Any) -> None:
                     help="its newest N events (default 10, 0 for none)")  # fmt: skip
     add_api_flags(sh)
     sh.set_defaults(handler=lambda a: run(a, _show))
+    cp = ds.add_parser("capture", help="switch a device's capture on or off and tune it")
+    cp.add_argument("id")
+    onoff = cp.add_mutually_exclusive_group()
+    onoff.add_argument("--on", dest="enabled", action="store_const", const=True,
+                       help="capture inputs by the policy")  # fmt: skip
+    onoff.add_argument("--off", dest="enabled", action="store_const", const=False,
+                       help="capture nothing at all")  # fmt: skip
+    cp.add_argument("--low-confidence", type=_share, metavar="X",
+                    help="keep inputs whose top score is below X (0-1; 0 = never)")  # fmt: skip
+    cp.add_argument("--random", type=_share, metavar="X",
+                    help="keep this share of all inputs (0-1)")  # fmt: skip
+    cp.add_argument("--next", type=_count, metavar="N",
+                    help="keep the next N inputs whatever the reason")  # fmt: skip
+    add_api_flags(cp)
+    cp.set_defaults(handler=lambda a: run(a, _capture))
     p.set_defaults(handler=lambda _a: (p.print_help(), 2)[1])
 
 
@@ -40,6 +56,46 @@ def _events(raw: str) -> int:
     if not 0 <= n <= MAX_EVENTS:
         raise argparse.ArgumentTypeError(f"--events must be from 0 to {MAX_EVENTS}")
     return n
+
+
+def _share(raw: str) -> float:
+    try:
+        x = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a share is a number from 0 to 1, not {raw!r}") from None
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share is a number from 0 to 1, not {raw}")
+    return x
+
+
+def _count(raw: str) -> int:
+    try:
+        n = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a count is a whole number, not {raw!r}") from None
+    if not 0 <= n <= 10_000:
+        raise argparse.ArgumentTypeError("--next must be from 0 to 10000")
+    return n
+
+
+def _capture(client: HubClient, args: argparse.Namespace) -> Exit:
+    from cloud.hub.cli import output as out
+
+    body = {key: value for key, value in (("enabled", args.enabled),
+            ("low_confidence", args.low_confidence), ("random", args.random),
+            ("next", args.next)) if value is not None}  # fmt: skip
+    if not body:
+        print("nothing to change: give --on, --off, --low-confidence, --random or --next")
+        return Exit.USAGE
+    result = client.call("PUT", f"/devices/{quote(args.id)}/capture", body)
+    if args.json:
+        out.print_json(result)
+        return Exit.OK
+    policy = result["capture"]["policy"]
+    state = {True: "on", False: "off"}.get(policy.get("enabled"), "unchanged")
+    print(f"sent {result['command']} to {result['device']}: capture {state}"
+          + "".join(f", {k} {v}" for k, v in body.items() if k != "enabled"))  # fmt: skip
+    return Exit.OK
 
 
 def _list(client: HubClient, args: argparse.Namespace) -> Exit:

@@ -32,6 +32,10 @@ def register(sub: Any) -> None:
 
     c = rs.add_parser("create", help="start a rollout (exit 0/1/4/5 with --wait)")
     add_spec_flags(c)
+    c.add_argument("--force", action="store_true",
+                   help="roll out even when the champion check finds the version clearly "
+                   "worse than what the target devices run (recorded in the audit log)",
+                   )  # fmt: skip
     add_api_flags(c)
     _wait_flags(c)
     c.set_defaults(handler=lambda a: run(a, _create))
@@ -79,6 +83,8 @@ def _seconds(raw: str) -> float:
 
 def _create(client: HubClient, args: argparse.Namespace) -> Exit:
     body = build_spec(args)
+    if args.force:
+        body["force"] = True
     made = client.post("/rollouts", body)
     rid = str(made["id"])
     if not args.json:
@@ -197,11 +203,19 @@ def _print_rollout(r: dict[str, Any], as_json: bool) -> None:
               _ok(g)) for g in r["gates"]],
         ))  # fmt: skip
     print()
-    print(out.table(
-        ("DEVICE", "WAVE", "STATUS", "FROM", "REASON"),
-        [(d["device"], d["wave"] + 1, d["status"], out.model_ref(d.get("from")),
-          d.get("reason") or "") for d in r.get("deployments", [])],
-    ))  # fmt: skip
+    if spec.get("shadow"):
+        print(out.table(
+            ("DEVICE", "WAVE", "STATUS", "FROM", "AGREEMENT", "CANDIDATE P50/P95 MS", "REASON"),
+            [(d["device"], d["wave"] + 1, d["status"], out.model_ref(d.get("from")),
+              *_shadow_cells(d.get("shadow")), d.get("reason") or "")
+             for d in r.get("deployments", [])],
+        ))  # fmt: skip
+    else:
+        print(out.table(
+            ("DEVICE", "WAVE", "STATUS", "FROM", "REASON"),
+            [(d["device"], d["wave"] + 1, d["status"], out.model_ref(d.get("from")),
+              d.get("reason") or "") for d in r.get("deployments", [])],
+        ))  # fmt: skip
     if r.get("audit"):
         print()
         print(out.table(
@@ -209,6 +223,17 @@ def _print_rollout(r: dict[str, Any], as_json: bool) -> None:
             [(out.when(a["ts"]), a["from"], a["to"], a["action"], a.get("actor"),
               a.get("reason") or "") for a in r["audit"]],
         ))  # fmt: skip
+
+
+def _shadow_cells(s: dict[str, Any] | None) -> tuple[str, str]:
+    """A deployment's shadow run: agreement over its inputs, the candidate's latency."""
+    if not s:
+        return "-", "-"
+    agreement = s.get("agreement")
+    share = f"{agreement:.1%} of {s.get('inputs')}" if agreement is not None else "no inputs"
+    lat = s.get("candidate_latency_ms") or {}
+    ms = "/".join(f"{v:.3g}" for k in ("p50", "p95") if (v := lat.get(k)) is not None)
+    return share, ms or "-"
 
 
 def _wave_size(wave: Any) -> str:

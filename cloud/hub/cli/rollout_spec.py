@@ -96,6 +96,25 @@ def add_spec_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--manual-approval", action="store_true", help="each wave waits for `rollout approve`"
     )
+    sh = p.add_argument_group("shadow (each device runs the candidate beside its model first)")
+    sh.add_argument(
+        "--shadow-inputs",
+        type=int,
+        metavar="N",
+        help="live inputs each device shadows before activating (default: off)",
+    )
+    sh.add_argument(
+        "--shadow-min-agreement",
+        type=float,
+        metavar="SHARE",
+        help="agreement under which a device fails the wave's gate (default 0)",
+    )
+    sh.add_argument(
+        "--shadow-timeout",
+        type=float,
+        metavar="S",
+        help="seconds a device waits for the shadow inputs (default 120)",
+    )
     p.add_argument("--draft", action="store_true",
                    help="create without starting (`rollout resume ID` starts it)")  # fmt: skip
 
@@ -137,6 +156,7 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901 - one 
         spec["gates"] = gates
     if args.manual_approval:
         spec["manual_approval"] = True
+    _shadow_flags(spec, args)
     if args.draft:
         spec["start"] = False
     for key in ("model", "version", "target"):
@@ -145,6 +165,30 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901 - one 
             raise CliError(f"no {key}: give {flag} (or put it in --spec)", Exit.USAGE)
     validate(spec)
     return spec
+
+
+def _shadow_flags(spec: dict[str, Any], args: argparse.Namespace) -> None:
+    """``--shadow-*`` into ``spec["shadow"]``, over what the spec file says key by key."""
+    given = {
+        key: value
+        for key, value in (
+            ("inputs", args.shadow_inputs),
+            ("min_agreement", args.shadow_min_agreement),
+            ("timeout", args.shadow_timeout),
+        )
+        if value is not None
+    }
+    if not given:
+        return
+    if args.shadow_inputs == 0:  # "--shadow-inputs 0": no shadow run, whatever the file says
+        spec["shadow"] = None
+        return
+    shadow = dict(spec["shadow"]) if isinstance(spec.get("shadow"), dict) else {}
+    shadow.update(given)
+    if "inputs" not in shadow:
+        raise CliError("--shadow-min-agreement and --shadow-timeout need --shadow-inputs N",
+                       Exit.USAGE)  # fmt: skip
+    spec["shadow"] = shadow
 
 
 def validate(spec: dict[str, Any]) -> None:

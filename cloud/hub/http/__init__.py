@@ -7,12 +7,23 @@ Route modules define their own blueprints and never import this package back.
 from flask import Blueprint
 
 from cloud.errors import ApiError
-from cloud.hub.http import account_routes, device_routes, model_routes, rollout_routes
+from cloud.hub.http import (
+    account_routes,
+    capture_routes,
+    champion_routes,
+    dataset_routes,
+    device_routes,
+    model_routes,
+    rollout_routes,
+    sample_routes,
+)
 from cloud.hub.http.errors import register_error_handlers
 from cloud.hub.http.metrics import metrics_bp
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
-for _routes in (model_routes, device_routes, rollout_routes, account_routes):
+for _routes in (model_routes, device_routes, rollout_routes, account_routes, sample_routes):
+    api.register_blueprint(_routes.bp)
+for _routes in (dataset_routes, champion_routes, capture_routes):
     api.register_blueprint(_routes.bp)
 
 __all__ = ["ApiError", "api", "metrics_bp", "register_error_handlers"]

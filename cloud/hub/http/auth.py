@@ -36,6 +36,8 @@ from edge.errors import ConfigError
 F = TypeVar("F", bound=Callable[..., Any])
 csrf = CSRFProtect()
 CSRF_EXEMPT_PATHS = ("/api/v1/enroll",)
+# routes only a device token may call (never a cookie): without a token they answer 401
+CSRF_EXEMPT_ENDPOINTS = frozenset({"api.samples.upload_samples"})
 SESSION_MAX_AGE_S = 31 * 24 * 3600.0  # Flask's permanent session lifetime
 SESSION_TOUCH_S = 60.0  # how stale ``WebSession.last_seen`` may get before it is written
 MAX_PASSWORD = 1024  # scrypt of a megabyte "password" would be a cheap denial of service
@@ -301,6 +303,8 @@ def init_auth(app: Flask) -> None:
     def _csrf_guard() -> None:
         if request.method in ("GET", "HEAD", "OPTIONS") or _bearer() is not None:
             return
-        if request.path in CSRF_EXEMPT_PATHS or app.config.get("WTF_CSRF_ENABLED") is False:
+        if request.path in CSRF_EXEMPT_PATHS or request.endpoint in CSRF_EXEMPT_ENDPOINTS:
+            return
+        if app.config.get("WTF_CSRF_ENABLED") is False:
             return
         csrf.protect()

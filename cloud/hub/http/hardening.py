@@ -19,10 +19,13 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import IntegerConverter
 
 from cloud.errors import ApiError
+from edge.contract import MAX_BATCH_BYTES
 
 MAX_JSON_DEPTH = 64
 MAX_DB_INT = 2**31 - 1  # the widest INTEGER every supported database stores
 UPLOAD_ENDPOINTS = frozenset({"api.models.upload_model"})
+# routes whose JSON bodies may be larger than max_body (a device's batch of samples)
+BODY_LIMITS = {"api.samples.upload_samples": MAX_BATCH_BYTES}
 # the fleet page loads its scripts, styles and images from /assets only; nothing may frame it
 CSP = "; ".join([
     "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
@@ -89,7 +92,7 @@ def install(app: Flask, *, max_body: int, max_upload: int) -> None:
     @app.before_request
     def _bound_body() -> None:
         upload = request.endpoint in UPLOAD_ENDPOINTS
-        limit = max_upload if upload else max_body
+        limit = max_upload if upload else BODY_LIMITS.get(request.endpoint or "", max_body)
         request.max_content_length = limit  # also cuts chunked bodies at the limit
         length = request.content_length
         if length is not None and length > limit:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
 from sqlalchemy import and_, or_, select
 
 from cloud.errors import ApiError
+from cloud.hub import champion
 from cloud.hub.context import db, hub
 from cloud.hub.http.auth import current_principal, require
 from cloud.hub.http.common import actor, json_body
@@ -16,6 +18,7 @@ from cloud.hub.http.shapes import model_detail_json, model_json
 from cloud.hub.registry import bundle_path, delete_version, deletion_blockers, store_upload
 from cloud.hub.storage import Alias, Deployment, ModelVersion, Rollout
 
+log = logging.getLogger(__name__)
 bp = Blueprint("models", __name__)
 ALIAS_NAMES = ("stable", "candidate")
 MAX_VERSION = 2**31 - 1
@@ -61,11 +64,13 @@ def _aliases(name: str) -> dict[int, list[str]]:
 def list_models() -> Any:
     rows = db().scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version))
     aliases: dict[str, dict[int, list[str]]] = {}
+    checks = champion.decisions(db())
     out = []
     for m in rows:
         if m.name not in aliases:
             aliases[m.name] = _aliases(m.name)
-        out.append(model_json(m, aliases[m.name].get(m.version)))
+        out.append({**model_json(m, aliases[m.name].get(m.version)),
+                    "champion": checks.get((m.name, m.version))})  # fmt: skip
     return jsonify(out)
 
 
@@ -77,7 +82,24 @@ def upload_model() -> Any:
         raise ApiError(400, "missing_field", "send the bundle as multipart field 'bundle'")
     row = store_upload(db(), hub().config, f.stream, actor())
     db().commit()
-    return jsonify({"name": row.name, "version": row.version, "sha256": row.sha256}), 201
+    check = upload_check(row)
+    return jsonify(
+        {"name": row.name, "version": row.version, "sha256": row.sha256, "champion": check}
+    ), 201
+
+
+def upload_check(row: ModelVersion) -> dict[str, Any] | None:
+    """The champion check of a new version, stored for the models page. The upload is
+    committed already: a check that cannot run is logged and shown, never an upload error."""
+    try:
+        found = champion.record(db(), champion.check(db(), hub().config, row, None), "upload",
+                                actor=actor())  # fmt: skip
+        db().commit()
+        return champion.comparison_json(found)
+    except Exception:
+        log.exception("champion check of %s v%s failed", row.name, row.version)
+        db().rollback()
+        return None
 
 
 @bp.get("/models/<name>/<version>")

@@ -10,6 +10,7 @@ from typing import Any
 
 from cloud.hub.rollout import DEPLOYMENT_STATUSES, GATE_METRICS
 from edge import __version__
+from edge.contract import REASONS
 
 ERROR = {
     "type": "object",
@@ -55,7 +56,28 @@ ROLLOUT_BODY = {
         "p95_latency_min_increase_ms": {"type": "number", "minimum": 0, "maximum": 1e6},
         "manual_approval": {"type": "boolean"},
         "deploy_timeout_s": {"type": "number"},
+        "shadow": {
+            "description": "run the candidate beside the served model on each device before "
+            "activating it; a device agreeing less than min_agreement fails the wave's gate",
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "inputs": {"type": "integer", "minimum": 1, "maximum": 100_000},
+                        "min_agreement": {"type": "number", "minimum": 0, "maximum": 1},
+                        "timeout": {"type": "number", "minimum": 1, "maximum": 86_400},
+                    },
+                },
+            ],
+        },
         "start": {"type": "boolean"},
+        "force": {
+            "type": "boolean",
+            "description": "create it even when the champion check finds the version clearly "
+            "worse than what the target devices run (409 'champion' otherwise); audited",
+        },
     },
 }
 # One device's part in a rollout (``deployments[]`` of GET /rollouts/{id}). ``incompatible``:
@@ -72,10 +94,32 @@ DEPLOYMENT = {
         "attempts": {"type": "integer"},
         "updated": {"type": "number"},
         "from": {"type": ["object", "null"]},
+        "shadow": {"type": ["object", "null"]},
     },
 }
 STRING = {"type": "string"}
 TS = {"type": "number", "minimum": 0, "maximum": 1e10, "description": "unix seconds"}
+# the sample filter (cloud/hub/samples/filters.py), as query parameters
+SAMPLE_FILTER: dict[str, dict[str, Any]] = {
+    "device": {"type": "string"}, "model": {"type": "string"},
+    "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+    "reason": {"enum": list(REASONS)}, "predicted": {"type": "string"},
+    "label": {"type": "string"}, "labeled": {"enum": ["true", "false"]},
+}  # fmt: skip
+SAMPLE_LABELS_BODY = {
+    "type": "object",
+    "description": "either ids + label (null clears) or labels: {sample id: label or null}",
+    "properties": {
+        "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 5000},
+        "label": {"type": ["string", "null"], "maxLength": 128},
+        "labels": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+    },
+}
+SAMPLE_IDS_BODY = {
+    "type": "object", "required": ["ids"],
+    "properties": {"ids": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                           "maxItems": 5000}},
+}  # fmt: skip
 # the query parameters each route reads, with the limits it enforces (a value outside is 400)
 QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("get", "/devices"): {
@@ -96,6 +140,13 @@ QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "limit": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1000},
     },
     ("get", "/rollouts"): {"state": {"type": "string"}},
+    ("get", "/samples"): {
+        **SAMPLE_FILTER,
+        "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+        "offset": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0},
+    },
+    ("get", "/samples/summary"): SAMPLE_FILTER,
+    ("get", "/samples/{id}/input"): {"as": {"enum": ["png"]}},
 }  # fmt: skip
 PATH_PARAMS: dict[str, dict[str, Any]] = {
     "id": {"type": "string"},
@@ -125,6 +176,19 @@ ROUTES: list[tuple[str, str, str, str | None, int, Any]] = [
     ("get", "/devices/{device}/events", "Events, newest first", "viewer", 200, None),
     ("post", "/devices/{device}/revoke", "Revoke a device's token and broker account", "admin",
      200, None),
+    ("put", "/devices/{device}/capture",
+     "Set a device's capture policy (keys of the agent's 'capture'; a signed config command)",
+     "operator", 200, {"type": "object", "minProperties": 1, "properties": {
+         **{k: {"type": "boolean"} for k in ("enabled", "out_of_range", "drift",
+                                             "shadow_disagreement", "wrong_label")},
+         "low_confidence": {"type": "number", "minimum": 0, "maximum": 1},
+         "random": {"type": "number", "minimum": 0, "maximum": 1},
+         "next": {"type": "integer", "minimum": 0, "maximum": 10_000},
+         "max_mb": {"type": "number", "minimum": 1, "maximum": 1024},
+         "max_per_minute": {"type": "integer", "minimum": 1, "maximum": 600},
+         "upload_batch": {"type": "integer", "minimum": 1, "maximum": 64},
+         "upload_interval": {"type": "number", "minimum": 1, "maximum": 86_400}},
+      "additionalProperties": False}),
     ("post", "/enroll", "Exchange an enrollment token for device credentials", None, 200,
      {"type": "object", "required": ["token", "device"],
       "properties": {"token": {"type": "string"}, "device": {"type": "string"}}}),
@@ -149,6 +213,39 @@ ROUTES: list[tuple[str, str, str, str | None, int, Any]] = [
         ("post", f"/rollouts/{{id}}/{a}", f"{a.capitalize()} a rollout", "operator", 200, None)
         for a in ("pause", "resume", "abort", "rollback", "retry", "approve")
     ],
+    ("get", "/models/{name}/{version}/comparison",
+     "The version's newest champion check (decision, field accuracy with intervals, per "
+     "class, agreement, test metrics)", "viewer", 200, None),
+    ("post", "/models/{name}/{version}/comparison",
+     "Run the champion check again now, against the version the fleet runs", "operator", 201,
+     None),
+    ("post", "/datasets", "Freeze the labeled samples a filter matches into a new version",
+     "operator", 201, {"type": "object", "required": ["name"], "properties": {
+         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+         "filter": {"type": "object", "properties": SAMPLE_FILTER,
+                    "additionalProperties": False}}, "additionalProperties": False}),
+    ("get", "/datasets", "Datasets with their newest version", "viewer", 200, None),
+    ("get", "/datasets/{name}", "A dataset's versions", "viewer", 200, None),
+    ("get", "/datasets/{name}/{version}", "One dataset version (a number or 'latest')",
+     "viewer", 200, None),
+    ("get", "/datasets/{name}/{version}/archive",
+     "The version as a zip of the folder `edgekit train` reads, with edgekit-dataset.json",
+     "viewer", 200, None),
+    ("post", "/devices/{device}/samples",
+     "Upload captured samples (docs/schemas/samples.schema.json); idempotent by sample id",
+     "the device itself (device token)", 200, {"type": "object"}),
+    ("get", "/samples", "Captured samples, filtered, oldest first, with the total", "viewer",
+     200, None),
+    ("get", "/samples/summary", "Sample counts: labeled, by device, reason, class", "viewer",
+     200, None),
+    ("get", "/samples/{id}", "One sample with its label history", "viewer", 200, None),
+    ("get", "/samples/{id}/input", "The sample's input (PNG, .npy or the JSON row)", "viewer",
+     200, None),
+    ("post", "/samples/labels", "Label or relabel samples (history kept)", "operator", 200,
+     SAMPLE_LABELS_BODY),
+    ("delete", "/samples/{id}", "Delete a sample and its file", "operator", 204, None),
+    ("post", "/samples/delete", "Delete samples and their files", "operator", 200,
+     SAMPLE_IDS_BODY),
     ("get", "/session", "Who is logged in, plus a CSRF token", None, 200, None),
     ("post", "/session", "Log in (browser session)", None, 200,
      {"type": "object", "properties": {"username": {"type": "string"},

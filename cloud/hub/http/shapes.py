@@ -34,7 +34,8 @@ def device_json(d: Device | Any) -> dict[str, Any]:
 
 
 def device_detail_json(d: Device) -> dict[str, Any]:
-    return {**device_json(d), "capabilities": dict(d.capabilities or {}), "boot": d.boot}
+    return {**device_json(d), "capabilities": dict(d.capabilities or {}), "boot": d.boot,
+            "capture": d.capture}  # fmt: skip
 
 
 def model_json(m: ModelVersion, aliases: list[str] | None = None) -> dict[str, Any]:
@@ -114,6 +115,7 @@ def rollout_json(
                 "attempts": d.attempts,
                 "updated": d.updated,
                 "reason": d.reason,
+                "shadow": d.shadow,  # its shadow run: agreement, inputs, latencies (or null)
             }
             for d in sorted(r.deployments.values(), key=lambda d: (d.wave, d.device))
         ]

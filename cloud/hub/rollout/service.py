@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -24,6 +24,7 @@ from cloud.hub import commands
 from cloud.hub.config import HubConfig
 from cloud.hub.rollout.core.machine import Order, RolloutState, act, advance, new_rollout
 from cloud.hub.rollout.core.spec import RolloutError, RolloutSpec
+from cloud.hub.rollout.core.state import AuditRecord
 from cloud.hub.rollout.store import ACTIVE, observe, save_state, to_state
 from cloud.hub.storage import Database, ModelVersion, Rollout
 from edge.contract import Command
@@ -71,6 +72,7 @@ class RolloutService:
             sha256=m.sha256 if m else None,
             size=m.size if m else None,
             rollout=order.rollout,
+            shadow=order.shadow if order.kind == "deploy" else None,
             expires=now + min(self.config.command_ttl_s, commands.MAX_TTL_S),
         )
         return commands.sign(s, cmd)
@@ -87,7 +89,11 @@ class RolloutService:
                 log.exception("publishing %s to %s failed", cmd.id, order.device)
 
     # ------------------------------------------------------------------ API side
-    def create(self, body: Any, actor: str | None) -> RolloutState:
+    def create(
+        self, body: Any, actor: str | None, notes: Sequence[tuple[str, str]] = ()
+    ) -> RolloutState:
+        """A new rollout (started unless ``"start": false``); ``notes`` are ``(action,
+        reason)`` audit entries recorded with its creation (the champion check's verdict)."""
         spec = RolloutSpec.parse(body, default_timeout_s=self.config.deploy_timeout_s)
         start = body.get("start", True)
         if not isinstance(start, bool):
@@ -110,6 +116,7 @@ class RolloutService:
             if busy is not None and start:
                 raise RolloutError(f"rollout {busy} of {spec.model} is still active", conflict=True)
             r = new_rollout(uuid.uuid4().hex[:12], spec, now, actor)
+            r.audit += [AuditRecord(now, "draft", "draft", a, why, actor) for a, why in notes]
             orders: list[Order] = []
             if start:
                 r, _ = act(r, "start", now, actor=actor)

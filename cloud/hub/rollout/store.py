@@ -26,6 +26,7 @@ from cloud.hub.rollout.core.machine import (
     StepReport,
     WaveState,
 )
+from cloud.hub.rollout.core.state import ShadowReport
 from cloud.hub.storage import (
     AuditEntry,
     Deployment,
@@ -60,6 +61,9 @@ def to_state(row: Rollout) -> RolloutState:
         command_seq=int((row.baseline or {}).get("_command_seq", 0)),
     )
     r.baseline.pop("_command_seq", None)
+    # each deployment's shadow report: kept in this JSON column, so no migration was needed
+    shadows = r.baseline.pop("_shadow", None)
+    shadows = shadows if isinstance(shadows, dict) else {}
     r.waves = [
         WaveState(w.index, Wave(w.kind, w.value), w.started, w.soak_started, w.finished, w.approved)
         for w in row.waves
@@ -77,6 +81,7 @@ def to_state(row: Rollout) -> RolloutState:
             ordered_at=d.ordered_at,
             updated=d.updated,
             reason=d.reason,
+            shadow=shadows.get(d.device_id),
         )
         for d in row.deployments
     }
@@ -95,6 +100,9 @@ def save_state(db: Session, r: RolloutState, created_by: str | None = None) -> R
     row.model_name, row.model_version = r.spec.model, r.spec.version
     row.state, row.current_wave, row.updated = r.state, r.current_wave, r.updated
     row.baseline = {**r.baseline, "_command_seq": r.command_seq}
+    shadows = {d.device: d.shadow for d in r.deployments.values() if d.shadow is not None}
+    if shadows:
+        row.baseline["_shadow"] = shadows
     row.gates = list(r.gates)
     waves = {w.index: w for w in row.waves}
     for ws in r.waves:
@@ -239,10 +247,13 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
         .where(EventRow.rollout == r.id, EventRow.kind.in_(DEPLOY_KINDS))
         .order_by(EventRow.ts, EventRow.id)
     )
+    shadows: dict[str, ShadowReport] = {}
     for e in events:
         if e.step is None:
             continue
         steps[e.device_id] = StepReport(e.step, e.command, e.version, step_reason(e), step_code(e))
+        if e.step == "shadow" and e.kind == "deploy":
+            shadows[e.device_id] = shadow_report(e)
     served = served_on(db, r.spec.model, r.spec.version, r.created)
     busy = busy_devices(db, r.id)
     target = (r.spec.model, r.spec.version)
@@ -268,5 +279,40 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
             step=steps.get(dev.id),
             busy=busy.get(dev.id),
             incompatible=incompatibility(manifest, dev.capabilities),
+            shadow=shadows.get(dev.id),
         )
     return out
+
+
+def shadow_report(e: EventRow) -> ShadowReport:
+    """A ``shadow`` deploy event's detail as the device sent it, every field checked (a
+    device's words are never trusted to be well-formed: anything odd becomes None)."""
+    d = e.detail if isinstance(e.detail, dict) else {}
+    agreement = _f(d.get("agreement"))
+    if agreement is not None and not 0.0 <= agreement <= 1.0:
+        agreement = None
+    return ShadowReport(
+        command=e.command,
+        inputs=_count(d.get("inputs")) or 0,
+        agreement=agreement,
+        wanted=_count(d.get("wanted")),
+        errors=_count(d.get("errors")) or 0,
+        candidate_latency_ms=_percentiles(d.get("candidate_latency_ms")),
+        served_latency_ms=_percentiles(d.get("served_latency_ms")),
+    )
+
+
+def _count(v: Any) -> int | None:
+    ok = isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10**9
+    return v if ok else None
+
+
+def _percentiles(v: Any) -> dict[str, float] | None:
+    """``{"p50": ms, "p95": ms}``; older agents sent one mean (a number): ``{"mean": ms}``."""
+    if _f(v) is not None:
+        v = {"mean": v}
+    if not isinstance(v, dict):
+        return None
+    keys = ("p50", "p95", "mean")
+    out = {k: x for k in keys if (x := _f(v.get(k))) is not None and 0 <= x < 1e9}
+    return out or None

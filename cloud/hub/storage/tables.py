@@ -129,6 +129,9 @@ class Device(Base):
     # the device's broker password as Mosquitto dynamic security stores it (PBKDF2-SHA512:
     # base64 ``salt`` and ``password``, ``iterations``); never the password itself
     mqtt_secret: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the capture policy the hub last SENT (PUT .../capture), with who and when; what the
+    # device runs comes back in its telemetry's ``capture`` block (kpis)
+    capture: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ModelVersion(Base):
@@ -334,3 +337,112 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires: Mapped[float] = mapped_column(Float)
+
+
+class SampleRecord(Base):
+    """A sample a device captured and uploaded (cloud/hub/samples/): its input lives in a
+    file under ``<data dir>/samples/<device>/<id>.<png|npy|json>``; the row holds what the
+    model made of it and the operator's label (``label``; every change also goes to
+    ``sample_labels``)."""
+
+    __tablename__ = "samples"
+    __table_args__ = (
+        Index("ix_samples_device_received", "device_id", "received_at"),
+        Index("ix_samples_model", "model_name", "model_version"),
+        Index("ix_samples_received", "received_at"),
+        Index("ix_samples_label", "label"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex, device-chosen
+    device_id: Mapped[str] = mapped_column(String(128))
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))
+    predicted: Mapped[str] = mapped_column(String(256))
+    predicted_index: Mapped[int | None] = mapped_column(Integer)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    scores: Mapped[list[Any] | None] = mapped_column(JSON)
+    known_label: Mapped[str | None] = mapped_column(String(256))
+    shadow: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {version, label}
+    kind: Mapped[str] = mapped_column(String(16))  # image | tabular | array
+    media_type: Mapped[str] = mapped_column(String(64))
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # tabular rows only
+    array: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # arrays: {dtype, shape}
+    size: Mapped[int] = mapped_column(Integer)  # bytes of the stored file
+    sha256: Mapped[str] = mapped_column(String(64))  # of the stored file
+    captured_at: Mapped[float] = mapped_column(Float)  # device clock
+    received_at: Mapped[float] = mapped_column(Float)  # hub clock
+    label: Mapped[str | None] = mapped_column(String(256))
+    labeled_by: Mapped[str | None] = mapped_column(String(128))
+    labeled_at: Mapped[float | None] = mapped_column(Float)
+
+
+class SampleLabel(Base):
+    """Every label change of a sample, in order (who, when, from what to what)."""
+
+    __tablename__ = "sample_labels"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[str] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str | None] = mapped_column(String(256))  # None: the label was cleared
+    previous: Mapped[str | None] = mapped_column(String(256))
+    by: Mapped[str | None] = mapped_column(String(128))
+    at: Mapped[float] = mapped_column(Float)
+
+
+class DatasetVersion(Base):
+    """A frozen version of a field dataset (cloud/hub/datasets/): the labeled samples one
+    filter matched, each with the label it had then and a copy of its input file under
+    ``<data dir>/datasets/<name>/<version>/``, so relabeling, deleting or expiring a sample
+    later never changes it. ``fingerprint`` is sha256 over the sorted (id, label, file
+    sha256) lines; ``counts`` holds ``total``, ``by_device`` and ``by_label``."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_dataset_versions_name_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(80))
+    filter: Mapped[dict[str, Any]] = mapped_column(JSON)
+    kind: Mapped[str] = mapped_column(String(16))  # image | tabular | array
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    labels: Mapped[list[Any]] = mapped_column(JSON)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class DatasetSample(Base):
+    """One sample of a dataset version, as it was frozen (no foreign key to ``samples``:
+    the version outlives the sample row)."""
+
+    __tablename__ = "dataset_samples"
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    sample_id: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str] = mapped_column(String(256))
+    sha256: Mapped[str] = mapped_column(String(64))
+    file: Mapped[str] = mapped_column(String(512))  # relative to the data dir
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # tabular rows only
+    captured_at: Mapped[float] = mapped_column(Float)
+
+
+class ModelComparison(Base):
+    """A champion check (cloud/hub/champion/): a candidate version against the version the
+    fleet (at upload) or a rollout's target devices (at rollout creation) run. ``rollout_id``
+    is None for upload checks and for rollouts refused before they existed; ``forced``: an
+    operator created the rollout over a ``worse`` decision."""
+
+    __tablename__ = "model_comparisons"
+    __table_args__ = (Index("ix_model_comparisons_model", "model_name", "candidate_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(64))
+    candidate_version: Mapped[int] = mapped_column(Integer)
+    champion_version: Mapped[int | None] = mapped_column(Integer)
+    context: Mapped[str] = mapped_column(String(16))  # upload | rollout | manual
+    rollout_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # worse | better | similar | unknown
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str | None] = mapped_column(String(128))

@@ -52,7 +52,12 @@ bp = Blueprint(
     static_url_path="/assets",
 )
 
-NAV = (("overview", "Overview"), ("models", "Models"), ("rollouts", "Rollouts"))
+NAV = (
+    ("overview", "Overview"),
+    ("models", "Models"),
+    ("rollouts", "Rollouts"),
+    ("samples", "Samples"),
+)
 
 
 def _hub() -> Any:
@@ -154,6 +159,11 @@ def models() -> Any:
 @bp.get("/rollouts")
 def rollouts() -> Any:
     return _page("rollouts.html", "rollouts")
+
+
+@bp.get("/samples")
+def samples() -> Any:
+    return _page("samples.html", "samples")
 
 
 @bp.get("/rollouts/<rollout_id>")

@@ -44,10 +44,14 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
         (1, "completed"),
         (2, "completed"),
         (3, "rolled_back"),
+        (4, "completed"),
     ]
     versions = {v["version"]: v["accuracy"] for v in doc["versions"]}
     assert versions[2] >= 0.95 and versions[3] < 0.5, versions
-    assert len(doc["devices"]) == 6 and {d["version"] for d in doc["devices"]} == {2}
+    assert len(doc["devices"]) == 6 and {d["version"] for d in doc["devices"]} == {4}
+    loop = doc["loop"]
+    assert loop["accuracy_after"] >= loop["accuracy_before"] + 0.3, loop
+    assert loop["champion"]["decision"] == "better", loop["champion"]
     assert doc["drift_alerts"], "the shifted devices must raise drift alerts"
     assert "fleet page: http://127.0.0.1:" in proc.stdout
     auth = [c for c in doc["checks"] if c["check"].startswith("the broker refuses")]

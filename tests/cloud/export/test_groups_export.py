@@ -120,7 +120,7 @@ def test_group_column_reaches_the_card_but_never_the_device(
     dest = tmp_path / "device"
     m = extract_bundle(bundle, dest, keypair[1])
     with Predictor.open(dest, m, "onnxruntime", "fp32") as p:
-        pred = p.predict_batch({"f1": 1.0, "f2": 0.5, "f3": 0.0})
-        assert pred[0].label == "good"
+        pred = p.predict({"f1": 1.0, "f2": 0.5, "f3": 0.0})
+        assert pred.label == "good"
         with pytest.raises(InputError, match="unknown feature"):
-            p.predict_batch({"f1": 1.0, "f2": 0.5, "f3": 0.0, "site": 1.0})
+            p.predict({"f1": 1.0, "f2": 0.5, "f3": 0.0, "site": 1.0})

@@ -72,14 +72,18 @@ def test_int8_files_really_are_int8(exported: ExportResult, tmp_path: Path) -> N
     lite = manifest.artifact("litert", "int8")
     assert lite is not None
     interp = litert_interpreter(root / lite.file)
+    io = np.int8 if lite.metrics["recipe"] == "int8-io" else np.float32
     for detail, spec in (
         (interp.get_input_details()[0], lite.inputs[0]),
         (interp.get_output_details()[0], lite.outputs[0]),
     ):
-        assert np.dtype(detail["dtype"]) == np.int8
-        assert spec.dtype == "int8"
-        assert spec.scale == pytest.approx(detail["quantization"][0])
-        assert spec.zero_point == detail["quantization"][1]
+        assert np.dtype(detail["dtype"]) == io
+        assert spec.dtype == np.dtype(io).name
+        if io == np.int8:
+            assert spec.scale == pytest.approx(detail["quantization"][0])
+            assert spec.zero_point == detail["quantization"][1]
+    kinds = {np.dtype(d["dtype"]) for d in interp.get_tensor_details()}
+    assert np.dtype(np.int8) in kinds  # the graph itself is quantised
     ort = manifest.artifact("onnxruntime", "int8")
     assert ort is not None
     ops = {n.op_type for n in onnx.load(str(root / ort.file)).graph.node}
@@ -101,9 +105,19 @@ def test_int8_files_really_are_int8(exported: ExportResult, tmp_path: Path) -> N
 def test_report_lists_every_variant_and_the_ort_choice(exported: ExportResult) -> None:
     report: dict[str, Any] = json.loads(_member(exported.bundle, "report.json"))
     assert [r["target"] for r in report["variants"]] == list(TARGETS)
+    from cloud.export.recipes import INT8_RECIPES
+
+    for row in report["variants"]:
+        if row["precision"] != "int8":
+            assert row["recipe"] is None and row["candidates"] == []
+            continue
+        names = [r.name for r in INT8_RECIPES[row["target"]]]
+        assert [c["name"] for c in row["candidates"]] == names
+        chosen = [c["name"] for c in row["candidates"] if c["chosen"]]
+        assert chosen == [row["recipe"]]
     ort = next(r for r in report["variants"] if r["target"] == "onnxruntime-int8")
-    assert {c["weights"] for c in ort["candidates"]} == {"per-tensor", "per-channel"}
-    assert sum(c["chosen"] for c in ort["candidates"]) == 1
+    assert {c["name"] for c in ort["candidates"]} >= {"qdq-per-tensor", "qdq-per-channel"}
+    assert ort["recipe"] in {c["name"] for c in ort["candidates"]}
     assert report["golden"]["size"] == 32
     assert set(report["golden"]["measured"]) == set(TARGETS)
 
@@ -189,9 +203,17 @@ def test_one_failing_target_does_not_stop_the_others(digits_run: Path, tmp_path:
     assert by_target["litert-int8"].reason.startswith("failed during quantise")
 
 
-def test_ort_candidates_are_timed_separately(exported: ExportResult) -> None:
-    ort = next(v for v in exported.variants if v.target == "onnxruntime-int8")
-    assert len(ort.candidates) == 2
-    assert all(c["latency_ms"] and c["latency_ms"] > 0 for c in ort.candidates)
-    assert ort.candidates[0]["size"] != ort.candidates[1]["size"]
-    assert [c["timed_calls"] for c in ort.candidates] == [CANDIDATE_CALLS] * 2
+def test_recipe_candidates_are_measured_separately(exported: ExportResult) -> None:
+    from cloud.export.recipes import INT8_RECIPES
+
+    for v in exported.variants:
+        if v.precision != "int8" or len(INT8_RECIPES[v.target]) < 2:
+            continue
+        assert all(c["latency_ms"] and c["latency_ms"] > 0 for c in v.candidates), v.target
+        assert all(c["size"] > 0 and c["error"] is None for c in v.candidates), v.target
+        assert [c["timed_calls"] for c in v.candidates] == [CANDIDATE_CALLS] * len(v.candidates)
+        assert all(c["val_gate"] in ("kept", "left out") for c in v.candidates)
+        assert all(c["threads"] is None or c["threads"] >= 1 for c in v.candidates)
+        assert sum(c["chosen"] for c in v.candidates) == 1
+        artifact = exported.manifest.artifact(v.runtime, "int8")
+        assert artifact is not None and artifact.metrics["recipe"] == v.metrics["recipe"]

@@ -146,8 +146,11 @@ def test_status_retained_and_will(rig: Rig) -> None:
     rig.start(bundle=str(rig.kit["v1"]))
     status = rig.status()
     assert status["schema"] == c.SCHEMA_STATUS and status["state"] == "online"
+    threads = status["model"].pop("threads")  # the self-test's fastest thread count
     assert status["model"] == {"name": "digits", "version": 1, "runtime": "onnxruntime",
                                "precision": "fp32"}  # fmt: skip
+    served = rig.agent.server.current if rig.agent else None
+    assert served is not None and threads in (1, 2) and threads == served.predictor.variant.threads
     caps = status["capabilities"]
     assert caps["cores"] >= 1 and caps["cpu"]["model"] and "onnxruntime" in caps["runtimes"]
     assert caps["runtimes"]["onnxruntime"]["available"] is True
@@ -541,6 +544,13 @@ REMOTE_KEY_PROBES: dict[str, tuple[Any, Callable[[Agent], Any]]] = {
     "drift_feature_threshold": (0.45, lambda a: a.monitor.feature_threshold),
     "input_guard": ("refuse", lambda a: a.server.input_guard),
     "input_guard_margin": (0.5, lambda a: a.server.input_guard_margin),
+    "capture": (
+        {"enabled": True, "max_mb": 5.0},
+        lambda a: {
+            "enabled": a.server.sampler is a.capture,
+            "max_mb": a.capture.store.max_bytes / (1 << 20),
+        },
+    ),
 }
 
 

@@ -211,6 +211,7 @@ def test_untrustworthy_key_files_are_config_errors(tmp_path: Path) -> None:
 
 def test_every_numeric_runtime_key_is_capped_for_remote_config() -> None:
     names = {"pin_runtime", "pin_precision", "input_guard"}  # checked against their lists
+    names.add("capture")  # an object: its keys against CAPTURE_LIMITS (tests/edge/capture)
     assert {k for k, v in REMOTE_LIMITS.items() if v is None} == names
     assert config.RUNTIME_KEYS == RUNTIME_KEYS == set(REMOTE_LIMITS)
 

@@ -77,7 +77,8 @@ def idle_metrics() -> dict[str, Any]:
 
 def test_every_schema_file_is_valid_draft_07_and_latest() -> None:
     names = sorted(p.name.removesuffix(".schema.json") for p in SCHEMAS.glob("*.schema.json"))
-    assert names == ["cmd", "event", "infer.req", "infer.res", "reference", "status", "telemetry"]
+    assert names == ["cmd", "event", "infer.req", "infer.res", "reference", "samples", "status",
+                     "telemetry"]  # fmt: skip
     for name in names:
         validator(name)
 

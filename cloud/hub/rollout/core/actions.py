@@ -86,6 +86,7 @@ def act(
         if not failed:
             raise RolloutError("no failed devices to retry", conflict=True)
         for d in failed:
+            d.shadow = None  # its failed shadow run is not the retry's
             set_status(d, "retry", now, "queued for retry")
         r.audit.append(
             AuditRecord(now, r.state, r.state, action, f"{why}: {len(failed)} devices", actor)

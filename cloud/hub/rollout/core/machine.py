@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cloud.hub.rollout.core.actions import act, rollback_orders
+from cloud.hub.rollout.core.shadow_gate import SHADOW_GATE, fold_shadow, shadow_gate
 from cloud.hub.rollout.core.spec import Gate, RolloutError, RolloutSpec
 from cloud.hub.rollout.core.state import (
     ACTIONS,
@@ -116,6 +117,7 @@ def _observe(r: RolloutState, obs: Mapping[str, DeviceObservation], now: float) 
         o = obs.get(d.device)
         if o is None:
             continue
+        fold_shadow(d, o)
         step = o.step
         answers = step is not None and (
             step.command == d.command_id or (step.command is None and step.version is not None)
@@ -293,6 +295,11 @@ def advance(  # noqa: C901 - one tick read top to bottom; the order of checks is
     members = _wave_members(r, r.current_wave)
     size = len(members)
     failed = sum(d.status == "failed" for d in members)
+    # first: a device the shadow gate stops has failed too, and this says why
+    shadow_entry, shadow_failure = shadow_gate(r)
+    if shadow_entry is not None and shadow_failure is not None:
+        r.gates = [*(g for g in r.gates if g.get("metric") != SHADOW_GATE), shadow_entry]
+        return _on_error(r, shadow_failure, now, orders, observations)
     if size and failed / size > r.spec.error_threshold:
         reason = (
             f"wave {r.current_wave + 1}: {failed}/{size} devices failed, more than the "
@@ -300,6 +307,8 @@ def advance(  # noqa: C901 - one tick read top to bottom; the order of checks is
         )
         return _on_error(r, reason, now, orders, observations)
     gate_failure = _evaluate_gates(r, observations)
+    if shadow_entry is not None:
+        r.gates.append(shadow_entry)
     if gate_failure is not None:
         return _on_error(r, gate_failure, now, orders, observations)
     # Only now order more devices: a rollout that must stop never sends new deploys.
@@ -394,8 +403,11 @@ def _order_deploy(r: RolloutState, d: DeploymentState, now: float) -> Order:
     d.attempts += 1
     d.ordered_at = now
     d.updated_by_rollout = True
+    d.shadow = None  # the new command's shadow run is still to come
     set_status(d, "pending", now, f"deploy ordered (attempt {d.attempts})")
-    return Order(d.device, "deploy", r.spec.model, r.spec.version, d.command_id, r.id)
+    return Order(
+        d.device, "deploy", r.spec.model, r.spec.version, d.command_id, r.id, r.spec.shadow
+    )
 
 
 def _on_error(

@@ -6,6 +6,10 @@ with those of the version it replaces; tolerances are absolute for rates and sco
 relative for latency. Small samples are noisy, so a gate is only judged once the new version
 served ``min_inferences`` inferences, and the latency gate also needs an absolute increase
 above a floor (a 0.5 ms -> 1.9 ms change is +280 % but harmless).
+
+``shadow`` (off by default) asks each device to run the candidate beside the model it
+serves on N live inputs before activating it (edge/contract/shadow.py); a device whose
+agreement falls under ``min_agreement`` fails the wave's shadow gate.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.errors import RolloutError
+from edge.contract import ShadowSettings
+from edge.errors import ContractError
 
 ERROR_ACTIONS = ("pause", "rollback")
 # metric -> (comparison, default tolerance). "max_abs": cand <= base + tol;
@@ -26,6 +32,7 @@ ROLLOUT_FIELDS = frozenset({
     "model", "version", "target", "waves", "soak_seconds", "success_threshold",
     "error_threshold", "error_action", "gates", "gate_min_devices", "manual_approval",
     "deploy_timeout_s", "start", "gate_min_inferences", "p95_latency_min_increase_ms",
+    "shadow",
 })  # fmt: skip
 GATE_METRICS: dict[str, tuple[str, float]] = {
     "error_rate": ("max_abs", 0.02),
@@ -144,6 +151,7 @@ class RolloutSpec:
     p95_latency_min_increase_ms: float = DEFAULT_P95_MIN_INCREASE_MS
     manual_approval: bool = False
     deploy_timeout_s: float = 900.0
+    shadow: ShadowSettings | None = None  # signed into every deploy command it sends
 
     def targets(self, device_id: str, tags: tuple[str, ...] | list[str]) -> bool:
         """Device ids are matched exactly; tags must all be present on the device."""
@@ -181,6 +189,7 @@ class RolloutSpec:
             "p95_latency_min_increase_ms": self.p95_latency_min_increase_ms,
             "manual_approval": self.manual_approval,
             "deploy_timeout_s": self.deploy_timeout_s,
+            "shadow": self.shadow.to_dict() if self.shadow is not None else None,
         }
 
     @staticmethod
@@ -204,6 +213,9 @@ class RolloutSpec:
             obj.get("gate_min_inferences", DEFAULT_GATE_MIN_INFERENCES),
             "gate_min_inferences", minimum=0, maximum=MAX_INFERENCES,
         )  # fmt: skip
+        deploy_timeout = _num(
+            obj.get("deploy_timeout_s", default_timeout_s), "deploy_timeout_s", 1, MAX_TIMEOUT_S
+        )
         return RolloutSpec(
             model=model,
             version=version,
@@ -222,10 +234,26 @@ class RolloutSpec:
             gate_min_inferences=min_inferences,
             p95_latency_min_increase_ms=floor,
             manual_approval=_bool(obj.get("manual_approval", False), "manual_approval"),
-            deploy_timeout_s=_num(
-                obj.get("deploy_timeout_s", default_timeout_s), "deploy_timeout_s", 1, MAX_TIMEOUT_S
-            ),
+            deploy_timeout_s=deploy_timeout,
+            shadow=_shadow(obj.get("shadow"), deploy_timeout),
         )
+
+
+def _shadow(v: Any, deploy_timeout_s: float) -> ShadowSettings | None:
+    """Null (off) or {inputs, min_agreement, timeout}; the shadow run must fit into the
+    deploy timeout, or the hub would call the device failed while it still shadows."""
+    if v is None:
+        return None
+    try:
+        shadow = ShadowSettings.parse(v, "'shadow'")
+    except ContractError as exc:
+        raise RolloutError(str(exc)) from None
+    if shadow.timeout >= deploy_timeout_s:
+        raise RolloutError(
+            f"'shadow.timeout' ({shadow.timeout:g} s) must be shorter than deploy_timeout_s "
+            f"({deploy_timeout_s:g} s)"
+        )
+    return shadow
 
 
 def _int(v: Any, name: str, *, minimum: int, maximum: int) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.hub.rollout.core.spec import RolloutSpec, Wave
+from edge.contract import ShadowSettings
 
 STATES = ("draft", "running", "paused", "completed", "aborted", "rolled_back")
 TERMINAL = ("completed", "aborted", "rolled_back")
@@ -59,6 +60,32 @@ class StepReport:
 
 
 @dataclass(frozen=True)
+class ShadowReport:
+    """A device's shadow run for one deploy command (its ``shadow`` deploy event):
+    ``agreement`` over ``inputs`` live inputs (None: it saw none), the candidate's and the
+    served model's latency as ``{"p50": ms, "p95": ms}`` (None when unknown)."""
+
+    command: str | None
+    inputs: int
+    agreement: float | None
+    wanted: int | None = None
+    errors: int = 0
+    candidate_latency_ms: dict[str, float] | None = None
+    served_latency_ms: dict[str, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """What the deployment keeps and the API shows (the command is the deployment's)."""
+        return {
+            "inputs": self.inputs,
+            "wanted": self.wanted,
+            "agreement": self.agreement,
+            "errors": self.errors,
+            "candidate_latency_ms": self.candidate_latency_ms,
+            "served_latency_ms": self.served_latency_ms,
+        }
+
+
+@dataclass(frozen=True)
 class DeviceObservation:
     """What one device reports. ``model`` is its newest report of what it runs (the hub
     orders status and telemetry in device time, see device_reports.py); ``busy`` names
@@ -75,6 +102,7 @@ class DeviceObservation:
     # capabilities); None when it can, or when it never reported them (then it is sent the
     # deploy, and its agent refuses it if it must)
     incompatible: str | None = None
+    shadow: ShadowReport | None = None  # its latest shadow run for this rollout
 
 
 @dataclass(frozen=True)
@@ -85,6 +113,7 @@ class Order:
     version: int
     command_id: str
     rollout: str
+    shadow: ShadowSettings | None = None  # a deploy's shadow run (the rollout's setting)
 
 
 @dataclass
@@ -100,6 +129,7 @@ class DeploymentState:
     ordered_at: float | None = None
     updated: float = 0.0
     reason: str = ""
+    shadow: dict[str, Any] | None = None  # ShadowReport.to_json() of its current command
 
 
 @dataclass

@@ -287,7 +287,8 @@ def test_rollout_lifecycle_over_the_api(
     r = client.get(f"/api/v1/rollouts/{rid}", headers=tokens["viewer"]).get_json()
     assert r["state"] == "running" and r["target_size"] == 4
     assert r["waves"][0]["devices"] == 2 and r["waves"][0]["pending"] == 2
-    assert [a["to"] for a in r["audit"]] == ["draft", "running"]
+    assert [a["to"] for a in r["audit"]] == ["draft", "draft", "running"]
+    assert [a["action"] for a in r["audit"]] == ["create", "champion", "start"]  # v2 vs v1
     # Two devices report the commit: the rollout moves on at the next tick.
     deps = {d["device"]: d for d in r["deployments"]}
     msgs = []
@@ -350,7 +351,8 @@ def test_openapi_and_metrics(app: Any, client: Any) -> None:
     assert doc["openapi"].startswith("3.1") and "/rollouts/{id}/rollback" in doc["paths"]
     body = doc["paths"]["/rollouts"]["post"]["requestBody"]["content"]["application/json"]
     # the document names every field the API takes, and every gate metric
-    assert set(body["schema"]["properties"]) == ROLLOUT_FIELDS
+    # (and "force", which is the request's, not the spec's: the champion check's override)
+    assert set(body["schema"]["properties"]) == ROLLOUT_FIELDS | {"force"}
     assert set(body["schema"]["properties"]["gates"]["properties"]) == set(GATE_METRICS)
     feed(app, helpers.status("cam-1"), helpers.telemetry("cam-1", seq=2))
     text = client.get("/metrics").data.decode()

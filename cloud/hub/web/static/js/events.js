@@ -49,7 +49,9 @@ function deploy(e, d) {
     case "shadow":
       return `shadow run${v}: ${list(pct(d.agreement) && `agreement ${pct(d.agreement)}`,
         num(d.inputs) !== null && `${d.inputs} inputs`, num(d.errors) ? `${d.errors} errors` : null,
-        num(d.candidate_latency_ms) !== null && `${fmtMs(d.candidate_latency_ms)} per input`) || "finished"}`;
+        num(d.candidate_latency_ms) !== null && `${fmtMs(d.candidate_latency_ms)} per input`,
+        d.candidate_latency_ms && num(d.candidate_latency_ms.p50) !== null &&
+          `candidate p50 ${fmtMs(d.candidate_latency_ms.p50)}, p95 ${fmtMs(d.candidate_latency_ms.p95)}`) || "finished"}`;
     case "activating": {
       const variant = text(d.runtime) && text(d.precision) ? `${d.runtime}-${d.precision}` : null;
       return `activate${v}: now serving${variant ? ` ${variant}` : " the new model"}`;

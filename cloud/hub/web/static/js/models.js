@@ -2,9 +2,12 @@
 // measurements next to what devices report) and the safely rendered model card.
 import { api, items, poll, h, flash, fmtBytes, fmtDate, fmtMs, fmtPct, fmtTime, applyRole, CSRF } from "./common.js";
 import { barChart } from "./charts.js";
+import { comparisonView } from "./champion.js";
+
+const CHECK_CLASS = { worse: "bad", better: "ok", similar: "info", unknown: "" };
 
 const $ = (s) => document.querySelector(s);
-const state = { models: [], devices: [], selected: null, cardFor: null, details: {} };
+const state = { models: [], devices: [], selected: null, cardFor: null, details: {}, checks: {} };
 const key = (m) => `${m.name}@${m.version}`;
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : null; };
 
@@ -28,10 +31,12 @@ function renderVersions() {
   h("td", { class: "num" }, fmtBytes(m.size)),
   h("td", { class: "num" }, fmtPct(testAccuracy(m))),
   h("td", { class: "num" }, runningOn(m).length),
+  h("td", {}, m.champion ? h("span", { class: `badge ${CHECK_CLASS[m.champion.decision] ?? ""}`,
+    title: m.champion.champion_version ? `against v${m.champion.champion_version}` : "no champion" }, m.champion.decision) : "–"),
   h("td", { class: "muted nowrap uploaded", title: `${fmtTime(m.created)}${m.uploaded_by ? ` by ${m.uploaded_by}` : ""}` },
     fmtDate(m.created), m.uploaded_by ? ` · ${m.uploaded_by}` : "")));
   $("#versions tbody").replaceChildren(...(rows.length ? rows
-    : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No models yet. Upload a bundle."))]));
+    : [h("tr", {}, h("td", { colspan: 8, class: "empty" }, "No models yet. Upload a bundle."))]));
 }
 
 function variantName(v) { return v.target || [v.runtime, v.precision].filter(Boolean).join("-"); }
@@ -47,6 +52,13 @@ async function renderDetail() {
   if (!state.details[key(m)]) {
     state.details[key(m)] = await api(`models/${encodeURIComponent(m.name)}/${m.version}`);
   }
+  const checkKey = `${key(m)}:${m.champion?.decision ?? ""}`;
+  if (state.checks.key !== checkKey) {
+    state.checks = { key: checkKey, view: m.champion
+      ? comparisonView(await api(`models/${encodeURIComponent(m.name)}/${m.version}/comparison`).catch(() => null))
+      : comparisonView(null) };
+  }
+  $("#champion").replaceChildren(state.checks.view);
   const variants = state.details[key(m)].variant_table || [];
   const measured = variants.map((v) => {
     const on = devices.filter((d) => d.model.runtime === v.runtime && (!v.precision || d.model.precision === v.precision));

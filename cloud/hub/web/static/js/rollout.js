@@ -1,6 +1,7 @@
 // One rollout: per-wave progress, gates against thresholds, devices, audit log, actions.
-import { api, poll, h, flash, fmtTime, fmtAgo, applyRole, can } from "./common.js";
+import { api, poll, h, flash, fmtTime, fmtAgo, fmtMs, fmtPct, applyRole, can } from "./common.js";
 import { progressBar, fmtNumber } from "./charts.js";
+import { comparisonView } from "./champion.js";
 
 const $ = (s) => document.querySelector(s);
 const id = $("#rollout-head").dataset.rolloutId;
@@ -23,6 +24,21 @@ const CONFIRM = {
 function fmtGate(metric, v) {
   if (!Number.isFinite(v)) return "–";
   return metric === "p95_latency_ms" ? `${fmtNumber(v)} ms` : metric === "drift" ? fmtNumber(v) : `${(v * 100).toFixed(2)} %`;
+}
+
+// A device's shadow run (rollouts with "shadow" set): agreement with the model it served,
+// and the candidate's latency next to the served model's on the same inputs.
+function shadowCells(d, min) {
+  const s = d.shadow;
+  if (!s) return [h("td", { class: "num muted", "data-col": "agreement" }, "–"), h("td", { class: "num muted", "data-col": "shadow-latency" }, "–")];
+  const under = Number.isFinite(s.agreement) && Number.isFinite(min) && s.agreement < min;
+  const agreement = s.inputs ? `${fmtPct(s.agreement)} of ${s.inputs}` : "no inputs";
+  const lat = (v) => v ? [v.p50 ?? v.mean, v.p95].filter(Number.isFinite).map(fmtMs).join(" / ") || "–" : "–";
+  return [
+    h("td", { class: `num${under ? " under-gate" : ""}`, "data-col": "agreement", title: `${s.errors ?? 0} candidate errors` }, agreement),
+    h("td", { class: "num", "data-col": "shadow-latency" }, lat(s.candidate_latency_ms),
+      h("span", { class: "muted" }, ` (served ${lat(s.served_latency_ms)})`)),
+  ];
 }
 
 // The hub keeps a failed device's own reason in front of its later notes
@@ -74,7 +90,7 @@ function render(r) {
     h("td", {}, g.metric.replace(/_/g, " ")),
     h("td", { class: "num" }, fmtGate(g.metric, g.value)),
     h("td", { class: "num" }, fmtGate(g.metric, g.baseline)),
-    h("td", { class: "num" }, `${g.mode === "min_abs" ? "≥" : "≤"} ${fmtGate(g.metric, g.threshold)}`),
+    h("td", { class: "num" }, `${g.mode === "min_abs" || g.mode === "min_device" ? "≥" : "≤"} ${fmtGate(g.metric, g.threshold)}`),
     h("td", { class: "num" }, g.devices),
     h("td", {}, g.ok === null || g.ok === undefined ? h("span", { class: "badge" }, "no data yet")
       : g.ok ? h("span", { class: "badge ok" }, "pass") : h("span", { class: "badge bad" }, "fail"))))
@@ -90,6 +106,7 @@ function render(r) {
     ["Gates judged after", `${s.gate_min_devices ?? 1} device(s), ${s.gate_min_inferences ?? 0} inferences`],
     ["p95 latency floor", `${s.p95_latency_min_increase_ms ?? 0} ms`],
     ["Manual approval", s.manual_approval ? "yes" : "no"],
+    ["Shadow", s.shadow ? `${s.shadow.inputs} live inputs per device, agreement ≥ ${fmtPct(s.shadow.min_agreement)}, at most ${s.shadow.timeout} s` : "off"],
   ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v || "—")]));
 
   const deps = r.deployments || [];
@@ -100,9 +117,13 @@ function render(r) {
     h("td", {}, h("span", { class: `badge ${depCls[d.status] ?? ""}` }, d.status)),
     h("td", {}, d.from ? `${d.from.name} v${d.from.version}` : "—"),
     h("td", { class: "num" }, d.attempts),
+    ...shadowCells(d, s.shadow?.min_agreement),
     h("td", { class: "muted nowrap", title: fmtTime(d.updated) }, fmtAgo(d.updated)),
     reasonCell(d)))
-    : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No device assigned yet."))]));
+    : [h("tr", {}, h("td", { colspan: 9, class: "empty" }, "No device assigned yet."))]));
+
+  $("#champion-panel").hidden = !r.champion;
+  if (r.champion) $("#champion").replaceChildren(comparisonView(r.champion));
 
   $("#audit tbody").replaceChildren(...[...(r.audit || [])].reverse().map((a) => h("tr", {},
     h("td", { class: "muted" }, fmtTime(a.ts)), h("td", {}, a.action),

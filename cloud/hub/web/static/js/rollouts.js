@@ -64,6 +64,7 @@ function readForm() {
     p95_latency_min_increase_ms: Number($("#latency-floor").value),
     manual_approval: $("#approval").checked,
     start: $("#start").checked,
+    ...($("#force").checked ? { force: true } : {}),
   };
 }
 
