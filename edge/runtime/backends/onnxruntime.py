@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,7 @@ class OnnxRuntimeBackend:
         self._session: Any = None
         self._in_q: tuple[float, int, str] | None = None
         self._out_q: tuple[float, int] | None = None
+        self._convert_out: Callable[[np.ndarray], np.ndarray] | None = None
         self._bound: dict[tuple[int, ...], list[_Bound]] = {}  # shape -> [slot] when free
         self._lock = threading.Lock()  # binding a new shape
         # One RunOptions for the bound runs: cancel() raises its terminate flag (and marks
@@ -185,6 +187,7 @@ class OnnxRuntimeBackend:
             self._in_q = (*in_q, in_type)
         if out_type in ("int8", "uint8"):
             self._out_q = artifact_quant(artifact.outputs if artifact else [], "output", name)
+        self._convert_out = _converter(out_type, self._out_q)
         self._bound = {}
         self._options = ort.RunOptions()
         self._raised = False
@@ -218,8 +221,8 @@ class OnnxRuntimeBackend:
                 self._raised = False
                 self._options.terminate = False
             self._run_bound(slot.binding, self._options)
-            out = slot.output
-            return dequantize(out, *self._out_q) if self._out_q else out.copy()
+            convert = self._convert_out
+            return slot.output.copy() if convert is None else convert(slot.output)
         except Exception as exc:
             raise BackendError(f"ONNX Runtime inference failed: {exc}") from exc
         finally:
@@ -301,6 +304,18 @@ class OnnxRuntimeBackend:
         with self._lock:
             self._bound = {}
             self._session = None
+
+
+def _converter(
+    dtype: str, quant: tuple[float, int] | None
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """How a bound output becomes fresh float32 scores: None for a plain copy (float32)."""
+    if quant is not None:
+        scale, zero_point = quant
+        return lambda out: dequantize(out, scale, zero_point)
+    if dtype != "float32":
+        return lambda out: out.astype(np.float32)
+    return None
 
 
 def _f32(x: np.ndarray) -> np.ndarray:

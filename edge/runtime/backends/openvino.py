@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,7 @@ class OpenVINOBackend:
         self._slots: dict[tuple[int, ...], _Compiled] = {}
         self._throughput: dict[tuple[int, ...], Any] = {}
         self._lock = threading.Lock()  # compiling a new shape
+        self._convert_out: Callable[[np.ndarray], np.ndarray] | None = None
         # The request's own infer, without the public wrapper's input dispatch and
         # results dict (~1 us a call); the public method if a release renames it.
         base = getattr(getattr(self._ov, "_pyopenvino", None), "InferRequest", None)
@@ -143,8 +144,10 @@ class OpenVINOBackend:
             self._in_q = (*in_q, "int8" if in_type == "i8" else "uint8")
         if out_type in ("i8", "u8"):
             self._out_q = artifact_quant(artifact.outputs if artifact else [], "output", path.name)
-        if all(d > 0 for d in self._sample_shape):
-            self._compile((1, *self._sample_shape))  # batch 1, ready before any call
+        self._convert_out = _converter(out_type, self._out_q)
+        if all(d > 0 for d in self._sample_shape):  # ready before any call: batch 1, or the
+            fixed = self._batch not in (-1, 1) and self._fixed_batch()  # graph's own batch
+            self._compile((self._batch if fixed else 1, *self._sample_shape))
 
     # -- the fast path -------------------------------------------------------------------
 
@@ -156,7 +159,7 @@ class OpenVINOBackend:
         try:
             slot = free.pop()
         except IndexError:  # another thread runs this shape now
-            return self._infer_on(self._slots[x.shape].compiled.create_infer_request(), x)
+            return self.infer_generic(x)
         try:
             if slot.scratch is None:
                 slot.input[...] = x
@@ -167,8 +170,8 @@ class OpenVINOBackend:
                 self._run(slot.request, _EMPTY, True, True)
             else:
                 slot.request.infer()
-            out = slot.output
-            return dequantize(out, *self._out_q) if self._out_q else out.copy()
+            convert = self._convert_out
+            return slot.output.copy() if convert is None else convert(slot.output)
         except Exception as exc:
             raise BackendError(f"OpenVINO inference failed: {exc}") from exc
         finally:
@@ -243,7 +246,7 @@ class OpenVINOBackend:
             out = np.array(request.infer({0: feed})[0])
         except Exception as exc:
             raise BackendError(f"OpenVINO inference failed: {exc}") from exc
-        return dequantize(out, *self._out_q) if self._out_q else out.astype(np.float32, copy=False)
+        return out if self._convert_out is None else self._convert_out(out)
 
     def _quantized(self, x: np.ndarray) -> np.ndarray:
         """A new integer array of ``x`` (the slow paths), rounded as OpenVINO rounds."""
@@ -268,7 +271,7 @@ class OpenVINOBackend:
         if self._model is None:
             raise BackendError("OpenVINO backend used before load()")
         queue: Any = None
-        order = _InOrder(self._out_q)
+        order = _InOrder(self._convert_out)
         try:
             for batch in batches:
                 arr = check_batch(batch, self._sample_shape)
@@ -352,8 +355,8 @@ class _InOrder:
     """Results of a stream's async requests (finished in any order), handed out in the
     order the batches were sent; a request's error is raised in the consumer's thread."""
 
-    def __init__(self, out_q: tuple[float, int] | None) -> None:
-        self.out_q = out_q
+    def __init__(self, convert: Callable[[np.ndarray], np.ndarray] | None) -> None:
+        self.convert = convert
         self.done: dict[int, np.ndarray | BaseException] = {}
         self.held: dict[int, np.ndarray] = {}  # inputs shared with requests still running
         self.sent = self.taken = 0
@@ -362,7 +365,7 @@ class _InOrder:
         """The queue's callback (an OpenVINO thread): copy the scores out."""
         try:
             out = request.get_output_tensor(0).data
-            self.done[index] = dequantize(out, *self.out_q) if self.out_q else out.copy()
+            self.done[index] = out.copy() if self.convert is None else self.convert(out)
         except BaseException as exc:
             self.done[index] = exc
         self.held.pop(index, None)
@@ -374,6 +377,18 @@ class _InOrder:
             if isinstance(got, BaseException):
                 raise BackendError(f"OpenVINO inference failed: {got}") from got
             yield got
+
+
+def _converter(
+    element_type: str, quant: tuple[float, int] | None
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """How an output tensor becomes fresh float32 scores: None for a plain copy (f32)."""
+    if quant is not None:
+        scale, zero_point = quant
+        return lambda out: dequantize(out, scale, zero_point)
+    if element_type != "f32":
+        return lambda out: out.astype(np.float32)
+    return None
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
