@@ -203,6 +203,8 @@ def test_model_card_renders_lists_and_tables_without_paths_or_scripts(
         assert leak not in card, leak
     assert "digits.npz" in card and "<script>" in card  # named, and the script is text
     page.wait_for_selector("#chart-latency .uplot canvas")
+    # The champion check sits above the chart: bring it into the viewport to hover it.
+    page.locator("#chart-latency").scroll_into_view_if_needed()
     bars = page.locator("#chart-latency .u-over").bounding_box()
     page.mouse.move(bars["x"] + bars["width"] * 0.25, bars["y"] + bars["height"] * 0.7)
     tip = page.locator("#chart-latency .chart-tip")
