@@ -31,6 +31,7 @@ from edge.contract import Command
 
 log = logging.getLogger(__name__)
 Publisher = Callable[[str, Command], None]
+Signed = tuple[str, Command]  # (device, its signed command)
 
 
 class RolloutService:
@@ -77,16 +78,22 @@ class RolloutService:
         )
         return commands.sign(s, cmd)
 
-    def _publish(self, s: Session, orders: list[Order], now: float) -> None:
-        for order in orders:
-            cmd = self._command(s, order, now)
+    def _sign(self, s: Session, orders: list[Order], now: float) -> list[Signed]:
+        """The orders as signed commands, made in the transaction that records them."""
+        return [(order.device, self._command(s, order, now)) for order in orders]
+
+    def _publish(self, commands: list[Signed]) -> None:
+        """Send commands whose deployments are committed: a device answers within
+        milliseconds and its bundle download is allowed only for a recorded deployment
+        (model_routes._check_deployed), so publishing before the commit raced it (403)."""
+        for device, cmd in commands:
             if self.publisher is None:
-                log.warning("no MQTT bridge: %s for %s not sent", order.kind, order.device)
+                log.warning("no MQTT bridge: %s for %s not sent", cmd.kind, device)
                 continue
             try:
-                self.publisher(order.device, cmd)
+                self.publisher(device, cmd)
             except Exception:  # a dead broker must not lose the rollout's bookkeeping
-                log.exception("publishing %s to %s failed", cmd.id, order.device)
+                log.exception("publishing %s to %s failed", cmd.id, device)
 
     # ------------------------------------------------------------------ API side
     def create(
@@ -100,7 +107,20 @@ class RolloutService:
             raise RolloutError("'start' must be true or false")
         now = time.time()
         self._ensure_command_key()
-        with self._lock, self.db.session() as s:
+        with self._lock:
+            r, signed = self._create(spec, start, now, actor, notes)
+            self._publish(signed)
+        return r
+
+    def _create(
+        self,
+        spec: RolloutSpec,
+        start: bool,
+        now: float,
+        actor: str | None,
+        notes: Sequence[tuple[str, str]],
+    ) -> tuple[RolloutState, list[Signed]]:
+        with self.db.session() as s:
             exists = s.scalar(
                 select(ModelVersion.id).where(
                     ModelVersion.name == spec.model, ModelVersion.version == spec.version
@@ -122,24 +142,25 @@ class RolloutService:
                 r, _ = act(r, "start", now, actor=actor)
                 r, orders = advance(r, observe(s, r), now)
             save_state(s, r, created_by=actor)
-            self._publish(s, orders, now)
-        return r
+            return r, self._sign(s, orders, now)
 
     def act(self, rid: str, action: str, actor: str | None) -> RolloutState:
         now = time.time()
         self._ensure_command_key()
-        with self._lock, self.db.session() as s:
-            row = s.scalar(select(Rollout).where(Rollout.id == rid).with_for_update())
-            if row is None:
-                raise LookupError(f"rollout {rid!r} does not exist")
-            before = to_state(row)
-            obs = observe(s, before)
-            r, orders = act(before, action, now, actor=actor, observations=obs)
-            if r.state == "running":
-                r, more = advance(r, obs, now)
-                orders += more
-            save_state(s, r)
-            self._publish(s, orders, now)
+        with self._lock:
+            with self.db.session() as s:
+                row = s.scalar(select(Rollout).where(Rollout.id == rid).with_for_update())
+                if row is None:
+                    raise LookupError(f"rollout {rid!r} does not exist")
+                before = to_state(row)
+                obs = observe(s, before)
+                r, orders = act(before, action, now, actor=actor, observations=obs)
+                if r.state == "running":
+                    r, more = advance(r, obs, now)
+                    orders += more
+                save_state(s, r)
+                signed = self._sign(s, orders, now)
+            self._publish(signed)
         return r
 
     # ------------------------------------------------------------------ ticker side
@@ -148,18 +169,21 @@ class RolloutService:
         now = time.time() if now is None else now
         sent = 0
         self._ensure_command_key()
-        with self._lock, self.db.session() as s:
-            ids = s.scalars(select(Rollout.id).where(Rollout.state.in_(ACTIVE))).all()
-            for rid in ids:
-                row = s.scalar(select(Rollout).where(Rollout.id == rid).with_for_update())
-                if row is None or row.state not in ACTIVE:
-                    continue
-                before = to_state(row)
-                r, orders = advance(before, observe(s, before), now)
-                if orders or r != before:
-                    save_state(s, r)
-                self._publish(s, orders, now)
-                sent += len(orders)
+        signed: list[Signed] = []
+        with self._lock:
+            with self.db.session() as s:
+                ids = s.scalars(select(Rollout.id).where(Rollout.state.in_(ACTIVE))).all()
+                for rid in ids:
+                    row = s.scalar(select(Rollout).where(Rollout.id == rid).with_for_update())
+                    if row is None or row.state not in ACTIVE:
+                        continue
+                    before = to_state(row)
+                    r, orders = advance(before, observe(s, before), now)
+                    if orders or r != before:
+                        save_state(s, r)
+                    signed += self._sign(s, orders, now)
+            self._publish(signed)
+            sent = len(signed)
         self.ticks += 1
         return sent
 
