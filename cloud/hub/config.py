@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,14 @@ from edge.errors import ConfigError
 
 ENV_PREFIX = "EDGEKIT_HUB_"
 MQTT_VERSIONS = ("auto", "5", "3.1.1")
+# The captured-sample settings and their types: each is EDGEKIT_HUB_<NAME> in the
+# environment and a ``hub serve`` flag (cloud/hub/cli/commands.py).
+SAMPLE_SETTINGS: dict[str, type[int] | type[float]] = {
+    "sample_rate_per_minute": int,
+    "sample_max_age_days": float,
+    "sample_max_count": int,
+    "sample_retention_interval_s": float,
+}
 
 
 def default_data_dir() -> Path:
@@ -167,5 +177,27 @@ class HubConfig:
             value = os.environ.get(ENV_PREFIX + key.upper())
             if value:
                 env[key] = value
+        env.update(sample_settings_from_env(os.environ))
         env.update({k: v for k, v in overrides.items() if v is not None})
         return HubConfig(**env)
+
+
+def sample_settings_from_env(environ: Mapping[str, str]) -> dict[str, int | float]:
+    """The ``EDGEKIT_HUB_SAMPLE_*`` variables that are set, as numbers. A value that is no
+    number is a ConfigError naming the variable (a typo must not silently keep the default);
+    the ranges are checked by :class:`HubConfig` like those of any other source."""
+    out: dict[str, int | float] = {}
+    for key, kind in SAMPLE_SETTINGS.items():
+        name = ENV_PREFIX + key.upper()
+        raw = environ.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, not {raw!r}")
+        out[key] = value
+    return out

@@ -72,20 +72,31 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--sample-max-age-days",
         type=float,
-        default=30.0,
-        help="unlabeled captured samples older than this are deleted (default 30)",
+        default=None,
+        help="unlabeled captured samples older than this are deleted "
+        "(EDGEKIT_HUB_SAMPLE_MAX_AGE_DAYS; default 30)",
     )
     s.add_argument(
         "--sample-max-count",
         type=int,
-        default=100_000,
-        help="keep at most this many samples, oldest unlabeled go first",
+        default=None,
+        help="keep at most this many samples, oldest unlabeled go first "
+        "(EDGEKIT_HUB_SAMPLE_MAX_COUNT; default 100000)",
     )
     s.add_argument(
         "--sample-rate",
         type=int,
-        default=600,
-        help="samples a minute one device may upload (default 600; more: 429)",
+        default=None,
+        help="samples a minute one device may upload, more get 429 "
+        "(EDGEKIT_HUB_SAMPLE_RATE_PER_MINUTE; default 600)",
+    )
+    s.add_argument(
+        "--sample-retention-interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds between two sample retention sweeps "
+        "(EDGEKIT_HUB_SAMPLE_RETENTION_INTERVAL_S; default 300)",
     )
     s.set_defaults(handler=_serve)
 
@@ -212,9 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
         public_url=args.public_url or url,
         mqtt_version=args.mqtt_version,
         bridge_writer=args.bridge_writer,
-        sample_max_age_days=args.sample_max_age_days,
-        sample_max_count=args.sample_max_count,
-        sample_rate_per_minute=args.sample_rate,
+        **_sample_settings(args),
         **_mqtt_login(args),
     )
     app = create_app(cfg)
@@ -234,6 +243,24 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         app.extensions["edgekit_hub"].stop()
     return 0
+
+
+def _sample_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The captured-sample settings: a flag wins over its EDGEKIT_HUB_* variable, which
+    wins over the HubConfig default."""
+    import os
+
+    from cloud.hub.config import sample_settings_from_env
+
+    out: dict[str, Any] = dict(sample_settings_from_env(os.environ))
+    flags = {
+        "sample_max_age_days": args.sample_max_age_days,
+        "sample_max_count": args.sample_max_count,
+        "sample_rate_per_minute": args.sample_rate,
+        "sample_retention_interval_s": args.sample_retention_interval,
+    }
+    out.update({k: v for k, v in flags.items() if v is not None})
+    return out
 
 
 def _mqtt_login(args: argparse.Namespace) -> dict[str, Any]:

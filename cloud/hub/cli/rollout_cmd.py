@@ -45,7 +45,9 @@ def register(sub: Any) -> None:
     add_api_flags(ls)
     ls.set_defaults(handler=lambda a: run(a, _list))
 
-    sh = rs.add_parser("show", help="one rollout: waves, gates, devices and their reasons")
+    sh = rs.add_parser(
+        "show", help="one rollout: waves, gates, champion check, devices and their reasons"
+    )
     sh.add_argument("id")
     add_api_flags(sh)
     _wait_flags(sh)
@@ -186,6 +188,9 @@ def _print_rollout(r: dict[str, Any], as_json: bool) -> None:
         ("created", out.when(r["created"])),
         ("updated", out.when(r["updated"])),
     ]))  # fmt: skip
+    if r.get("champion"):
+        print()
+        print(out.fields(champion_fields(r["champion"])))
     print()
     print(out.table(
         ("WAVE", "UP TO", "SIZE", "DEVICES", "COMMITTED", "PENDING", "FAILED", "INCOMPATIBLE",
@@ -223,6 +228,55 @@ def _print_rollout(r: dict[str, Any], as_json: bool) -> None:
             [(out.when(a["ts"]), a["from"], a["to"], a["action"], a.get("actor"),
               a.get("reason") or "") for a in r["audit"]],
         ))  # fmt: skip
+
+
+def champion_fields(c: dict[str, Any]) -> list[tuple[str, str]]:
+    """The champion check the rollout was created with (docs/hub-api.md, "Champion
+    check"): the decision and who forced it, both versions' field accuracy with its 95 %
+    interval on the same samples, and their test accuracy."""
+    cand = c.get("candidate") or {}
+    champ = c.get("champion") or {}
+    decision = str(c.get("decision", "-"))
+    if c.get("forced"):
+        decision += f", FORCED by {c.get('actor') or 'an unknown user'}"
+    rows = [("champion check", decision)]
+    if champ:
+        rows.append(("against", f"{champ.get('name')} v{champ.get('version')} (champion)"))
+    rows.append(("reason", str(c.get("reason") or "-")))
+    f = c.get("field") or {}
+    n = f.get("n") or 0
+    if n:
+        devices = ", ".join(f"{d} {k}" for d, k in (f.get("by_device") or {}).items())
+        skipped = f.get("skipped") or 0
+        rows.append(("field samples", f"{n}" + (f" ({devices})" if devices else "")
+                     + (f", {skipped} skipped" if skipped else "")))  # fmt: skip
+        rows.append((f"candidate v{cand.get('version')}", _accuracy(f.get("candidate"))))
+        rows.append((f"champion v{champ.get('version')}", _accuracy(f.get("champion"))))
+        rows.append(("agreement", _accuracy(f.get("agreement"))))
+    else:
+        rows.append(("field samples", "0 (decided on the bundles' test accuracy)"))
+    if c.get("excluded"):
+        rows.append(("excluded", f"{c['excluded']} samples the candidate was trained on"))
+    tests = [f"{who} {_pct(side.get('test_accuracy'))}"
+             for who, side in (("candidate", cand), ("champion", champ)) if side]  # fmt: skip
+    rows.append(("test accuracy", ", ".join(tests) or "-"))
+    for err in c.get("errors") or []:
+        rows.append(("not run", str(err)))
+    return rows
+
+
+def _accuracy(p: dict[str, Any] | None) -> str:
+    """``96.0 % [92.1 %, 98.0 %] (230/240)``: the share with its Wilson 95 % interval."""
+    if not p or p.get("value") is None:
+        return "-"
+    return (f"{_pct(p['value'])} [{_pct(p.get('low'))}, {_pct(p.get('high'))}] "
+            f"({p.get('correct')}/{p.get('n')})")  # fmt: skip
+
+
+def _pct(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "-"
+    return f"{v * 100:.1f} %"
 
 
 def _shadow_cells(s: dict[str, Any] | None) -> tuple[str, str]:

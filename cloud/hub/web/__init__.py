@@ -57,6 +57,7 @@ NAV = (
     ("models", "Models"),
     ("rollouts", "Rollouts"),
     ("samples", "Samples"),
+    ("datasets", "Datasets"),
 )
 
 
@@ -164,6 +165,18 @@ def rollouts() -> Any:
 @bp.get("/samples")
 def samples() -> Any:
     return _page("samples.html", "samples")
+
+
+@bp.get("/datasets")
+def datasets() -> Any:
+    return _page("datasets.html", "datasets", dataset_name="", dataset_version="")
+
+
+@bp.get("/datasets/<name>")
+@bp.get("/datasets/<name>/<int:version>")
+def dataset(name: str, version: int | None = None) -> Any:
+    """The list with one dataset's versions open (its newest, or ``version``)."""
+    return _page("datasets.html", "datasets", dataset_name=name, dataset_version=version or "")
 
 
 @bp.get("/rollouts/<rollout_id>")

@@ -40,6 +40,29 @@ $("#model").addEventListener("change", () => fillVersions(null));
 
 const list = (s) => s.split(",").map((x) => x.trim()).filter(Boolean);
 
+// The shadow fields matter only with inputs > 0; the hub checks the ranges again.
+function syncShadow() {
+  const off = !(Number($("#shadow-inputs").value) > 0);
+  $("#shadow-agreement").disabled = off;
+  $("#shadow-timeout").disabled = off;
+}
+$("#shadow-inputs").addEventListener("input", syncShadow);
+syncShadow();
+
+function readShadow() {
+  const raw = $("#shadow-inputs").value.trim();
+  const inputs = raw === "" ? 0 : Number(raw);
+  if (!Number.isInteger(inputs) || inputs < 0) throw new Error("shadow inputs must be a whole number (0: no shadow run)");
+  if (inputs === 0) return null;
+  const agreement = Number($("#shadow-agreement").value);
+  const timeout = Number($("#shadow-timeout").value);
+  if ($("#shadow-agreement").value.trim() === "" || !Number.isFinite(agreement) || agreement < 0 || agreement > 100) {
+    throw new Error("shadow min agreement must be a percentage from 0 to 100");
+  }
+  if ($("#shadow-timeout").value.trim() === "" || !Number.isFinite(timeout)) throw new Error("shadow timeout must be a number of seconds");
+  return { inputs, min_agreement: agreement / 100, timeout };
+}
+
 function readForm() {
   const kind = $("#wave-kind").value;
   const waves = list($("#waves").value).map(Number);
@@ -62,6 +85,7 @@ function readForm() {
     gate_min_devices: Number($("#gate-min").value),
     gate_min_inferences: Number($("#gate-min-inferences").value),
     p95_latency_min_increase_ms: Number($("#latency-floor").value),
+    shadow: readShadow(),
     manual_approval: $("#approval").checked,
     start: $("#start").checked,
     ...($("#force").checked ? { force: true } : {}),
