@@ -1,14 +1,15 @@
-"""Agent benchmark: in-process overhead over the bare runtime, and an agent's footprint.
+"""Agent benchmark: in-process overhead over Model.infer, and an agent's footprint.
 
 1. **Overhead ratio.** For each model (``mobilenetv2`` at 224x224x3, alpha 0.35, and the
    ``digits`` reference bundle) and each LiteRT precision, a real :class:`edge.agent.agent.Agent`
    (connected to the bench broker, telemetry thread running) serves the variant, pinned.
    We time ``Agent.predict(raw)`` — input validation + preprocessing + the model's lock and
    the time-limit watchdog + inference + the monitor's record (latency histogram, drift) — against
-   ``backend.infer(x)`` on the *same loaded backend* with the already-prepared model-domain
-   input ``x``: the bare runtime call. Calls are interleaved A B B A ... so machine noise
-   (other processes, CPU frequency) hits both sides alike. Target: median ratio <= 1.10 on
-   mobilenetv2 fp32 (issue 3). On digits the model runs in microseconds, so the ratio is
+   ``Model.infer(x)`` on the *same loaded model* with the already-prepared model-domain
+   input ``x``: the public API's runtime call (the ``floor`` benchmark shows it against the
+   bare runtime). Calls are interleaved A B B A ... so machine noise (other processes, CPU
+   frequency) hits both sides alike. Target: median ratio <= 1.05 on mobilenetv2 (issue 14;
+   1.10 in issue 3). On digits the model runs in microseconds, so the ratio is
    large by construction; its absolute overhead (microseconds per call) is what to read.
 2. **Start-up and RSS** of ``edgekit agent run --bundle digits.ekb`` (a fresh data dir, so
    start-up includes verifying and self-testing the bundle): process start until the
@@ -49,7 +50,7 @@ from cloud.export import TARGETS
 from edge.errors import EdgekitError
 
 REPO = Path(__file__).resolve().parents[2]
-TARGET_RATIO = 1.10
+TARGET_RATIO = 1.05  # issue 14: the agent within 1.05x of Model.infer
 MOBILENET_TRAIN = mobilenet_train_args(epochs=1)
 EXPORT_TARGETS = "litert-fp32,litert-int8"
 ALL_TARGETS = ",".join(TARGETS)
@@ -72,7 +73,7 @@ def summarize(values_ms: list[float]) -> dict[str, float]:
 
 
 def overhead(agent_ms: list[float], bare_ms: list[float]) -> dict[str, float]:
-    """Ratios of the agent path to the bare runtime call (medians and p95s), and the
+    """Ratios of the agent path to its baseline call (medians and p95s), and the
     absolute median overhead in microseconds."""
     a, b = summarize(agent_ms), summarize(bare_ms)
     return {
@@ -153,7 +154,7 @@ def digits_bundle(ctx: BenchContext) -> tuple[Path, Path]:
 def measure_overhead(
     ctx: BenchContext, model: str, bundle: Path, pub: Path, precision: str, pairs: int
 ) -> dict[str, Any]:
-    """Agent.predict vs backend.infer on the agent's own loaded LiteRT variant."""
+    """Agent.predict vs Model.infer on the agent's own loaded LiteRT variant."""
     from edge.agent import Agent, config
     from edge.runtime import prepare
 
@@ -178,19 +179,20 @@ def measure_overhead(
             raise EdgekitError(f"{model} litert-{precision}: the agent serves no model")
         samples = raw_inputs(served.slot.bundle_dir, served.manifest)
         xs = [prepare(served.manifest, s) for s in samples]
-        backend = served.predictor.backend
+        loaded = served.predictor
+        infer = loaded.infer
         i = [0, 0]
 
         def agent_call() -> None:
             agent.predict(samples[i[0] % len(samples)])
             i[0] += 1
 
-        def bare_call() -> None:
-            backend.infer(xs[i[1] % len(xs)])
+        def infer_call() -> None:
+            infer(xs[i[1] % len(xs)])
             i[1] += 1
 
         ctx.log(f"{model} litert-{precision}: {pairs} interleaved pairs")
-        agent_ms, bare_ms = interleaved(agent_call, bare_call, pairs)
+        agent_ms, bare_ms = interleaved(agent_call, infer_call, pairs)
         # Where the overhead goes: the two CPU-bound parts of the agent path, timed alone
         # (the rest is the lock, the watchdog, the Prediction and cache effects).
         scores = served.predictor.infer_model_domain(xs[0])
@@ -208,7 +210,7 @@ def measure_overhead(
         "model": model,
         "variant": f"litert-{precision}",
         "input_shape": list(xs[0].shape),
-        "threads": backend.describe().get("threads"),
+        "threads": loaded.variant.threads,
         "agent_ms": summarize(agent_ms),
         "bare_ms": summarize(bare_ms),
         **overhead(agent_ms, bare_ms),
@@ -222,9 +224,9 @@ def measure_overhead(
 def _overhead_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
-            "name": f"{r['model']} {r['variant']}: Agent.predict / backend.infer (p50)",
+            "name": f"{r['model']} {r['variant']}: Agent.predict / Model.infer (p50)",
             "value": round(r["ratio_p50"], 4),
-            "baseline": f"backend.infer on the same loaded {r['variant']} model, same input",
+            "baseline": f"Model.infer on the same loaded {r['variant']} model, same input",
             "target": TARGET_RATIO if r["model"] == "mobilenetv2" else None,
             "higher_is_better": False,
             "unit": "x",
@@ -262,8 +264,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "export memory_mb = requires.memory_mb in the manifest (the variant alone, measured "
         "at export in a fresh process; empty for bundles exported before it was measured).",
         "overhead: Agent.predict = validate + preprocess + lock and time-limit watchdog + "
-        "infer (caller's thread) + monitor record; baseline = backend.infer on the same loaded "
-        "interpreter with the prepared input; interleaved A/B pairs, LiteRT's default threads.",
+        "infer (caller's thread) + monitor record; baseline = Model.infer (the public API's "
+        "runtime call, the backend's own infer) on the same loaded model with the prepared "
+        "input; interleaved A/B pairs, LiteRT's default threads.",
         "the overhead not in prepare or monitor (timed alone, warm) is the model's lock, the "
         "watchdog, the Prediction and cache effects: right after an inference the caches are "
         "cold and the same Python runs slower.",
@@ -279,14 +282,14 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "ratios": _overhead_ratios(rows) + footprint_ratios(fp),
         "tables": [
             {
-                "title": "In-process agent inference vs the bare runtime call (ms)",
+                "title": "In-process agent inference vs Model.infer (ms)",
                 "columns": [
                     "model",
                     "variant",
                     "agent p50",
                     "agent p95",
-                    "bare p50",
-                    "bare p95",
+                    "Model.infer p50",
+                    "Model.infer p95",
                     "ratio p50",
                     "ratio p95",
                     "overhead us (p50)",

@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "cloud.bench.ingest",
     "scale": "cloud.bench.scale",
     "baselines": "cloud.bench.baselines",
+    "floor": "cloud.bench.floor",
 }
 
 

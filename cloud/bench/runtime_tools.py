@@ -1,8 +1,9 @@
 """Run the runtimes' own benchmark tools on a model file and parse what they print.
 
 ``litert-benchmark`` (ai-edge-litert) and OpenVINO's ``benchmark_app`` are the reference
-our Python-side latency is compared against: same model file, batch 1, one thread,
-synchronous calls. Parsing is separate from running so it can be tested on saved output.
+our Python-side latency is compared against: same model file, batch 1, the same threads,
+synchronous calls; and benchmark_app's throughput mode for frames per second (the floor
+benchmark). Parsing is separate from running so it can be tested on saved output.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class ToolResult:
     median_ms: float | None = None
     avg_ms: float | None = None
     p95_ms: float | None = None
+    fps: float | None = None  # throughput mode: frames (samples) per second
     note: str = ""
     error: str | None = None
 
@@ -139,3 +141,41 @@ def run_benchmark_app(
             "benchmark_app", error=f"exit {proc.returncode}: {_tail(proc.stdout + proc.stderr)}"
         )
     return parse_benchmark_app(proc.stdout)
+
+
+_BA_FPS = re.compile(r"^\[\s*INFO\s*\]\s+Throughput:\s+([\d.]+)\s*FPS\s*$")
+
+
+def parse_benchmark_app_throughput(text: str) -> ToolResult:
+    """Read ``Throughput: N FPS`` (frames: batch size x iterations per second) and the
+    latency block of benchmark_app's report in throughput mode."""
+    fps = None
+    for line in text.splitlines():
+        m = _BA_FPS.match(line.strip())
+        if m:
+            fps = float(m.group(1))
+    if fps is None:
+        return ToolResult("benchmark_app", error=f"no throughput in output: {_tail(text)}")
+    latency = parse_benchmark_app(text)
+    return ToolResult("benchmark_app", median_ms=latency.median_ms, avg_ms=latency.avg_ms, fps=fps)
+
+
+def run_benchmark_app_throughput(model: Path, *, shape: list[int], seconds: int) -> ToolResult:
+    """``benchmark_app -m M -d CPU -hint throughput -shape [N,...] -t S``: the tool's own
+    throughput mode (async requests, streams and threads of its choosing). The hint refuses
+    an explicit thread count, so the tool takes the whole machine, as a camera pipeline would."""
+    exe = find_tool("benchmark_app")
+    if exe is None:
+        return ToolResult("benchmark_app", error="benchmark_app not installed")
+    dims = ",".join(str(d if d > 0 else 1) for d in shape)
+    cmd = [exe, "-m", str(model), "-d", "CPU", "-hint", "throughput", "-t", str(seconds)]
+    cmd += ["-shape", f"[{dims}]"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return ToolResult("benchmark_app", error=f"timed out after {TIMEOUT_S} s")
+    if proc.returncode != 0:
+        return ToolResult(
+            "benchmark_app", error=f"exit {proc.returncode}: {_tail(proc.stdout + proc.stderr)}"
+        )
+    return parse_benchmark_app_throughput(proc.stdout)
