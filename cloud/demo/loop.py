@@ -28,7 +28,7 @@ DATASET = "digits-field"
 # is less sure of them than of its validation set (confidence PSI ~1.0, so drift stays on);
 # with 400 per device 92-93 % and confidence PSI 0.14-0.16, under the 0.2 alert threshold.
 TRAIN_PER_DEVICE = 400
-HELD_OUT_PER_DEVICE = 40  # more captured after the freeze: the champion's field data
+HELD_OUT_PER_DEVICE = 60  # captured after the freeze: the champion's field data
 CAPTURE = {
     "enabled": True,
     "low_confidence": 0.6,
@@ -41,8 +41,11 @@ CAPTURE = {
     "upload_batch": 32,
     "upload_interval": 2,
 }
-HELD_OUT = {"wrong_label": False, "low_confidence": 0.0, "out_of_range": False, "random": 1.0,
-            "enabled": True}  # fmt: skip
+# After the freeze: the next 60 inputs of each device, whatever v2 made of them (the
+# "requested" reason). Consecutive inputs of the replay just after the dataset's, so
+# images no dataset holds (the rotated slices are ~900 long).
+HELD_OUT = {"enabled": True, "wrong_label": False, "low_confidence": 0.0,
+            "out_of_range": False, "random": 0.0, "next": HELD_OUT_PER_DEVICE}  # fmt: skip
 SHADOW = {"inputs": 20, "min_agreement": 0.0, "timeout": 60}
 
 
@@ -145,8 +148,8 @@ def run_loop(
                   {"name": DATASET, "filter": {"model": "digits", "labeled": True}})  # fmt: skip
     print(f"  {DATASET} v{dv['version']} ({dv['fingerprint'][:19]}...): {dv['counts']}")
     # The champion check's field data must not be chosen by v2's mistakes (on inputs kept
-    # because v2 got them wrong, v2 scores 0 % and anything beats it): from now on the
-    # devices keep a plain random share of what they see, labeled after v4 is trained.
+    # because v2 got them wrong, v2 scores 0 % and anything beats it): now each device
+    # keeps its next inputs whatever the model made of them, labeled after v4 is trained.
     set_capture(api, shifted, HELD_OUT)
     out = workdir / "field" / f"{DATASET}-{dv['version']}"
     edgekit(
@@ -156,16 +159,16 @@ def run_loop(
 
     say("5.3 retrain v4 on original plus field data, export and sign it")
     bundle = train_v4(str(out))
-    # The devices kept a random share meanwhile: those samples are in no dataset, so the
-    # champion check scores both versions on inputs v4 never trained on.
-    wait_for_samples(api, shifted, HELD_OUT_PER_DEVICE, "random samples after the freeze",
-                     reason="random")  # fmt: skip
+    # The devices kept their next inputs meanwhile: those samples are in no dataset, so
+    # the champion check scores both versions on inputs v4 never trained on.
+    wait_for_samples(api, shifted, HELD_OUT_PER_DEVICE, "the inputs after the freeze",
+                     reason="requested")  # fmt: skip
     set_capture(api, shifted, {"enabled": False})
-    held_out = label_all(api, shifted, reason="random")
+    held_out = label_all(api, shifted, reason="requested")
     loop["captured"] = sum(captured(api, d) for d in shifted)
     loop["labeled"] = labeled + held_out
     loop["dataset"] = {"name": DATASET, "version": dv["version"]}
-    print(f"  capture off; {held_out} randomly kept samples labeled (in no dataset)")
+    print(f"  capture off; {held_out} more samples (the inputs right after the freeze) labeled")
     up = api.upload(bundle)
     loop["version"] = up["version"]
 

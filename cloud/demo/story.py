@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,21 @@ class DemoOptions:
     telemetry_interval: float = 2.0
     probation: float = 6.0
     broker_auth: bool = False  # the embedded broker checks every login
+
+    @property
+    def waves(self) -> list[Any]:
+        """Canary (17 %), then the clean devices, then the rotated ones on their own.
+
+        The hub's accuracy gate compares the mean live accuracy of the devices already on
+        the new version with that of the target devices still on the old one, so a wave
+        mixing clean and rotated devices (100 % and 10 % on both v1 and v2) could fail v2
+        or pass it depending on which device committed first. Waves that never mix the
+        two groups keep the story deterministic (docs/demo.md, "Waves").
+        """
+        clean = self.devices - self.shifted
+        canary = math.ceil(17 * self.devices / 100 - 1e-9)
+        counts = [canary, clean, self.devices] if canary < clean else [canary, self.devices]
+        return [{"count": n} for n in counts]
 
 
 @dataclass
@@ -70,8 +86,12 @@ class DemoResult:
         }
 
 
+_STARTED = time.monotonic()
+
+
 def say(step: str) -> None:
-    print(f"\n== {step}", flush=True)
+    """A step's heading, with the seconds since the demo started (where the time goes)."""
+    print(f"\n== {step}  [{time.monotonic() - _STARTED:.0f} s]", flush=True)
 
 
 def _cli(*args: str) -> None:
@@ -128,7 +148,7 @@ def train_and_export(
 
 
 def rollout_body(
-    version: int, waves: list[int], opts: DemoOptions, gates: dict[str, Any]
+    version: int, waves: list[Any], opts: DemoOptions, gates: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "model": "digits",
@@ -148,7 +168,7 @@ def rollout_body(
 def rollout(
     api: HubClient,
     version: int,
-    waves: list[int],
+    waves: list[Any],
     opts: DemoOptions,
     gates: dict[str, Any],
     **extra: Any,
@@ -215,9 +235,17 @@ def watch(api: HubClient, rid: str, version: int, timeout: float) -> dict[str, A
         time.sleep(1.0)
     for b in bars.values():
         b.close()
+    print_failures(state)
     if state.get("state") not in final:
         raise DemoError(f"rollout of v{version} did not finish in {timeout:.0f} s")
     return state
+
+
+def print_failures(state: dict[str, Any]) -> None:
+    """Why each failed device refused: the agent's own words, so a log says why."""
+    for d in state.get("deployments", []):
+        if d.get("status") == "failed":
+            print(f"    {d['device']} failed: {d.get('reason') or 'no reason given'}", flush=True)
 
 
 def devices_on(api: HubClient, version: int, n: int) -> bool:
@@ -281,7 +309,7 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path], key: Path) -
     res.check("v1 reaches every device", s1["state"] == "completed", s1["state"])
 
     say("3.2 roll out v2 in waves, canary first, gated on health")
-    s2 = rollout(api, 2, [17, 50, 100], opts, gates)
+    s2 = rollout(api, 2, opts.waves, opts, gates)
     res.rollouts.append({"version": 2, "state": s2["state"], "id": s2["id"]})
     res.check(
         "v2 completes through its waves",
@@ -290,14 +318,14 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path], key: Path) -
     )
 
     say("4. roll out the bad v3: the champion check refuses it")
-    verdict = refused(api, rollout_body(3, [17, 50, 100], opts, gates))
+    verdict = refused(api, rollout_body(3, opts.waves, opts, gates))
     res.check(
         "the champion check refuses v3",
         verdict is not None and verdict.get("decision") == "worse",
         (verdict or {}).get("reason", "the rollout was created"),
     )
     say("4.1 force it (recorded in the audit log): the devices' probation must stop it")
-    s3 = rollout(api, 3, [17, 50, 100], opts, gates, force=True)
+    s3 = rollout(api, 3, opts.waves, opts, gates, force=True)
     res.rollouts.append({"version": 3, "state": s3["state"], "id": s3["id"]})
     failed_gates = [g["metric"] for g in s3.get("gates", []) if g.get("ok") is False]
     canary = [d for d in s3.get("deployments", []) if d.get("wave", 0) == 0]
@@ -342,8 +370,8 @@ def run_story(opts: DemoOptions, fleet: Fleet, bundles: list[Path], key: Path) -
     res.loop = run_loop(
         api, sorted(shifted), opts.workdir / "data" / "digits", opts.workdir,
         train_v4=lambda data: train_and_export(opts, key, 4, data, ["--arch", "cnn"]),
-        rollout_v4=lambda extra: rollout(api, 4, [17, 50, 100], opts, gates, **extra),
-        try_v3=lambda: refused(api, rollout_body(3, [17, 50, 100], opts, gates)),
+        rollout_v4=lambda extra: rollout(api, 4, opts.waves, opts, gates, **extra),
+        try_v3=lambda: refused(api, rollout_body(3, opts.waves, opts, gates)),
         check=res.check, say=say, token=api.token, hub_url=fleet.hub_url, edgekit=_cli,
     )  # fmt: skip
     if "rollout" in res.loop:
