@@ -6,6 +6,7 @@ The Quantizer tests need no TensorFlow; the rest build small real models with it
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +276,45 @@ def test_int8_models_can_be_filled_in_place_too(tiny: tiny_models.TinyModels) ->
 @pytest.mark.parametrize("threads", [None, 1, 2])
 def test_describe_reports_the_threads_used(tiny: tiny_models.TinyModels, threads: Any) -> None:
     assert _backend(tiny.files["litert-fp32"], threads).describe()["threads"] == (threads or 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["litert-fp32", "litert-int8"])
+def test_threads_sharing_one_backend_each_get_their_own_answers(
+    tiny: tiny_models.TinyModels, target: str
+) -> None:
+    """The fast path takes an interpreter without a lock (a one-token free list): four
+    threads on five batch shapes (more than are kept, so interpreters are evicted mid-run)
+    and one filling in place each get exactly the documented API's scores."""
+    backend = _backend(tiny.files[target], 2)
+    inputs = [_batch(tiny, n, seed) for seed, n in enumerate((1, 1, 3, 2, 5, 8, 1))]
+    expected = [backend.infer_generic(x) for x in inputs]
+    failures: list[str] = []
+    start = threading.Barrier(5)
+
+    def worker(k: int) -> None:
+        start.wait()
+        for i in range(80):
+            j = (k + i) % len(inputs)
+            if not np.array_equal(backend.infer(inputs[j]), expected[j]):
+                failures.append(f"thread {k} call {i}: input {j}")
+
+    def filler() -> None:
+        start.wait()
+        for i in range(80):
+            sample = inputs[i % 2][0]  # inputs 0 and 1: one sample each
+
+            def fill(buffer: np.ndarray, sample: np.ndarray = sample) -> bool:
+                buffer[...] = sample
+                return True
+
+            if not np.array_equal(backend.fill_and_infer(fill), expected[i % 2]):
+                failures.append(f"filler call {i}: input {i % 2}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    threads.append(threading.Thread(target=filler))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
