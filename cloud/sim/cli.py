@@ -1,4 +1,5 @@
-"""`edgekit simulate --devices N --broker URL [--hub URL --token T] --trusted-key PUB`.
+"""`edgekit simulate --devices N --broker URL [--broker URL2 ...] [--hub URL --token T]
+--trusted-key PUB`.
 
 Devices are spread over a few processes (default: one per core); each process multiplexes
 its devices' MQTT sessions on one selector loop (cloud.sim.fleet). Every device has its own
@@ -16,7 +17,10 @@ import time
 import urllib.request
 from typing import Any
 
-from edge.errors import ConfigError
+from edge.contract import check_device_id
+from edge.errors import ConfigError, ContractError
+from edge.messaging import join_broker_urls, parse_broker_urls
+from edge.messaging.brokers import describe
 
 
 def register(sub: Any) -> None:
@@ -24,7 +28,13 @@ def register(sub: Any) -> None:
         "simulate", help="run many simulated agents for scale tests", description=__doc__
     )
     p.add_argument("--devices", type=int, required=True, help="how many devices")
-    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT")
+    p.add_argument(
+        "--broker",
+        required=True,
+        action="append",
+        help="mqtt://HOST:PORT; repeat it (or separate with commas) for a cluster: devices are "
+        "spread over the brokers and fail over to the next",
+    )
     p.add_argument("--hub", default=None, help="hub URL, checked at start")
     p.add_argument("--token", default=None, help="hub API or device token for downloads")
     p.add_argument("--trusted-key", required=True, help="public key bundles must be signed with")
@@ -52,12 +62,26 @@ def plan(n: int, processes: int, prefix: str) -> list[list[str]]:
         raise ConfigError("--processes must be at least 1")
     width = max(5, len(str(n)))
     ids = [f"{prefix}-{i:0{width}d}" for i in range(1, n + 1)]
+    try:
+        check_device_id(ids[-1])  # the longest; every id shares the prefix
+    except ContractError as exc:
+        raise ConfigError(f"--prefix {prefix!r}: {exc}") from None
     k = min(processes, n)
     return [ids[i::k] for i in range(k)]
 
 
+def _brokers(given: list[str]) -> str:
+    """The ``--broker`` values (repeated and/or comma-separated) as one checked list."""
+    brokers = join_broker_urls(given)
+    if any(e.tls for e in parse_broker_urls(brokers)):
+        raise ConfigError("--broker: the simulator speaks plain mqtt:// only")
+    return brokers
+
+
 def _run(args: argparse.Namespace) -> int:
     from cloud.sim.fleet import FleetSpec, run_process
+
+    brokers = _brokers(args.broker)
 
     if not os.path.exists(args.trusted_key):
         raise ConfigError(f"--trusted-key {args.trusted_key}: no such file")
@@ -75,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     procs = []
     for ids in groups:
         spec = FleetSpec(
-            broker=args.broker,
+            broker=brokers,
             device_ids=ids,
             trusted_key=args.trusted_key,
             token=args.token,
@@ -89,7 +113,9 @@ def _run(args: argparse.Namespace) -> int:
         proc.start()
         procs.append(proc)
     print(
-        f"simulating {args.devices} devices in {len(procs)} processes on {args.broker}", flush=True
+        f"simulating {args.devices} devices in {len(procs)} processes on "
+        f"{describe(parse_broker_urls(brokers))}",
+        flush=True,
     )
     try:
         while any(p.is_alive() for p in procs):

@@ -4,6 +4,11 @@ paho supports an external event loop (``socket()``, ``loop_read()``, ``loop_writ
 ``loop_misc()``, ``want_write()``): one thread multiplexes every device's socket, so a
 process holds hundreds of real MQTT sessions without a thread each. Installs (HTTP
 downloads, self-tests) run on a small thread pool so they never stall the loop.
+
+Several brokers (``broker`` comma-separated, a cluster): device ``i`` starts on broker
+``i mod n``, and a device whose connection fails or drops moves to the next broker after a
+jittered back-off (:class:`edge.messaging.Failover`, as the real agent does), re-publishing
+its retained status on every connect.
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from cloud.sim.device import ModelCache, SimDevice
 from edge import contract
 from edge.agent import trusted_keys
+from edge.messaging import Failover, parse_broker_urls
 
 log = logging.getLogger("edgekit.sim")
 
@@ -55,10 +60,13 @@ class Fleet:
 
         self._mqtt = mqtt
         self.spec = spec
-        u = urlparse(spec.broker)
-        if u.scheme not in ("mqtt", "tcp") or not u.hostname:
+        self.endpoints = parse_broker_urls(spec.broker)  # ConfigError names a bad URL
+        if any(e.tls for e in self.endpoints):
             raise ValueError(f"simulator broker must be mqtt://HOST:PORT, got {spec.broker!r}")
-        self.host, self.port = u.hostname, u.port or 1883
+        self.host, self.port = self.endpoints[0].host, self.endpoints[0].port
+        self.failover: dict[str, Failover] = {}  # per device: which broker, when to retry
+        self.retry_at: dict[str, float] = {}
+        self._fds: dict[str, int] = {}  # device -> the socket number it is registered with
         self.cache = ModelCache(cache_dir, Path(spec.trusted_key), spec.runtime)
         self.command_keys = trusted_keys([Path(spec.command_key)]) if spec.command_key else None
         self.pool = ThreadPoolExecutor(spec.install_workers, thread_name_prefix="sim-install")
@@ -85,13 +93,19 @@ class Fleet:
             contract.topic(device_id, contract.STATUS), dev.will_payload(), qos=1, retain=True
         )
 
+        was_connected = [False]
+
         def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
             if not rc.is_failure:
                 self.connected += 1
+                was_connected[0] = True
+                self.failover[device_id].connected()
                 dev.on_connect()
 
         def on_disconnect(_c: Any, _u: Any, _f: Any, _rc: Any, _p: Any = None) -> None:
-            self.connected -= 1
+            if was_connected[0]:
+                self.connected -= 1
+            was_connected[0] = False
 
         def on_message(_c: Any, _u: Any, msg: Any) -> None:
             self._inbox.put((dev, msg.topic, msg.payload))
@@ -101,22 +115,38 @@ class Fleet:
         return dev
 
     def _register(self, dev: SimDevice) -> None:
+        self._unregister(dev)
         sock = dev.client.socket()
         if sock is not None:
             self.selector.register(sock, selectors.EVENT_READ, dev)
+            self._fds[dev.id] = sock.fileno()
+
+    def _unregister(self, dev: SimDevice) -> None:
+        """Forget the device's socket by its number: paho may have closed the socket object
+        already, and a new socket can get the same number."""
+        fd = self._fds.pop(dev.id, None)
+        if fd is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(fd)
 
     def _connect_all(self) -> None:
         gap = 1.0 / self.spec.connect_rate
-        for did in self.spec.device_ids:
+        for i, did in enumerate(self.spec.device_ids):
             if self._stop.is_set():
                 return
+            failover = Failover(self.endpoints, cap=30.0)
+            failover.index = i % len(self.endpoints)  # spread the fleet over the cluster
+            self.failover[did] = failover
             dev = self._make(did)
-            try:
-                dev.client.connect(self.host, self.port, keepalive=60)
-            except OSError as exc:
-                log.warning("%s: connect failed: %s", did, exc)
-                continue
+            first = failover.current
             self.devices[did] = dev
+            try:
+                dev.client.connect(first.host, first.port, keepalive=60)
+            except OSError as exc:  # the misc loop retries, on the next broker of the list
+                log.warning("%s: connect to %s failed: %s", did, first.address, exc)
+                _next, delay = failover.failed()
+                self.retry_at[did] = time.monotonic() + delay
+                continue
             self._register(dev)
             self._pump_once(0)
             time.sleep(gap)
@@ -144,15 +174,26 @@ class Fleet:
                 log.exception("%s: handler failed", dev.id)
 
     def _reconnect(self, dev: SimDevice) -> None:
-        sock = dev.client.socket()
-        if sock is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(sock)
+        """Drop the dead socket, then (once the device's back-off has passed) connect to the
+        next broker of the list; a failed attempt is retried by the misc loop below."""
+        self._unregister(dev)
+        now = time.monotonic()
+        due = self.retry_at.get(dev.id)
+        if due is None:  # just failed: pick the next broker and wait its back-off
+            _next, delay = self.failover[dev.id].failed()
+            self.retry_at[dev.id] = now + delay
+            return
+        if now < due:
+            return
+        del self.retry_at[dev.id]
+        target = self.failover[dev.id].current
         try:
-            dev.client.reconnect()
+            dev.client.connect(target.host, target.port, keepalive=60)
             self._register(dev)
-        except OSError:
-            pass  # retried by the misc loop below
+        except OSError as exc:
+            log.debug("%s: reconnect to %s failed: %s", dev.id, target.address, exc)
+            _next, delay = self.failover[dev.id].failed()
+            self.retry_at[dev.id] = time.monotonic() + delay
 
     def run(self, duration: float | None = None) -> None:
         self._connect_all()

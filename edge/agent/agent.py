@@ -63,21 +63,17 @@ def mqtt_transport(cfg: AgentConfig, credentials: dict[str, Any] | None = None) 
 def broker_login(
     cfg: AgentConfig, credentials: dict[str, Any] | None
 ) -> tuple[str | None, str | None]:
-    """The login set on top of the broker URL: the config's, else (when neither the config
-    nor the URL names a user) the account enrollment stored."""
-    from urllib.parse import urlparse
-
-    if cfg.username is not None or urlparse(cfg.broker).username is not None:
+    """The login set on top of the broker URLs: the config's, else (when neither the config
+    nor any URL names a user) the account enrollment stored."""
+    if cfg.username is not None or any(e.username is not None for e in cfg.brokers):
         return cfg.username, cfg.password
     return mqtt_login(None, cfg.password, credentials)
 
 
 def anonymous_login(cfg: AgentConfig, credentials: dict[str, Any] | None) -> bool:
     """True when the agent would connect to its broker with no account at all: no username
-    in the config or URL, none from enrollment, and no client certificate."""
-    from urllib.parse import urlparse
-
-    if urlparse(cfg.broker).username is not None or cfg.cert_file is not None:
+    in the config or URLs, none from enrollment, and no client certificate."""
+    if any(e.username is not None for e in cfg.brokers) or cfg.cert_file is not None:
         return False
     return broker_login(cfg, credentials)[0] is None
 

@@ -22,9 +22,10 @@ from edge.agent.ha_discovery import parse_setting as ha_discovery_setting
 from edge.agent.remote_config import RUNTIME_KEYS, out_of_range
 from edge.bundle import KEYRING_FILE, Keyring
 from edge.capture import CapturePolicy
-from edge.contract import PRECISIONS, RUNTIMES, validate_device_id
+from edge.contract import PRECISIONS, RUNTIMES, check_device_id
 from edge.errors import ConfigError, ContractError, InstallError
 from edge.install import InstallSettings, Policy, allowed_origins, origin_of
+from edge.messaging import DEFAULT_BROKER, Endpoint, join_broker_urls, parse_broker_urls
 from edge.runtime import DEFAULT_GUARD_MARGIN, DEFAULT_GUARD_MODE, GUARD_MODES
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class AgentConfig(InstallSettings):
 
     device_id: str
     data_dir: Path
-    broker: str = "mqtt://127.0.0.1:1883"
+    broker: str = DEFAULT_BROKER  # one URL, or several comma-separated (failover in order)
     bundle: Path | None = None
     trusted_key: Path | None = None
     trusted_keys: tuple[Path, ...] = ()
@@ -98,6 +99,11 @@ class AgentConfig(InstallSettings):
             keyring=Keyring(configured, self.data_dir / KEYRING_FILE),
             origins=origins,
         )
+
+    @property
+    def brokers(self) -> tuple[Endpoint, ...]:
+        """The broker list, parsed (edge/messaging/brokers.py)."""
+        return parse_broker_urls(self.broker)
 
     @property
     def models_dir(self) -> Path:
@@ -206,6 +212,18 @@ def _urls(value: Any, key: str) -> tuple[str, ...]:
     return tuple(_str(v, key) for v in items)
 
 
+def _brokers(value: Any, key: str) -> str:
+    """One or more broker URLs (a TOML array, a repeated flag, or comma-separated), kept as
+    the one comma-separated string; every URL checked here."""
+    if isinstance(value, (list, tuple)) and not value:
+        raise ConfigError(f"{key}: at least one mqtt:// or mqtts:// URL is required")
+    try:
+        return join_broker_urls(value)
+    except ConfigError as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith("broker") else f"{key}: {text}") from None
+
+
 def _bool(value: Any, key: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -243,9 +261,13 @@ def _o(parse: Callable[[Any, str], Any], help: str) -> Field:
 
 
 FIELDS: dict[str, Field] = {
-    "device_id": _f(_str, "this device's id (letters, digits, '.', '_', '-')"),
+    "device_id": _f(_str, "this device's id (1-64 letters, digits, '_', '-')"),
     "data_dir": _f(_path, "directory for models, outbox and credentials"),
-    "broker": _f(_str, "MQTT broker URL, mqtt://HOST:PORT or mqtts://HOST:PORT"),
+    "broker": _f(
+        _brokers,
+        "MQTT broker URL, mqtt://HOST:PORT or mqtts://HOST:PORT; repeat the flag or separate "
+        "URLs with commas for a cluster (failover in order)",
+    ),
     "bundle": _o(_path, "install this local bundle at start (offline provisioning)"),
     "trusted_key": _o(_path, "Ed25519 public key (PEM) bundles must be signed with"),
     "trusted_keys": _f(
@@ -402,18 +424,10 @@ def _validated(values: dict[str, Any]) -> AgentConfig:
 
 def _check(cfg: AgentConfig) -> None:  # noqa: C901 - one flat check per key, in table order
     try:
-        validate_device_id(cfg.device_id)
+        check_device_id(cfg.device_id)
     except ContractError as exc:
         raise ConfigError(f"device_id: {exc}") from None
-    url = urlparse(cfg.broker)
-    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
-        raise ConfigError(
-            f"broker: expected mqtt://HOST:PORT or mqtts://HOST:PORT, got {cfg.broker!r}"
-        )
-    try:
-        url.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise ConfigError(f"broker: bad port in {cfg.broker!r}") from None
+    _brokers(cfg.broker, "broker")  # a replace() may carry any string
     if cfg.hub is not None and urlparse(cfg.hub).scheme not in ("http", "https"):
         raise ConfigError(f"hub: expected an http:// or https:// URL, got {cfg.hub!r}")
     if cfg.enroll_token is not None and cfg.hub is None:

@@ -40,6 +40,9 @@ def _add_flag(parser: argparse.ArgumentParser, key: str, spec: Field) -> None:
         parser.add_argument(
             flag, dest=key, action=argparse.BooleanOptionalAction, default=None, help=spec.help
         )
+    elif key == "broker":  # repeated for a cluster: every URL kept, in order (failover)
+        parser.add_argument(flag, dest=key, action="append", default=None, metavar="URL",
+                            help=spec.help)  # fmt: skip
     elif spec.flag_const is not None:  # ``--ha-discovery`` alone, or ``--ha-discovery X``
         parser.add_argument(
             flag, dest=key, nargs="?", const=spec.flag_const, default=None, help=spec.help
@@ -68,6 +71,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from edge.agent import Agent, config, enroll, load_credentials
     from edge.agent.liveness import Liveness
     from edge.agent.sd_notify import Notifier
+    from edge.messaging.brokers import describe
 
     cli = {key: getattr(args, key, None) for key in FIELDS}
     cfg = config.load(cli, config_file=Path(args.config) if args.config else None)
@@ -86,7 +90,7 @@ def run_agent(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     notifier = Notifier()
     notifier.status(f"starting: device {cfg.device_id}")
-    _say(f"device {cfg.device_id}, boot {agent.boot}, broker {cfg.broker}")
+    _say(f"device {cfg.device_id}, boot {agent.boot}, broker {describe(cfg.brokers)}")
     try:
         agent.start()
     except BaseException:
@@ -99,7 +103,8 @@ def run_agent(args: argparse.Namespace) -> int:
         _say(f"local HTTP API on {agent.http.url}")
     if not agent.transport.wait_connected(5.0):
         why = getattr(agent.transport, "last_error", None) or "not reachable yet"
-        _say(f"broker {cfg.broker}: {why}; retrying in the background")
+        where = getattr(agent.transport, "broker", None) or describe(cfg.brokers)
+        _say(f"broker {where}: {why}; retrying in the background")
     # READY once the model (if any) is verified and served and the broker answered or the
     # first 5 s passed: an agent serves locally and queues reports while its broker is
     # away, so a broker outage must not fail the service's start.

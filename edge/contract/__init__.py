@@ -60,6 +60,7 @@ from edge.contract.samples import (
 from edge.contract.shadow import MAX_SHADOW_INPUTS, SHADOW_KEYS, ShadowSettings
 from edge.contract.topics import (
     CMD,
+    DEVICE_ID_MAX,
     DEVICE_ID_RE,
     EVENTS,
     INFER_REQ,
@@ -74,6 +75,7 @@ from edge.contract.topics import (
     TELEMETRY,
     TOPIC_KINDS,
     TOPIC_ROOT,
+    check_device_id,
     parse_topic,
     topic,
     topic_filter,
@@ -90,6 +92,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "CMD",
     "CMD_KINDS",
+    "DEVICE_ID_MAX",
     "DEVICE_ID_RE",
     "EVENTS",
     "INCOMPATIBLE",
@@ -141,6 +144,7 @@ __all__ = [
     "TensorSpec",
     "UploadReceipt",
     "canonical_json",
+    "check_device_id",
     "decode_json",
     "encode_json",
     "latency_bucket",

@@ -8,6 +8,11 @@ from edge.errors import ContractError
 
 TOPIC_ROOT = "edgekit/v1"
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# New ids (enrollment, agent start): what every broker and topic accepts. NATS maps MQTT's
+# '/' to '.', so a '.' in a topic level breaks subscriptions there; a leading '-' reads as a
+# command-line flag. DEVICE_ID_RE stays wider so reports of older devices still parse.
+DEVICE_ID_MAX = 64
+NEW_DEVICE_ID_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{DEVICE_ID_MAX - 1}}}$")
 
 # Topic leaves under edgekit/v1/<device>/
 STATUS = "status"
@@ -33,6 +38,22 @@ def validate_device_id(device: str) -> str:
             f"invalid device id {device!r}: use 1-128 letters, digits, '.', '_' or '-'"
         )
     return device
+
+
+def check_device_id(device: object) -> str:
+    """The rule for a device id given at enrollment or agent start: 1-64 letters, digits,
+    '-' and '_', starting with a letter or digit. Raises ContractError saying so."""
+    if isinstance(device, str) and NEW_DEVICE_ID_RE.match(device):
+        return device
+    why = ""
+    if isinstance(device, str) and "." in device:
+        why = " ('.' breaks topics on NATS and other brokers that map '/' to '.')"
+    elif isinstance(device, str) and len(device) > DEVICE_ID_MAX:
+        why = f" (it has {len(device)} characters)"
+    raise ContractError(
+        f"invalid device id {device!r}: use 1-{DEVICE_ID_MAX} letters, digits, '-' or '_', "
+        f"starting with a letter or digit{why}"
+    )
 
 
 def topic(device: str, kind: str) -> str:

@@ -2,12 +2,22 @@
 for tests, and the durable outbox that keeps telemetry through outages.
 """
 
+from edge.messaging.brokers import (
+    DEFAULT_BROKER,
+    Endpoint,
+    Failover,
+    join_broker_urls,
+    parse_broker_urls,
+)
 from edge.messaging.memory import MemoryBroker, MemoryTransport, Message
 from edge.messaging.outbox import Outbox
 from edge.messaging.paho import MqttSettings, MqttTransport, tls_failure
 from edge.messaging.protocol import PublishResult, Transport, Will, check_filter, topic_matches
 
 __all__ = [
+    "DEFAULT_BROKER",
+    "Endpoint",
+    "Failover",
     "MemoryBroker",
     "MemoryTransport",
     "Message",
@@ -18,6 +28,8 @@ __all__ = [
     "Transport",
     "Will",
     "check_filter",
+    "join_broker_urls",
+    "parse_broker_urls",
     "tls_failure",
     "topic_matches",
 ]

@@ -2,11 +2,14 @@
 
 :class:`MqttTransport` wraps paho-mqtt 2.x (callback API v2) behind the small
 :class:`Transport` protocol the agent, the outbox and ``edgekit telemetry tail`` use:
-background connect with exponential back-off (1 s doubling to ``reconnect_max_s``),
-subscriptions re-sent on every reconnect, handlers run on one dispatcher thread (so a slow or
-failing handler never stalls the keep-alive), MQTT 3.1.1 by default and 5 when asked, TLS
-and username/password. Nothing is queued while offline: ``publish`` returns None and
-``publish_and_wait`` False, and durable delivery is the outbox's job (edge/messaging/outbox.py).
+background connect to one of several brokers with failover, back-off and jitter
+(edge/messaging/brokers.py: the next URL of the list after every failure, waits doubling up to
+``reconnect_max_s`` after every failed round), the reason of every refusal or drop logged and
+kept in ``last_error``, subscriptions re-sent on every reconnect, handlers run on one
+dispatcher thread (so a slow or failing handler never stalls the keep-alive), MQTT 3.1.1 by
+default and 5 when asked, TLS and username/password. Nothing is queued while offline:
+``publish`` returns None and ``publish_and_wait`` False, and durable delivery is the outbox's
+job (edge/messaging/outbox.py).
 
 Payloads larger than ``max_payload`` are refused on publish (TransportError) and dropped
 before any handler sees them on receive (counted as ``dropped_oversize``).
@@ -23,13 +26,20 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.contract import MAX_PAYLOAD_BYTES
 from edge.errors import ConfigError, TransportError
+from edge.messaging.brokers import (
+    Endpoint,
+    Failover,
+    describe,
+    dropped_words,
+    parse_broker_urls,
+    refused_words,
+)
 from edge.messaging.protocol import (
     MQTT_MAX_PAYLOAD,
     ConnectListener,
@@ -55,7 +65,8 @@ _STOP_MARK = object()
 @dataclass
 class MqttSettings:
     """Where and how to connect. ``url`` is ``mqtt://[user:pass@]host[:port]`` (1883) or
-    ``mqtts://...`` (8883, TLS); explicit ``username``/``password`` win over the URL's."""
+    ``mqtts://...`` (8883, TLS), or several of them comma-separated (failover, in order);
+    explicit ``username``/``password`` win over the URLs'."""
 
     url: str = "mqtt://127.0.0.1:1883"
     client_id: str = ""  # empty: a random edgekit-<hex> id
@@ -72,21 +83,14 @@ class MqttSettings:
     reconnect_max_s: int = 30
     dispatch_backlog: int = 10_000  # received messages waiting for handlers before drops
 
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The brokers of ``url``; raises ConfigError with the reason."""
+        return parse_broker_urls(self.url)
+
     def endpoint(self) -> tuple[str, int, bool]:
-        """``(host, port, tls)`` from the URL; raises ConfigError with the reason."""
-        try:
-            parts = urlsplit(self.url)
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigError(f"broker URL {self.url!r} is malformed: {exc}") from exc
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ConfigError(f"broker URL {self.url!r} must start with mqtt:// or mqtts://")
-        if not parts.hostname:
-            raise ConfigError(f"broker URL {self.url!r} has no host")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ConfigError(f"broker URL {self.url!r} must not have a path or query")
-        tls = parts.scheme == "mqtts"
-        return parts.hostname, port or (8883 if tls else 1883), tls
+        """``(host, port, tls)`` of the first broker; raises ConfigError with the reason."""
+        first = self.endpoints()[0]
+        return first.host, first.port, first.tls
 
     def validate(self) -> MqttSettings:
         """Check every field; returns self so calls chain."""
@@ -111,11 +115,12 @@ class MqttSettings:
             raise ConfigError("MQTT client_id is too long")
         return self
 
-    def credentials(self) -> tuple[str | None, str | None]:
-        parts = urlsplit(self.url)
-        user = self.username if self.username is not None else parts.username
-        pw = self.password if self.password is not None else parts.password
-        return (unquote(user) if user else user), (unquote(pw) if pw else pw)
+    def credentials(self, endpoint: Endpoint | None = None) -> tuple[str | None, str | None]:
+        """The login for ``endpoint`` (default: the first): explicit, else its URL's."""
+        e = endpoint or self.endpoints()[0]
+        user = self.username if self.username is not None else e.username
+        pw = self.password if self.password is not None else e.password
+        return user, pw
 
 
 class MqttTransport:
@@ -123,7 +128,8 @@ class MqttTransport:
 
     def __init__(self, settings: MqttSettings) -> None:
         self.settings = settings.validate()
-        self.host, self.port, tls = settings.endpoint()
+        self.failover = Failover(settings.endpoints(), cap=float(settings.reconnect_max_s))
+        tls = self.failover.current.tls
         self.endpoint_tls = tls
         self.client_id = settings.client_id or f"edgekit-{uuid.uuid4().hex[:12]}"
         self.v5 = settings.protocol == "5"
@@ -140,6 +146,8 @@ class MqttTransport:
         self._cycle_lock = threading.Lock()  # a will re-arm (reconnect) vs. close()
         self._cycling = False
         self.last_error: str | None = None
+        self._refused = False  # the last CONNECT was answered with a refusal
+        self._wake = threading.Event()  # cuts a failover wait short on close()
         self._inbox: queue.Queue[Any] = queue.Queue(maxsize=settings.dispatch_backlog)
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name=f"mqtt-dispatch-{self.client_id}", daemon=True
@@ -151,8 +159,9 @@ class MqttTransport:
             clean_session=None if self.v5 else True,
         )
         self._client.max_inflight_messages_set(settings.max_inflight)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=settings.reconnect_max_s)
-        user, pw = settings.credentials()
+        # paho's own wait is off: _fail_over waits (jittered) and picks the next broker
+        self._client.reconnect_delay_set(min_delay=0, max_delay=0)
+        user, pw = settings.credentials(self.failover.current)
         if user is not None:
             self._client.username_pw_set(user, pw)
         if tls:
@@ -175,6 +184,20 @@ class MqttTransport:
     # -- Transport API -------------------------------------------------------------------
 
     @property
+    def host(self) -> str:
+        """The broker being used (or tried) now."""
+        return self.failover.current.host
+
+    @property
+    def port(self) -> int:
+        return self.failover.current.port
+
+    @property
+    def broker(self) -> str:
+        """``host:port`` of the broker in use, for logs and status (no password)."""
+        return self.failover.current.address
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
@@ -191,7 +214,7 @@ class MqttTransport:
         try:
             self._client.connect_async(self.host, self.port, keepalive=self.settings.keepalive)
         except (OSError, ValueError) as exc:
-            raise TransportError(f"cannot connect to {self.settings.url}: {exc}") from exc
+            raise TransportError(f"cannot connect to {self.broker}: {exc}") from exc
         if not self._dispatcher.is_alive():
             self._dispatcher.start()
         self._client.loop_start()
@@ -232,13 +255,13 @@ class MqttTransport:
                 if not self._closed:
                     # logged first: the CONNACK ("MQTT connected") may be logged any time
                     # after loop_start, and readers of the log expect this order
-                    log.info("MQTT reconnecting to %s to re-arm the will", self.settings.url)
+                    log.info("MQTT reconnecting to %s to re-arm the will", self.broker)
                     self._client.connect_async(
                         self.host, self.port, keepalive=self.settings.keepalive
                     )
                     self._client.loop_start()
             except (OSError, ValueError) as exc:
-                log.warning("MQTT will re-arm on %s failed: %s", self.settings.url, exc)
+                log.warning("MQTT will re-arm on %s failed: %s", self.broker, exc)
             finally:
                 self._cycling = False
 
@@ -306,6 +329,7 @@ class MqttTransport:
             if self._closed:
                 return
             self._closed = True
+        self._wake.set()  # a failover wait on paho's thread ends now
         with self._cycle_lock:  # not in the middle of a will re-arm
             if graceful:
                 if final is not None and self.connected:
@@ -327,9 +351,9 @@ class MqttTransport:
     def _on_connect(
         self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
-        if reason.is_failure:
-            self.last_error = f"broker refused the connection: {reason}"
-            log.warning("MQTT %s: %s", self.settings.url, self.last_error)
+        if reason.is_failure:  # paho calls _on_disconnect next, which fails over
+            self._refused = True
+            self._note(refused_words(reason, self.client_id))
             return
         with self._lock:
             filters: dict[str, int] = {}
@@ -340,34 +364,65 @@ class MqttTransport:
         for f, q in filters.items():
             self._send_subscribe(f, q)
         self.last_error = None
+        self.failover.connected()
         self._stats.add("connects")
         self._connected.set()
-        log.info("MQTT connected to %s as %s", self.settings.url, self.client_id)
+        log.info("MQTT connected to %s as %s", self.broker, self.client_id)
         self._enqueue(_CONNECTED_MARK)
 
     def _on_disconnect(
-        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+        self, _client: paho.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
     ) -> None:
-        if self._connected.is_set():
-            self._stats.add("disconnects")
-            level = logging.DEBUG if self._closed or self._cycling else logging.WARNING
-            log.log(level, "MQTT disconnected from %s: %s", self.settings.url, reason)
-        elif self.endpoint_tls and not self._closed:  # closed before CONNACK: e.g. no cert
-            why = self._tls_failure() or f"the broker closed the connection: {reason}"
-            if self.last_error != why:
-                log.warning("MQTT %s: %s", self.settings.url, why)
-            self.last_error = why
+        was_connected = self._connected.is_set()
         self._connected.clear()
+        refused, self._refused = self._refused, False
+        if self._closed or self._cycling:  # our own DISCONNECT
+            if was_connected:
+                self._stats.add("disconnects")
+                log.debug("MQTT disconnected from %s: %s", self.broker, reason)
+            return
+        from_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
+        if was_connected:
+            self._stats.add("disconnects")
+            why = dropped_words(reason, from_broker=from_broker, accepted=True)
+            log.warning("MQTT disconnected from %s: %s", self.broker, why)
+            self.last_error = why
+        elif not refused:  # closed before any CONNACK: e.g. no client certificate
+            tls_why = self._tls_failure() if self.endpoint_tls else None
+            self._note(tls_why or dropped_words(reason, from_broker=from_broker, accepted=False))
+        self._fail_over()
 
     def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
         why = self._tls_failure() if self.endpoint_tls else None
         if why is not None:  # a broker we do not trust (or that does not trust us)
-            if self.last_error != why:
-                log.warning("MQTT %s: %s", self.settings.url, why)
-            self.last_error = why
-            return
-        self.last_error = f"cannot reach {self.settings.url}"
-        log.debug("MQTT connect to %s failed; retrying", self.settings.url)
+            self._note(why)
+        else:
+            self.last_error = f"cannot reach {self.broker}"
+            log.debug("MQTT connect to %s failed", self.broker)
+        self._fail_over()
+
+    def _note(self, why: str) -> None:
+        """Keep and log why the last attempt failed (once per reason, not every retry)."""
+        if self.last_error != why:
+            log.warning("MQTT %s: %s", self.broker, why)
+        self.last_error = why
+
+    def _fail_over(self) -> None:
+        """On paho's thread, before its next attempt: move to the next broker of the list and
+        wait the jittered back-off (paho's own wait is set to 0). close() cuts the wait."""
+        before = self.failover.current
+        nxt, delay = self.failover.failed()
+        if nxt != before:
+            log.info("MQTT trying broker %s next (of %s) in %.1f s",
+                     nxt.address, describe(self.failover.endpoints), delay)  # fmt: skip
+            user, pw = self.settings.credentials(nxt)  # a login in a URL is that broker's
+            if (user, pw) != self.settings.credentials(before):
+                self._client.username_pw_set(user, pw)
+            try:  # only re-targets the client (its socket is closed already)
+                self._client.connect_async(nxt.host, nxt.port, keepalive=self.settings.keepalive)
+            except (OSError, ValueError, RuntimeError) as exc:
+                log.warning("MQTT cannot switch to %s: %s", nxt.address, exc)
+        self._wake.wait(delay)
 
     def _tls_failure(self) -> str | None:
         s = self.settings

@@ -6,6 +6,10 @@ configured, the hub's own account that ``edgekit hub broker-config`` created in 
 (hub secret ``mqtt_hub_password``, user :data:`HUB_USERNAME`). The hub manages the broker's
 accounts only with that account and only when broker-config wrote a dynamic-security
 configuration from this database (hub secret ``mqtt_broker_dynsec``).
+
+The URL may list several brokers of a cluster, comma-separated (parsed by edge's one parser,
+:func:`edge.messaging.parse_broker_urls`): the bridge fails over between them in order;
+``host``/``port`` name the first, which one-shot clients (dynsec control, push-keys) use.
 """
 
 from __future__ import annotations
@@ -13,9 +17,8 @@ from __future__ import annotations
 import logging
 import ssl
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -24,6 +27,7 @@ from cloud.hub.broker.credentials import HUB_USERNAME
 from cloud.hub.config import HubConfig
 from cloud.hub.storage import Database, secrets
 from edge.errors import ConfigError
+from edge.messaging import Endpoint, parse_broker_urls
 
 log = logging.getLogger(__name__)
 HUB_PASSWORD_SECRET = "mqtt_hub_password"
@@ -33,16 +37,10 @@ MANAGED_MARKER = "mqtt_broker_dynsec"
 
 
 def parse_broker_url(url: str) -> tuple[str, int, bool]:
-    """``(host, port, tls)`` of ``mqtt://HOST:PORT`` (1883) or ``mqtts://HOST:PORT`` (8883)."""
-    u = urlparse(url)
-    if u.scheme not in ("mqtt", "mqtts", "tcp") or not u.hostname:
-        raise ConfigError(f"broker URL {url!r} must look like mqtt://HOST:PORT or mqtts://...")
-    try:
-        port = u.port
-    except ValueError:
-        raise ConfigError(f"broker URL {url!r} has a bad port") from None
-    tls = u.scheme == "mqtts"
-    return u.hostname, port or (8883 if tls else 1883), tls
+    """``(host, port, tls)`` of the first broker of ``mqtt://HOST:PORT`` (1883),
+    ``mqtts://HOST:PORT`` (8883) or a comma-separated list of them."""
+    first = parse_broker_urls(url)[0]
+    return first.host, first.port, first.tls
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,7 @@ class BrokerSettings:
     key_file: Path | None = None
     tls_insecure: bool = False
     managed: bool = False
+    endpoints: tuple[Endpoint, ...] = field(default=())  # every broker of the list, in order
 
     @staticmethod
     def resolve(config: HubConfig, database: Database) -> BrokerSettings:
@@ -67,7 +66,8 @@ class BrokerSettings:
         the config names no user."""
         if config.broker_url is None:
             raise ConfigError("no broker URL is configured")
-        host, port, tls = parse_broker_url(config.broker_url)
+        endpoints = parse_broker_urls(config.broker_url)
+        host, port, tls = endpoints[0].host, endpoints[0].port, endpoints[0].tls
         username, password = config.mqtt_username, config.mqtt_password
         managed = False
         if username is None:
@@ -84,6 +84,7 @@ class BrokerSettings:
         return BrokerSettings(
             host, port, tls, username, password, config.mqtt_ca_file,
             config.mqtt_cert_file, config.mqtt_key_file, config.mqtt_tls_insecure, managed,
+            endpoints,
         )  # fmt: skip
 
     def _tls_files(self) -> tuple[str | None, str | None, str | None]:
@@ -116,15 +117,17 @@ class BrokerSettings:
             if self.tls_insecure:
                 client.tls_insecure_set(True)
 
-    def tls_failure(self) -> str | None:
-        """Why a TLS connection with these settings fails (see edge.messaging.tls_failure),
-        or None: no TLS, it works, or the broker cannot be reached at all."""
+    def tls_failure(self, endpoint: Endpoint | None = None) -> str | None:
+        """Why a TLS connection with these settings to ``endpoint`` (default: the first
+        broker) fails (see edge.messaging.tls_failure), or None: no TLS, it works, or the
+        broker cannot be reached at all."""
         if not self.tls:
             return None
         from edge.messaging import tls_failure
 
         ca, cert, key = self._tls_files()
-        return tls_failure(self.host, self.port, ca, cert, key, insecure=self.tls_insecure)
+        host, port = (endpoint.host, endpoint.port) if endpoint else (self.host, self.port)
+        return tls_failure(host, port, ca, cert, key, insecure=self.tls_insecure)
 
     def describe(self) -> str:
         who = self.username or "anonymous"

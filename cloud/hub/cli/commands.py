@@ -24,6 +24,7 @@ from cloud.hub.cli.security import (
     token_revoke,
 )
 from edge.errors import ConfigError
+from edge.messaging import join_broker_urls
 
 ROLES = ("viewer", "operator", "admin")
 
@@ -43,7 +44,12 @@ def register(subparsers: Any) -> None:
 
     s = sub.add_parser("serve", help="run the hub (waitress)")
     common(s)
-    s.add_argument("--broker", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
+    s.add_argument(
+        "--broker",
+        action="append",
+        help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883; repeat it (or separate with commas) "
+        "for a cluster: the hub fails over in order (docs/cluster.md)",
+    )
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080, help="0 picks a free port and prints it")
     s.add_argument("--trusted-key", type=Path, help="Ed25519 public key (PEM) bundles need")
@@ -218,7 +224,7 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = HubConfig(
         data_dir=args.data_dir or default_data_dir(),
         db_url=args.db,
-        broker_url=args.broker,
+        broker_url=join_broker_urls(args.broker) if args.broker else None,
         trusted_key=args.trusted_key,
         public_url=args.public_url or url,
         mqtt_version=args.mqtt_version,

@@ -28,7 +28,8 @@ from cloud.hub.http.model_routes import get_model
 from cloud.hub.http.shapes import device_detail_json, device_json, event_json
 from cloud.hub.ingest import drift_store, telemetry_store
 from cloud.hub.storage import Device, EnrollmentToken, EventRow
-from edge.contract import DEVICE_ID_RE
+from edge.contract import DEVICE_ID_RE, check_device_id
+from edge.errors import ContractError
 
 bp = Blueprint("devices", __name__)
 
@@ -154,8 +155,10 @@ def enroll() -> Any:
     """Exchange a one-time enrollment token for this device's own credentials."""
     body = json_body()
     token, device_id = body.get("token"), body.get("device")
-    if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
-        raise ApiError(400, "invalid", "'device' must be a device id (1-128 letters, digits, ._-)")
+    try:  # new ids: what every broker and topic accepts (no '.': NATS maps '/' to '.')
+        device_id = check_device_id(device_id)
+    except ContractError as exc:
+        raise ApiError(400, "invalid", f"'device': {exc}") from None
     if not isinstance(token, str) or not token:
         raise ApiError(400, "invalid", "'token' must be the enrollment token")
     now = time.time()

@@ -19,6 +19,10 @@ Protocol: ``mqtt_version = "auto"`` connects with MQTT 5 and, when the broker an
 "unsupported protocol version" (MQTT 3.1.1-only brokers such as the demo's amqtt),
 reconnects with 3.1.1 in lease mode — 3.1.1 has no shared subscriptions.
 
+Several brokers (a cluster): ``broker_url`` may list them comma-separated; the bridge fails
+over in order with a jittered back-off (:class:`edge.messaging.Failover`) and logs why each
+connection was refused or dropped. NATS speaks MQTT 3.1.1 only: ``auto`` downgrades to it.
+
 Login: :class:`cloud.hub.broker.BrokerSettings` (the configured account, else the hub's
 account from ``edgekit hub broker-config``; TLS with ``mqtts://`` or a CA file). Connecting
 anonymously works but is logged as a warning. On every connect to a broker it manages, the
@@ -63,6 +67,8 @@ from edge.contract import (
     topic_filter,
 )
 from edge.errors import ConfigError
+from edge.messaging import Failover
+from edge.messaging.brokers import describe, dropped_words, refused_words
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "mqtt-consumer"
@@ -91,7 +97,9 @@ class MqttBridge:
         self.config = config
         self.db = database
         self.settings = BrokerSettings.resolve(config, database)
-        self.host, self.port, self.tls = self.settings.host, self.settings.port, self.settings.tls
+        self.tls = self.settings.tls
+        self.failover = Failover(self.settings.endpoints, cap=30.0)
+        self._downgrading = False  # the refused MQTT 5 client is being replaced: no failover
         self.reconciled = threading.Event()  # set after each reconcile of broker accounts
         self.counters: Counter[str] = Counter()
         self._persisted: Counter[str] = Counter()  # what persist_counters already added
@@ -135,8 +143,17 @@ class MqttBridge:
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(1, 30)
+        client.reconnect_delay_set(0, 0)  # _fail_over waits (jittered) and picks the broker
         return client
+
+    @property
+    def host(self) -> str:
+        """The broker in use (or being tried) now."""
+        return self.failover.current.host
+
+    @property
+    def port(self) -> int:
+        return self.failover.current.port
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> MqttBridge:
@@ -176,11 +193,16 @@ class MqttBridge:
             downgrade = self.protocol == "5" and self.config.mqtt_version == "auto"
             if rc.value == UNSUPPORTED_PROTOCOL and downgrade:
                 log.warning("broker %s:%s does not speak MQTT 5; using 3.1.1", self.host, self.port)
+                self._downgrading = True
                 # paho's loop thread runs this callback and cannot stop itself
                 threading.Thread(target=self._downgrade, name="hub-mqtt-downgrade").start()
                 return
-            log.error("broker %s:%s refused the hub: %s", self.host, self.port, rc)
+            why = refused_words(rc)
+            log.error("hub bridge at %s:%s: %s", self.host, self.port, why)
+            self.last_error = why
             return
+        self.failover.connected()
+        self.last_error = None
         log.info("hub bridge connected to %s:%s (MQTT %s)", self.host, self.port, self.protocol)
         client.subscribe(topic_filter(STATUS), qos=1)
         if self.mode in ("auto", "shared"):
@@ -220,6 +242,7 @@ class MqttBridge:
                 self.mode = "lease"
                 self._start_lease()
             self.client = self._make_client(self.protocol)
+            self._downgrading = False
             self.client.connect_async(self.host, self.port, keepalive=30)
             self.client.loop_start()
 
@@ -264,17 +287,42 @@ class MqttBridge:
         self.mode = "lease"
         self._start_lease()
 
-    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+    def _on_connect_fail(self, client: mqtt.Client, _u: Any) -> None:
         """Name why a TLS connection fails (paho says only that it failed), once per reason."""
-        why = self.settings.tls_failure()
+        why = self.settings.tls_failure(self.failover.current)
         if why is not None and why != self.last_error:
             log.error("hub bridge cannot connect to %s:%s: %s", self.host, self.port, why)
-        self.last_error = why
+        self.last_error = why or f"cannot reach {self.failover.current.address}"
+        self._fail_over(client)
 
-    def _on_disconnect(self, *_args: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, _p: Any
+    ) -> None:
+        was = self.connected.is_set()
         self.connected.clear()
         self.subscribed.clear()
-        log.warning("hub bridge lost the broker; paho reconnects")
+        if self._stop.is_set() or self._downgrading or client is not self.client:
+            return
+        from_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
+        if was:
+            why = dropped_words(rc, from_broker=from_broker, accepted=True)
+            log.warning("hub bridge lost broker %s:%s: %s", self.host, self.port, why)
+            self.last_error = why
+        self._fail_over(client)
+
+    def _fail_over(self, client: mqtt.Client) -> None:
+        """On paho's thread, before its next attempt: the next broker of the list, after the
+        jittered back-off (stop() cuts the wait short)."""
+        before = self.failover.current
+        nxt, delay = self.failover.failed()
+        if nxt != before:
+            log.info("hub bridge trying broker %s next (of %s) in %.1f s",
+                     nxt.address, describe(self.failover.endpoints), delay)  # fmt: skip
+            try:  # only re-targets the client (its socket is closed already)
+                client.connect_async(nxt.host, nxt.port, keepalive=30)
+            except (OSError, ValueError, RuntimeError) as exc:
+                log.warning("hub bridge cannot switch to %s: %s", nxt.address, exc)
+        self._stop.wait(delay)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self.counters["received"] += 1

@@ -247,7 +247,7 @@ def test_config_file_flag_and_environment(tmp_path: Path) -> None:
 
 
 def _agent(tmp_path: Path, broker: MemoryBroker, **settings: Any) -> Agent:
-    cfg = config.load({"device_id": "ha.9", "data_dir": str(tmp_path), "telemetry_interval":
+    cfg = config.load({"device_id": "ha_9", "data_dir": str(tmp_path), "telemetry_interval":
                        "3600", **settings}, environ={})  # fmt: skip
     agent = Agent(cfg, MemoryTransport(broker, "agent"))
     agent.start()
@@ -260,10 +260,10 @@ def test_agent_publishes_retained_and_again_when_ha_comes_online(tmp_path: Path)
     ha.connect()
     agent = _agent(tmp_path, broker, ha_discovery="ha-test")
     try:
-        topic = config_topic("ha-test", "ha.9")
-        assert topic == f"ha-test/device/{node_id('ha.9')}/config"
+        topic = config_topic("ha-test", "ha_9")
+        assert topic == f"ha-test/device/{node_id('ha_9')}/config"
         raw = wait_for(lambda: broker.retained(topic))
-        assert json.loads(raw) == device_config("ha.9")
+        assert json.loads(raw) == device_config("ha_9")
         sent = len(broker.messages(topic))
         ha.publish("ha-test/status", b"offline", qos=1)
         ha.publish("ha-test/status", b"garbage", qos=1)
@@ -279,7 +279,7 @@ def test_off_by_default(tmp_path: Path) -> None:
     broker = MemoryBroker()
     agent = _agent(tmp_path, broker)
     try:
-        wait_for(lambda: broker.retained(c.topic("ha.9", c.STATUS)))
+        wait_for(lambda: broker.retained(c.topic("ha_9", c.STATUS)))
         assert agent.ha is None
         assert not [m for m in broker.messages("#") if m.topic.startswith("homeassistant")]
     finally:
