@@ -43,6 +43,7 @@ from edge.runtime.backends.quant import (
     quantize,
     quantize_into,
     run_batch,
+    score_converter,
 )
 
 RUNTIME = "onnxruntime"
@@ -187,7 +188,7 @@ class OnnxRuntimeBackend:
             self._in_q = (*in_q, in_type)
         if out_type in ("int8", "uint8"):
             self._out_q = artifact_quant(artifact.outputs if artifact else [], "output", name)
-        self._convert_out = _converter(out_type, self._out_q)
+        self._convert_out = score_converter(out_type == "float32", self._out_q)
         self._bound = {}
         self._options = ort.RunOptions()
         self._raised = False
@@ -304,18 +305,6 @@ class OnnxRuntimeBackend:
         with self._lock:
             self._bound = {}
             self._session = None
-
-
-def _converter(
-    dtype: str, quant: tuple[float, int] | None
-) -> Callable[[np.ndarray], np.ndarray] | None:
-    """How a bound output becomes fresh float32 scores: None for a plain copy (float32)."""
-    if quant is not None:
-        scale, zero_point = quant
-        return lambda out: dequantize(out, scale, zero_point)
-    if dtype != "float32":
-        return lambda out: out.astype(np.float32)
-    return None
 
 
 def _f32(x: np.ndarray) -> np.ndarray:

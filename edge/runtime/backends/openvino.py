@@ -38,9 +38,9 @@ from edge.runtime.backends.base import RuntimeInfo
 from edge.runtime.backends.quant import (
     artifact_quant,
     check_batch,
-    dequantize,
     quantize_into,
     run_batch,
+    score_converter,
 )
 
 RUNTIME = "openvino"
@@ -144,7 +144,7 @@ class OpenVINOBackend:
             self._in_q = (*in_q, "int8" if in_type == "i8" else "uint8")
         if out_type in ("i8", "u8"):
             self._out_q = artifact_quant(artifact.outputs if artifact else [], "output", path.name)
-        self._convert_out = _converter(out_type, self._out_q)
+        self._convert_out = score_converter(out_type == "f32", self._out_q)
         if all(d > 0 for d in self._sample_shape):  # ready before any call: batch 1, or the
             fixed = self._batch not in (-1, 1) and self._fixed_batch()  # graph's own batch
             self._compile((self._batch if fixed else 1, *self._sample_shape))
@@ -377,18 +377,6 @@ class _InOrder:
             if isinstance(got, BaseException):
                 raise BackendError(f"OpenVINO inference failed: {got}") from got
             yield got
-
-
-def _converter(
-    element_type: str, quant: tuple[float, int] | None
-) -> Callable[[np.ndarray], np.ndarray] | None:
-    """How an output tensor becomes fresh float32 scores: None for a plain copy (f32)."""
-    if quant is not None:
-        scale, zero_point = quant
-        return lambda out: dequantize(out, scale, zero_point)
-    if element_type != "f32":
-        return lambda out: out.astype(np.float32)
-    return None
 
 
 def _f32(x: np.ndarray) -> np.ndarray:

@@ -121,6 +121,19 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (np.float32(scale) * (q.astype(np.float32) - np.float32(zero_point))).astype(np.float32)
 
 
+def score_converter(
+    is_float32: bool, quant: tuple[float, int] | None
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """How a runtime's output buffer becomes fresh float32 scores, chosen once at load:
+    dequantised (integer outputs), cast (other float types), or None for a plain copy."""
+    if quant is not None:
+        scale, zero_point = quant
+        return lambda out: dequantize(out, scale, zero_point)
+    if not is_float32:
+        return lambda out: out.astype(np.float32)
+    return None
+
+
 def run_in_chunks(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int) -> np.ndarray:
     """Run ``fn`` over ``x`` in slices of the model's fixed batch size (padding the last)."""
     if x.shape[0] == batch:
