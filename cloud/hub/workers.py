@@ -1,8 +1,10 @@
 """Background workers of a hub process: MQTT bridge, rollout ticker, telemetry compaction,
 the staleness sweep (silent devices without a will are shown offline) and sample retention.
 
-The ticker, compaction, sweep and retention are singletons across hub workers (a database
-lease), so two gunicorn workers never send the same deploy command twice.
+The ticker, compaction, sweep and retention are singletons across hub processes: they run
+only in the leader (:class:`cloud.hub.leader.Leader`, the holder of the ``scheduler`` lease,
+renewed on a thread of its own), so two gunicorn workers never send the same deploy command
+twice; when the leader dies a follower takes over within ``4/3`` of the lease TTL.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cloud.hub.ingest import telemetry_store
+from cloud.hub.leader import SCHEDULER_LEASE, Leader, lease_ttl
 from cloud.hub.rollout import Ticker
 from cloud.hub.samples import enforce_retention
 from cloud.hub.storage import leases
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from cloud.hub.context import Hub
 
 log = logging.getLogger(__name__)
-SCHEDULER_LEASE = "scheduler"
+__all__ = ["SCHEDULER_LEASE", "start_workers"]
 
 
 def start_workers(hub: Hub) -> None:
@@ -33,15 +36,20 @@ def start_workers(hub: Hub) -> None:
         hub.bridge = MqttBridge(cfg, hub.db).start()
         hub.workers.append(hub.bridge)
         hub.service.publisher = hub.bridge.publish_command
-    lease_ttl = max(5.0, cfg.tick_interval_s * 5)
     holder = f"{leases.WORKER_ID}-{uuid.uuid4().hex[:6]}"  # one per app, even in one process
+    # First in the list, so Hub.stop() stops it last: the lease is handed back only after
+    # this process's jobs have stopped.
+    leader = Leader(hub.db, lease_ttl(cfg.tick_interval_s), holder=holder)
+    hub.workers.insert(0, leader)
+    leader.renew()  # a lone hub leads from its first tick, not one renewal period later
+    leader.start()
 
     def tick() -> None:
-        if leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl, holder):
+        if leader.is_leader:
             hub.service.tick()
 
     def compact() -> None:
-        if not leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl, holder):
+        if not leader.is_leader:
             return
         with hub.db.session() as s:
             raw, minutes = telemetry_store.compact(
@@ -51,7 +59,7 @@ def start_workers(hub: Hub) -> None:
             log.info("compaction dropped %d raw rows and %d minute rows", raw, minutes)
 
     def sweep_stale() -> None:
-        if not leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl, holder):
+        if not leader.is_leader:
             return
         with hub.db.session() as s:
             stale = telemetry_store.mark_stale_offline(
@@ -68,17 +76,17 @@ def start_workers(hub: Hub) -> None:
         Ticker(
             "hub-samples",
             cfg.sample_retention_interval_s,
-            _sample_retention(hub, lease_ttl, holder),
+            _sample_retention(hub, leader),
         ).start()
     )
 
 
-def _sample_retention(hub: Hub, lease_ttl: float, holder: str) -> Callable[[], None]:
-    """The retention job (cloud/hub/samples/retention.py) under the scheduler lease."""
+def _sample_retention(hub: Hub, leader: Leader) -> Callable[[], None]:
+    """The retention job (cloud/hub/samples/retention.py), run by the leader only."""
     cfg = hub.config
 
     def run() -> None:
-        if not leases.try_acquire(hub.db, SCHEDULER_LEASE, lease_ttl, holder):
+        if not leader.is_leader:
             return
         with hub.db.session() as s:
             done = enforce_retention(
