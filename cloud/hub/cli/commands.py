@@ -236,6 +236,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"edgekit hub listening on {url}", flush=True)
     print(f"port {port}", flush=True)
     print(f"data dir {cfg.data_dir}", flush=True)
+    stop_on_sigterm()
     try:
         # waitress buffers a request body before the app sees it: cap it at the upload limit
         # so an oversized body is refused by the server instead of being spooled to disk
@@ -246,9 +247,32 @@ def _serve(args: argparse.Namespace) -> int:
             ident="edgekit-hub",
             max_request_body_size=cfg.max_upload_bytes + (1 << 20),
         )
+    except Stopped:
+        print("edgekit hub: stopped (SIGTERM)", flush=True)
     finally:
         app.extensions["edgekit_hub"].stop()
     return 0
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM arrived: leave the server loop like Ctrl-C does (waitress lets only
+    KeyboardInterrupt and SystemExit out of its dispatchers)."""
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (systemd, ``docker stop``, Kubernetes) stops the hub as Ctrl-C does: the
+    workers are stopped, the bridge drained and the leader lease handed back at once,
+    instead of the process dying mid-batch and the lease lapsing after its TTL."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set there (hub serve run in a test thread)
+
+    def handler(_signum: int, _frame: Any) -> None:
+        raise Stopped
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _sample_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +25,7 @@ from edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MIGRATE_LOCK = 0x6564676B6974  # "edgkit": the advisory lock key migrations take on PostgreSQL
 
 
 def normalize_url(url: str) -> str:
@@ -102,6 +103,11 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # N hub processes starting together on one database would race in
+                    # Alembic (the losers exit): one migrates, the others wait, then find
+                    # the schema at head. Held until this transaction ends.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATE_LOCK})
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:

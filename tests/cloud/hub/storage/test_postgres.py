@@ -55,6 +55,34 @@ def test_migrations_are_idempotent(pg_url: str) -> None:
     db.dispose()
 
 
+def test_processes_migrating_one_fresh_database_at_once_all_start(pg_url: str) -> None:
+    """N hub processes starting together (gunicorn -w N): without the advisory lock the
+    losers of Alembic's race exited (duplicate tables, 'Worker failed to boot')."""
+    import threading
+
+    errors: list[BaseException] = []
+    dbs = [Database(pg_url) for _ in range(4)]
+    start = threading.Barrier(len(dbs))
+
+    def migrate(db: Database) -> None:
+        start.wait()
+        try:
+            db.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(db,)) for db in dbs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    with dbs[0].engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == _head()
+    for db in dbs:
+        db.dispose()
+
+
 def test_api_on_postgres(pg_url: str, tmp_path: Path, keys: Any, make_bundle: Any) -> None:
     app = create_app(
         HubConfig(data_dir=tmp_path, db_url=pg_url, trusted_key=keys[1], background=False)
