@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,13 +126,20 @@ def run_benchmark_app(
     latency hint refuses an explicit thread count, so the hint is off and one stream with
     ``threads`` threads is asked for: the same setting as our backends in the benchmark.
     """
+    args = ["-hint", "none", "-nstreams", "1", "-nthreads", str(threads), "-api", "sync"]
+    return _benchmark_app(model, shape, [*args, "-niter", str(iterations)], parse_benchmark_app)
+
+
+def _benchmark_app(
+    model: Path, shape: list[int], args: list[str], parse: Callable[[str], ToolResult]
+) -> ToolResult:
+    """Run ``benchmark_app -m M -d CPU ARGS -shape [..]`` and ``parse`` its report; a
+    missing tool, a timeout or a failed run is a ToolResult with the error."""
     exe = find_tool("benchmark_app")
     if exe is None:
         return ToolResult("benchmark_app", error="benchmark_app not installed")
     dims = ",".join(str(d if d > 0 else 1) for d in shape)
-    cmd = [exe, "-m", str(model), "-d", "CPU", "-hint", "none", "-nstreams", "1"]
-    cmd += ["-nthreads", str(threads), "-api", "sync", "-niter", str(iterations)]
-    cmd += ["-shape", f"[{dims}]"]
+    cmd = [exe, "-m", str(model), "-d", "CPU", *args, "-shape", f"[{dims}]"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -140,7 +148,7 @@ def run_benchmark_app(
         return ToolResult(
             "benchmark_app", error=f"exit {proc.returncode}: {_tail(proc.stdout + proc.stderr)}"
         )
-    return parse_benchmark_app(proc.stdout)
+    return parse(proc.stdout)
 
 
 _BA_FPS = re.compile(r"^\[\s*INFO\s*\]\s+Throughput:\s+([\d.]+)\s*FPS\s*$")
@@ -164,18 +172,5 @@ def run_benchmark_app_throughput(model: Path, *, shape: list[int], seconds: int)
     """``benchmark_app -m M -d CPU -hint throughput -shape [N,...] -t S``: the tool's own
     throughput mode (async requests, streams and threads of its choosing). The hint refuses
     an explicit thread count, so the tool takes the whole machine, as a camera pipeline would."""
-    exe = find_tool("benchmark_app")
-    if exe is None:
-        return ToolResult("benchmark_app", error="benchmark_app not installed")
-    dims = ",".join(str(d if d > 0 else 1) for d in shape)
-    cmd = [exe, "-m", str(model), "-d", "CPU", "-hint", "throughput", "-t", str(seconds)]
-    cmd += ["-shape", f"[{dims}]"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return ToolResult("benchmark_app", error=f"timed out after {TIMEOUT_S} s")
-    if proc.returncode != 0:
-        return ToolResult(
-            "benchmark_app", error=f"exit {proc.returncode}: {_tail(proc.stdout + proc.stderr)}"
-        )
-    return parse_benchmark_app_throughput(proc.stdout)
+    args = ["-hint", "throughput", "-t", str(seconds)]
+    return _benchmark_app(model, shape, args, parse_benchmark_app_throughput)
