@@ -21,11 +21,13 @@ What a hostile server cannot do (TUF's "endless data" and "slow retrieval" attac
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import logging
 import os
 import re
+import shutil
 import socket
 import ssl
 import threading
@@ -171,6 +173,7 @@ def _fetch(
         have = 0
     if have == size:
         return
+    _check_space(part, size - have)
     headers = {"User-Agent": "edgekit-agent", "Accept-Encoding": "identity"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -187,6 +190,11 @@ def _fetch(
             resp = conn.getresponse()
             start = _check_response(resp, have, size)  # 0: the whole file again ("wb")
             _receive(resp, conn, part, start, size, deadline, progress)
+    except _LocalWriteError as exc:
+        cause = exc.__cause__
+        assert isinstance(cause, OSError)
+        got = part.stat().st_size if part.exists() else 0
+        raise _disk_error(part, got, size, cause) from None
     except (http.client.HTTPException, OSError) as exc:
         if watchdog.fired.is_set() or time.monotonic() >= deadline:
             raise _Retry("time limit reached") from None
@@ -194,6 +202,34 @@ def _fetch(
         raise _Retry(f"connection to {target.netloc} failed after {got} bytes: {exc}") from None
     if watchdog.fired.is_set():
         raise _Retry("time limit reached")
+
+
+class _LocalWriteError(Exception):
+    """Writing the bundle to local disk failed: final, not a network problem to retry."""
+
+
+def _check_space(part: Path, need: int) -> None:
+    """Refuse up front a download the disk cannot hold (the old model keeps serving)."""
+    try:
+        free = shutil.disk_usage(part.parent).free
+    except OSError:
+        return  # unknown: the writes themselves will tell
+    if free < need:
+        raise InstallError(
+            "downloading",
+            f"not enough disk space for the bundle: {need} bytes needed, {free} free "
+            f"in {part.parent}",
+        )
+
+
+def _disk_error(part: Path, got: int, size: int, exc: OSError) -> InstallError:
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    what = "disk full" if full else "cannot write"
+    return InstallError(
+        "downloading",
+        f"{what} while storing the bundle in {part.parent} after {got} of {size} bytes: "
+        f"{exc.strerror or exc}",
+    )
 
 
 def _check_response(resp: http.client.HTTPResponse, have: int, size: int) -> int:
@@ -252,7 +288,11 @@ def _receive(
     """Append the body to ``part``: never more than ``size`` bytes in all, and a body that
     goes on past them is refused."""
     got = start
-    with part.open("ab" if start else "wb") as out:
+    try:
+        out = part.open("ab" if start else "wb")
+    except OSError as exc:
+        raise _LocalWriteError() from exc
+    with out:
         while got < size:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -262,12 +302,18 @@ def _receive(
             chunk = resp.read1(min(CHUNK, size - got))
             if not chunk:
                 break
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                raise _LocalWriteError() from exc
             got += len(chunk)
             if progress is not None:
                 progress(got, size)
-        out.flush()
-        os.fsync(out.fileno())
+        try:
+            out.flush()
+            os.fsync(out.fileno())
+        except OSError as exc:
+            raise _LocalWriteError() from exc
     if got < size:
         raise _Retry(f"connection closed after {got} of {size} bytes")
     if conn.sock is not None:

@@ -17,11 +17,18 @@ process crash (the page cache outlives it), not a power cut.
 
 Bounds: ``max_messages`` records and ``max_bytes`` of record bytes; when full, the oldest
 records are dropped and counted. Disk use stays below ``max_bytes`` plus one segment.
+
+A full disk (ENOSPC, EFBIG, EIO on write) must neither kill the agent nor lose what it was
+given: a record that cannot be written is held in memory (:attr:`Outbox.held`, within the
+same bounds), delivered from there in order, and written to disk as soon as a write succeeds
+again (every put and every drain pass retries). Only a crash while the disk is still full
+loses the held records. Writes are unbuffered so a failed append is cut back exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -65,9 +72,10 @@ class OutboxRecord:
 @dataclass(frozen=True)
 class _Entry:
     id: int
-    segment: Path
+    segment: Path | None  # None: held in memory (the disk was full), see ``record``
     offset: int
     size: int
+    record: OutboxRecord | None = None
 
 
 def encode_record(rec: OutboxRecord) -> bytes:
@@ -127,13 +135,16 @@ class Outbox:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._entries: deque[_Entry] = deque()
+        self._entries: deque[_Entry] = deque()  # on disk, oldest first
+        self._memory: deque[_Entry] = deque()  # held in memory, all newer than _entries
+        self._disk_error: str | None = None  # why the last write failed, while it does
         self._bytes = 0
         self._head = 0
         self._next_id = 1
         self._dropped = 0
         self._torn = 0
         self._last_drop_log = -math.inf
+        self._last_state_log = -math.inf
         self._state_dirty = False
         self._closed = False
         try:
@@ -149,12 +160,14 @@ class Outbox:
                 raise StorageError(f"outbox {self.path} is in use by another process") from exc
         self._recover()
         self._active: Path = self._segments()[-1] if self._segments() else self._new_segment_path()
-        self._file = open(self._active, "ab")  # noqa: SIM115 - kept open for appends
+        # unbuffered: a failed append leaves nothing behind in a buffer to be re-sent later
+        self._file = open(self._active, "ab", buffering=0)  # noqa: SIM115 - kept open
 
     # -- public API ----------------------------------------------------------------------
 
     def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
-        """Store one message durably; returns its record id. Drops the oldest when full."""
+        """Store one message durably (in memory while the disk is full); returns its
+        record id. Drops the oldest when full."""
         check_topic(topic)
         check_qos(qos)
         if not isinstance(payload, (bytes, bytearray)):
@@ -170,18 +183,10 @@ class Outbox:
                     f"of {self.max_record} bytes"
                 )
             self._make_room(len(data))
-            if self._file.tell() > 0 and self._file.tell() + len(data) > self.segment_bytes:
-                self._roll_segment(rid)
-            offset = self._file.tell()
-            try:
-                self._file.write(data)
-                self._file.flush()
-                if self.fsync:
-                    os.fsync(self._file.fileno())
-            except OSError as exc:
-                self._truncate_active(offset)
-                raise StorageError(f"cannot write to outbox {self.path}: {exc}") from exc
-            self._entries.append(_Entry(rid, self._active, offset, len(data)))
+            rec = OutboxRecord(rid, topic, bytes(payload), qos, retain)
+            self._write_held()
+            if self._memory or not self._append(rid, data):
+                self._memory.append(_Entry(rid, None, 0, len(data), rec))
             self._bytes += len(data)
             self._next_id = rid + 1
             self._flush_state_if_dirty()
@@ -191,12 +196,19 @@ class Outbox:
     def pending(self, limit: int | None = None) -> list[OutboxRecord]:
         """Undelivered records, oldest first."""
         with self._lock:
-            entries = list(self._entries)[:limit]
+            entries = [*self._entries, *self._memory][:limit]
             return [r for r in (self._read(e) for e in entries) if r is not None]
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"queued": len(self._entries), "dropped": self._dropped, "bytes": self._bytes}
+            queued = len(self._entries) + len(self._memory)
+            return {"queued": queued, "dropped": self._dropped, "bytes": self._bytes}
+
+    @property
+    def held(self) -> int:
+        """Records held in memory because the disk refused them (0 when all is on disk)."""
+        with self._lock:
+            return len(self._memory)
 
     def drain(self, transport: Transport, timeout: float = 5.0, limit: int | None = None) -> int:
         """Publish undelivered records in order until empty, offline or one is not
@@ -204,11 +216,14 @@ class Outbox:
         sent = 0
         last_flush = time.monotonic()
         with self._drain_lock:
+            with self._lock:
+                if not self._closed:
+                    self._write_held()  # space may have come back
             while (limit is None or sent < limit) and transport.connected:
                 with self._lock:
-                    if self._closed or not self._entries:
+                    if self._closed or not (self._entries or self._memory):
                         break
-                    entry = self._entries[0]
+                    entry = self._entries[0] if self._entries else self._memory[0]
                     rec = self._read(entry)
                     if rec is None:  # unreadable after open: lose one, not the queue
                         self._drop_oldest(1)
@@ -218,7 +233,8 @@ class Outbox:
                 ):
                     break
                 with self._lock:
-                    if self._entries and self._entries[0].id == rec.id:
+                    oldest = self._entries or self._memory
+                    if oldest and oldest[0].id == rec.id:
                         self._pop_oldest()
                         self._state_dirty = True
                     if time.monotonic() - last_flush >= self.ack_flush_s:
@@ -260,6 +276,12 @@ class Outbox:
         with self._lock:
             if self._closed:
                 return
+            self._write_held()
+            if self._memory:
+                log.error(
+                    "outbox %s: %d messages held in memory (disk full: %s) are lost at close",
+                    self.path, len(self._memory), self._disk_error,
+                )  # fmt: skip
             self._flush_state_if_dirty()
             self._closed = True
             self._file.close()
@@ -329,7 +351,50 @@ class Outbox:
             log.warning("outbox state %s unreadable (%s); re-sending everything kept", path, exc)
             return {}
 
+    def _append(self, rid: int, data: bytes) -> bool:
+        """Append one record to the active segment; False (and nothing left behind) if the
+        disk refuses it, so the caller holds it in memory."""
+        if self._file.tell() > 0 and self._file.tell() + len(data) > self.segment_bytes:
+            self._roll_segment(rid)
+        offset = self._file.tell()
+        try:
+            view = memoryview(data)
+            while view:
+                n = self._file.write(view)
+                if not n:
+                    raise OSError(errno.ENOSPC, "short write")
+                view = view[n:]
+            if self.fsync:
+                os.fsync(self._file.fileno())
+        except OSError as exc:
+            self._truncate_active(offset)
+            if self._disk_error is None:
+                log.error(
+                    "outbox %s: cannot write (%s); holding messages in memory until it can",
+                    self.path, exc,
+                )  # fmt: skip
+            self._disk_error = str(exc)
+            return False
+        self._entries.append(_Entry(rid, self._active, offset, len(data)))
+        return True
+
+    def _write_held(self) -> None:
+        """Write records held in memory to disk, oldest first, until one fails."""
+        written = 0
+        while self._memory:
+            entry = self._memory[0]
+            assert entry.record is not None
+            if not self._append(entry.id, encode_record(entry.record)):
+                return
+            self._memory.popleft()
+            written += 1
+        if self._disk_error is not None:
+            log.warning("outbox %s: writing again (%d held messages written)", self.path, written)
+            self._disk_error = None
+
     def _flush_state_if_dirty(self) -> None:
+        """Persist head/dropped; a failure is logged and retried later (the records stay;
+        at worst some delivered ones are re-sent after a crash)."""
         if not self._state_dirty:
             return
         tmp = self.path / (_STATE + ".tmp")
@@ -344,15 +409,21 @@ class Outbox:
             if self.fsync:
                 fsync_dir(self.path)
         except OSError as exc:
-            raise StorageError(f"cannot write outbox state in {self.path}: {exc}") from exc
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            now = time.monotonic()
+            if now - self._last_state_log >= 60:
+                self._last_state_log = now
+                log.warning("cannot write outbox state in %s (retried later): %s", self.path, exc)
+            return
         self._state_dirty = False
         self._delete_consumed_segments()
 
     def _make_room(self, incoming: int) -> None:
         extra = 1 if incoming else 0
         n = 0
-        while self._entries and (
-            len(self._entries) + extra > self.max_messages
+        while (self._entries or self._memory) and (
+            len(self._entries) + len(self._memory) + extra > self.max_messages
             or self._bytes + incoming > self.max_bytes
         ):
             self._pop_oldest()
@@ -366,13 +437,13 @@ class Outbox:
                 log.warning("outbox full: dropping the oldest messages (%d so far)", self._dropped)
 
     def _drop_oldest(self, n: int) -> None:
-        for _ in range(min(n, len(self._entries))):
+        for _ in range(min(n, len(self._entries) + len(self._memory))):
             self._pop_oldest()
             self._dropped += 1
         self._state_dirty = True
 
     def _pop_oldest(self) -> None:
-        entry = self._entries.popleft()
+        entry = self._entries.popleft() if self._entries else self._memory.popleft()
         self._bytes -= entry.size
         self._head = entry.id + 1
 
@@ -385,19 +456,27 @@ class Outbox:
                     seg.unlink()
 
     def _roll_segment(self, first_id: int) -> None:
+        path = self._new_segment_path(first_id)
+        try:  # open the new one first: a full disk keeps the current segment usable
+            new = open(path, "ab", buffering=0)  # noqa: SIM115
+            if self.fsync:
+                fsync_dir(self.path)
+        except OSError as exc:
+            log.warning("outbox %s: cannot start segment %s: %s", self.path, path.name, exc)
+            return
         self._file.close()
-        self._active = self._new_segment_path(first_id)
-        self._file = open(self._active, "ab")  # noqa: SIM115
-        if self.fsync:
-            fsync_dir(self.path)
+        self._active, self._file = path, new
         self._delete_consumed_segments()
 
     def _truncate_active(self, offset: int) -> None:
         with contextlib.suppress(OSError):
-            self._file.truncate(offset)
+            os.ftruncate(self._file.fileno(), offset)
+        with contextlib.suppress(OSError):
             self._file.seek(offset)
 
     def _read(self, entry: _Entry) -> OutboxRecord | None:
+        if entry.segment is None:
+            return entry.record
         try:
             with open(entry.segment, "rb") as f:
                 f.seek(entry.offset)
