@@ -23,9 +23,9 @@ from cloud.demo.fleet import HubClient, Process, edgekit, last_line, spawn, wait
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _hub(ctx: BenchContext, work: Path, key: Path) -> tuple[Process, HubClient]:
+def _hub(ctx: BenchContext, work: Path, key: Path, db: str | None) -> tuple[Process, HubClient]:
     assert ctx.broker is not None
-    common = ["--db", f"sqlite:///{work / 'hub.db'}", "--data-dir", str(work)]
+    common = ["--db", db or f"sqlite:///{work / 'hub.db'}", "--data-dir", str(work)]
     token = last_line(edgekit("hub", "create-token", "--role", "operator", *common))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -79,14 +79,17 @@ def _sample_process(pid: int, seconds: float) -> dict[str, float]:
     }
 
 
-def rollout_time(ctx: BenchContext, devices: int, measure_load: float) -> dict[str, Any]:
-    """Hub + simulator with ``devices`` devices; returns timings and hub load."""
+def rollout_time(
+    ctx: BenchContext, devices: int, measure_load: float, db: str | None = None
+) -> dict[str, Any]:
+    """Hub (on ``db``, default a fresh SQLite file) + simulator with ``devices`` devices;
+    returns timings and hub load."""
     assert ctx.broker is not None
     bundle = REPO / "models" / "digits.ekb"
     key = REPO / "models" / "dev-signing.pub"
     work = ctx.workdir("scale") / f"{devices}-{uuid.uuid4().hex[:6]}"
     work.mkdir(parents=True)
-    hub, api = _hub(ctx, work, key)
+    hub, api = _hub(ctx, work, key, db)
     tag = f"scale{uuid.uuid4().hex[:6]}"
     sim = None
     try:

@@ -61,12 +61,14 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(18)
 
 
-def sign(session: Session, cmd: Command) -> Command:
+def sign(session: Session, cmd: Command, key: Ed25519PrivateKey | None = None) -> Command:
     """``cmd`` with ``key_id`` and ``sig``: base64 Ed25519 over
-    :meth:`Command.signing_bytes` of its payload, which covers every field but ``sig``."""
+    :meth:`Command.signing_bytes` of its payload, which covers every field but ``sig``.
+    ``key``: the :func:`command_key` already loaded (a rollout signing thousands of
+    commands reads it once)."""
     if cmd.expires - cmd.ts > MAX_TTL_S:
         raise ValueError(f"command {cmd.id} is valid longer than {MAX_TTL_S:.0f} s")
-    key = command_key(session)
+    key = key if key is not None else command_key(session)
     unsigned = dataclasses.replace(cmd, key_id=key_id(key.public_key()), sig=None)
     raw = key.sign(Command.signing_bytes(unsigned.to_dict()))
     return dataclasses.replace(unsigned, sig=base64.b64encode(raw).decode("ascii"))

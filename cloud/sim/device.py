@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from cloud.sim.bundles import BundleCache
 from edge import __version__, contract
 from edge.agent import CommandGuard, CommandRefused
 from edge.bundle import check_version, entry_path, extract_bundle
@@ -42,6 +43,8 @@ from edge.serving import Monitor
 log = logging.getLogger("edgekit.sim")
 
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+DOWNLOAD_TIMEOUT_S = 120.0
+Schedule = Callable[[float, Callable[[], None]], None]  # (delay s, callback)
 
 
 @dataclass
@@ -135,6 +138,8 @@ class SimDevice:
         inferences_per_tick: int = 5,
         tags: list[str] | None = None,
         command_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        bundles: BundleCache | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         self.id = contract.check_device_id(device_id)
         # without keys, commands are taken as they come (the simulator measures the hub)
@@ -151,7 +156,15 @@ class SimDevice:
         self.installed: dict[int, LoadedModel] = {}  # version -> model, for rollbacks
         self.monitor: Monitor | None = None
         self.started = time.time()
-        self.installing = threading.Lock()
+        # shared by the process: revalidated downloads (None: every device downloads)
+        self.bundles = bundles
+        # runs a callback after a delay on the fleet's loop, so a device on probation holds
+        # no install thread (None: probation sleeps on the install thread)
+        self.schedule = schedule
+        self._install_lock = threading.Lock()  # guards _installing and _queued
+        self._installing = False
+        self._queued: list[Command] = []  # commands that arrived during an install
+        self._run_async: Callable[..., Any] | None = None
         self._seq_lock = threading.Lock()
         self.rng = random.Random(device_id)
 
@@ -253,6 +266,7 @@ class SimDevice:
         if cmd.kind == "ping":
             self.event("info", "pong", cmd)
         elif cmd.kind in ("deploy", "rollback"):
+            self._run_async = run_async
             run_async(self.install, cmd)
 
     def _refused(self, exc: CommandRefused) -> None:
@@ -296,55 +310,92 @@ class SimDevice:
         self.publish(contract.INFER_RES, res.to_dict(), qos=0)
 
     def install(self, cmd: Command) -> None:
-        """The real deploy flow, one event per step; never leaves a half-installed model."""
+        """The real deploy flow, one event per step; never leaves a half-installed model.
+        One install at a time, as on an agent: a command that arrives meanwhile waits."""
+        with self._install_lock:
+            if self._installing:
+                self._queued.append(cmd)
+                return
+            self._installing = True
+        self._install(cmd)
+
+    def _install(self, cmd: Command) -> None:
         kind = "rollback" if cmd.kind == "rollback" else "deploy"
-        with self.installing:
-            try:
-                if cmd.expires is not None and cmd.expires < time.time():
-                    raise InstallError(
-                        "verifying", f"command expired {time.time() - cmd.expires:.0f} s ago"
-                    )
-                model = self.installed.get(cmd.version or -1) if kind == "rollback" else None
-                if model is None:
-                    model = self._fetch(cmd, kind)
-                self.event(kind, "activating", cmd, step="activating")
-                previous = self.model
-                self._activate(model)
-                self.publish(contract.STATUS, self.status(), retain=True)
-                self.event(kind, "probation", cmd, step="probation")
-                time.sleep(self.probation_s)
-                self.event(kind, "committed", cmd, step="committed")
-                self.installed[model.version] = model
-                if previous is not None:
-                    self.installed.setdefault(previous.version, previous)
-            except EdgekitError as exc:
-                step = getattr(exc, "step", "failed")
-                self.event(
-                    kind,
-                    f"{step}: {exc}",
-                    cmd,
-                    step="failed",
-                    detail={"reason": str(exc), "at": step},
+        try:
+            if cmd.expires is not None and cmd.expires < time.time():
+                raise InstallError(
+                    "verifying", f"command expired {time.time() - cmd.expires:.0f} s ago"
                 )
+            model = self.installed.get(cmd.version or -1) if kind == "rollback" else None
+            if model is None:
+                model = self._fetch(cmd, kind)
+            self.event(kind, "activating", cmd, step="activating")
+            previous = self.model
+            self._activate(model)
+            self.publish(contract.STATUS, self.status(), retain=True)
+            self.event(kind, "probation", cmd, step="probation")
+        except EdgekitError as exc:
+            self._failed(kind, cmd, exc)
+            self._next()
+            return
+        if self.schedule is None:
+            time.sleep(self.probation_s)
+            self._commit(kind, cmd, model, previous)
+        else:
+            self.schedule(self.probation_s, lambda: self._commit(kind, cmd, model, previous))
+
+    def _failed(self, kind: str, cmd: Command, exc: EdgekitError) -> None:
+        step = getattr(exc, "step", "failed")
+        detail = {"reason": str(exc), "at": step}
+        self.event(kind, f"{step}: {exc}", cmd, step="failed", detail=detail)
+
+    def _commit(
+        self, kind: str, cmd: Command, model: LoadedModel, previous: LoadedModel | None
+    ) -> None:
+        """Probation is over: committed, and the next queued command (if any) starts."""
+        try:
+            self.event(kind, "committed", cmd, step="committed")
+            self.installed[model.version] = model
+            if previous is not None:
+                self.installed.setdefault(previous.version, previous)
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        with self._install_lock:
+            cmd = self._queued.pop(0) if self._queued else None
+            self._installing = cmd is not None
+        if cmd is None:
+            return
+        if self._run_async is not None:
+            self._run_async(self._install, cmd)
+        else:
+            self._install(cmd)
 
     def _fetch(self, cmd: Command, kind: str) -> LoadedModel:
         if cmd.url is None or cmd.sha256 is None:
             raise InstallError("downloading", "command names no bundle url/sha256")
         self.event(kind, "downloading", cmd, step="downloading")
-        with tempfile.TemporaryDirectory(prefix="edgekit-sim-") as tmp:
-            path = download(
+        if self.bundles is not None:
+            got = self.bundles.fetch(
                 cmd.url,
-                Path(tmp) / "bundle.ekb",
-                max_bytes=MAX_BUNDLE_BYTES,
-                timeout=120.0,
                 token=self.token,
-                expected_size=cmd.size,
+                size=cmd.size,
+                max_bytes=MAX_BUNDLE_BYTES,
+                timeout=DOWNLOAD_TIMEOUT_S,
             )
-            self.event(kind, "verifying", cmd, step="verifying")
-            digest = sha256_file(path)
-            if digest != cmd.sha256.lower():
-                raise InstallError("verifying", f"sha256 mismatch: file is {digest[:12]}…")
-            model = self.cache.load(path, digest)
+            model = self._verify(kind, cmd, got.path, got.sha256)
+        else:
+            with tempfile.TemporaryDirectory(prefix="edgekit-sim-") as tmp:
+                path = download(
+                    cmd.url,
+                    Path(tmp) / "bundle.ekb",
+                    max_bytes=MAX_BUNDLE_BYTES,
+                    timeout=DOWNLOAD_TIMEOUT_S,
+                    token=self.token,
+                    expected_size=cmd.size,
+                )
+                model = self._verify(kind, cmd, path, sha256_file(path))
         if model.version != cmd.version:
             raise InstallError(
                 "verifying", f"bundle is version {model.version}, command says {cmd.version}"
@@ -356,6 +407,12 @@ class SimDevice:
             raise InstallError("verifying", str(exc)) from exc
         self.event(kind, "self_test", cmd, step="self_test", detail=self_test(model))
         return model
+
+    def _verify(self, kind: str, cmd: Command, path: Path, digest: str) -> LoadedModel:
+        self.event(kind, "verifying", cmd, step="verifying")
+        if digest != (cmd.sha256 or "").lower():
+            raise InstallError("verifying", f"sha256 mismatch: file is {digest[:12]}…")
+        return self.cache.load(path, digest)
 
     def _activate(self, model: LoadedModel) -> None:
         self.model = model

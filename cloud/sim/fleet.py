@@ -14,6 +14,8 @@ its retained status on every connect.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import queue
 import selectors
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloud.sim.bundles import BundleCache
 from cloud.sim.device import ModelCache, SimDevice
 from edge import contract
 from edge.agent import trusted_keys
@@ -50,6 +53,8 @@ class FleetSpec:
     connect_rate: float = 200.0  # new connections per second, so a broker is not stormed
     tags: list[str] = field(default_factory=list)
     command_key: str | None = None  # the hub's command key (PEM): devices then check commands
+    # one cached bundle file per process, revalidated per device (If-None-Match: cloud.sim.bundles)
+    share_downloads: bool = True
 
 
 class Fleet:
@@ -68,6 +73,11 @@ class Fleet:
         self.retry_at: dict[str, float] = {}
         self._fds: dict[str, int] = {}  # device -> the socket number it is registered with
         self.cache = ModelCache(cache_dir, Path(spec.trusted_key), spec.runtime)
+        self.bundles = BundleCache(cache_dir / "downloads") if spec.share_downloads else None
+        # (due, seq, callback): probation ends, run on the loop thread (see schedule)
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_lock = threading.Lock()
+        self._timer_seq = itertools.count()
         self.command_keys = trusted_keys([Path(spec.command_key)]) if spec.command_key else None
         self.pool = ThreadPoolExecutor(spec.install_workers, thread_name_prefix="sim-install")
         self.selector = selectors.DefaultSelector()
@@ -88,6 +98,8 @@ class Fleet:
             probation_s=self.spec.probation_s,
             tags=self.spec.tags,
             command_keys=self.command_keys,
+            bundles=self.bundles,
+            schedule=self.schedule,
         )
         client.will_set(
             contract.topic(device_id, contract.STATUS), dev.will_payload(), qos=1, retain=True
@@ -151,7 +163,29 @@ class Fleet:
             self._pump_once(0)
             time.sleep(gap)
 
+    def schedule(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop thread after ``delay`` seconds (thread-safe): a device on
+        probation waits here, not on an install thread, so a wave of hundreds of devices
+        is not throttled by the size of the install pool."""
+        with self._timer_lock:
+            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_seq), fn))
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        due: list[Callable[[], None]] = []
+        with self._timer_lock:
+            while self._timers and self._timers[0][0] <= now:
+                due.append(heapq.heappop(self._timers)[2])
+        for fn in due:
+            try:
+                fn()
+            except Exception:  # one device's failure never stops the fleet
+                log.exception("scheduled callback failed")
+
     def _pump_once(self, timeout: float) -> None:
+        with self._timer_lock:
+            if self._timers:
+                timeout = max(0.0, min(timeout, self._timers[0][0] - time.monotonic()))
         for key, _mask in self.selector.select(timeout):
             dev: SimDevice = key.data
             if dev.client.loop_read() != 0:
@@ -160,6 +194,7 @@ class Fleet:
             if dev.client.want_write():
                 dev.client.loop_write()
         self._dispatch()
+        self._run_timers()
 
     def _dispatch(self) -> None:
         run_async: Callable[..., Any] = self.pool.submit

@@ -40,6 +40,7 @@ CSRF_EXEMPT_PATHS = ("/api/v1/enroll",)
 CSRF_EXEMPT_ENDPOINTS = frozenset({"api.samples.upload_samples"})
 SESSION_MAX_AGE_S = 31 * 24 * 3600.0  # Flask's permanent session lifetime
 SESSION_TOUCH_S = 60.0  # how stale ``WebSession.last_seen`` may get before it is written
+TOKEN_TOUCH_S = 60.0  # how stale ``ApiToken.last_used`` may get before it is written
 MAX_PASSWORD = 1024  # scrypt of a megabyte "password" would be a cheap denial of service
 _DUMMY_HASH: list[str] = []  # checked against for unknown users (same cost as a real one)
 
@@ -205,7 +206,11 @@ def current_principal(db: Session) -> Principal | None:
         digest = hash_token(token)
         api = db.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
         if api is not None and api.revoked is None:
-            api.last_used = time.time()
+            now = time.time()
+            # touched at most every TOKEN_TOUCH_S: a fleet downloading with one token would
+            # otherwise queue every request on the row lock of that one UPDATE
+            if api.last_used is None or now - api.last_used > TOKEN_TOUCH_S:
+                api.last_used = now
             principal = Principal("token", api.name or f"token-{api.id}", api.role)
         elif api is None:
             dev = db.scalar(select(Device).where(Device.token_hash == digest))

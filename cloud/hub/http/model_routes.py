@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from flask import Blueprint, jsonify, request, send_file
+from flask import Blueprint, Response, jsonify, request, send_file
 from sqlalchemy import and_, or_, select
 
 from cloud.errors import ApiError
@@ -22,6 +25,9 @@ log = logging.getLogger(__name__)
 bp = Blueprint("models", __name__)
 ALIAS_NAMES = ("stable", "candidate")
 MAX_VERSION = 2**31 - 1
+# offload bundle bytes to the reverse proxy (see download_bundle)
+ACCEL_REDIRECT_ENV = "EDGEKIT_HUB_BUNDLE_ACCEL_REDIRECT"
+SENDFILE_ENV = "EDGEKIT_HUB_BUNDLE_SENDFILE"
 
 
 def get_model(name: str, version: str | int) -> ModelVersion:
@@ -112,6 +118,11 @@ def show_model(name: str, version: str) -> Any:
 @bp.get("/models/<name>/<version>/bundle")
 @require("viewer", allow_device=True)
 def download_bundle(name: str, version: str) -> Any:
+    """The bundle file, with its sha256 as a strong ETag: a client holding the file sends
+    ``If-None-Match`` and gets a 304 (the simulator's shared cache, a caching proxy).
+    With ``EDGEKIT_HUB_BUNDLE_ACCEL_REDIRECT=/prefix/`` (nginx) or
+    ``EDGEKIT_HUB_BUNDLE_SENDFILE=1`` (Apache, lighttpd) the hub checks access and the
+    proxy sends the bytes (docs/hub.md "Serving bundles from the proxy")."""
     m = get_model(name, version)
     principal = current_principal(db())
     if principal is not None and principal.device_id is not None:
@@ -119,16 +130,39 @@ def download_bundle(name: str, version: str) -> Any:
     path = bundle_path(hub().config, m)
     if not path.is_file():
         raise ApiError(410, "gone", f"the bundle file of {name} v{m.version} is missing")
-    resp = send_file(
-        path,
-        mimetype="application/octet-stream",
-        as_attachment=True,
-        download_name=f"{m.name}-{m.version}.ekb",
-        conditional=True,
-        etag=m.sha256,
-        max_age=0,
-    )
+    accel = os.environ.get(ACCEL_REDIRECT_ENV, "").strip()
+    sendfile = os.environ.get(SENDFILE_ENV, "").strip().lower() in ("1", "true", "yes")
+    if accel or sendfile:
+        resp = _offloaded(m, path, accel)
+    else:
+        resp = send_file(
+            path,
+            mimetype="application/octet-stream",
+            as_attachment=True,
+            download_name=f"{m.name}-{m.version}.ekb",
+            conditional=True,
+            etag=m.sha256,
+            max_age=0,
+        )
     resp.headers["X-Edgekit-Sha256"] = m.sha256
+    return resp
+
+
+def _offloaded(m: ModelVersion, path: Path, accel_prefix: str) -> Response:
+    """An empty answer naming the file for the proxy to send; a matching ``If-None-Match``
+    is answered 304 here, so revalidation never reaches the proxy's file path."""
+    resp = Response(status=200, mimetype="application/octet-stream")
+    resp.set_etag(m.sha256)
+    resp.headers["Cache-Control"] = "no-cache"
+    if m.sha256 in request.if_none_match:
+        resp.status_code = 304
+        return resp
+    resp.headers["Content-Disposition"] = f'attachment; filename="{m.name}-{m.version}.ekb"'
+    if accel_prefix:
+        rel = path.relative_to(hub().config.bundle_dir).as_posix()
+        resp.headers["X-Accel-Redirect"] = accel_prefix.rstrip("/") + "/" + quote(rel)
+    else:
+        resp.headers["X-Sendfile"] = str(path)
     return resp
 
 

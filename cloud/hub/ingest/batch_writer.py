@@ -135,6 +135,9 @@ class BatchWriter:
                 continue
             parsed.append(msg)
         if parsed:
+            # by device (a stable sort keeps each device's order): hub processes writing
+            # overlapping devices then take their row locks in one order, never deadlocking
+            parsed.sort(key=lambda m: m.device)
             self._store_batch(parsed)
         return self.counters - before
 
@@ -161,6 +164,11 @@ class BatchWriter:
                 with self.db.session() as s:
                     now = time.time()
                     telemetry = [m for m in msgs if isinstance(m, TelemetryIn)]
+                    # every device row of the batch in one SELECT: ensure_device's s.get
+                    # then finds them in the session instead of one query per device
+                    rows = device_reports.load_devices(
+                        s, {m.device for m in msgs if not isinstance(m, TelemetryIn)}
+                    )
                     for m in msgs:
                         if isinstance(m, Status):
                             device_reports.apply_status(s, m, now)
@@ -171,6 +179,7 @@ class BatchWriter:
                     telemetry_store.write_batch(
                         s, telemetry, self.config.stale_intervals, self.config.offline_after_s
                     )
+                    del rows
                 return
             except IntegrityError:  # two workers created the same new device at once
                 if attempt == 2:

@@ -121,6 +121,16 @@ def model_report(dev: Device) -> Report | None:
     return Report(dev.model_src or STATUS, dev.boot, dev.model_seq, dev.model_ts)
 
 
+def load_devices(s: Session, device_ids: set[str]) -> list[Device]:
+    """The existing rows of ``device_ids``, loaded into the session in chunked SELECTs
+    (keep the list: the session holds its objects weakly)."""
+    ids = sorted(device_ids)
+    rows: list[Device] = []
+    for i in range(0, len(ids), 500):
+        rows += s.scalars(select(Device).where(Device.id.in_(ids[i : i + 500]))).all()
+    return rows
+
+
 def ensure_device(s: Session, device_id: str, now: float) -> Device:
     """The device row (created unenrolled on first contact), with ``last_seen`` = now."""
     dev: Device | None = s.get(Device, device_id)

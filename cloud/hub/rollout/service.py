@@ -17,12 +17,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.hub import commands
 from cloud.hub.config import HubConfig
-from cloud.hub.rollout.core.machine import Order, RolloutState, act, advance, new_rollout
+from cloud.hub.rollout.core.machine import (
+    DeviceObservation,
+    Order,
+    RolloutState,
+    act,
+    advance,
+    new_rollout,
+)
 from cloud.hub.rollout.core.spec import RolloutError, RolloutSpec
 from cloud.hub.rollout.core.state import AuditRecord
 from cloud.hub.rollout.store import ACTIVE, observe, save_state, to_state
@@ -32,6 +40,23 @@ from edge.contract import Command
 log = logging.getLogger(__name__)
 Publisher = Callable[[str, Command], None]
 Signed = tuple[str, Command]  # (device, its signed command)
+
+
+def advance_through(
+    r: RolloutState, obs: dict[str, DeviceObservation], now: float
+) -> tuple[RolloutState, list[Order]]:
+    """``advance``, repeated while it moves on to the next wave: a wave that finishes in a
+    tick orders its successor's devices in the same tick, not one tick later (at 3 waves and
+    a 1 s tick that idle second per wave was a sixth of a 100-device rollout)."""
+    wave = r.current_wave
+    r, orders = advance(r, obs, now)
+    for _ in range(len(r.waves)):
+        if r.state != "running" or r.current_wave == wave:
+            break
+        wave = r.current_wave
+        r, more = advance(r, obs, now)
+        orders += more
+    return r, orders
 
 
 class RolloutService:
@@ -53,12 +78,22 @@ class RolloutService:
             self._key_ready = True
 
     # ------------------------------------------------------------------ commands
-    def _command(self, s: Session, order: Order, now: float) -> Command:
-        m = s.scalar(
-            select(ModelVersion).where(
-                ModelVersion.name == order.name, ModelVersion.version == order.version
+    def _command(
+        self,
+        s: Session,
+        order: Order,
+        now: float,
+        key: Ed25519PrivateKey,
+        models: dict[tuple[str, int], ModelVersion | None],
+    ) -> Command:
+        ref = (order.name, order.version)
+        if ref not in models:
+            models[ref] = s.scalar(
+                select(ModelVersion).where(
+                    ModelVersion.name == order.name, ModelVersion.version == order.version
+                )
             )
-        )
+        m = models[ref]
         base = (self.config.public_url or "http://127.0.0.1").rstrip("/")
         url = f"{base}/api/v1/models/{order.name}/{order.version}/bundle" if m else None
         cmd = Command(
@@ -76,11 +111,16 @@ class RolloutService:
             shadow=order.shadow if order.kind == "deploy" else None,
             expires=now + min(self.config.command_ttl_s, commands.MAX_TTL_S),
         )
-        return commands.sign(s, cmd)
+        return commands.sign(s, cmd, key)
 
     def _sign(self, s: Session, orders: list[Order], now: float) -> list[Signed]:
-        """The orders as signed commands, made in the transaction that records them."""
-        return [(order.device, self._command(s, order, now)) for order in orders]
+        """The orders as signed commands, made in the transaction that records them; the
+        key and each model row are read once per batch, not once per device."""
+        if not orders:
+            return []
+        key = commands.command_key(s)
+        models: dict[tuple[str, int], ModelVersion | None] = {}
+        return [(o.device, self._command(s, o, now, key, models)) for o in orders]
 
     def _publish(self, commands: list[Signed]) -> None:
         """Send commands whose deployments are committed: a device answers within
@@ -140,7 +180,7 @@ class RolloutService:
             orders: list[Order] = []
             if start:
                 r, _ = act(r, "start", now, actor=actor)
-                r, orders = advance(r, observe(s, r), now)
+                r, orders = advance_through(r, observe(s, r), now)
             save_state(s, r, created_by=actor)
             return r, self._sign(s, orders, now)
 
@@ -156,7 +196,7 @@ class RolloutService:
                 obs = observe(s, before)
                 r, orders = act(before, action, now, actor=actor, observations=obs)
                 if r.state == "running":
-                    r, more = advance(r, obs, now)
+                    r, more = advance_through(r, obs, now)
                     orders += more
                 save_state(s, r)
                 signed = self._sign(s, orders, now)
@@ -178,7 +218,7 @@ class RolloutService:
                     if row is None or row.state not in ACTIVE:
                         continue
                     before = to_state(row)
-                    r, orders = advance(before, observe(s, before), now)
+                    r, orders = advance_through(before, observe(s, before), now)
                     if orders or r != before:
                         save_state(s, r)
                     signed += self._sign(s, orders, now)
