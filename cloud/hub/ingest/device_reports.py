@@ -268,12 +268,16 @@ def refresh_from_telemetry(
             heard = row.last_seen or 0.0
             back = now - heard > window and kpi_best[0].ts > heard
         online = True if back else row.online
+        # an offline device's last_seen stays when it was last believed: moved on by every
+        # message, a device swept offline by a report that came late (a first window of
+        # minutes) would never be ``back`` while it kept reporting
+        seen = now if online else row.last_seen
         if kpi_best is None:
-            seen_rows.append((online, now, device_id))
+            seen_rows.append((online, seen, device_id))
         else:
             t, s = kpi_best
             kpis = bulk_sql.json_text(device_kpis(t, s))
-            kpi_rows.append((kpis, t.ts, t.boot, t.seq, online, now, device_id))
+            kpi_rows.append((kpis, t.ts, t.boot, t.seq, online, seen, device_id))
         if model_best is not None:
             values = _model_values(model_best, row)
             model_rows.append((model_best.boot, *(values[c] for c in _MODEL_UPDATE[1:]),

@@ -138,6 +138,21 @@ def test_silent_devices_go_offline_and_come_back_when_they_send(app: Any) -> Non
     assert not _online(hub, "quiet")
 
 
+def test_a_device_swept_offline_comes_back_while_it_keeps_reporting(app: Any) -> None:
+    """Its first report after the gap spans the gap (a long window: not back yet); the
+    reports after it must still bring it back, so they may not move ``last_seen`` on."""
+    hub = app.extensions["edgekit_hub"]
+    _feed(hub, helpers.status("late"), helpers.telemetry("late", 2))
+    now = time.time()
+    with hub.db.session() as s:
+        assert mark_stale_offline(s, now + 31, 3.0, 60.0) == ["late"]
+        s.get(Device, "late").last_seen = now - 40
+    _feed(hub, helpers.telemetry("late", 3, interval_s=300))  # window 900 s: 40 s is not silence
+    assert not _online(hub, "late")
+    _feed(hub, helpers.telemetry("late", 4))  # window 30 s, silent for 40 s before: back
+    assert _online(hub, "late")
+
+
 def test_a_device_first_heard_of_through_telemetry_is_online_if_it_is_fresh(app: Any) -> None:
     hub = app.extensions["edgekit_hub"]
     now = time.time()
@@ -248,6 +263,8 @@ def test_writer_batches_a_burst_and_stores_it_all(app: Any) -> None:
 
 
 class _Msg:
+    qos, mid = 0, 0  # QoS 0: nothing to acknowledge
+
     def __init__(self, topic: str, payload: bytes) -> None:
         self.topic, self.payload = topic, payload
 
