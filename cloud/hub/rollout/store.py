@@ -241,19 +241,14 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
     """Every device as it reports itself, plus its latest deploy step for this rollout,
     what it served on the new version since the rollout began, and whether another
     rollout's command to it is still in flight (it joins this one once that settled)."""
-    steps: dict[str, StepReport] = {}
-    events = db.scalars(
-        select(EventRow)
-        .where(EventRow.rollout == r.id, EventRow.kind.in_(DEPLOY_KINDS))
-        .order_by(EventRow.ts, EventRow.id)
-    )
-    shadows: dict[str, ShadowReport] = {}
-    for e in events:
-        if e.step is None:
-            continue
-        steps[e.device_id] = StepReport(e.step, e.command, e.version, step_reason(e), step_code(e))
-        if e.step == "shadow" and e.kind == "deploy":
-            shadows[e.device_id] = shadow_report(e)
+    steps = {
+        e.device_id: StepReport(e.step or "", e.command, e.version, step_reason(e), step_code(e))
+        for e in latest_events(db, r.id, EventRow.kind.in_(DEPLOY_KINDS))
+    }
+    shadows = {
+        e.device_id: shadow_report(e)
+        for e in latest_events(db, r.id, EventRow.kind == "deploy", EventRow.step == "shadow")
+    }
     served = served_on(db, r.spec.model, r.spec.version, r.created)
     busy = busy_devices(db, r.id)
     target = (r.spec.model, r.spec.version)
@@ -282,6 +277,27 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
             shadow=shadows.get(dev.id),
         )
     return out
+
+
+def latest_events(db: Session, rollout_id: str, *where: Any) -> list[EventRow]:
+    """Each device's latest step event of one rollout that matches ``where`` (by ts, then
+    id), ranked in the database: a tick reads one row per device, not every event of the
+    rollout (six per device by its end: 60,000 rows a second at 10,000 devices)."""
+    rank = (
+        func.row_number()
+        .over(partition_by=EventRow.device_id, order_by=(EventRow.ts.desc(), EventRow.id.desc()))
+        .label("rank")
+    )
+    ranked = (
+        select(EventRow.id, rank)
+        .where(EventRow.rollout == rollout_id, EventRow.step.is_not(None), *where)
+        .subquery()
+    )
+    return list(
+        db.scalars(
+            select(EventRow).join(ranked, ranked.c.id == EventRow.id).where(ranked.c.rank == 1)
+        )
+    )
 
 
 def shadow_report(e: EventRow) -> ShadowReport:
