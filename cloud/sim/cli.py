@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-import time
+import threading
 import urllib.request
 from typing import Any
 
@@ -117,9 +117,13 @@ def _run(args: argparse.Namespace) -> int:
         f"{describe(parse_broker_urls(brokers))}",
         flush=True,
     )
+    stopping = threading.Event()
+    # SIGTERM (systemd, a CI runner, kill) stops the children cleanly like Ctrl-C does:
+    # without it the parent died alone and left its device sessions running
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
-        while any(p.is_alive() for p in procs):
-            time.sleep(0.5)
+        while not stopping.is_set() and any(p.is_alive() for p in procs):
+            stopping.wait(0.5)
     except KeyboardInterrupt:
         pass
     finally:

@@ -155,6 +155,7 @@ class SimDevice:
         self.model: LoadedModel | None = None
         self.installed: dict[int, LoadedModel] = {}  # version -> model, for rollbacks
         self.monitor: Monitor | None = None
+        self.idle = Monitor(["none"])  # what the heartbeat reports before any model
         self.started = time.time()
         # shared by the process: revalidated downloads (None: every device downloads)
         self.bundles = bundles
@@ -228,6 +229,9 @@ class SimDevice:
         """Telemetry: run a few real inferences on the golden inputs, then report."""
         m, mon = self.model, self.monitor
         if m is None or mon is None:
+            # no model yet: a heartbeat, as the agent sends one (model null), or the hub
+            # marks the device offline after its staleness window
+            self.publish(contract.TELEMETRY, self._telemetry(self.idle, None), qos=0)
             return
         for _ in range(self.inferences_per_tick):
             i = self.rng.randrange(len(m.inputs))
@@ -236,15 +240,15 @@ class SimDevice:
             with m.lock:
                 scores = m.predictor.infer_model_domain(x)[0]
             mon.record((time.perf_counter() - start) * 1000, scores, x[0], m.labels[i])
+        self.publish(contract.TELEMETRY, self._telemetry(mon, self.model_ref()), qos=0)
+
+    def _telemetry(self, mon: Monitor, model: ModelRef | None) -> dict[str, Any]:
+        now = time.time()
         tel = Telemetry(
-            device=self.id,
-            ts=time.time(),
-            seq=self.next_seq(),
-            model=self.model_ref(),
-            metrics=mon.snapshot(time.time()),
-            boot=self.boot,
-        )
-        self.publish(contract.TELEMETRY, tel.to_dict(), qos=0)
+            device=self.id, ts=now, seq=self.next_seq(), model=model,
+            metrics=mon.snapshot(), boot=self.boot,
+        )  # fmt: skip
+        return tel.to_dict()
 
     def on_message(self, topic: str, payload: bytes, run_async: Callable[..., Any]) -> None:
         kind = topic.rsplit("/", 2)[-1] if not topic.endswith(contract.INFER_REQ) else "infer"

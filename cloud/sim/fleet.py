@@ -17,6 +17,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import os
 import queue
 import selectors
 import signal
@@ -78,6 +79,7 @@ class Fleet:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_lock = threading.Lock()
         self._timer_seq = itertools.count()
+        self._ticks: list[tuple[float, str]] = []  # (next telemetry due, device id)
         self.command_keys = trusted_keys([Path(spec.command_key)]) if spec.command_key else None
         self.pool = ThreadPoolExecutor(spec.install_workers, thread_name_prefix="sim-install")
         self.selector = selectors.DefaultSelector()
@@ -152,6 +154,11 @@ class Fleet:
             dev = self._make(did)
             first = failover.current
             self.devices[did] = dev
+            # each device reports one interval after it came up, as an agent does: the
+            # fleet's telemetry is spread evenly, and the first devices are not silent
+            # (and swept offline by the hub) while the last ones still connect
+            heapq.heappush(self._ticks, (time.monotonic() + self.spec.telemetry_interval, did))
+            self._tick_due()
             try:
                 dev.client.connect(first.host, first.port, keepalive=60)
             except OSError as exc:  # the misc loop retries, on the next broker of the list
@@ -231,8 +238,8 @@ class Fleet:
             self.retry_at[dev.id] = time.monotonic() + delay
 
     def run(self, duration: float | None = None) -> None:
+        parent = os.getppid()
         self._connect_all()
-        next_tick = time.monotonic() + self.spec.telemetry_interval
         next_misc = time.monotonic() + 1.0
         end = time.monotonic() + duration if duration else None
         while not self._stop.is_set() and (end is None or time.monotonic() < end):
@@ -240,17 +247,30 @@ class Fleet:
             now = time.monotonic()
             if now >= next_misc:
                 next_misc = now + 1.0
+                if os.getppid() != parent:  # the simulate command died (kill -9): so do we
+                    log.warning("simulator parent %d is gone: stopping", parent)
+                    break
                 for dev in self.devices.values():
                     if dev.client.loop_misc() != 0 or dev.client.socket() is None:
                         self._reconnect(dev)
-            if now >= next_tick:
-                next_tick = now + self.spec.telemetry_interval
-                for dev in list(self.devices.values()):
-                    try:
-                        dev.tick()
-                    except Exception:
-                        log.exception("%s: telemetry failed", dev.id)
+            self._tick_due()
         self.close()
+
+    def _tick_due(self) -> None:
+        """Telemetry from every device whose interval is up (a heap: O(log n) a device)."""
+        now = time.monotonic()
+        interval = self.spec.telemetry_interval
+        while self._ticks and self._ticks[0][0] <= now:
+            due, did = heapq.heappop(self._ticks)
+            dev = self.devices.get(did)
+            if dev is None:
+                continue
+            # a loop that fell behind skips the missed ticks instead of bursting them
+            heapq.heappush(self._ticks, (max(due + interval, now), did))
+            try:
+                dev.tick()
+            except Exception:
+                log.exception("%s: telemetry failed", dev.id)
 
     def stop(self) -> None:
         self._stop.set()
