@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from cloud.hub.rollout.core import RolloutSpec, Wave
@@ -139,7 +139,7 @@ def save_state(db: Session, r: RolloutState, created_by: str | None = None) -> R
     return row
 
 
-def kpis_of(device: Device, served: tuple[int, int] | None = None) -> Kpis | None:
+def kpis_of(device: Device | Row[Any], served: tuple[int, int] | None = None) -> Kpis | None:
     """The device's latest KPIs; ``served`` = (inferences, errors) on that version during
     the rollout, when the caller counted them."""
     k = device.kpis or {}
@@ -256,7 +256,10 @@ def observe(db: Session, r: RolloutState) -> dict[str, DeviceObservation]:
     out: dict[str, DeviceObservation] = {}
     # a revoked device has no token and no broker account: it can neither receive a deploy
     # nor download the bundle, so it is no rollout's target
-    for dev in db.scalars(select(Device).where(Device.revoked.is_(None))):
+    # plain rows, not ORM objects: at 10,000 devices building them was most of a tick
+    cols = (Device.id, Device.online, Device.tags, Device.model_name, Device.model_version,
+            Device.kpis, Device.capabilities)  # fmt: skip
+    for dev in db.execute(select(*cols).where(Device.revoked.is_(None))):
         model = (
             (dev.model_name, dev.model_version)
             if dev.model_name is not None and dev.model_version is not None

@@ -152,12 +152,20 @@ class RolloutSpec:
     manual_approval: bool = False
     deploy_timeout_s: float = 900.0
     shadow: ShadowSettings | None = None  # signed into every deploy command it sends
+    # ``devices`` and ``tags`` as sets: ``targets`` runs for every device on every tick,
+    # and a tuple lookup made that quadratic (10^8 comparisons at 10,000 named devices)
+    _device_set: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    _tag_set: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_device_set", frozenset(self.devices))
+        object.__setattr__(self, "_tag_set", frozenset(self.tags))
 
     def targets(self, device_id: str, tags: tuple[str, ...] | list[str]) -> bool:
         """Device ids are matched exactly; tags must all be present on the device."""
-        if self.all_devices or device_id in self.devices:
+        if self.all_devices or device_id in self._device_set:
             return True
-        return bool(self.tags) and set(self.tags) <= set(tags)
+        return bool(self._tag_set) and self._tag_set.issubset(tags)
 
     def to_dict(self) -> dict[str, Any]:
         return {
