@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,7 +59,9 @@ class HubConfig:
     # MQTT receive loop and the writer do not share a GIL (edgekit hub serve's default)
     bridge_writer: str = "thread"
     mqtt_consumer: str = "auto"  # auto | shared | lease
-    mqtt_share_group: str = "edgekit-hub"  # hubs of one fleet share this group name
+    # hubs of one fleet share this group name; None: "edgekit-hub-<tag>" with the database's
+    # tag (cloud/hub/ingest/session.py), so two fleets on one broker never split messages
+    mqtt_share_group: str | None = None
     mqtt_version: str = "auto"  # auto (5, else 3.1.1) | 5 | 3.1.1
     # The hub's broker login. Unset: the hub account `edgekit hub broker-config` made in the
     # database, else anonymous (with a warning). TLS: mqtts:// or a CA file turns it on.
@@ -68,6 +71,12 @@ class HubConfig:
     mqtt_cert_file: Path | None = None
     mqtt_key_file: Path | None = None
     mqtt_tls_insecure: bool = False  # skip the server name check (tests, never production)
+    # The bridge's persistent MQTT session (cloud/hub/ingest/session.py): its client id
+    # (unset: edgekit-hub-<tag>-<slot>, a slot per process leased in the database; set it
+    # only for a single-process hub) and how long the broker keeps it, with what it queued,
+    # while the hub is away. 0: a clean session per connection (nothing kept, as before).
+    mqtt_client_id: str | None = None
+    mqtt_session_expiry_s: float = 3600.0
     deploy_timeout_s: float = 900.0
     command_ttl_s: float = 3600.0
     max_upload_bytes: int = 512 * 1024 * 1024
@@ -87,6 +96,7 @@ class HubConfig:
         if self.trusted_key is not None:
             self.trusted_key = Path(self.trusted_key)
         self._check_mqtt_login()
+        self._check_mqtt_session()
         if self.mqtt_consumer not in ("auto", "shared", "lease"):
             raise ConfigError("mqtt_consumer must be auto, shared or lease")
         if self.mqtt_version not in MQTT_VERSIONS:
@@ -125,6 +135,25 @@ class HubConfig:
             raise ConfigError("mqtt_password needs mqtt_username")
         if isinstance(self.mqtt_tls_insecure, str):
             self.mqtt_tls_insecure = self.mqtt_tls_insecure.strip().lower() in ("1", "true", "yes")
+
+    def _check_mqtt_session(self) -> None:
+        if self.mqtt_share_group is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,64}", str(self.mqtt_share_group)
+        ):
+            raise ConfigError("mqtt_share_group: 1 to 64 of A-Z a-z 0-9 _ - (a topic level)")
+        if self.mqtt_client_id is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,64}", self.mqtt_client_id
+        ):
+            raise ConfigError("mqtt_client_id: 1 to 64 of A-Z a-z 0-9 _ - (NATS refuses dots)")
+        try:
+            expiry = float(self.mqtt_session_expiry_s)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"mqtt_session_expiry_s must be a number, not {self.mqtt_session_expiry_s!r}"
+            ) from None
+        if not 0 <= expiry <= 0xFFFFFFFF:  # MQTT 5's Session Expiry Interval is a uint32
+            raise ConfigError("mqtt_session_expiry_s must be between 0 and 4294967295")
+        self.mqtt_session_expiry_s = expiry
 
     @property
     def bundle_dir(self) -> Path:
@@ -173,7 +202,10 @@ class HubConfig:
             value = os.environ.get(ENV_PREFIX + key.upper())
             if value:
                 env[key] = value
-        for key in ("mqtt_consumer", "mqtt_version", "bridge_writer"):
+        for key in (
+            "mqtt_consumer", "mqtt_version", "bridge_writer", "mqtt_client_id",
+            "mqtt_session_expiry_s", "mqtt_share_group",
+        ):  # fmt: skip
             value = os.environ.get(ENV_PREFIX + key.upper())
             if value:
                 env[key] = value

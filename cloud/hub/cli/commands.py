@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import socket
 import sys
 from pathlib import Path
@@ -60,6 +61,15 @@ def register(subparsers: Any) -> None:
         choices=("auto", "5", "3.1.1"),
         default="auto",
         help="MQTT protocol: auto tries 5 and falls back to 3.1.1 (default auto)",
+    )
+    s.add_argument(
+        "--mqtt-consumer",
+        choices=("auto", "shared", "lease"),
+        default=None,
+        help="how hub processes share telemetry and events: MQTT 5 shared subscriptions "
+        "(auto: where the broker grants them) or one consumer elected by a database lease, "
+        "which survives a Mosquitto restart without loss (docs/hub.md; default "
+        "EDGEKIT_HUB_MQTT_CONSUMER, else auto)",
     )
     s.add_argument(
         "--bridge-writer",
@@ -228,6 +238,7 @@ def _serve(args: argparse.Namespace) -> int:
         trusted_key=args.trusted_key,
         public_url=args.public_url or url,
         mqtt_version=args.mqtt_version,
+        mqtt_consumer=args.mqtt_consumer or os.environ.get("EDGEKIT_HUB_MQTT_CONSUMER") or "auto",
         bridge_writer=args.bridge_writer,
         **_sample_settings(args),
         **_mqtt_login(args),

@@ -4,6 +4,12 @@ commands. Paho's network thread only enqueues; a writer thread parses and stores
 logged and counted, never kills either loop; a failing batch is retried message by message
 so one poisoned row loses nothing else.
 
+Nothing acknowledged is lost: the session is persistent under a stable client id
+(:mod:`cloud.hub.ingest.session`), so the broker queues for the hub while it is away, and
+QoS 1 messages are acknowledged only after the batch holding them was committed
+(:mod:`cloud.hub.ingest.inbox`). A batch that cannot be stored is not acknowledged; the
+bridge reconnects and the broker delivers it again.
+
 Parsing and storing is :class:`cloud.hub.ingest.batch_writer.BatchWriter`'s job, run on the writer
 thread here or, with ``bridge_writer = "process"`` (``edgekit hub serve``'s default), in a
 process of its own (:mod:`cloud.hub.ingest.writer_process`) so the two do not share a GIL.
@@ -34,12 +40,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.exc import SQLAlchemyError
@@ -53,8 +60,10 @@ from cloud.hub.broker import (
     remember_broker_url,
 )
 from cloud.hub.config import HubConfig
-from cloud.hub.ingest import fleet_counters
+from cloud.hub.ingest import fleet_counters, orphans
 from cloud.hub.ingest.batch_writer import BatchWriter
+from cloud.hub.ingest.inbox import Inbox
+from cloud.hub.ingest.session import ClientIdentity, fleet_tag
 from cloud.hub.storage import Database, leases
 from edge.contract import (
     CMD,
@@ -73,8 +82,9 @@ from edge.messaging.brokers import describe, dropped_words, refused_words
 log = logging.getLogger(__name__)
 LEASE_NAME = "mqtt-consumer"
 LEASE_TTL_S = 15.0
-QUEUE_LIMIT = 200_000
-LINGER_S = 0.05  # how long the writer lets a burst gather before a batch (see _take_batch)
+CONNACK_TIMEOUT_S = 5.0  # auto: no answer to an MQTT 5 CONNECT this long means 3.1.1 only
+ORPHAN_CHECK_S = 5.0  # how often a hub looks for sessions of gone hubs (orphans.py)
+RETRY_S = 1.0  # after a batch that could not be stored, before reconnecting for redelivery
 UNSUPPORTED_PROTOCOL = 0x84  # CONNACK reason; paho maps a 3.1.1 broker's code 1 to it
 PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
@@ -99,7 +109,7 @@ class MqttBridge:
         self.settings = BrokerSettings.resolve(config, database)
         self.tls = self.settings.tls
         self.failover = Failover(self.settings.endpoints, cap=30.0)
-        self._downgrading = False  # the refused MQTT 5 client is being replaced: no failover
+        self._replacing = False  # the client is being replaced or reconnected: no failover
         self.reconciled = threading.Event()  # set after each reconcile of broker accounts
         self.counters: Counter[str] = Counter()
         self._persisted: Counter[str] = Counter()  # what persist_counters already added
@@ -108,10 +118,10 @@ class MqttBridge:
         # resolved to shared|lease on the first SUBACK (or at once without MQTT 5)
         self.mode = "lease" if self.protocol == "3.1.1" else config.mqtt_consumer
         self.consuming = False
-        # paho's thread appends, the writer pops: deque operations are atomic, so the hot
-        # receive path takes no lock (queue.Queue cost a lock and a notify per message)
-        self._inbox: deque[tuple[str, bytes]] = deque()
-        self._wake = threading.Event()
+        self._inbox = Inbox()
+        self._closing = threading.Event()  # stop(): leave new arrivals to the next session
+        self._maybe_subscribed = False  # a resumed lease-mode session may hold subscriptions
+        self._connack_seen = False  # the broker answered a CONNECT of ours
         self._sink: Sink
         if config.bridge_writer == "process":
             from cloud.hub.ingest.writer_process import WriterProcess
@@ -134,17 +144,45 @@ class MqttBridge:
         self.connected = threading.Event()
         self.last_error: str | None = None  # why the last TLS connection attempt failed
         self.holder = f"{leases.WORKER_ID}-bridge-{uuid.uuid4().hex[:6]}"
-        self.client = self._make_client(self.protocol)
+        self.persistent = config.mqtt_session_expiry_s > 0
+        # start() claims the id (a slot lease) and makes the real client; a bridge that is
+        # never started (tests and benchmarks drive flush) claims nothing
+        self.identity: ClientIdentity | None = None
+        self.client_id = ""
+        self.share_group = config.mqtt_share_group or "edgekit-hub"  # per fleet from start()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
 
     def _make_client(self, protocol: str) -> mqtt.Client:
-        client = self.settings.client("", PROTOCOLS[protocol])
+        """A client with this bridge's stable id that acks only when told (Inbox.ack)."""
+        v5 = protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=PROTOCOLS[protocol],
+            clean_session=None if v5 else not self.persistent,
+            manual_ack=True,
+        )
+        self.settings.apply(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.on_pre_connect = self._on_pre_connect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(0, 0)  # _fail_over waits (jittered) and picks the broker
         return client
+
+    def _connect(self, client: mqtt.Client, host: str, port: int) -> None:
+        """Target ``client`` at a broker; every attempt resumes the session (MQTT 5: never a
+        clean start, and the broker keeps the session ``mqtt_session_expiry_s``)."""
+        if client.protocol != mqtt.MQTTv5:
+            client.connect_async(host, port, keepalive=30)
+            return
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = int(self.config.mqtt_session_expiry_s)
+        client.connect_async(
+            host, port, keepalive=30, clean_start=not self.persistent, properties=props
+        )
 
     @property
     def host(self) -> str:
@@ -163,37 +201,101 @@ class MqttBridge:
                 "can forge device reports and commands (see `edgekit hub broker-config`)",
                 self.host, self.port,
             )  # fmt: skip
+        self.identity = ClientIdentity(self.db, self.holder, self.config.mqtt_client_id)
+        self.client_id = self.identity.client_id
+        self.share_group = self.config.mqtt_share_group or f"edgekit-hub-{fleet_tag(self.db)}"
+        self.client = self._make_client(self.protocol)
         self._writer.start()
         if self.mode == "lease":
             self._start_lease()
         with self._client_lock:
-            self.client.connect_async(self.host, self.port, keepalive=30)
+            self._connect(self.client, self.host, self.port)
             self.client.loop_start()
+        if self.identity.slot is not None and self.persistent:
+            threading.Thread(target=self._orphan_loop, name="hub-mqtt-orphans", daemon=True).start()
         return self
 
+    def _orphan_loop(self) -> None:
+        """Drain and end the sessions of hubs that are gone (cloud/hub/ingest/orphans.py)."""
+        assert self.identity is not None
+        writer = BatchWriter(self.config, self.db)  # this thread's own: not thread-safe
+        group = self.share_group
+        filters = [topic_filter(k) for k in (STATUS, TELEMETRY, EVENTS)]
+        filters += [f"$share/{group}/{topic_filter(k)}" for k in (TELEMETRY, EVENTS)]
+
+        def run(client_id: str) -> int:
+            protocol = PROTOCOLS[self.protocol]
+            endpoint = (self.host, self.port)
+            return orphans.drain(
+                self.settings, endpoint, client_id, protocol, writer.flush, filters
+            )
+
+        while not self._stop.wait(ORPHAN_CHECK_S):
+            if not self.connected.is_set():
+                continue
+            try:
+                orphans.adopt_orphans(self.db, self.holder, self.identity.id_for, run)
+            except SQLAlchemyError:
+                log.warning("could not look for sessions of gone hubs", exc_info=True)
+
     def stop(self) -> None:
+        """Store and acknowledge what was received while still connected; what arrives
+        meanwhile stays unacknowledged in the session, for the next hub with this id."""
+        self._closing.set()
         self._stop.set()
+        self._inbox.wake()
         try:
+            if self._writer.is_alive():
+                self._writer.join(timeout=10)
             with self._client_lock:
                 self.client.disconnect()
                 self.client.loop_stop()
         finally:
-            self._writer.join(timeout=5)
             self._sink.close()
             self.persist_counters()
             if self.mode == "lease" and self.consuming:
                 leases.release(self.db, LEASE_NAME, self.holder)
+            if self.identity is not None:
+                self.identity.release()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self.connected.wait(timeout)
 
     # ------------------------------------------------------------------ MQTT callbacks
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+    def _on_pre_connect(self, client: mqtt.Client, _u: Any) -> None:
+        """amqtt (3.1.1 only) never answers an MQTT 5 CONNECT carrying properties (ours has
+        the Session Expiry Interval), where other 3.1.1 brokers refuse it: with ``auto``, a
+        first CONNECT left unanswered for ``CONNACK_TIMEOUT_S`` downgrades too."""
+        if self.protocol == "5" and self.config.mqtt_version == "auto" and not self._connack_seen:
+            timer = threading.Timer(
+                CONNACK_TIMEOUT_S, self._connack_overdue, args=(client, self._inbox.connection)
+            )
+            timer.daemon = True
+            timer.start()
+
+    def _connack_overdue(self, client: mqtt.Client, generation: int) -> None:
+        if (
+            client is not self.client
+            or generation != self._inbox.connection
+            or self._connack_seen
+            or self._stop.is_set()
+        ):
+            return
+        log.warning("broker %s:%s did not answer an MQTT 5 CONNECT in %.0f s; using 3.1.1",
+                    self.host, self.port, CONNACK_TIMEOUT_S)  # fmt: skip
+        self._replacing = True
+        self._downgrade()
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, _p: Any
+    ) -> None:
+        self._inbox.new_connection()
+        self._connack_seen = True
         if rc.is_failure:
             downgrade = self.protocol == "5" and self.config.mqtt_version == "auto"
             if rc.value == UNSUPPORTED_PROTOCOL and downgrade:
                 log.warning("broker %s:%s does not speak MQTT 5; using 3.1.1", self.host, self.port)
-                self._downgrading = True
+                self._replacing = True
                 # paho's loop thread runs this callback and cannot stop itself
                 threading.Thread(target=self._downgrade, name="hub-mqtt-downgrade").start()
                 return
@@ -209,6 +311,8 @@ class MqttBridge:
             self._subscribe_shared()
         elif self.consuming:
             self._subscribe_direct()
+        elif getattr(flags, "session_present", False):
+            self._maybe_subscribed = True  # the lease loop unsubscribes if another consumes
         self.connected.set()
         if self.settings.managed:
             threading.Thread(target=self._reconcile, name="hub-dynsec-reconcile").start()
@@ -242,14 +346,14 @@ class MqttBridge:
                 self.mode = "lease"
                 self._start_lease()
             self.client = self._make_client(self.protocol)
-            self._downgrading = False
-            self.client.connect_async(self.host, self.port, keepalive=30)
+            self._replacing = False
+            self._connect(self.client, self.host, self.port)
             self.client.loop_start()
 
     def _subscribe_shared(self) -> None:
         for kind in (TELEMETRY, EVENTS):
             _rc, mid = self.client.subscribe(
-                f"$share/{self.config.mqtt_share_group}/{topic_filter(kind)}", qos=1
+                f"$share/{self.share_group}/{topic_filter(kind)}", qos=1
             )
             if mid is not None:
                 self._pending_shared[mid] = kind
@@ -298,10 +402,11 @@ class MqttBridge:
     def _on_disconnect(
         self, client: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, _p: Any
     ) -> None:
+        self._inbox.new_connection()  # acks owed on the lost connection are dropped
         was = self.connected.is_set()
         self.connected.clear()
         self.subscribed.clear()
-        if self._stop.is_set() or self._downgrading or client is not self.client:
+        if self._stop.is_set() or self._replacing or client is not self.client:
             return
         from_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
         if was:
@@ -319,19 +424,17 @@ class MqttBridge:
             log.info("hub bridge trying broker %s next (of %s) in %.1f s",
                      nxt.address, describe(self.failover.endpoints), delay)  # fmt: skip
             try:  # only re-targets the client (its socket is closed already)
-                client.connect_async(nxt.host, nxt.port, keepalive=30)
+                self._connect(client, nxt.host, nxt.port)
             except (OSError, ValueError, RuntimeError) as exc:
                 log.warning("hub bridge cannot switch to %s: %s", nxt.address, exc)
         self._stop.wait(delay)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._closing.is_set():
+            return  # not acknowledged: the broker keeps it for this id's next session
         self.counters["received"] += 1
-        if len(self._inbox) >= QUEUE_LIMIT:
-            self.counters["overflow"] += 1
-            return
-        self._inbox.append((msg.topic, bytes(msg.payload)))
-        if not self._wake.is_set():
-            self._wake.set()
+        if not self._inbox.put(msg):
+            self.counters["overflow"] += 1  # not acknowledged either: redelivered later
 
     # ------------------------------------------------------------------ lease mode
     def _start_lease(self) -> None:
@@ -353,8 +456,9 @@ class MqttBridge:
                 self.consuming = True
                 self._subscribe_direct()
                 log.info("this worker now consumes telemetry and events (%s)", self.holder)
-            elif not held and self.consuming:
-                self.consuming = False
+            elif not held and (self.consuming or self._maybe_subscribed):
+                # a persistent session would keep queueing for a worker that does not consume
+                self.consuming = self._maybe_subscribed = False
                 self.subscribed.clear()
                 self.client.unsubscribe([topic_filter(TELEMETRY), topic_filter(EVENTS)])
             self._stop.wait(LEASE_TTL_S / 3)
@@ -370,41 +474,52 @@ class MqttBridge:
 
     # ------------------------------------------------------------------ writing
     def _write_loop(self) -> None:
-        while not self._stop.is_set() or self._inbox:
-            batch = self._take_batch()
+        while not self._stop.is_set() or len(self._inbox):
+            batch = self._inbox.take(
+                self.config.bridge_batch_size, self.config.bridge_flush_s, self._stop
+            )
             if not batch:
                 continue
+            counted = False  # the writer process counts a batch it could not store as lost
             try:
-                self.flush(batch)
+                counted = bool(self.flush([(t, p) for t, p, _m, _g in batch]).get("lost"))
+                if not counted:
+                    self._inbox.ack(batch, self.client)
+                    continue
             except Exception:  # the writer thread must outlive any one batch
-                self.counters["lost"] += len(batch)
                 log.exception("a batch of %d messages could not be stored", len(batch))
+            owed = sum(1 for e in batch if e[2])  # QoS 1: the broker has them until acked
+            if not counted:
+                self.counters["lost"] += len(batch) - owed  # QoS 0: gone
+            self.counters["unacked"] += owed
+            if owed and self.identity is not None:
+                self._redeliver()
 
-    def _take_batch(self) -> list[tuple[str, bytes]]:
-        """Everything queued (at most ``bridge_batch_size``) once one message is there,
-        after letting a burst gather for ``LINGER_S``.
+    def _redeliver(self) -> None:
+        """After a batch that could not be stored: reconnect (after ``RETRY_S``) so the
+        broker delivers what was not acknowledged again; meanwhile it queues the rest."""
+        if self._stop.wait(RETRY_S):
+            return
+        log.warning("reconnecting so the broker delivers the unstored messages again")
+        with self._client_lock:
+            if self._stop.is_set():
+                return
+            self._replacing = True
+            try:
+                self.client.disconnect()
+                self.client.loop_stop()
+            finally:
+                self._replacing = False
+            self._connect(self.client, self.host, self.port)
+            self.client.loop_start()
 
-        Group commit: while one batch is written the next accumulates, so batches grow
-        with load. The short linger makes them grow sooner: the per-batch costs (one
-        transaction, one KPI/model update per device, one row per device-minute) are
-        shared by more messages, and the writer leaves the GIL to paho's receive thread
-        meanwhile. An idle hub stores a message within ``LINGER_S``."""
-        inbox = self._inbox
-        if not inbox:
-            self._wake.wait(self.config.bridge_flush_s)
-            self._wake.clear()
-            if not inbox:
-                return []
-        limit = self.config.bridge_batch_size
-        if len(inbox) < limit and not self._stop.is_set():
-            time.sleep(LINGER_S)
-        return [inbox.popleft() for _ in range(min(len(inbox), limit))]
-
-    def flush(self, raw: list[tuple[str, bytes]]) -> None:
+    def flush(self, raw: list[tuple[str, bytes]]) -> Counter[str]:
         """Parse and store one batch through the writer (public so tests and benchmarks
         can drive it); its counters join the bridge's, and the shared ones (/metrics)."""
-        self.counters.update(self._sink.flush(raw))
+        delta = self._sink.flush(raw)
+        self.counters.update(delta)
         self.persist_counters()
+        return delta
 
     def persist_counters(self) -> None:
         """Add what this bridge counted since the last call to the database's fleet

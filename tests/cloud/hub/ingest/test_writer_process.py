@@ -100,6 +100,8 @@ def test_the_writer_thread_survives_a_failing_batch(app: Any) -> None:
 
 
 class _Msg:
+    qos, mid = 0, 0  # QoS 0: nothing to acknowledge (a failed batch of them is lost)
+
     def __init__(self, topic: str, payload: bytes) -> None:
         self.topic, self.payload = topic, payload
 
