@@ -248,7 +248,7 @@ class Agent:
     # ------------------------------------------------------------------ Observer (serving)
 
     def on_input(self, x: np.ndarray) -> None:
-        self.reporter.monitor.record_input(x[0])
+        self.reporter.monitor.record_input(x)  # the one-sample batch as it is: no view made
 
     def on_prediction(
         self, model: LoadedModel, prediction: Prediction, latency_ms: float, label: Any

@@ -175,6 +175,12 @@ class Model:
         )
         self.prepare = Preparer(manifest)
         self.infer = backend.infer
+        # the backend's own fill call when its scores are [1, classes] already (LiteRT's
+        # bound batch-1 call): nothing on top of it on the agent's in-process path
+        self.fill_and_infer = self._fill_and_infer
+        fill = getattr(backend, "fill_and_infer", None)
+        if fill is not None and len(manifest.outputs[0].shape) == 2:
+            self.fill_and_infer = fill
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         sample = tuple(manifest.inputs[0].shape[1:])
         self._sample: tuple[int, ...] | None = sample if all(s > 0 for s in sample) else None
@@ -353,9 +359,13 @@ class Model:
         (see :meth:`fill_and_infer`)."""
         return bool(getattr(self.backend, "fillable", False))
 
-    def fill_and_infer(self, fill: Callable[[np.ndarray], bool]) -> np.ndarray | None:
-        """Scores (batch first) for one sample that ``fill`` writes into the runtime's input
-        tensor, saving a copy of the input; None when ``fill`` declined it."""
+    fill_and_infer: Callable[[Callable[[np.ndarray], bool]], np.ndarray | None]
+    """Scores ``[1, classes]`` for one sample that ``fill`` writes into the runtime's input
+    tensor, saving a copy of the input; None when ``fill`` declined it (see
+    :attr:`fillable`)."""
+
+    def _fill_and_infer(self, fill: Callable[[np.ndarray], bool]) -> np.ndarray | None:
+        """``fill_and_infer`` with the scores reshaped to ``[1, classes]``."""
         scores: np.ndarray | None = self.backend.fill_and_infer(fill)  # type: ignore[attr-defined]
         if scores is None:
             return None
@@ -378,6 +388,7 @@ class Model:
         """Release the runtime (and the extracted copy :func:`load_model` made); later
         calls raise BackendError."""
         self.infer = _closed
+        self.fill_and_infer = _closed
         self.backend.close()
         if self._workdir is not None:
             self._workdir.cleanup()
@@ -393,7 +404,7 @@ class Model:
         return f"<Model {self.manifest.name} v{self.manifest.version} {self.variant.target}>"
 
 
-def _closed(_x: np.ndarray) -> np.ndarray:
+def _closed(*_args: Any) -> np.ndarray:
     raise BackendError("the model is closed")
 
 

@@ -46,72 +46,28 @@ from edge.serving.drift_watch import (
     check_threshold,
     empty_block,
 )
+from edge.serving.latency import (
+    LATENCY_GROWTH,
+    LATENCY_MAX_MS,
+    LATENCY_MIN_MS,
+    LATENCY_REL_ERROR,
+    LatencyHistogram,
+    latency_edges,
+)
 
-LATENCY_MIN_MS = 0.01
-LATENCY_MAX_MS = 120_000.0
-LATENCY_GROWTH = 1.1
-LATENCY_REL_ERROR = math.sqrt(LATENCY_GROWTH) - 1
 MAX_GUARD_FEATURES = 10  # features named per telemetry interval in input_guard
+__all__ = [
+    "LATENCY_GROWTH",
+    "LATENCY_MAX_MS",
+    "LATENCY_MIN_MS",
+    "LATENCY_REL_ERROR",
+    "LatencyHistogram",
+    "Monitor",
+    "latency_edges",
+]
 _LE_MS = [b * 1000.0 for b in LATENCY_BUCKETS_S]  # the contract's bounds, in record()'s unit
-
-
-def latency_edges(
-    lo: float = LATENCY_MIN_MS, hi: float = LATENCY_MAX_MS, growth: float = LATENCY_GROWTH
-) -> np.ndarray:
-    """Log-spaced bucket edges: ``lo * growth**i`` up to at least ``hi``."""
-    n = math.ceil(math.log(hi / lo) / math.log(growth))
-    return lo * growth ** np.arange(n + 1)
-
-
-class LatencyHistogram:
-    """Constant-memory latency distribution with bounded-relative-error percentiles."""
-
-    def __init__(self, edges: np.ndarray | None = None) -> None:
-        self.edges = latency_edges() if edges is None else np.asarray(edges, dtype=np.float64)
-        if self.edges.ndim != 1 or len(self.edges) < 2 or np.any(np.diff(self.edges) <= 0):
-            raise ValueError("latency bucket edges must be strictly increasing")
-        # bucket 0: below edges[0]; bucket i: [edges[i-1], edges[i]); last: >= edges[-1]
-        self.counts = np.zeros(len(self.edges) + 1, dtype=np.int64)
-        self._edge_list = self.edges.tolist()  # add() bisects a list: no numpy call
-        self.reset()
-
-    def reset(self) -> None:
-        self.counts[:] = 0
-        self.n = 0
-        self.total = 0.0
-        self.min = math.inf
-        self.max = -math.inf
-
-    def add(self, ms: float) -> None:
-        self.counts[bisect.bisect_right(self._edge_list, ms)] += 1
-        self.n += 1
-        self.total += ms
-        self.min = min(self.min, ms)
-        self.max = max(self.max, ms)
-
-    def percentile(self, q: float) -> float | None:
-        """Nearest-rank percentile estimate (q in 0..100), None when empty."""
-        if self.n == 0:
-            return None
-        rank = max(1, math.ceil(q / 100.0 * self.n))
-        bucket = int(np.searchsorted(np.cumsum(self.counts), rank))
-        if bucket == 0:
-            estimate = self.min
-        elif bucket >= len(self.edges):
-            estimate = self.max
-        else:
-            estimate = math.sqrt(self.edges[bucket - 1] * self.edges[bucket])
-        return float(min(max(estimate, self.min), self.max))
-
-    def summary(self) -> dict[str, float | None]:
-        empty = self.n == 0
-        return {
-            "p50": self.percentile(50),
-            "p95": self.percentile(95),
-            "p99": self.percentile(99),
-            "mean": None if empty else self.total / self.n,
-            "max": None if empty else self.max,
-        }
+_ERROR = -1.0  # a failed inference in Monitor._recent (latencies are never negative)
+PENDING_RECORDS = 64  # inferences queued before they are counted (see Monitor.record_scores)
 
 
 def _process_probe() -> Callable[[], tuple[float | None, float | None]]:
@@ -167,7 +123,8 @@ class Monitor:
             )  # fmt: skip
             self._input_drift = self._drift.inputs
         self._correct: deque[bool] = deque(maxlen=window)
-        self._recent: deque[tuple[bool, float]] = deque(maxlen=max(window, 10_000))
+        # latency (ms) of each recent inference, _ERROR for a failed one: no tuple per call
+        self._recent: deque[float] = deque(maxlen=max(window, 10_000))
         self._probe = _process_probe()
         self.started = self._clock()
         self.inferences_total = 0
@@ -176,6 +133,8 @@ class Monitor:
         self.errors_by_kind: dict[str, int] = {}
         self._le_total = [0] * (len(_LE_MS) + 1)
         self._le_total_ms = 0.0
+        # (latency ms, top index, its score, true label) of inferences not counted yet
+        self._pending: list[tuple[float, int, float, str | int | None]] = []
         self._reset_interval(self.started)
 
     # -- recording -----------------------------------------------------------------------
@@ -201,45 +160,64 @@ class Monitor:
     def record_input(self, model_input: np.ndarray) -> None:
         """A model-domain input about to be run (input drift). Serving calls this right
         after preparing it, while it is still in the CPU caches."""
-        if self._drift is not None:
+        drift = self._input_drift
+        if drift is not None:
             with self._lock:
-                self._drift.add_input(model_input)
+                drift.add(model_input)
 
     def record_scores(
         self, latency_ms: float, row: list[float], pred: int, true_label: str | int | None = None
     ) -> None:
         """One successful inference whose score row (finite, one per label: checked by the
         caller) and top index ``pred`` are known. Called right after the model ran, when
-        the CPU caches are cold and each numpy call is expensive: plain Python only."""
+        the CPU caches are cold and every line costs several times its warm price: so it
+        is only queued here, and counted ``PENDING_RECORDS`` at a time (warm), or when
+        anything reads the monitor (:meth:`_flush`)."""
         if len(row) != len(self.labels):
             self.record_error("bad_output")
             return
-        ms = float(latency_ms) if math.isfinite(latency_ms) else 0.0
-        ms = max(ms, 0.0)
         with self._lock:
-            self.inferences_total += 1
-            self._inferences += 1
-            self._latency.add(ms)
+            pending = self._pending
+            pending.append((latency_ms, pred, row[pred], true_label))
+            if len(pending) >= PENDING_RECORDS:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Count the queued inferences (the caller holds the lock)."""
+        pending, self._pending = self._pending, []
+        latency, le_counts, le_total, classes = (
+            self._latency, self._le_counts, self._le_total, self._class_counts
+        )  # fmt: skip
+        recent, drift, inf = self._recent, self._drift, math.inf
+        for latency_ms, pred, confidence, true_label in pending:
+            ms = float(latency_ms)
+            if not 0.0 < ms < inf:  # negative, NaN or infinite: counted as 0
+                ms = 0.0
+            latency.add(ms)
             i = bisect.bisect_left(_LE_MS, ms)
-            self._le_counts[i] += 1
-            self._le_total[i] += 1
+            le_counts[i] += 1
+            le_total[i] += 1
             self._le_total_ms += ms
-            self._confidence_sum += float(row[pred])
-            self._class_counts[pred] += 1
-            self._recent.append((True, ms))
-            if self._drift is not None:
-                self._drift.add_prediction(pred, float(row[pred]))
-            truth = self._label_of(true_label)
-            if truth is not None:
-                self._correct.append(truth == self.labels[pred])
+            self._confidence_sum += float(confidence)
+            classes[pred] += 1
+            recent.append(ms)
+            if drift is not None:
+                drift.add_prediction(pred, float(confidence))
+            if true_label is not None:
+                truth = self._label_of(true_label)
+                if truth is not None:
+                    self._correct.append(truth == self.labels[pred])
+        self.inferences_total += len(pending)
+        self._inferences += len(pending)
 
     def record_error(self, kind: str) -> None:
         """A failed inference (timeout, backend error, ...), counted by ``kind``."""
         with self._lock:
+            self._flush()  # in order: the recent outcomes are a sequence
             self.errors_total += 1
             self._errors[kind] = self._errors.get(kind, 0) + 1
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
-            self._recent.append((False, 0.0))
+            self._recent.append(_ERROR)
 
     def record_rejection(self, code: str) -> None:
         """An input refused before inference (InputError.code); not a model error."""
@@ -261,8 +239,9 @@ class Monitor:
     def recent_outcomes(self, window: int) -> tuple[int, int]:
         """``(attempts, errors)`` over the last ``window`` inferences and errors."""
         with self._lock:
+            self._flush()
             items = list(self._recent)[-window:] if window > 0 else []
-        return len(items), sum(1 for ok, _ms in items if not ok)
+        return len(items), sum(1 for ms in items if ms == _ERROR)
 
     def error_rate_recent(self, window: int) -> float:
         """Share of errors among the last ``window`` attempts (0.0 when there were none)."""
@@ -272,7 +251,8 @@ class Monitor:
     def latency_recent(self, window: int, q: float = 95.0) -> float | None:
         """Exact percentile of the last ``window`` successful latencies (for probation)."""
         with self._lock:
-            values = [ms for ok, ms in list(self._recent)[-window:] if ok]
+            self._flush()
+            values = [ms for ms in list(self._recent)[-window:] if ms != _ERROR]
         return float(np.percentile(values, q)) if values else None
 
     def set_drift_thresholds(self, threshold: float, feature_threshold: float) -> None:
@@ -288,6 +268,7 @@ class Monitor:
         """Carry the run's start and totals over from the monitor this one replaces (a
         new model), so counters never go back while the agent runs."""
         with previous._lock:
+            previous._flush()
             self.started = previous.started
             self.inferences_total = previous.inferences_total
             self.errors_total = previous.errors_total
@@ -301,6 +282,7 @@ class Monitor:
         errors and rejected inputs by kind, and the latency histogram in seconds."""
         now = self._clock()
         with self._lock:
+            self._flush()
             return {
                 "uptime_s": max(0.0, now - self.started),
                 "inferences": self.inferences_total,
@@ -331,6 +313,7 @@ class Monitor:
         now = self._clock() if now is None else now
         cpu, rss = self._probe()
         with self._lock:
+            self._flush()
             interval = max(now - self._interval_start, 1e-9)
             n, errs = self._inferences, sum(self._errors.values())
             drift = (

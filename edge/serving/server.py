@@ -8,9 +8,10 @@ to a dedicated inference thread cost ~0.5 ms per inference on a 2-vCPU VM (wakin
 thread, then waking the caller), a quarter of a MobileNet inference, so the time limit is
 enforced without a hand-off:
 
-* a :class:`_Watchdog` thread polls the calls in progress and, past their deadline, asks
-  the runtime to stop (ONNX Runtime's terminate flag, OpenVINO's cancel); the interrupted
-  call is answered with ``InferenceTimeoutError``, and so is one that returns late;
+* a watchdog thread (edge/serving/watchdog.py) polls the calls in progress and, past
+  their deadline, asks the runtime to stop (ONNX Runtime's terminate flag, OpenVINO's
+  cancel); the interrupted call is answered with ``InferenceTimeoutError``, and so is one
+  that returns late;
 * a call that finds the model busy past the limit (a run the runtime cannot interrupt,
   LiteRT) gets ``InferenceTimeoutError`` without waiting longer; those errors raise the
   error rate, and the fallback moves serving to the last known good model.
@@ -30,7 +31,6 @@ a warning on the prediction, ``refuse`` answers InputError code ``range``.
 from __future__ import annotations
 
 import _thread
-import itertools
 import logging
 import math
 import queue
@@ -63,8 +63,11 @@ from edge.runtime import (
     RangeGuard,
     runtime_loaded,
 )
+from edge.serving.watchdog import Watch, Watchdog
 
 log = logging.getLogger(__name__)
+_F32 = np.dtype(np.float32)
+_DECLINED = np.empty((0,), dtype=np.float32)  # what _run_limited returns for a declined input
 
 
 @dataclass
@@ -83,10 +86,15 @@ class LoadedModel:
     prepare: Preparer = field(init=False, repr=False, compare=False)
     ranges: FeatureRanges | None = field(init=False, repr=False, compare=False)
     _guard: RangeGuard | None = field(init=False, default=None, repr=False, compare=False)
+    # whether inputs can be prepared straight into the runtime's input tensor (fixed at load)
+    direct: bool = field(init=False, repr=False, compare=False)
+    # the time-limit watch of this model's (one) call in progress, made by the server
+    watch: Watch | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.threads is None:
             self.threads = getattr(getattr(self.predictor, "variant", None), "threads", None)
+        self.direct = bool(getattr(self.predictor, "fillable", False))
         self.prepare = Preparer(self.manifest)
         try:
             self.ranges = FeatureRanges.for_bundle(self.slot.bundle_dir, self.manifest)
@@ -105,11 +113,6 @@ class LoadedModel:
         return guard
 
     @property
-    def direct(self) -> bool:
-        """Whether inputs can be prepared straight into the runtime's input tensor."""
-        return self.predictor.fillable
-
-    @property
     def name(self) -> str:
         return self.manifest.name
 
@@ -125,6 +128,20 @@ class LoadedModel:
             self.predictor.close()
         except Exception:  # closing must never take the agent down
             log.exception("closing %s failed", self.slot.id)
+
+
+def _score_row(scores: np.ndarray) -> list[float]:
+    """The first row of a ``[batch, classes]`` score array as a list, ``[]`` when the array
+    has another shape or a value that is not finite. One numpy call (``tolist``): right
+    after an inference numpy's own code is out of the caches, and each call costs ~10 us."""
+    rows = scores.tolist()
+    if type(rows) is not list or not rows or type(rows[0]) is not list:
+        return []
+    row: list[float] = rows[0]
+    try:
+        return row if row and all(map(math.isfinite, row)) else []
+    except TypeError:  # more than two dimensions: rows of lists
+        return []
 
 
 class Observer(Protocol):
@@ -308,66 +325,6 @@ class SerialWorker:
             call.done.release()
 
 
-class _Watchdog:
-    """Interrupts inferences that outlive their deadline.
-
-    Arming a call is a dict insert under an uncontended lock: no thread is woken per
-    inference. The watchdog polls every ``period()`` seconds and asks the runtime of an
-    overdue call to stop (again at each poll until it ends); the lock makes ``disarm`` wait
-    for a cancel in progress, so a late cancel never reaches the next call on the same
-    model."""
-
-    def __init__(self, period: Callable[[], float]) -> None:
-        self._calls: dict[int, list[Any]] = {}  # token -> [deadline, predictor, overdue]
-        self._lock = threading.Lock()
-        self._ids = itertools.count()
-        self._period = period
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inference-watchdog", daemon=True)
-        self._thread.start()
-
-    def arm(self, predictor: Model, deadline: float) -> int:
-        token = next(self._ids)
-        with self._lock:
-            self._calls[token] = [deadline, predictor, False]
-        return token
-
-    def disarm(self, token: int) -> bool:
-        """Forget the call; True when it was overdue (and cancelled, where possible)."""
-        with self._lock:
-            return bool(self._calls.pop(token)[2])
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def check(self, now: float) -> int:
-        """Ask the runtime of every call overdue at ``now`` to stop; returns how many became
-        overdue now. Asked again at every poll while it runs on: a cancel that landed
-        between two runs of one call (batches run in chunks) is not lost."""
-        newly = 0
-        with self._lock:
-            for entry in self._calls.values():
-                if entry[0] > now:
-                    continue
-                first = not entry[2]
-                entry[2] = True
-                newly += first
-                try:
-                    stopped = entry[1].cancel()
-                except Exception:  # a failing cancel must not end the watchdog
-                    if first:
-                        log.exception("cancelling an overdue inference failed")
-                    stopped = False
-                if first and not stopped:
-                    log.error("an inference is past its time limit and its runtime cannot "
-                              "interrupt it; later calls time out until it returns")  # fmt: skip
-        return newly
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self._period()):
-            self.check(time.monotonic())
-
-
 class ModelServer:
     """Serves the current model; thread-safe."""
 
@@ -400,7 +357,7 @@ class ModelServer:
         self._shadow_worker: SerialWorker | None = None
         self.sampler: Sampler | None = None  # capture (edge/capture), None while off
         # polls 4x per limit (at most every 0.25 s): a call is cancelled within 1.25 limits
-        self._watchdog = _Watchdog(lambda: min(0.25, max(0.002, self.timeout / 4)))
+        self._watchdog = Watchdog(lambda: min(0.25, max(0.002, self.timeout / 4)))
 
     # ------------------------------------------------------------------ model handling
 
@@ -454,42 +411,80 @@ class ModelServer:
         model = self._model
         if model is None:
             raise NoModelError("no model installed yet")
+        # Every line here runs on each inference, right before or after the model evicted
+        # the CPU caches, where each function call and attribute costs several times its
+        # warm price: hence the direct path inlined (no helper frames) and plain Python on
+        # the (small) score row (every numpy call costs ~10 us, a list next to nothing).
         t0 = time.perf_counter()
         x: np.ndarray | None = None
-        scores: np.ndarray | None = None
         warning: str | None = None
+        scores = _DECLINED
         if model.direct and model.prepare.fits(raw):
-            scores, x = self._run_direct(model, raw)
-        if scores is None:  # the generic path: prepare (or reject), then run
+            kept: list[np.ndarray] = []
+            fill_into, on_input, shadowed = model.prepare.fill, self.observer.on_input, self._shadow
+
+            def fill(buffer: np.ndarray) -> bool:
+                if not fill_into(raw, buffer):
+                    return False  # a value outside the fast bounds: the generic path decides
+                batch = buffer[None]
+                try:  # = self._note_input(batch), inlined: drift, while the input is cached
+                    on_input(batch)
+                except Exception:
+                    log.exception("recording an input failed")
+                if shadowed is not None:
+                    kept.append(batch.copy())  # the buffer is the runtime's: keep a copy
+                return True
+
+            scores = self._run_limited(model, model.predictor.fill_and_infer, fill)
+            if kept:
+                x = kept[0]
+        if scores is _DECLINED:  # the generic path: prepare (or reject), then run
             x = prepared = self._prepare(model, raw)
             warning = self._guard(model, prepared)
             self._note_input(prepared)
-            scores = self._run_limited(model, lambda: model.predictor.infer_model_domain(prepared))
-        # Plain Python on the (small) score row: right after an inference the CPU caches
-        # are cold and every numpy call costs ~10 us, a list costs next to nothing.
-        row = scores[0].tolist() if scores.ndim == 2 and scores.shape[0] >= 1 else []
-        if not row or not all(map(math.isfinite, row)):
+            scores = self._run_limited(model, model.predictor.infer_model_domain, prepared)
+        row = _score_row(scores)
+        if not row:
             self._record_error(model, "bad_output")
             raise BackendError(f"model returned unusable scores of shape {scores.shape}")
         latency_ms = (time.perf_counter() - t0) * 1000.0
         index = max(range(len(row)), key=row.__getitem__)  # the first maximum, as argmax
         labels = model.manifest.labels
         prediction = Prediction(
-            label=labels[index] if index < len(labels) else str(index),
-            index=index,
-            scores=row,
-            latency_ms=round(latency_ms, 4),
-            warnings=(warning,) if warning else (),
+            labels[index] if index < len(labels) else str(index),
+            index,
+            row,
+            round(latency_ms, 4),
+            (warning,) if warning else (),
         )
-        self._record_ok(model, latency_ms, row[index])
+        with self._lock:  # = self._record_ok(model, latency_ms, row[index]), inlined
+            if model is self._model:
+                self._outcomes.append(False)
+                window = self._window
+                window.inferences += 1
+                window.latencies_ms.append(latency_ms)
+                window.confidence_sum += row[index]
         self.observer.on_prediction(model, prediction, latency_ms, label)
+        if self.sampler is not None or self._shadow is not None:
+            self._pass_on(model, prediction, label, x, raw, latency_ms)
+        return prediction
+
+    def _pass_on(
+        self,
+        model: LoadedModel,
+        prediction: Prediction,
+        label: Any,
+        x: np.ndarray | None,
+        raw: Any,
+        latency_ms: float,
+    ) -> None:
+        """Offer a served prediction to capture, and its input to a shadow run."""
         if self.sampler is not None:
             self._offer(model, prediction, label, x, raw)
-        shadow = self._shadow
+        shadow, index = self._shadow, prediction.index
         if shadow is not None and x is not None and not shadow.done.is_set():
             shadow_x = x
             self._shadow_submit(lambda: self._shadow_one(shadow, shadow_x, index, latency_ms))
-        return prediction
 
     def predict_batch(self, raws: list[Any], labels: list[Any] | None = None) -> list[Prediction]:
         """Validate every input (an InputError names the sample at fault; nothing runs),
@@ -512,7 +507,7 @@ class ModelServer:
         batch = np.concatenate(parts) if len(parts) > 1 else parts[0]
         for i in range(len(parts)):
             self._note_input(batch[i : i + 1])
-        scores = self._run_limited(model, lambda: model.predictor.infer_model_domain(batch))
+        scores = self._run_limited(model, model.predictor.infer_model_domain, batch)
         rows = scores.tolist() if scores.ndim == 2 and scores.shape[0] == len(parts) else []
         if not rows or not all(math.isfinite(v) for row in rows for v in row):
             self._record_error(model, "bad_output")
@@ -606,50 +601,43 @@ class ModelServer:
             raise InputError("range", message)
         return message
 
-    def _run_direct(
-        self, model: LoadedModel, raw: np.ndarray
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Prepare ``raw`` straight into the runtime's input tensor and run it: the scores,
-        and a copy of the prepared input when a shadow run needs one. (None, None) when a
-        value is outside the fast bounds: the generic path then decides."""
-        kept: list[np.ndarray] = []
-
-        def fill(buffer: np.ndarray) -> bool:
-            if not model.prepare.fill(raw, buffer):
-                return False
-            self._note_input(buffer[None])  # drift, while the input is still cached
-            if self._shadow is not None:
-                kept.append(buffer[None].copy())
-            return True
-
-        scores = self._run_limited(model, lambda: model.predictor.fill_and_infer(fill))
-        return (scores, kept[0] if kept else None) if scores.size else (None, None)
-
-    def _run_limited(self, model: LoadedModel, run: Callable[[], np.ndarray | None]) -> np.ndarray:
-        """The model's scores from ``run`` (on this thread) within the time limit; an empty
-        array when ``run`` declined the input (see :meth:`_run_direct`)."""
+    def _run_limited(
+        self, model: LoadedModel, run: Callable[[Any], np.ndarray | None], arg: Any
+    ) -> np.ndarray:
+        """The model's scores from ``run(arg)`` (on this thread) within the time limit; an
+        empty array when ``run`` declined the input (the direct path's ``fill``)."""
         timeout = self.timeout
-        deadline = time.monotonic() + timeout
-        acquired = model.lock.acquire(True, timeout)
-        if not acquired or time.monotonic() > deadline:  # (or got it only as the limit passed)
-            if acquired:
-                model.lock.release()
-            self._record_error(model, "timeout")
-            raise InferenceTimeoutError(
-                f"the model is still busy with an earlier inference past the {timeout:g} s limit"
-            )
+        monotonic = time.monotonic
+        deadline = monotonic() + timeout
+        lock = model.lock
+        # uncontended (the common case): no wait, so no need to look at the clock again
+        if not lock.acquire(False):
+            acquired = lock.acquire(True, timeout)
+            if not acquired or monotonic() > deadline:  # (or got it only as the limit passed)
+                if acquired:
+                    lock.release()
+                self._record_error(model, "timeout")
+                raise InferenceTimeoutError(
+                    f"the model is still busy with an earlier inference past the {timeout:g} s "
+                    "limit"
+                )
+        watch = model.watch
+        if watch is None or watch.owner is not self._watchdog:
+            watch = model.watch = self._watchdog.watch(model.predictor)
         failure: Exception | None = None
+        scores: np.ndarray | None = None
         try:
-            token = self._watchdog.arm(model.predictor, deadline)
+            watch.overdue = False  # = watch.arm(deadline), inlined: runs on every inference
+            watch.deadline = deadline
             try:
-                scores = run()
+                scores = run(arg)
             except Exception as exc:
                 failure = exc
             finally:
-                overdue = self._watchdog.disarm(token)
+                overdue = watch.disarm()
         finally:
-            model.lock.release()
-        if overdue or time.monotonic() > deadline:
+            lock.release()
+        if overdue or monotonic() > deadline:
             self._record_error(model, "timeout")
             raise InferenceTimeoutError(
                 f"inference took longer than the {timeout:g} s limit"
@@ -658,7 +646,9 @@ class ModelServer:
             self._record_error(model, "runtime")
             raise BackendError(f"inference failed: {failure}") from failure
         if scores is None:
-            return np.empty((0,), dtype=np.float32)
+            return _DECLINED
+        if type(scores) is np.ndarray and scores.dtype is _F32:
+            return scores
         return np.asarray(scores, dtype=np.float32)
 
     def _shadow_submit(self, fn: Callable[[], Any]) -> None:

@@ -5,15 +5,16 @@ Interpreter lookup order: ``ai_edge_litert`` (the maintained package), then
 only if TensorFlow happens to be installed. Quantisation parameters are read from the
 model itself, which is the ground truth for what the interpreter expects.
 
-Fast path (``infer``): one interpreter per batch size seen (on demand, a few kept; batch 1
-made at load), each allocated once and never resized, so numpy views of its input tensor
-stay valid and are kept: a call writes the batch into that view (an int8 input is
-quantised straight into it, see ``quant.Quantizer``), invokes the native interpreter
-directly and takes its output as one fresh array. The Python ``Interpreter.invoke`` refuses
-to run while such views exist, a guard against ``allocate_tensors`` moving the buffers,
-which these interpreters never call again. Each interpreter's call is a closure made
-with it (everything bound in) and guarded by a one-token free list instead of a lock, so a
-digits-sized model costs ~0.35 us over the bare call (docs/runtimes.md).
+Fast path (``infer``; the calls are made in litert_fast.py): one interpreter per batch
+size seen (on demand, a few kept; batch 1 made at load), each allocated once and never
+resized, so numpy views of its input tensor stay valid and are kept: a call writes the
+batch into that view (an int8 input is quantised straight into it, see
+``quant.Quantizer``), invokes the native interpreter directly and takes its output as one
+fresh array. The Python ``Interpreter.invoke`` refuses to run while such views exist, a
+guard against ``allocate_tensors`` moving the buffers, which these interpreters never call
+again. Each interpreter's call is a closure made with it (everything bound in) and guarded
+by a one-token free list instead of a lock; ``infer`` itself has batch 1's call written
+out in it, so a digits-sized model costs ~0.3 us over the bare call (docs/runtimes.md).
 
 ``infer_generic`` is the plain documented API on a separate interpreter (``set_tensor``,
 ``invoke``, ``get_tensor``, resized to each batch); the equivalence tests compare the two.
@@ -27,7 +28,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError
@@ -40,6 +40,14 @@ import numpy as np
 from edge.contract import Artifact
 from edge.errors import BackendError, RuntimeMissingError
 from edge.runtime.backends.base import RuntimeInfo
+from edge.runtime.backends.litert_fast import (
+    _F32,
+    Filler,
+    Slot,
+    fast_call,
+    fill_call,
+    make_infer,
+)
 from edge.runtime.backends.quant import Quantizer, check_batch, dequantize, run_in_chunks
 
 RUNTIME = "litert"
@@ -95,63 +103,10 @@ def probe() -> dict[str, Any]:
 
 
 MAX_BATCH_SHAPES = 3  # interpreters kept per model, one per batch size (batch 1 included)
-_F32 = np.dtype(np.float32)
-_ND = np.ndarray
 
 
 def create(**options: Any) -> LiteRTBackend:
     return LiteRTBackend(**options)
-
-
-def _stable_view(native: Any, index: int) -> np.ndarray:
-    """A view of tensor ``index`` that stays valid: LiteRT applies its default delegate
-    (XNNPACK) on the first ``Invoke`` after ``allocate_tensors`` and may move the tensors
-    then (measured: the digits models' input does), so the view is taken after two warm-up
-    runs and only if the buffer stayed put between them. Later runs never move it: only
-    resizing or reallocating does, which a slot's interpreter never does again."""
-    native.Invoke()
-    first = native.tensor(native, index).ctypes.data
-    native.Invoke()
-    view: np.ndarray = native.tensor(native, index)
-    if view.ctypes.data != first:
-        raise BackendError("LiteRT moved the input tensor between runs; cannot keep a view")
-    return view
-
-
-class _Slot:
-    """One interpreter allocated for one batch size, with its input view kept."""
-
-    __slots__ = ("free", "get", "interp", "invoke", "n", "sample", "scratch", "shape", "view")
-
-    def __init__(self, interp: Any, n: int, shape: tuple[int, ...], in_index: int, q: bool):
-        native = interp._interpreter  # the pybind object the Python class wraps
-        self.interp, self.n, self.shape = interp, n, shape
-        self.invoke: Callable[[], None] = native.Invoke
-        self.get: Callable[[int], np.ndarray] = native.GetTensor
-        self.view: np.ndarray = _stable_view(native, in_index)
-        if self.view.shape != shape:
-            raise BackendError(f"LiteRT input is {list(self.view.shape)}, expected {list(shape)}")
-        # int8 input: float32 samples are written (or filled) here, then quantised into view
-        self.scratch: np.ndarray | None = np.empty(shape, np.float32) if q else None
-        self.sample: np.ndarray = self.view[0] if self.scratch is None else self.scratch[0]
-        # Who may run this interpreter: a one-token free list. ``list.pop``/``append`` are
-        # atomic and cost a third of ``with lock``, which on a 2 us model is 8 % of the call.
-        self.free: list[bool] = [True]
-
-    def take(self) -> None:
-        """Wait for the token (the slow paths; the fast path never waits, see ``infer``):
-        the holder keeps it for one invoke, so a short back-off poll is enough."""
-        delay = 0.0
-        while True:
-            try:
-                self.free.pop()
-                return
-            except IndexError:
-                time.sleep(delay)
-                delay = min(5e-4, delay * 2 or 1e-5)
-
-    def give(self) -> None:
-        self.free.append(True)
 
 
 class LiteRTBackend:
@@ -167,7 +122,7 @@ class LiteRTBackend:
         self.threads = threads
         self._cls, self._package, self._version = _interpreter_class()
         self._path: Path | None = None
-        self._slots: OrderedDict[int, _Slot] = OrderedDict()
+        self._slots: OrderedDict[int, Slot] = OrderedDict()
         self._calls: dict[tuple[int, ...], Callable[[np.ndarray], np.ndarray]] = {}
         self._generic: Any = None
         self._lock = threading.Lock()
@@ -176,6 +131,17 @@ class LiteRTBackend:
         self._sample_shape: tuple[int, ...] = ()
         self._in_q: Quantizer | None = None
         self._out_q: tuple[float, int] | None = None
+        # ``fill_and_infer(fill)``: run one sample written by ``fill`` straight into the
+        # input tensor (a float32 buffer quantised into it, for an int8 input), without the
+        # copy ``infer`` makes. ``fill(buffer)`` gets the writable sample-shaped buffer and
+        # returns False to cancel (nothing runs, None is returned); it must keep no
+        # reference to the buffer. Bound to the batch-1 interpreter's own call once that
+        # exists (``litert_fast.fill_call``), else the checked path.
+        self.fill_and_infer: Callable[[Filler], np.ndarray | None]
+        self.fill_and_infer = self._fill_checked
+        # Float32 scores for batch ``x``: the fast path (see the module docstring), a
+        # float32 array of a batch shape seen before, or the checked path. Made at load.
+        self.infer: Callable[[np.ndarray], np.ndarray] = self._infer
 
     def load(self, model_path: Path, artifact: Artifact | None = None) -> None:
         name = Path(model_path).name
@@ -189,10 +155,12 @@ class LiteRTBackend:
         self._resizable = True
         self._slots.clear()
         self._calls = {}
+        self.fill_and_infer = self._fill_checked
         self._generic = None
         self._slots[self._batch] = self._slot_of(interp, self._batch)
         if self._batch != 1:
             self._slot(1)  # serving runs one sample at a time: make it ready now
+        self.infer = make_infer(self)
 
     def _new(self, path: Path) -> Any:
         try:
@@ -227,53 +195,15 @@ class LiteRTBackend:
         if self._out_q is None and np.dtype(self._out["dtype"]) != _F32:
             raise BackendError(f"LiteRT output of type {self._out['dtype']} is not supported")
 
-    def _slot_of(self, interp: Any, n: int) -> _Slot:
+    def _slot_of(self, interp: Any, n: int) -> Slot:
         shape = (n, *self._sample_shape)
-        slot = _Slot(interp, n, shape, self._in_index, self._in_q is not None)
-        self._calls[shape] = self._fast_call(slot)
+        slot = Slot(interp, n, shape, self._in_index, self._in_q is not None)
+        self._calls[shape] = fast_call(self, slot)
+        if n == 1:  # never evicted: its fill call stays valid until close or load
+            self.fill_and_infer = fill_call(self, slot)
         return slot
 
-    def _fast_call(self, slot: _Slot) -> Callable[[np.ndarray], np.ndarray]:
-        """``infer`` for one batch shape, with everything it needs bound in: no attribute
-        lookups, no checks beyond the token. A call that finds the token taken (another
-        thread runs this interpreter) waits for it on the slow path."""
-        free, slow = slot.free, self._infer_checked
-        if self._in_q is None and self._out_q is None:
-            view, invoke, get, out_index = slot.view, slot.invoke, slot.get, self._out_index
-
-            def call(x: np.ndarray) -> np.ndarray:
-                try:
-                    free.pop()
-                except IndexError:
-                    return slow(x)
-                try:
-                    view[...] = x
-                    invoke()
-                    out: np.ndarray = get(out_index)  # a copy: the caller may keep it
-                    return out
-                except Exception as exc:
-                    raise BackendError(f"LiteRT inference failed: {exc}") from exc
-                finally:
-                    free.append(True)
-
-            return call
-        run = self._run
-
-        def call_quantized(x: np.ndarray) -> np.ndarray:
-            try:
-                free.pop()
-            except IndexError:
-                return slow(x)
-            try:
-                return run(slot, x)
-            except Exception as exc:
-                raise BackendError(f"LiteRT inference failed: {exc}") from exc
-            finally:
-                free.append(True)
-
-        return call_quantized
-
-    def _slot(self, n: int) -> _Slot | None:
+    def _slot(self, n: int) -> Slot | None:
         """The interpreter for batch ``n``, made on first use (caller holds the lock, or is
         ``load``); None when the model cannot be resized to ``n``."""
         slot = self._slots.get(n)
@@ -296,7 +226,7 @@ class LiteRTBackend:
             del self._calls[self._slots.pop(oldest).shape]  # a call running on it finishes
         return slot
 
-    def _scores(self, slot: _Slot) -> np.ndarray:
+    def _scores(self, slot: Slot) -> np.ndarray:
         """Invoke ``slot`` (its input already written) and return fresh float32 scores."""
         slot.invoke()
         out = slot.get(self._out_index)  # a copy: the caller may keep it
@@ -307,7 +237,7 @@ class LiteRTBackend:
         np.multiply(res, self._out_scale, out=res)
         return res
 
-    def _run(self, slot: _Slot, x: np.ndarray) -> np.ndarray:
+    def _run(self, slot: Slot, x: np.ndarray) -> np.ndarray:
         q = self._in_q
         if q is None:
             np.copyto(slot.view, x)
@@ -315,15 +245,8 @@ class LiteRTBackend:
             q.into(x, slot.view, slot.scratch)  # type: ignore[arg-type]
         return self._scores(slot)
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """Float32 scores for batch ``x``: the fast path (see the module docstring), a
-        float32 array of a batch shape seen before, or the checked path."""
-        # ``is``: numpy's float32 dtype is a singleton (any other float32 dtype object, a
-        # byte-swapped one say, takes the checked path); ``==`` costs 4 % on digits.
-        if type(x) is _ND and x.dtype is _F32:
-            call = self._calls.get(x.shape)
-            if call is not None:
-                return call(x)
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        """``infer`` before load and after close: the checked path says so."""
         return self._infer_checked(x)
 
     def _infer_checked(self, x: np.ndarray) -> np.ndarray:
@@ -344,7 +267,7 @@ class LiteRTBackend:
             return self._run_taken(own, chunks)
 
     @staticmethod
-    def _run_taken(slot: _Slot, fn: Callable[[], np.ndarray]) -> np.ndarray:
+    def _run_taken(slot: Slot, fn: Callable[[], np.ndarray]) -> np.ndarray:
         """``fn()`` holding ``slot``'s token, its errors as BackendError."""
         slot.take()
         try:
@@ -379,33 +302,30 @@ class LiteRTBackend:
 
     @property
     def fillable(self) -> bool:
-        """Whether :meth:`fill_and_infer` can be used (a model that takes one sample)."""
+        """Whether ``fill_and_infer`` can be used (a model that takes one sample)."""
         return 1 in self._slots or (bool(self._slots) and self._resizable)
 
-    def fill_and_infer(self, fill: Callable[[np.ndarray], bool]) -> np.ndarray | None:
-        """Run one sample written by ``fill`` straight into the input tensor (a float32
-        buffer quantised into it, for an int8 input), without the copy ``infer`` makes:
-        ``fill(buffer)`` gets the writable sample-shaped buffer and returns False to cancel
-        (nothing runs, None is returned). It must keep no reference to the buffer: the next
-        call writes into it."""
+    def _fill_checked(self, fill: Filler) -> np.ndarray | None:
+        """``fill_and_infer`` the slow way: make the batch-1 interpreter if needed and wait
+        for its token (slot 1 is never evicted, so the lock is not held while it runs)."""
         if not self.fillable:
             raise BackendError("this LiteRT model cannot be resized to one sample")
         with self._lock:
             slot = self._slot(1)
             if slot is None:
                 raise BackendError("this LiteRT model cannot be resized to one sample")
-            slot.take()  # the fast path may be writing this very buffer
+        slot.take()  # the fast path may be writing this very buffer
+        try:
+            if not fill(slot.sample):
+                return None
             try:
-                if not fill(slot.sample):
-                    return None
-                try:
-                    if self._in_q is not None:
-                        self._in_q.into(slot.scratch, slot.view, slot.scratch)  # type: ignore[arg-type]
-                    return self._scores(slot)
-                except Exception as exc:
-                    raise BackendError(f"LiteRT inference failed: {exc}") from exc
-            finally:
-                slot.give()
+                if self._in_q is not None:
+                    self._in_q.into(slot.scratch, slot.view, slot.scratch)  # type: ignore[arg-type]
+                return self._scores(slot)
+            except Exception as exc:
+                raise BackendError(f"LiteRT inference failed: {exc}") from exc
+        finally:
+            slot.give()
 
     def cancel(self) -> bool:
         """LiteRT's Python interpreter has no way to interrupt ``invoke``."""
@@ -425,4 +345,6 @@ class LiteRTBackend:
         with self._lock:
             self._slots.clear()
             self._calls = {}
+            self.fill_and_infer = self._fill_checked
+            self.infer = self._infer
             self._generic = None

@@ -314,16 +314,46 @@ def test_inputs_are_binned_in_batches_but_every_reading_sees_them() -> None:
 
 
 def test_image_subsamples_move_so_successive_inputs_cover_the_image() -> None:
-    from edge.serving.drift import InputDrift
+    from edge.serving.drift import MAX_ROWS, InputDrift
 
     ref = make_reference(np.random.default_rng(4), granularity="channel", dims=1)
     drift = InputDrift(ref["inputs"], window=1000, min_samples=1)
+
+    def picked(rows: int) -> list[int]:
+        index = np.arange(rows, dtype=np.float64)  # each row holds its own index
+        got = drift._subset(index, rows).ravel().astype(int).tolist()
+        assert len(got) == MAX_ROWS == len(set(got))
+        return got
+
     rows = 64 * 64
     seen: set[int] = set()
     for _ in range(200):
-        seen.update(int(i) for i in drift._subset(rows))
-    assert len(seen) > 0.9 * rows  # a fixed stride would cover 256 rows, forever the same
-    assert all(0 <= i < rows for i in seen)
+        seen.update(picked(rows))
+    assert seen == set(range(rows))  # a fixed subsample would cover 256 rows, forever the same
+    odd = 300 * 7  # not a multiple of the runs: all but the last rows % RUNS are reached
+    covered = {i for _ in range(400) for i in picked(odd)}
+    assert covered == set(range(odd - odd % 32))
+
+
+def test_a_shift_in_one_channel_of_full_size_images_is_detected_on_the_subsample() -> None:
+    """224x224x3 inputs are binned on 256 pixels per channel: one channel brightened by
+    one standard deviation still alerts by name, and the unshifted ones stay quiet."""
+    from edge.serving.drift import MAX_ROWS
+    from edge.serving.drift_watch import DriftWatch
+
+    rng = np.random.default_rng(12)
+    ref = make_reference(rng, granularity="channel", dims=3)
+    watch = DriftWatch(ref, LABELS, window=300, min_samples=200)
+    for _ in range(300):
+        image = rng.normal(size=(1, 224, 224, 3)).astype(np.float32)
+        image[..., 1] += 1.0
+        watch.add_input(image)
+    assert int(watch.inputs.totals.sum()) == 300 * MAX_ROWS * 3  # a subsample, every input
+    block = watch.block()
+    assert block["worst"]["name"] == "f1" and block["worst"]["psi"] > 0.2
+    assert "feature" in block["alert_on"]
+    others = [f["psi"] for f in block["features"] if f["name"] != "f1"]
+    assert max(others) < 0.05
 
 
 def test_out_of_range_inputs_are_counted_per_feature_with_a_bounded_block() -> None:

@@ -143,36 +143,59 @@ def test_callers_behind_a_stuck_run_time_out_and_the_fallback_fires(
 
 
 def test_the_watchdog_cancels_overdue_calls_until_they_end() -> None:
-    from edge.serving.server import _Watchdog
+    from edge.serving.watchdog import Watchdog
 
     predictor = BlockingPredictor(cancellable=True)
-    dog = _Watchdog(lambda: 60.0)  # polled by hand below
+    dog = Watchdog(lambda: 60.0)  # polled by hand below
     try:
-        late = dog.arm(predictor, deadline=100.0)  # type: ignore[arg-type]
-        early = dog.arm(predictor, deadline=200.0)  # type: ignore[arg-type]
+        late, early = dog.watch(predictor), dog.watch(predictor)
+        late.arm(100.0)
+        early.arm(200.0)
         assert dog.check(now=50.0) == 0 and predictor.cancelled == 0
         assert dog.check(now=150.0) == 1 and predictor.cancelled == 1
         # still running at the next poll: asked again (a cancel can land between two runs
         # of one call), but it is not newly overdue
         assert dog.check(now=160.0) == 0 and predictor.cancelled == 2
-        assert dog.disarm(late) is True and dog.disarm(early) is False
+        assert late.disarm() is True and early.disarm() is False
         assert dog.check(now=300.0) == 0 and predictor.cancelled == 2  # disarmed: left alone
+        late.arm(400.0)  # the next call on the same watch starts clean
+        assert dog.check(now=350.0) == 0 and late.disarm() is False
     finally:
         dog.stop()
 
 
 def test_a_failing_cancel_does_not_stop_the_watchdog() -> None:
-    from edge.serving.server import _Watchdog
+    from edge.serving.watchdog import Watchdog
 
     class Broken:
         def cancel(self) -> bool:
             raise RuntimeError("runtime refused")
 
-    dog = _Watchdog(lambda: 60.0)
+    dog = Watchdog(lambda: 60.0)
     try:
-        token = dog.arm(Broken(), deadline=1.0)  # type: ignore[arg-type]
+        watch = dog.watch(Broken())
+        watch.arm(1.0)
         assert dog.check(now=2.0) == 1
-        assert dog.disarm(token) is True
+        assert watch.disarm() is True
+    finally:
+        dog.stop()
+
+
+def test_the_watchdog_thread_fires_on_a_hung_call_and_forgets_dropped_watches() -> None:
+    """The watcher thread itself (not a hand-made poll) cancels a call that hangs past its
+    deadline; a watch nobody holds any more (its model was dropped) is not polled."""
+    from edge.serving.watchdog import Watchdog
+
+    predictor = BlockingPredictor(cancellable=True)
+    dog = Watchdog(lambda: 0.005)
+    try:
+        watch = dog.watch(predictor)
+        watch.arm(time.monotonic() + 0.02)
+        wait_for(lambda: predictor.cancelled >= 1)
+        assert watch.disarm() is True
+        dropped = dog.watch(predictor)
+        del dropped
+        assert len(dog._watches) == 1
     finally:
         dog.stop()
 
