@@ -54,9 +54,15 @@ def watchers(nats_cluster: NatsCluster, device: str) -> Iterator[list[Client]]: 
     for cl in clients:
         cl.subscribe(f"edgekit/v1/{device}/#")
     yield clients
-    live = next((cl for cl, n in zip(clients, nats_cluster.nodes, strict=True) if n.alive()), None)
+    # clear the retained status through a watcher that is connected now (one on a node
+    # that was killed and restarted may not have reconnected yet)
+    live = next(
+        (cl for cl, n in zip(clients, nats_cluster.nodes, strict=True)
+         if n.alive() and cl.mqtt.is_connected()),
+        None,
+    )  # fmt: skip
     if live is not None:
-        live.publish(c.topic(device, c.STATUS), b"")  # clear the retained status
+        live.publish(c.topic(device, c.STATUS), b"")
     for cl in clients:
         cl.close()
 
