@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from edge import contract as c
 from edge.messaging import Outbox
 from tests.edge.brokers import PrivateBroker, free_port
 from tests.waiting import wait_for
@@ -307,8 +308,6 @@ class Mqtt:
         """An ``infer/req`` over MQTT and its answer; returns the answer and its round trip."""
         import time
 
-        from edge import contract as c
-
         res_topic = c.topic(device, c.INFER_RES)
         if res_topic not in self.filters:
             self.subscribe(res_topic)
@@ -327,3 +326,20 @@ class Mqtt:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def seqs_seen(observer: Mqtt, device: str) -> dict[str, set[int]]:
+    """The telemetry seqs the observer got from ``device``, per boot."""
+    out: dict[str, set[int]] = {}
+    for t in observer.on(c.topic(device, c.TELEMETRY)):
+        out.setdefault(t["boot"], set()).add(int(t["seq"]))
+    return out
+
+
+def highest(seqs: dict[str, set[int]]) -> int:
+    return max((max(s) for s in seqs.values()), default=-1)
+
+
+def contiguous_to(seqs: dict[str, set[int]], last: int) -> bool:
+    """Some boot has every seq from 0 on, up to at least ``last``."""
+    return any(max(s) >= last and s == set(range(max(s) + 1)) for s in seqs.values())

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from edge import contract as c
-from tests.edge.brokers import MOSQUITTO
 from tests.faults.proxy import FaultProxy
 from tests.faults.rig import (
     Agent,
@@ -32,8 +31,8 @@ from tests.faults.rig import (
     PersistentBroker,
     TelemetryLost,
     assert_no_telemetry_lost,
+    highest,
 )
-from tests.services import need_service
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,16 +44,6 @@ SHARED_NOT_RESTORED = pytest.mark.xfail(
     "what devices publish after a broker crash, before the hub resubscribed, is acknowledged "
     "to them and given to nobody (plain subscriptions are restored: the 3.1.1 case passes)",
 )  # fmt: skip
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PersistentBroker]:
-    if not Path(MOSQUITTO).exists():
-        need_service(False, "mosquitto is not installed")
-    b = PersistentBroker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture
@@ -80,10 +69,6 @@ def hub(
 
 def contiguous(seqs: dict[str, set[int]], boot_min: int) -> bool:
     return any(len(s) >= boot_min and s == set(range(max(s) + 1)) for s in seqs.values())
-
-
-def highest(seqs: dict[str, set[int]]) -> int:
-    return max((max(s) for s in seqs.values()), default=-1)
 
 
 def retained_status(port: int, device: str) -> dict[str, Any]:

@@ -25,9 +25,18 @@ import pytest
 
 from edge import contract as c
 from tests.bundles import raw_digit
-from tests.edge.brokers import MOSQUITTO, free_port
+from tests.edge.brokers import free_port
 from tests.faults.proxy import FaultProxy
-from tests.faults.rig import Agent, Hub, Mqtt, PersistentBroker, outbox_telemetry_seqs
+from tests.faults.rig import (
+    Agent,
+    Hub,
+    Mqtt,
+    PersistentBroker,
+    contiguous_to,
+    highest,
+    outbox_telemetry_seqs,
+    seqs_seen,
+)
 from tests.services import need_service
 from tests.waiting import wait_for
 
@@ -90,39 +99,6 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PersistentBroker]:
-    if not Path(MOSQUITTO).exists():
-        need_service(False, "mosquitto is not installed")
-    b = PersistentBroker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def observer(broker: PersistentBroker) -> Iterator[Mqtt]:
-    m = Mqtt(broker.port)
-    wait_for(m.client.is_connected, 10, "the observer's connection")
-    yield m
-    m.close()
-
-
-def telemetry(observer: Mqtt, device: str) -> dict[str, set[int]]:
-    out: dict[str, set[int]] = {}
-    for t in observer.on(c.topic(device, c.TELEMETRY)):
-        out.setdefault(t["boot"], set()).add(int(t["seq"]))
-    return out
-
-
-def highest(seqs: dict[str, set[int]]) -> int:
-    return max((max(s) for s in seqs.values()), default=-1)
-
-
-def contiguous_to(seqs: dict[str, set[int]], last: int) -> bool:
-    return any(max(s) >= last and s == set(range(max(s) + 1)) for s in seqs.values())
-
-
 def test_full_disk_during_outbox_writes(
     tmp_path: Path, broker: PersistentBroker, observer: Mqtt, tmpfs: Callable[[str], Path],
     keys: Any, make_bundle: Any,
@@ -134,7 +110,7 @@ def test_full_disk_during_outbox_writes(
         agent = Agent(None, dev, data, mqtt_proxy.url, make_bundle(1), "--keepalive", "2",
                       trusted_key=keys[1], log_dir=tmp_path)  # fmt: skip
         try:
-            wait_for(lambda: highest(telemetry(observer, dev)) >= 2, 60, "telemetry flowing")
+            wait_for(lambda: highest(seqs_seen(observer, dev)) >= 2, 60, "telemetry flowing")
             filler = fill(data)
             full_at = time.monotonic()
             wait_for(lambda: "holding messages in memory" in agent.text(), 30,
@@ -143,12 +119,12 @@ def test_full_disk_during_outbox_writes(
             res = observer.infer(dev, "disk-full", raw_digit())
             assert res["version"] == 1 and res["label"], res
             # still delivered from memory while connected
-            now = highest(telemetry(observer, dev))
-            wait_for(lambda: highest(telemetry(observer, dev)) >= now + 2, 20,
+            now = highest(seqs_seen(observer, dev))
+            wait_for(lambda: highest(seqs_seen(observer, dev)) >= now + 2, 20,
                      "telemetry from memory")  # fmt: skip
             mqtt_proxy.partition("drop")
             wait_for(lambda: "MQTT disconnected" in agent.text(), 15, "the agent noticing")
-            last_before = highest(telemetry(observer, dev))
+            last_before = highest(seqs_seen(observer, dev))
             wait_for(lambda: (agent.metric(QUEUED) or 0) >= 6, 30, "telemetry held in memory")
             held = agent.metric(QUEUED) or 0
             assert agent.alive()
@@ -157,14 +133,14 @@ def test_full_disk_during_outbox_writes(
             on_disk = sum(p.stat().st_size for p in (data / "outbox").iterdir())
             mqtt_proxy.heal()
             healed_at = time.monotonic()
-            wait_for(lambda: contiguous_to(telemetry(observer, dev), last_before + int(held)),
+            wait_for(lambda: contiguous_to(seqs_seen(observer, dev), last_before + int(held)),
                      30, "every held seq after the heal")  # fmt: skip
             delivered = time.monotonic() - healed_at
             wait_for(lambda: agent.metric(QUEUED) == 0, 20, "the outbox drained")
             assert agent.alive()
         finally:
             agent.stop()
-    seen, queued = telemetry(observer, dev), outbox_telemetry_seqs(data)
+    seen, queued = seqs_seen(observer, dev), outbox_telemetry_seqs(data)
     for boot in set(seen) | set(queued):
         got = seen.get(boot, set()) | queued.get(boot, set())
         assert got == set(range(max(got) + 1)), f"seqs lost in boot {boot}"

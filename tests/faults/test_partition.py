@@ -17,10 +17,16 @@ import pytest
 
 from edge import contract as c
 from tests.bundles import raw_digit
-from tests.edge.brokers import MOSQUITTO
 from tests.faults.proxy import FaultProxy
-from tests.faults.rig import Agent, Mqtt, PersistentBroker, outbox_telemetry_seqs
-from tests.services import need_service
+from tests.faults.rig import (
+    Agent,
+    Mqtt,
+    PersistentBroker,
+    contiguous_to,
+    highest,
+    outbox_telemetry_seqs,
+    seqs_seen,
+)
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -29,42 +35,9 @@ KEEPALIVE = "2"
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PersistentBroker]:
-    if not Path(MOSQUITTO).exists():
-        need_service(False, "mosquitto is not installed")
-    b = PersistentBroker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
 def proxy(broker: PersistentBroker) -> Iterator[FaultProxy]:
     with FaultProxy(broker.port) as p:
         yield p
-
-
-@pytest.fixture
-def observer(broker: PersistentBroker) -> Iterator[Mqtt]:
-    m = Mqtt(broker.port)
-    wait_for(m.client.is_connected, 10, "the observer's connection")
-    yield m
-    m.close()
-
-
-def seqs_seen(observer: Mqtt, device: str) -> dict[str, set[int]]:
-    out: dict[str, set[int]] = {}
-    for t in observer.on(c.topic(device, c.TELEMETRY)):
-        out.setdefault(t["boot"], set()).add(int(t["seq"]))
-    return out
-
-
-def highest(seqs: dict[str, set[int]]) -> int:
-    return max((max(s) for s in seqs.values()), default=-1)
-
-
-def contiguous_to(seqs: dict[str, set[int]], last: int) -> bool:
-    return any(max(s) >= last and s == set(range(max(s) + 1)) for s in seqs.values())
 
 
 def start_agent(tmp_path: Path, device: str, proxy: FaultProxy, bundle: Path, key: Path) -> Agent:
