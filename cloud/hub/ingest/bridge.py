@@ -203,7 +203,10 @@ class MqttBridge:
             )  # fmt: skip
         self.identity = ClientIdentity(self.db, self.holder, self.config.mqtt_client_id)
         self.client_id = self.identity.client_id
-        self.share_group = self.config.mqtt_share_group or f"edgekit-hub-{fleet_tag(self.db)}"
+        # the identity read the fleet's tag already, unless a client id was configured
+        self.share_group = self.config.mqtt_share_group or (
+            f"edgekit-hub-{self.identity.tag or fleet_tag(self.db)}"
+        )
         self.client = self._make_client(self.protocol)
         self._writer.start()
         if self.mode == "lease":
